@@ -1,0 +1,89 @@
+"""The two small protocols the rest of regionspot depends on.
+
+Everything above this layer (head, predictor, cache, evaluation) talks to a segmenter and a
+vision-language model only through these protocols, so a newer SAM or a SigLIP can be swapped in
+by writing one adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+from PIL import Image
+
+
+@dataclass
+class SegmenterImageState:
+    """What a segmenter keeps per image so that prompts can be decoded without re-encoding.
+
+    embeddings: (1, 256, h, w) float, the image embedding (SAM: 256×64×64).
+    original_size: (height, width) of the original image in pixels.
+    reshaped_size: (height, width) of the resized image before padding, in pixels.
+    extra: adapter-specific tensors (e.g. SAM-HQ intermediate embeddings).
+    """
+
+    embeddings: torch.Tensor
+    original_size: tuple[int, int]
+    reshaped_size: tuple[int, int]
+    extra: dict | None = None
+
+
+@dataclass
+class SegmenterOutput:
+    """Per-prompt results of a segmenter.
+
+    tokens: (N, 256) float32, the position-aware token of each prompt.
+    iou: (N,) float32, the predicted IoU of each mask.
+    masks: (N, H, W) bool at the original image size, or None when masks were not asked for.
+    """
+
+    tokens: torch.Tensor
+    iou: torch.Tensor
+    masks: torch.Tensor | None = None
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """A promptable segmenter that yields a position-aware token per prompt."""
+
+    model_id: str
+    token_dim: int
+
+    def encode_image(self, image: Image.Image) -> SegmenterImageState: ...
+
+    def decode_prompts(
+        self,
+        state: SegmenterImageState,
+        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        return_masks: bool = True,
+        chunk_size: int = 16,
+    ) -> SegmenterOutput: ...
+
+
+@runtime_checkable
+class VisionLanguage(Protocol):
+    """A CLIP-like model: an image feature map for the head and text embeddings for scoring."""
+
+    model_id: str
+    feature_dim: int  # C: width of the feature map
+    embed_dim: int  # D: width of the joint image-text space
+    image_size: int
+
+    @property
+    def logit_scale(self) -> float: ...
+
+    def feature_map(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm."""
+        ...
+
+    def encode_text(self, prompts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """(P, D) float32, L2-normalised text embeddings, one per prompt."""
+        ...
+
+    def encode_image(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(B, D) float32, L2-normalised image embeddings (used by the crop baselines)."""
+        ...

@@ -1,0 +1,77 @@
+"""The RegionSpot head: the only trainable module.
+
+Region tokens from the segmenter attend to the vision-language feature map; the result is projected
+into the joint image-text space. Parameter names follow the official release (``to_clip``,
+``decoder.layers.{i}.{self_attn,multihead_attn,linear1,linear2,norm1,norm2,norm3}``, ``decoder.norm``,
+``projector``) so its checkpoints load strictly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regionspot.config import HeadConfig
+from regionspot.modeling.outputs import HeadOutput
+
+
+class RegionSpotHead(nn.Module):
+    """Linear(token→C) → depth × [self-attn among regions; cross-attn to the map; FFN] → LN → Linear(C→D)."""
+
+    def __init__(self, config: HeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.feature_dim
+        self.to_clip = nn.Linear(config.token_dim, c)
+        layer = nn.TransformerDecoderLayer(
+            c, config.num_heads, config.ffn_dim, config.dropout, activation="relu", batch_first=True, norm_first=False
+        )
+        self.decoder = nn.TransformerDecoder(layer, config.depth, norm=nn.LayerNorm(c))
+        self.projector = nn.Linear(c, config.embed_dim)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        feature_map: torch.Tensor | None,
+        padding_mask: torch.Tensor | None = None,
+    ) -> HeadOutput:
+        """Embed regions.
+
+        tokens: (B, N, token_dim) float, position-aware tokens of N regions per image.
+        feature_map: (B, T, C) float, vision-language tokens incl. the class token (ignored, may be None,
+            when ``use_feature_map`` is False).
+        padding_mask: (B, N) bool, True marks padded (absent) regions; they neither attend nor are attended.
+        Returns HeadOutput with region_embeddings (B, N, D), not normalised.
+        """
+        if tokens.dim() != 3 or tokens.shape[-1] != self.config.token_dim:
+            raise ValueError(f"tokens must be (B, N, {self.config.token_dim}); got {tuple(tokens.shape)}.")
+        queries = self.to_clip(tokens)  # (B, N, C)
+        if self.config.use_feature_map:
+            if feature_map is None:
+                raise ValueError("This head attends to the vision-language feature map; pass feature_map (B, T, C).")
+            if feature_map.shape[-1] != self.config.feature_dim:
+                raise ValueError(
+                    f"feature_map width {feature_map.shape[-1]} != head feature_dim {self.config.feature_dim}: "
+                    "the head was built for another vision-language model."
+                )
+            memory = feature_map.to(queries.dtype)
+            memory_mask = None
+        else:
+            memory = queries
+            memory_mask = padding_mask
+        hidden = self.decoder(
+            queries, memory, tgt_key_padding_mask=padding_mask, memory_key_padding_mask=memory_mask
+        )  # (B, N, C)
+        return HeadOutput(region_embeddings=self.projector(hidden))
+
+
+def region_text_logits(
+    region_embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: float | torch.Tensor
+) -> torch.Tensor:
+    """Scaled cosine similarity.
+
+    region_embeddings: (..., N, D); text_embeddings: (V, D), L2-normalised. Returns (..., N, V).
+    """
+    regions = F.normalize(region_embeddings.float(), dim=-1, eps=1e-7)
+    return logit_scale * regions @ text_embeddings.float().t()

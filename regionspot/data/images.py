@@ -1,0 +1,88 @@
+"""Reading images from what users have: a path, a PIL image, or a numpy array.
+
+Every entry point (predictor, CLI, datasets, cache) goes through :func:`load_image`, so EXIF
+orientation and odd modes (RGBA, L, P, CMYK, 16-bit, float) are handled once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from regionspot.errors import ImageError
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray]
+
+
+def _array_to_pil(array: np.ndarray) -> Image.Image:
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise ImageError(
+            f"Expected an HxW or HxWxC (C in 1, 3, 4) image array, got shape {array.shape}; pass HWC uint8 RGB."
+        )
+    if array.dtype == np.uint16:
+        array = (array.astype(np.float32) / 65535.0 * 255.0).round().astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageError("The image array contains NaN or inf; pass finite values in [0, 1] or [0, 255].")
+        scale = 255.0 if array.max() <= 1.0 else 1.0
+        array = np.clip(array * scale, 0, 255).round().astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return _to_rgb(Image.fromarray(np.ascontiguousarray(array)))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        gray = np.clip(array / peak * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(source: ImageLike) -> Image.Image:
+    """Return an RGB PIL image with EXIF orientation applied.
+
+    source: a file path, a PIL image (any mode), or a numpy array HxW / HxWxC (uint8, uint16 or float).
+    Raises ImageError with a one-line fix for a missing, corrupt or unsupported image.
+    """
+    if isinstance(source, np.ndarray):
+        image = _array_to_pil(source)
+    elif isinstance(source, Image.Image):
+        image = ImageOps.exif_transpose(source) or source
+        image = _to_rgb(image)
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"Image not found: {path}; check the path.")
+        if path.is_dir():
+            raise ImageError(f"{path} is a folder; pass an image file (JPEG, PNG, ...).")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                image = ImageOps.exif_transpose(opened) or opened
+                image = _to_rgb(image)
+                image.load()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise ImageError(f"Cannot decode image {path} ({error.__class__.__name__}); is it a valid image file?") from error
+    else:
+        raise ImageError(f"Unsupported image type {type(source).__name__}; pass a path, PIL image or HWC uint8 array.")
+    if image.width < 1 or image.height < 1:
+        raise ImageError("The image is empty (0 pixels); pass a real image.")
+    return image

@@ -1,0 +1,1 @@
+"""Tiny randomly initialised models of the real transformers classes, for tests and examples."""

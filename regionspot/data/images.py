@@ -7,14 +7,13 @@ orientation and odd modes (RGBA, L, P, CMYK, 16-bit, float) are handled once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from regionspot.errors import ImageError
 
-ImageLike = Union[str, Path, Image.Image, np.ndarray]
+ImageLike = str | Path | Image.Image | np.ndarray
 
 
 def _array_to_pil(array: np.ndarray) -> Image.Image:

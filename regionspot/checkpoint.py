@@ -1,0 +1,184 @@
+"""Head-only checkpoints (safetensors) and the converter for the official RegionSpot release.
+
+A regionspot checkpoint holds only what was trained: the head's tensors, plus (in the safetensors
+metadata) the RegionSpotConfig — which names the frozen backbones — and the package version. Loading
+is strict: a missing, unexpected or mis-shaped tensor is a CheckpointError that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from regionspot import __version__
+from regionspot.config import HeadConfig, RegionSpotConfig, variant_config
+from regionspot.errors import CheckpointError
+
+FORMAT = "regionspot-head"
+FORMAT_VERSION = "1"
+
+
+def save_head_checkpoint(
+    path: str | Path, head: nn.Module | dict[str, torch.Tensor], config: RegionSpotConfig, meta: dict[str, Any] | None = None
+) -> Path:
+    """Write the head's weights + config to ``path`` (safetensors), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = head.state_dict() if isinstance(head, nn.Module) else head
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "regionspot_version": __version__,
+        "config": json.dumps(config.to_dict()),
+        "meta": json.dumps(meta or {}),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_head_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], RegionSpotConfig, dict[str, Any]]:
+    """Read a regionspot head checkpoint. Returns (state_dict, config, meta).
+
+    An official RegionSpot ``.pth`` is converted on the fly (see :func:`convert_official_regionspot`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Head checkpoint not found: {path}; pass the path of a .safetensors (or official .pth) file.")
+    if path.suffix in (".pth", ".pt", ".bin", ".ckpt") or zipfile.is_zipfile(path):
+        state, config = official_regionspot_state(path)
+        return state, config, {"converted_from": str(path)}
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({error}); re-download or re-export it.") from error
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a regionspot head checkpoint (format={metadata.get('format')!r}); "
+            "for official RegionSpot .pth files run `regionspot convert regionspot FILE --out OUT.safetensors`."
+        )
+    config = RegionSpotConfig.from_dict(json.loads(metadata["config"]))
+    meta = json.loads(metadata.get("meta", "{}"))
+    meta["regionspot_version"] = metadata.get("regionspot_version")
+    return state, config, meta
+
+
+def load_head_state(head: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Strictly load ``state`` into ``head``; any key or shape mismatch is a one-line CheckpointError."""
+    expected = head.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing:
+        raise CheckpointError(f"{source} lacks head weight {missing[0]!r} ({len(missing)} missing); is it a RegionSpot head checkpoint?")
+    if unexpected:
+        raise CheckpointError(f"{source} has unexpected weight {unexpected[0]!r} ({len(unexpected)} unexpected); it belongs to another model.")
+    for key, value in expected.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{source}: weight {key!r} has shape {tuple(state[key].shape)} but this head expects {tuple(value.shape)}; "
+                "the checkpoint is of another variant (choose the matching --sam/--clip or variant)."
+            )
+    head.load_state_dict(state, strict=True)
+
+
+# --- the official release -------------------------------------------------------------------------
+
+_OFFICIAL_PREFIX = "model."
+_FROZEN_PREFIXES = ("sam.", "clip_model.")
+
+
+def _read_official(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # weights_only refuses pickled code: say so in one line
+        raise CheckpointError(
+            f"Cannot read {path} safely with torch.load(weights_only=True) ({error.__class__.__name__}: "
+            f"{str(error).splitlines()[0][:160]}); is it an official RegionSpot .pth?"
+        ) from error
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors; is it an official RegionSpot .pth?")
+    return obj
+
+
+def official_regionspot_state(path: str | Path) -> tuple[dict[str, torch.Tensor], RegionSpotConfig]:
+    """Head weights and inferred config from an official RegionSpot-BB / BL / BL@336 ``.pth``.
+
+    The official file stores ``model.to_clip.*``, ``model.decoder.*`` and ``model.projector.*`` next to
+    the frozen ``model.sam.*`` and ``model.clip_model.*`` weights, which are dropped (we load the
+    backbones from their own ids). The variant is inferred from shapes: to_clip width 768 → BB, 1024 →
+    BL, and BL@336 when the stored CLIP positional embedding has 577 = 1 + 24² rows.
+    """
+    path = Path(path)
+    raw = _read_official(path)
+    head_state: dict[str, torch.Tensor] = {}
+    clip_pos = None
+    for key, value in raw.items():
+        name = key[len(_OFFICIAL_PREFIX):] if key.startswith(_OFFICIAL_PREFIX) else key
+        if name.startswith(_FROZEN_PREFIXES):
+            if name == "clip_model.visual.positional_embedding":
+                clip_pos = value
+            continue
+        if name in ("logit_scale",):
+            continue
+        head_state[name] = value
+    if "to_clip.weight" not in head_state or "projector.weight" not in head_state:
+        raise CheckpointError(f"{path} has no 'model.to_clip.weight'/'model.projector.weight'; it is not a RegionSpot checkpoint.")
+    width = head_state["to_clip.weight"].shape[0]
+    if width == 768:
+        config = variant_config("BB")
+    elif width == 1024:
+        config = variant_config("BL@336" if clip_pos is not None and clip_pos.shape[0] == 577 else "BL")
+    else:
+        config = RegionSpotConfig()
+    depth = 1 + max(int(k.split(".")[2]) for k in head_state if k.startswith("decoder.layers."))
+    ffn = head_state["decoder.layers.0.linear1.weight"].shape[0]
+    config.head = HeadConfig(
+        token_dim=head_state["to_clip.weight"].shape[1],
+        feature_dim=width,
+        embed_dim=head_state["projector.weight"].shape[0],
+        depth=depth,
+        num_heads=config.head.num_heads,
+        ffn_dim=ffn,
+        dropout=config.head.dropout,
+    )
+    from regionspot.modeling.head import RegionSpotHead  # local: keep checkpoint import light
+
+    load_head_state(RegionSpotHead(config.head), head_state, source=str(path))
+    return head_state, config
+
+
+def convert_official_regionspot(path: str | Path, out: str | Path, variant: str | None = None) -> Path:
+    """Convert an official RegionSpot ``.pth`` into a regionspot head checkpoint (safetensors)."""
+    state, config = official_regionspot_state(path)
+    if variant is not None:
+        wanted = variant_config(variant)
+        if (wanted.head.feature_dim, wanted.head.embed_dim) != (config.head.feature_dim, config.head.embed_dim):
+            raise CheckpointError(
+                f"{path} is a {config.head.feature_dim}→{config.head.embed_dim} head but variant {variant} expects "
+                f"{wanted.head.feature_dim}→{wanted.head.embed_dim}; drop --variant or pick the matching one."
+            )
+        wanted.head = config.head
+        config = wanted
+    return save_head_checkpoint(out, state, config, meta={"converted_from": Path(path).name})

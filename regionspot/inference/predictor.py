@@ -1,0 +1,177 @@
+"""RegionSpotPredictor: set an image once, set a vocabulary once, then ask about any regions.
+
+It wraps the model, it does not copy it (habit 2): ``set_image`` caches the segmenter's image
+embedding and the vision-language feature map, ``set_vocabulary`` caches text embeddings, and
+``predict`` only runs the prompt decoder and the head.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from regionspot.backbones.base import SegmenterImageState
+from regionspot.data.images import ImageLike, load_image
+from regionspot.errors import PromptError, RegionSpotError
+from regionspot.inference.results import RegionResult
+from regionspot.model import RegionSpot
+from regionspot.text.prompts import validate_vocabulary
+
+
+def _as_tensor(value, name: str, last_dim: int | None) -> torch.Tensor | None:
+    if value is None:
+        return None
+    try:
+        tensor = torch.as_tensor(np.asarray(value, dtype=np.float32))
+    except (TypeError, ValueError) as error:
+        raise PromptError(f"{name} must be numbers; got {value!r:.80}.") from error
+    if last_dim is not None:
+        if tensor.dim() == 1 and tensor.numel() == last_dim:
+            tensor = tensor[None]
+        if tensor.dim() < 2 or tensor.shape[-1] != last_dim:
+            raise PromptError(f"{name} must have shape (N, {last_dim}); got {tuple(tensor.shape)}.")
+    return tensor
+
+
+class RegionSpotPredictor:
+    """Recognise regions of one image at a time against a user vocabulary.
+
+    >>> predictor = RegionSpotPredictor(RegionSpot.from_pretrained())
+    >>> predictor.set_image("photo.jpg"); predictor.set_vocabulary(["cat", "dog"])
+    >>> result = predictor.predict(boxes=[[10, 20, 200, 240]])
+    """
+
+    def __init__(self, model: RegionSpot, text_cache_dir: str | None = None, chunk_size: int = 16) -> None:
+        self.model = model.eval()
+        self.text_cache_dir = text_cache_dir
+        self.chunk_size = chunk_size
+        self._image = None
+        self._state: SegmenterImageState | None = None
+        self._feature_map: torch.Tensor | None = None
+        self._vocabulary: list[str] | None = None
+        self._text: torch.Tensor | None = None
+
+    # --- caches ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def set_image(self, image: ImageLike) -> None:
+        """Encode ``image`` (path, PIL, or HWC array; any mode; EXIF applied) with both frozen backbones."""
+        self.reset_image()
+        picture = load_image(image)
+        self._state = self.model.segmenter.encode_image(picture)
+        self._feature_map = self.model.vision_language.feature_map([picture])  # (1, T, C)
+        self._image = picture
+
+    def reset_image(self) -> None:
+        self._image, self._state, self._feature_map = None, None, None
+
+    @torch.inference_mode()
+    def set_vocabulary(self, class_names: Sequence[str], templates: str | list[str] | None = None) -> None:
+        """Embed the class names (template ensemble, cached on disk) for every following ``predict``."""
+        names = validate_vocabulary(list(class_names))
+        self._text = self.model.text_embeddings(names, templates=templates, cache_dir=self.text_cache_dir,
+                                                show_progress=len(names) > 50)
+        self._vocabulary = names
+
+    @property
+    def image(self):
+        return self._image
+
+    @property
+    def vocabulary(self) -> list[str] | None:
+        return self._vocabulary
+
+    # --- prediction --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict(
+        self,
+        boxes=None,
+        points=None,
+        point_labels=None,
+        top_k: int = 5,
+        return_masks: bool = True,
+    ) -> RegionResult:
+        """Recognise the given regions.
+
+        boxes: (N, 4) XYXY original-image pixels (list, array or tensor).
+        points: (N, P, 2) xy original-image pixels, with point_labels (N, P): 1 foreground, 0 background.
+            A single (N, 2) array means one foreground point per region.
+        top_k: how many classes to keep per region (in ``topk_ids``/``topk_scores`` and ``to_coco_json``).
+        return_masks: also return the segmenter's masks (N, H, W) at the original size.
+        """
+        if self._state is None:
+            raise RegionSpotError("Call set_image(image) before predict().")
+        if self._text is None:
+            raise RegionSpotError("Call set_vocabulary([...class names...]) before predict().")
+        box_tensor = _as_tensor(boxes, "boxes", 4)
+        point_tensor = _as_tensor(points, "points", 2)
+        label_tensor = None
+        if point_tensor is not None:
+            if point_tensor.dim() == 2:
+                point_tensor = point_tensor[:, None, :]  # (N, 1, 2)
+            if point_labels is None:
+                label_tensor = torch.ones(point_tensor.shape[:2], dtype=torch.long)
+            else:
+                label_tensor = torch.as_tensor(np.asarray(point_labels)).long().reshape(point_tensor.shape[:2])
+        if box_tensor is None and point_tensor is None:
+            raise PromptError("Give the regions to recognise: boxes=[[x1, y1, x2, y2], ...] or points=[[x, y], ...].")
+        if box_tensor is not None and point_tensor is not None and len(box_tensor) != len(point_tensor):
+            raise PromptError(f"{len(box_tensor)} boxes but {len(point_tensor)} point sets; give one of each per region.")
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            seg = self.model.segmenter.decode_prompts(
+                self._state, boxes=box_tensor, points=point_tensor, point_labels=label_tensor,
+                return_masks=return_masks or box_tensor is None, chunk_size=self.chunk_size,
+            )
+        messages = [str(w.message) for w in caught]
+        for message in messages:
+            warnings.warn(message, stacklevel=2)
+
+        n = seg.tokens.shape[0]
+        vocab = self._vocabulary or []
+        if n == 0:
+            empty = np.zeros((0,), np.float32)
+            return RegionResult(np.zeros((0, 4), np.float32), [], np.zeros((0,), np.int64), empty,
+                                np.zeros((0, len(vocab)), np.float32), np.zeros((0, 0), np.int64),
+                                np.zeros((0, 0), np.float32), empty, vocab, self._state.original_size,
+                                None, messages)
+        logits = self.model(seg.tokens[None], self._feature_map, self._text)[0]  # (N, V)
+        probs = logits.softmax(-1)
+        k = max(1, min(top_k, probs.shape[-1]))
+        top_scores, top_ids = probs.topk(k, dim=-1)  # (N, k)
+        masks = seg.masks.cpu().numpy() if seg.masks is not None else None
+        if box_tensor is not None:
+            height, width = self._state.original_size
+            out_boxes = box_tensor.clone()
+            out_boxes[:, 0::2] = out_boxes[:, 0::2].clamp(0, width)
+            out_boxes[:, 1::2] = out_boxes[:, 1::2].clamp(0, height)
+            out_boxes = out_boxes.numpy()
+        else:
+            out_boxes = _mask_boxes(masks)
+        return RegionResult(
+            boxes=out_boxes.astype(np.float32),
+            labels=[vocab[int(i)] for i in top_ids[:, 0]],
+            class_ids=top_ids[:, 0].cpu().numpy().astype(np.int64),
+            scores=top_scores[:, 0].cpu().numpy().astype(np.float32),
+            probs=probs.cpu().numpy().astype(np.float32),
+            topk_ids=top_ids.cpu().numpy().astype(np.int64),
+            topk_scores=top_scores.cpu().numpy().astype(np.float32),
+            iou=seg.iou.float().cpu().numpy(),
+            vocabulary=list(vocab),
+            image_size=self._state.original_size,
+            masks=masks if return_masks else None,
+            messages=messages,
+        )
+
+
+def _mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool → (N, 4) XYXY tight boxes (zeros for an empty mask)."""
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for i, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            boxes[i] = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    return boxes

@@ -1,0 +1,105 @@
+"""The result of recognising the regions of one image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class RegionResult:
+    """Regions of one image, each scored against the vocabulary.
+
+    boxes: (N, 4) float32 XYXY in original-image pixels (for point prompts: the mask's bounding box).
+    labels: N class names, the top-1 of each region.
+    class_ids: (N,) int64 index into ``vocabulary`` of the top-1 class.
+    scores: (N,) float32 softmax probability of the top-1 class.
+    probs: (N, V) float32 softmax over the vocabulary per region.
+    topk_ids / topk_scores: (N, k) the k best classes per region, best first.
+    masks: (N, H, W) bool at the original image size, or None.
+    iou: (N,) float32 the segmenter's predicted mask IoU.
+    vocabulary: the V class names, in order.
+    image_size: (height, width) of the original image.
+    """
+
+    boxes: np.ndarray
+    labels: list[str]
+    class_ids: np.ndarray
+    scores: np.ndarray
+    probs: np.ndarray
+    topk_ids: np.ndarray
+    topk_scores: np.ndarray
+    iou: np.ndarray
+    vocabulary: list[str]
+    image_size: tuple[int, int]
+    masks: np.ndarray | None = None
+    messages: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_coco_json(
+        self, image_id: int = 0, category_ids: list[int] | None = None, top_k: int | None = None
+    ) -> list[dict[str, Any]]:
+        """COCO results format: one entry per (region, class) among each region's top-k (default: all kept).
+
+        bbox is [x, y, w, h] in original pixels; ``segmentation`` is a compressed RLE when masks exist.
+        category_ids maps vocabulary index → category id (default: index + 1).
+        """
+        from pycocotools import mask as mask_utils
+
+        ids = category_ids or list(range(1, len(self.vocabulary) + 1))
+        k = self.topk_ids.shape[1] if top_k is None else min(top_k, self.topk_ids.shape[1])
+        rles = None
+        if self.masks is not None and len(self.masks):
+            rles = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))
+        out = []
+        for i, box in enumerate(self.boxes):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            for j in range(k):
+                entry: dict[str, Any] = {
+                    "image_id": image_id,
+                    "category_id": int(ids[int(self.topk_ids[i, j])]),
+                    "category_name": self.vocabulary[int(self.topk_ids[i, j])],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": float(self.topk_scores[i, j]),
+                }
+                if rles is not None:
+                    rle = dict(rles[i])
+                    rle["counts"] = rle["counts"].decode("ascii")
+                    entry["segmentation"] = rle
+                out.append(entry)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no masks): one entry per region with its top-k labels."""
+        regions = []
+        for i in range(len(self)):
+            regions.append({
+                "box_xyxy": [round(float(v), 2) for v in self.boxes[i]],
+                "label": self.labels[i],
+                "score": round(float(self.scores[i]), 4),
+                "mask_iou_pred": round(float(self.iou[i]), 4),
+                "top_k": [
+                    {"label": self.vocabulary[int(c)], "score": round(float(s), 4)}
+                    for c, s in zip(self.topk_ids[i], self.topk_scores[i])
+                ],
+            })
+        return {"image_size": list(self.image_size), "vocabulary": self.vocabulary, "regions": regions,
+                "messages": self.messages}
+
+    def to_supervision(self):
+        """A ``supervision.Detections`` (requires the optional package ``supervision``)."""
+        try:
+            import supervision as sv
+        except ImportError as error:
+            raise ImportError("to_supervision() needs the supervision package: pip install supervision") from error
+        return sv.Detections(
+            xyxy=self.boxes.astype(np.float32),
+            mask=self.masks,
+            confidence=self.scores.astype(np.float32),
+            class_id=self.class_ids.astype(int),
+            data={"class_name": np.array(self.labels)},
+        )

@@ -1,0 +1,156 @@
+"""RegionSpot: frozen segmenter + frozen vision-language model + the trained head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from regionspot.backbones.base import Segmenter, VisionLanguage
+from regionspot.checkpoint import load_head_checkpoint, load_head_state, save_head_checkpoint
+from regionspot.config import RegionSpotConfig
+from regionspot.errors import CheckpointError
+from regionspot.modeling.head import RegionSpotHead, region_text_logits
+from regionspot.registry import list_pretrained
+
+
+def _resolve_backbone(ref: str, base: Path | None) -> str:
+    """A relative folder in a checkpoint's config is relative to the checkpoint file."""
+    if base is not None and not Path(ref).is_absolute() and (base / ref).is_dir():
+        return str(base / ref)
+    return ref
+
+
+class RegionSpot(nn.Module):
+    """The whole model. Only ``head`` has trainable parameters; the backbones are frozen adapters.
+
+    Build with :meth:`from_pretrained` (a registered name, a head checkpoint, or an official ``.pth``)
+    or :meth:`from_config` (random head). Constructor arguments are built parts (habit 3).
+    """
+
+    def __init__(
+        self, *, segmenter: Segmenter, vision_language: VisionLanguage, head: RegionSpotHead, config: RegionSpotConfig
+    ) -> None:
+        super().__init__()
+        if head.config.feature_dim != vision_language.feature_dim or head.config.embed_dim != vision_language.embed_dim:
+            raise CheckpointError(
+                f"The head expects a vision-language model with feature width {head.config.feature_dim} and embedding "
+                f"width {head.config.embed_dim}, but {vision_language.model_id} has {vision_language.feature_dim} and "
+                f"{vision_language.embed_dim}: the checkpoint is of another variant (pass the matching --clip)."
+            )
+        if head.config.token_dim != segmenter.token_dim:
+            raise CheckpointError(
+                f"The head expects {head.config.token_dim}-wide segmenter tokens but {segmenter.model_id} gives "
+                f"{segmenter.token_dim}: pass the matching --sam."
+            )
+        self.segmenter = segmenter
+        self.vision_language = vision_language
+        self.head = head
+        self.config = config
+
+    # --- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_config(
+        cls, config: RegionSpotConfig, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> RegionSpot:
+        """Load the frozen backbones named by ``config`` and build a randomly initialised head."""
+        from regionspot.backbones.segmenter import load_segmenter
+        from regionspot.backbones.vision_language import load_vision_language
+
+        segmenter = load_segmenter(config.segmenter, device=device, dtype=dtype)
+        vision_language = load_vision_language(config.vision_language, image_size=config.image_size, device=device, dtype=dtype)
+        head = RegionSpotHead(config.head)
+        model = cls(segmenter=segmenter, vision_language=vision_language, head=head, config=config)
+        model.head.to(device=vision_language.device)
+        return model
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = None,
+        *,
+        segmenter: str | None = None,
+        vision_language: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> RegionSpot:
+        """Load a trained RegionSpot.
+
+        name_or_path: None (the embedded ShapesWorld model), a registered name (``regionspot.list_models()``),
+            a regionspot head ``.safetensors``, a folder holding ``head.safetensors``, or an official
+            RegionSpot ``.pth`` (converted on the fly).
+        segmenter / vision_language: override the backbone ids stored in the checkpoint (hub id or folder).
+        """
+        registry = list_pretrained()
+        name = "shapesworld" if name_or_path is None else str(name_or_path)
+        if name in registry:
+            weights = registry[name]
+            if weights.head is None:
+                raise CheckpointError(
+                    f"No head weights are registered for {name}: download the official RegionSpot-{name} .pth and run "
+                    f"`regionspot convert regionspot FILE.pth --out head.safetensors`, then pass --head head.safetensors."
+                )
+            path = Path(weights.head)
+            if not path.is_file():
+                raise CheckpointError(
+                    f"The embedded {name} weights are missing from this install ({path}); reinstall regionspot or "
+                    "rebuild them with `regionspot shapesworld build`."
+                )
+            segmenter = segmenter or weights.segmenter
+            vision_language = vision_language or weights.vision_language
+        else:
+            path = Path(name)
+            if path.is_dir():
+                path = path / "head.safetensors"
+        state, config, _meta = load_head_checkpoint(path)
+        base = path.parent
+        config.segmenter = segmenter or _resolve_backbone(config.segmenter, base)
+        config.vision_language = vision_language or _resolve_backbone(config.vision_language, base)
+        model = cls.from_config(config, device=device, dtype=dtype)
+        load_head_state(model.head, state, source=str(path))
+        model.eval()
+        return model
+
+    def save_pretrained(self, path: str | Path, meta: dict | None = None) -> Path:
+        """Write the head (only) + config; the frozen backbones are referenced by id."""
+        return save_head_checkpoint(path, self.head, self.config, meta)
+
+    # --- computation -----------------------------------------------------------------------------
+    @property
+    def logit_scale(self) -> float:
+        return self.vision_language.logit_scale
+
+    def embed_regions(
+        self, tokens: torch.Tensor, feature_map: torch.Tensor | None, padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """tokens (B, N, 256), feature_map (B, T, C) → region embeddings (B, N, D), un-normalised."""
+        param = next(self.head.parameters())
+        tokens = tokens.to(device=param.device, dtype=param.dtype)
+        if feature_map is not None:
+            feature_map = feature_map.to(device=param.device, dtype=param.dtype)
+        return self.head(tokens, feature_map, padding_mask).region_embeddings
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        feature_map: torch.Tensor | None,
+        text_embeddings: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """tokens (B, N, 256), feature_map (B, T, C), text_embeddings (V, D) → logits (B, N, V) float32."""
+        regions = self.embed_regions(tokens, feature_map, padding_mask)
+        return region_text_logits(regions, text_embeddings.to(regions.device), self.logit_scale)
+
+    def text_embeddings(
+        self, class_names: Sequence[str], templates: str | list[str] | None = None, cache_dir: str | Path | None = None,
+        show_progress: bool = True,
+    ) -> torch.Tensor:
+        """(V, D) L2-normalised text embeddings of ``class_names`` with the config's template ensemble."""
+        from regionspot.text.embeddings import class_text_embeddings
+
+        return class_text_embeddings(
+            self.vision_language, list(class_names), templates=templates or self.config.templates,
+            cache_dir=cache_dir, show_progress=show_progress,
+        )

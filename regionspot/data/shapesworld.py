@@ -1,0 +1,619 @@
+"""ShapesWorld: a synthetic, seeded, long-tailed open-vocabulary detection world.
+
+Each image holds 1-``max_objects`` objects; an object is a shape (circle, square, ...) in a colour
+(red, green, ...), and its class name is ``"<colour> <shape>"``. Objects vary in size, rotation and
+aspect, may overlap (later objects occlude earlier ones; the ground-truth mask is the *visible* part),
+and lie on textured backgrounds (gradients, noise, stripes, checkers) with unannotated distractors
+(irregular blobs, lines). Colours are jittered per object and shaded, so colour is learnable but not
+given away by one pixel value.
+
+Categories are split deterministically (by seed) into LVIS-style frequency buckets f / c / r. The
+sampling weight depends on the bucket; rare categories never appear in the training split but do in
+validation, so rare-category AP (APr) measures zero-shot transfer to unseen colour-shape pairs.
+
+Output (COCO / LVIS v1 format, loadable by pycocotools, lvis-api and
+:class:`regionspot.data.coco_json.CocoDetectionDataset`)::
+
+    DIR/train/00000001.png ...        file_name "train/00000001.png" (image root is DIR)
+    DIR/val/01000001.png ...
+    DIR/annotations/train.json
+    DIR/annotations/val.json
+
+Every random choice of an image comes from ``numpy.random.default_rng([seed, split, index])``: the same
+seed gives byte-identical JSON and pixel-identical images, and an image does not depend on how many
+others were generated. Image ids are unique across splits (val ids start at 1,000,001).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pycocotools.mask as mask_utils
+from PIL import Image, ImageDraw, ImageFilter
+from tqdm import tqdm
+
+from regionspot.errors import RegionSpotError
+
+# Base RGB per colour name. Chosen to stay distinguishable under the per-object jitter below.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 35, 35),
+    "green": (40, 165, 55),
+    "blue": (35, 70, 215),
+    "yellow": (240, 215, 35),
+    "purple": (125, 45, 170),
+    "orange": (245, 135, 25),
+    "white": (245, 245, 240),
+    "black": (20, 20, 22),
+    "pink": (245, 135, 190),
+    "cyan": (40, 205, 215),
+    "brown": (115, 70, 35),
+    "gray": (128, 128, 128),
+}
+
+SHAPES: tuple[str, ...] = (
+    "circle", "square", "triangle", "star", "hexagon", "ring",
+    "cross", "heart", "pentagon", "diamond", "crescent", "arrow",
+)
+
+SPLIT_CODES = {"train": 0, "val": 1}
+VAL_IMAGE_ID_OFFSET = 1_000_000
+SUPERSAMPLE = 4
+
+
+@dataclass(frozen=True)
+class ShapesWorldCategory:
+    """One class: ``name`` is ``"<colour> <shape>"``; ``frequency`` is 'f', 'c' or 'r'."""
+
+    id: int
+    name: str
+    colour: str
+    shape: str
+    frequency: str
+
+
+# --------------------------------------------------------------------------------------------------
+# Categories and frequency buckets
+
+
+def shapesworld_categories(
+    seed: int = 0,
+    colours: list[str] | None = None,
+    shapes: list[str] | None = None,
+    bucket_fractions: tuple[float, float, float] = (0.5, 0.3, 0.2),
+) -> list[ShapesWorldCategory]:
+    """The category list: ids 1..K in colour-major order, each assigned to an f / c / r bucket.
+
+    The bucket assignment is a seeded permutation split by ``bucket_fractions`` (f, c, r). It is redrawn
+    until every colour and every shape occurs in some non-rare category, so each rare class is an
+    unseen *combination* of a seen colour and a seen shape.
+    """
+    colours = list(COLOURS) if colours is None else list(colours)
+    shapes = list(SHAPES) if shapes is None else list(shapes)
+    unknown = [c for c in colours if c not in COLOURS] + [s for s in shapes if s not in SHAPES]
+    if unknown:
+        raise RegionSpotError(
+            f"Unknown ShapesWorld colour/shape {unknown}; choose from {list(COLOURS)} and {list(SHAPES)}."
+        )
+    if not colours or not shapes:
+        raise RegionSpotError("ShapesWorld needs at least one colour and one shape.")
+    fractions = np.asarray(bucket_fractions, dtype=np.float64)
+    if fractions.shape != (3,) or (fractions < 0).any() or fractions.sum() <= 0:
+        raise RegionSpotError(f"bucket_fractions must be three non-negative numbers (f, c, r), got {bucket_fractions}.")
+    fractions = fractions / fractions.sum()
+    pairs = [(c, s) for c in colours for s in shapes]
+    k = len(pairs)
+    n_f = max(1, int(round(fractions[0] * k)))
+    n_c = min(k - n_f, int(round(fractions[1] * k)))
+    rng = np.random.default_rng([seed, 7919])
+    for _attempt in range(1000):
+        order = rng.permutation(k)
+        bucket = np.empty(k, dtype="<U1")
+        bucket[order[:n_f]] = "f"
+        bucket[order[n_f : n_f + n_c]] = "c"
+        bucket[order[n_f + n_c :]] = "r"
+        seen_colours = {pairs[i][0] for i in range(k) if bucket[i] != "r"}
+        seen_shapes = {pairs[i][1] for i in range(k) if bucket[i] != "r"}
+        if seen_colours == set(colours) and seen_shapes == set(shapes):
+            break
+    return [
+        ShapesWorldCategory(id=i + 1, name=f"{c} {s}", colour=c, shape=s, frequency=str(bucket[i]))
+        for i, (c, s) in enumerate(pairs)
+    ]
+
+
+def _category_probabilities(categories: list[ShapesWorldCategory], weights: tuple[float, float, float]) -> np.ndarray:
+    by_bucket = {"f": weights[0], "c": weights[1], "r": weights[2]}
+    p = np.array([by_bucket[c.frequency] for c in categories], dtype=np.float64)
+    if p.sum() <= 0:
+        raise RegionSpotError(f"Bucket weights {weights} give every category zero probability; make one positive.")
+    return p / p.sum()
+
+
+# --------------------------------------------------------------------------------------------------
+# Shapes as polygons in unit coordinates (radius ~1, y pointing down)
+
+
+def _regular(n: int, radius: float = 1.0, phase: float = -math.pi / 2) -> np.ndarray:
+    t = phase + 2 * math.pi * np.arange(n) / n
+    return np.stack([radius * np.cos(t), radius * np.sin(t)], axis=1)
+
+
+def _star() -> np.ndarray:
+    outer = _regular(5, 1.0)
+    inner = _regular(5, 0.42, phase=-math.pi / 2 + math.pi / 5)
+    return np.stack([outer, inner], axis=1).reshape(-1, 2)
+
+
+def _heart() -> np.ndarray:
+    t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
+    x = 16 * np.sin(t) ** 3
+    y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+    pts = np.stack([x, y], axis=1)
+    pts -= (pts.max(0) + pts.min(0)) / 2
+    return pts / np.abs(pts).max()
+
+
+def _cross(arm: float = 0.34) -> np.ndarray:
+    a = arm
+    return np.array(
+        [(-a, -1), (a, -1), (a, -a), (1, -a), (1, a), (a, a), (a, 1), (-a, 1), (-a, a), (-1, a), (-1, -a), (-a, -a)],
+        dtype=np.float64,
+    )
+
+
+def _arrow() -> np.ndarray:
+    return np.array(
+        [(-1, -0.28), (0.15, -0.28), (0.15, -0.75), (1, 0), (0.15, 0.75), (0.15, 0.28), (-1, 0.28)],
+        dtype=np.float64,
+    )
+
+
+# Each shape: a list of (polygon, fill) drawn in order; fill 0 cuts a hole.
+_SHAPE_POLYGONS: dict[str, list[tuple[np.ndarray, int]]] = {
+    "circle": [(_regular(64), 255)],
+    "square": [(_regular(4, math.sqrt(2) * 0.8, phase=math.pi / 4), 255)],
+    "triangle": [(_regular(3, 1.0) + np.array([0.0, 0.2]), 255)],
+    "star": [(_star(), 255)],
+    "hexagon": [(_regular(6), 255)],
+    "ring": [(_regular(64), 255), (_regular(64, 0.55), 0)],
+    "cross": [(_cross(), 255)],
+    "heart": [(_heart(), 255)],
+    "pentagon": [(_regular(5) + np.array([0.0, 0.1]), 255)],
+    "diamond": [(_regular(4, 1.0) * np.array([0.55, 1.0]), 255)],
+    "crescent": [(_regular(64), 255), (_regular(64, 0.85) + np.array([0.48, -0.12]), 0)],
+    "arrow": [(_arrow(), 255)],
+}
+
+
+def _rasterize_shape(
+    shape: str, cx: float, cy: float, radius: float, aspect: float, angle: float
+) -> tuple[np.ndarray, int, int]:
+    """Antialiased coverage of one posed shape.
+
+    Returns (alpha, x0, y0): alpha is an (h, w) float32 patch in [0, 1] whose top-left pixel is at
+    image column x0, row y0 (possibly negative or beyond the image; the caller crops).
+    """
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    stretch = np.array([math.sqrt(aspect), 1.0 / math.sqrt(aspect)])
+    posed = [((poly * stretch) @ rot.T * radius + (cx, cy), fill) for poly, fill in _SHAPE_POLYGONS[shape]]
+    outline = posed[0][0]
+    x0 = int(math.floor(outline[:, 0].min())) - 1
+    y0 = int(math.floor(outline[:, 1].min())) - 1
+    x1 = int(math.ceil(outline[:, 0].max())) + 1
+    y1 = int(math.ceil(outline[:, 1].max())) + 1
+    w, h = x1 - x0, y1 - y0
+    canvas = Image.new("L", (w * SUPERSAMPLE, h * SUPERSAMPLE), 0)
+    draw = ImageDraw.Draw(canvas)
+    for poly, fill in posed:
+        pts = (poly - (x0, y0)) * SUPERSAMPLE
+        draw.polygon([tuple(p) for p in pts.tolist()], fill=fill)
+    alpha = np.asarray(canvas.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
+    return alpha, x0, y0
+
+
+# --------------------------------------------------------------------------------------------------
+# Backgrounds and distractors
+
+
+def _muted_colour(rng: np.random.Generator) -> np.ndarray:
+    base = rng.uniform(40, 215, size=3)
+    grey = base.mean()
+    return (grey + (base - grey) * rng.uniform(0.2, 0.7)).astype(np.float32)
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int, channels: int = 1) -> np.ndarray:
+    """Low-frequency noise in [-1, 1]: a small random grid upsampled bicubically, (h, w, channels)."""
+    grid = rng.uniform(0, 255, size=(cells, cells, channels)).astype(np.uint8)
+    mode = "L" if channels == 1 else "RGB"
+    img = Image.fromarray(grid[..., 0] if channels == 1 else grid, mode=mode).resize((w, h), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return arr.reshape(h, w, channels)
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """(h, w, 3) float32 RGB in [0, 255]: a gradient, noise, stripes or checker pattern."""
+    a, b = _muted_colour(rng), _muted_colour(rng)
+    kind = int(rng.integers(4))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if kind == 0:  # linear gradient
+        theta = rng.uniform(0, 2 * math.pi)
+        t = (xx * math.cos(theta) + yy * math.sin(theta)) / max(h, w)
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        mix = t[..., None]
+    elif kind == 1:  # blotchy noise
+        mix = (_smooth_noise(rng, h, w, int(rng.integers(3, 9))) + 1) / 2
+    elif kind == 2:  # stripes, soft or hard
+        theta = rng.uniform(0, math.pi)
+        period = rng.uniform(0.04, 0.2) * max(h, w)
+        t = np.sin(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / period)
+        mix = ((np.sign(t) + 1) / 2 if rng.random() < 0.5 else (t + 1) / 2)[..., None]
+    else:  # checker
+        cell = rng.uniform(0.05, 0.2) * max(h, w)
+        mix = (((xx // cell) + (yy // cell)) % 2)[..., None]
+    contrast = rng.uniform(0.3, 1.0)
+    bg = a + (b - a) * (mix * contrast)
+    bg += _smooth_noise(rng, h, w, 6, channels=3) * rng.uniform(0, 18)
+    return bg.astype(np.float32)
+
+
+def _draw_distractors(rng: np.random.Generator, image: np.ndarray, count: int) -> None:
+    """Paint unannotated irregular blobs and lines onto ``image`` (h, w, 3) float32, in place."""
+    h, w = image.shape[:2]
+    size = max(h, w)
+    for _ in range(count):
+        blob = rng.random() < 0.55
+        if blob:  # irregular blob: noisy radius profile, blurred edges
+            n = int(rng.integers(10, 20))
+            t = np.sort(rng.uniform(0, 2 * math.pi, n))
+            r = rng.uniform(0.03, 0.12) * size * rng.uniform(0.4, 1.3, n)
+            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+            pts = np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
+            width = 0
+        else:  # line or polyline
+            pts = rng.uniform(0, 1, size=(int(rng.integers(2, 5)), 2)) * (w, h)
+            width = int(rng.integers(1, max(2, size // 64) + 1))
+        # Draw only inside the padded bounding box of the distractor, clipped to the image.
+        pad = 4 + width
+        x0 = max(0, int(pts[:, 0].min()) - pad)
+        y0 = max(0, int(pts[:, 1].min()) - pad)
+        x1 = min(w, int(pts[:, 0].max()) + pad + 1)
+        y1 = min(h, int(pts[:, 1].max()) + pad + 1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        layer = Image.new("L", (x1 - x0, y1 - y0), 0)
+        draw = ImageDraw.Draw(layer)
+        local = [tuple(p) for p in (pts - (x0, y0)).tolist()]
+        if blob:
+            draw.polygon(local, fill=255)
+            layer = layer.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
+        else:
+            draw.line(local, fill=255, width=width)
+        alpha = np.asarray(layer, dtype=np.float32)[..., None] * (rng.uniform(0.4, 0.9) / 255.0)
+        colour = rng.uniform(0, 255, size=3).astype(np.float32)
+        texture = _smooth_noise(rng, y1 - y0, x1 - x0, int(rng.integers(3, 8)), channels=3) * 40
+        region = image[y0:y1, x0:x1]
+        region += alpha * (colour + texture - region)
+
+
+# --------------------------------------------------------------------------------------------------
+# One image
+
+
+@dataclass
+class RenderedObject:
+    """A placed object: its category index (0-based into the category list) and visible mask (H, W) bool."""
+
+    category_index: int
+    mask: np.ndarray
+
+
+def render_image(
+    rng: np.random.Generator,
+    categories: list[ShapesWorldCategory],
+    probabilities: np.ndarray,
+    image_size: int = 256,
+    max_objects: int = 10,
+    min_visible_fraction: float = 0.35,
+    min_area_fraction: float = 0.002,
+    max_distractors: int = 5,
+    colour_jitter: float = 14.0,
+) -> tuple[np.ndarray, list[RenderedObject]]:
+    """Render one image.
+
+    Returns (image, objects): image (H, W, 3) uint8 RGB; objects in paint order, each with its visible
+    mask (H, W) bool. Visible masks are disjoint. An object is only placed if it keeps at least
+    ``min_visible_fraction`` of its own area (and of every earlier object's area) visible, and at least
+    ``min_area_fraction`` of the image; otherwise it is re-posed (a few tries) or skipped, so every
+    object drawn is annotated (rather than drawing it and dropping a hidden one). The first object
+    fails all tries only for tiny thin shapes in tiny images, so images practically always hold >= 1.
+    """
+    h = w = int(image_size)
+    min_area = max(12.0, min_area_fraction * h * w)
+    image = _background(rng, h, w)
+    _draw_distractors(rng, image, int(rng.integers(0, max_distractors + 1)))
+
+    wanted = int(rng.integers(1, max_objects + 1))
+    chosen = rng.choice(len(categories), size=wanted, p=probabilities)
+    objects: list[RenderedObject] = []
+    full_areas: list[float] = []
+    for cat_index in chosen.tolist():
+        cat = categories[cat_index]
+        placed = None
+        for _attempt in range(12):
+            radius = math.exp(rng.uniform(math.log(max(3.5, 0.045 * h)), math.log(0.2 * h)))
+            aspect = math.exp(rng.uniform(-0.3, 0.3))
+            angle = rng.uniform(0, 2 * math.pi)
+            cx, cy = rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h)
+            alpha, x0, y0 = _rasterize_shape(cat.shape, cx, cy, radius, aspect, angle)
+            full = float((alpha >= 0.5).sum())
+            # Crop the patch to the image.
+            px0, py0 = max(0, -x0), max(0, -y0)
+            px1 = min(alpha.shape[1], w - x0)
+            py1 = min(alpha.shape[0], h - y0)
+            if px1 <= px0 or py1 <= py0:
+                continue
+            crop = alpha[py0:py1, px0:px1]
+            mask = np.zeros((h, w), dtype=bool)
+            ix0, iy0 = x0 + px0, y0 + py0
+            mask[iy0 : iy0 + crop.shape[0], ix0 : ix0 + crop.shape[1]] = crop >= 0.5
+            inside = float(mask.sum())
+            if inside < min_area or inside < 0.6 * full:
+                continue
+            if any(
+                float((obj.mask & ~mask).sum()) < max(min_area, min_visible_fraction * area)
+                for obj, area in zip(objects, full_areas, strict=True)
+            ):
+                continue
+            placed = (crop, ix0, iy0, mask, inside)
+            break
+        if placed is None:
+            continue
+        crop, ix0, iy0, mask, inside = placed
+        for obj in objects:
+            obj.mask &= ~mask
+        objects.append(RenderedObject(cat_index, mask))
+        full_areas.append(inside)
+        _paint_object(rng, image, crop, ix0, iy0, COLOURS[cat.colour], colour_jitter)
+
+    image += rng.standard_normal(size=image.shape, dtype=np.float32) * rng.uniform(0.0, 4.0)
+    return np.clip(image, 0, 255).round().astype(np.uint8), objects
+
+
+def _paint_object(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    alpha: np.ndarray,
+    x0: int,
+    y0: int,
+    base: tuple[int, int, int],
+    jitter: float,
+) -> None:
+    """Composite a jittered, shaded, lightly textured colour through ``alpha`` at (x0, y0), in place."""
+    ph, pw = alpha.shape
+    colour = np.asarray(base, dtype=np.float32) * rng.uniform(0.88, 1.08) + rng.normal(0, jitter, 3)
+    yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float32)
+    theta = rng.uniform(0, 2 * math.pi)
+    ramp = (xx * math.cos(theta) + yy * math.sin(theta)) / max(ph, pw) - 0.5  # roughly [-1, 1] / 2
+    shade = 1.0 + ramp * rng.uniform(0.0, 0.25)
+    fill = colour * shade[..., None] + rng.standard_normal(size=(ph, pw, 3), dtype=np.float32) * rng.uniform(1, 6)
+    region = image[y0 : y0 + ph, x0 : x0 + pw]
+    region += alpha[..., None] * (np.clip(fill, 0, 255) - region)
+
+
+# --------------------------------------------------------------------------------------------------
+# Dataset files
+
+
+def _encode_mask(mask: np.ndarray) -> tuple[dict[str, Any], list[float]]:
+    """Compressed RLE (counts as str) and the tight XYWH box of an (H, W) bool mask."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    bbox = [float(v) for v in mask_utils.toBbox(rle)]
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}, bbox
+
+
+def _generate_split(
+    out_dir: Path,
+    split: str,
+    count: int,
+    seed: int,
+    categories: list[ShapesWorldCategory],
+    probabilities: np.ndarray,
+    image_size: int,
+    render_kwargs: dict[str, Any],
+    neg_category_sample: int | None,
+    progress: bool,
+) -> tuple[list[dict], list[dict]]:
+    image_dir = out_dir / split
+    image_dir.mkdir(parents=True, exist_ok=True)
+    id_offset = VAL_IMAGE_ID_OFFSET if split == "val" else 0
+    images: list[dict] = []
+    annotations: list[dict] = []
+    all_ids = np.array([c.id for c in categories])
+    for index in tqdm(range(count), desc=f"ShapesWorld {split}", unit="img", disable=not progress):
+        rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
+        pixels, objects = render_image(rng, categories, probabilities, image_size=image_size, **render_kwargs)
+        image_id = id_offset + index + 1
+        file_name = f"{split}/{image_id:08d}.png"
+        Image.fromarray(pixels).save(out_dir / file_name, compress_level=1)
+        present = set()
+        for obj in objects:
+            rle, bbox = _encode_mask(obj.mask)
+            cat_id = categories[obj.category_index].id
+            present.add(cat_id)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": cat_id,
+                    "bbox": bbox,
+                    "area": int(obj.mask.sum()),
+                    "iscrowd": 0,
+                    "segmentation": rle,
+                }
+            )
+        absent = all_ids[~np.isin(all_ids, list(present))]
+        if neg_category_sample is not None and absent.size > neg_category_sample:
+            absent = np.sort(rng.choice(absent, size=neg_category_sample, replace=False))
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "width": image_size,
+                "height": image_size,
+                "neg_category_ids": [int(i) for i in absent],
+                "not_exhaustive_category_ids": [],
+            }
+        )
+    return images, annotations
+
+
+def _counts(annotations: list[dict]) -> tuple[dict[int, int], dict[int, int]]:
+    instances: dict[int, int] = {}
+    per_image: dict[int, set[int]] = {}
+    for ann in annotations:
+        instances[ann["category_id"]] = instances.get(ann["category_id"], 0) + 1
+        per_image.setdefault(ann["category_id"], set()).add(ann["image_id"])
+    return {k: len(v) for k, v in per_image.items()}, instances
+
+
+def generate_shapesworld(
+    out_dir: str | Path,
+    num_train: int,
+    num_val: int,
+    seed: int = 0,
+    image_size: int = 256,
+    *,
+    colours: list[str] | None = None,
+    shapes: list[str] | None = None,
+    bucket_fractions: tuple[float, float, float] = (0.5, 0.3, 0.2),
+    train_bucket_weights: tuple[float, float, float] = (1.0, 0.2, 0.0),
+    val_bucket_weights: tuple[float, float, float] = (1.0, 0.5, 0.5),
+    max_objects: int = 10,
+    min_visible_fraction: float = 0.35,
+    max_distractors: int = 5,
+    neg_category_sample: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write a ShapesWorld dataset under ``out_dir`` and return its paths and statistics.
+
+    num_train / num_val: number of images per split (0 allowed). image_size: square side in pixels.
+    bucket_fractions: share of categories in the f / c / r buckets. *_bucket_weights: relative sampling
+    weight of one category of each bucket (f, c, r); the train weight of r must be 0 (rare classes are
+    never seen in training). neg_category_sample: None lists every absent category in each image's
+    ``neg_category_ids`` (annotations are exhaustive), an int lists a random sample of that many.
+
+    Returns {"root", "image_root", "train_json", "val_json", "num_categories", "buckets",
+    "train": {...stats}, "val": {...stats}, "seconds", "images_per_second"}.
+    """
+    if num_train < 0 or num_val < 0:
+        raise RegionSpotError(f"Image counts must be >= 0, got train={num_train}, val={num_val}.")
+    if image_size < 32:
+        raise RegionSpotError(f"image_size must be at least 32 pixels, got {image_size}.")
+    if not 1 <= max_objects <= 99:
+        raise RegionSpotError(f"max_objects must be in 1..99, got {max_objects}.")
+    if train_bucket_weights[2] != 0:
+        raise RegionSpotError("train_bucket_weights[2] (rare) must be 0: rare classes never appear in training.")
+    out = Path(out_dir)
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    categories = shapesworld_categories(seed, colours, shapes, bucket_fractions)
+    render_kwargs = {
+        "max_objects": max_objects,
+        "min_visible_fraction": min_visible_fraction,
+        "max_distractors": max_distractors,
+    }
+    start = time.perf_counter()
+    splits = {}
+    for split, count, weights in (("train", num_train, train_bucket_weights), ("val", num_val, val_bucket_weights)):
+        probs = _category_probabilities(categories, weights)
+        splits[split] = _generate_split(
+            out, split, count, seed, categories, probs, image_size, render_kwargs, neg_category_sample, progress
+        )
+    seconds = time.perf_counter() - start
+
+    train_image_counts, train_instance_counts = _counts(splits["train"][1])
+    category_json = [
+        {
+            "id": c.id,
+            "name": c.name,
+            "synonyms": [c.name],
+            "def": f"a {c.name} shape",
+            "frequency": c.frequency,
+            "image_count": train_image_counts.get(c.id, 0),
+            "instance_count": train_instance_counts.get(c.id, 0),
+            "colour": c.colour,
+            "shape": c.shape,
+        }
+        for c in categories
+    ]
+    buckets = {b: [c.id for c in categories if c.frequency == b] for b in "fcr"}
+    result: dict[str, Any] = {
+        "root": str(out),
+        "image_root": str(out),
+        "num_categories": len(categories),
+        "buckets": {b: len(ids) for b, ids in buckets.items()},
+        "seconds": seconds,
+        "images_per_second": (num_train + num_val) / seconds if seconds > 0 else float("inf"),
+    }
+    for split, weights in (("train", train_bucket_weights), ("val", val_bucket_weights)):
+        images, annotations = splits[split]
+        image_counts, instance_counts = _counts(annotations)
+        stats = {
+            "images": len(images),
+            "annotations": len(annotations),
+            "instances_per_bucket": {
+                b: sum(instance_counts.get(i, 0) for i in ids) for b, ids in buckets.items()
+            },
+            "categories_present": len(instance_counts),
+        }
+        info = {
+            "description": "ShapesWorld: synthetic open-vocabulary detection ('<colour> <shape>' classes)",
+            "version": "1.0",
+            "generator": "regionspot.data.shapesworld",
+            "split": split,
+            "seed": seed,
+            "image_size": image_size,
+            "frequency_split": {
+                "rule": (
+                    "categories are assigned to buckets f/c/r by a seeded permutation; a category's "
+                    "sampling weight is its bucket's weight; rare (r) categories never appear in train. "
+                    "image_count/instance_count are train-split counts (LVIS convention)."
+                ),
+                "bucket_fractions": list(bucket_fractions),
+                "bucket_weights": list(weights),
+                "f": buckets["f"],
+                "c": buckets["c"],
+                "r": buckets["r"],
+            },
+            "stats": stats,
+        }
+        document = {
+            "info": info,
+            "licenses": [],
+            "images": images,
+            "annotations": annotations,
+            "categories": category_json,
+        }
+        path = out / "annotations" / f"{split}.json"
+        path.write_text(json.dumps(document, separators=(",", ":")))
+        result[f"{split}_json"] = str(path)
+        result[split] = stats
+    return result
+
+
+def cli_generate(out: Path, train: int, val: int, seed: int, image_size: int) -> dict[str, Any]:
+    """Entry point for ``regionspot shapesworld generate``: generate and print a short summary."""
+    result = generate_shapesworld(out, train, val, seed=seed, image_size=image_size)
+    print(
+        f"ShapesWorld written to {result['root']}: {result['train']['images']} train / "
+        f"{result['val']['images']} val images, {result['num_categories']} categories "
+        f"(f={result['buckets']['f']}, c={result['buckets']['c']}, r={result['buckets']['r']}), "
+        f"{result['images_per_second']:.1f} images/s.\n"
+        f"  train: {result['train_json']}\n  val:   {result['val_json']}\n  image root: {result['image_root']}"
+    )
+    return result

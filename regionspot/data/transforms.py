@@ -1,0 +1,137 @@
+"""Box and mask geometry: the one implementation of each transform.
+
+Every function accepts either a numpy array or a torch tensor and returns the same kind, with the same
+dtype and device, never modifying its input. Conventions:
+
+- boxes: (..., 4) float, in pixels of the image they refer to. XYXY is ``(x0, y0, x1, y1)``; XYWH is
+  COCO's ``(x0, y0, width, height)``. Coordinates are continuous: an image of width W spans x in
+  [0, W], so pixel column j covers [j, j + 1).
+- masks: (..., H, W) bool or numeric; the last two dimensions are rows and columns.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+def _stack_last(parts: list, like: Array) -> Array:
+    if isinstance(like, torch.Tensor):
+        return torch.stack(parts, dim=-1)
+    return np.stack(parts, axis=-1)
+
+
+def _check_boxes(boxes: Array) -> None:
+    if boxes.shape[-1:] != (4,):
+        raise ValueError(f"Boxes must have shape (..., 4), got {tuple(boxes.shape)}.")
+
+
+def xywh_to_xyxy(boxes: Array) -> Array:
+    """(..., 4) XYWH -> (..., 4) XYXY, same frame."""
+    _check_boxes(boxes)
+    x, y, w, h = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    return _stack_last([x, y, x + w, y + h], boxes)
+
+
+def xyxy_to_xywh(boxes: Array) -> Array:
+    """(..., 4) XYXY -> (..., 4) XYWH, same frame."""
+    _check_boxes(boxes)
+    x0, y0, x1, y1 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    return _stack_last([x0, y0, x1 - x0, y1 - y0], boxes)
+
+
+def clip_boxes(boxes: Array, height: int, width: int) -> Array:
+    """Clip (..., 4) XYXY boxes to an image of ``height`` x ``width`` pixels (x in [0, W], y in [0, H])."""
+    _check_boxes(boxes)
+    if isinstance(boxes, torch.Tensor):
+        x = boxes[..., 0::2].clamp(0, width)
+        y = boxes[..., 1::2].clamp(0, height)
+    else:
+        x = np.clip(boxes[..., 0::2], 0, width)
+        y = np.clip(boxes[..., 1::2], 0, height)
+    return _stack_last([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], boxes)
+
+
+def hflip_boxes(boxes: Array, width: int) -> Array:
+    """Mirror (..., 4) XYXY boxes left-right in an image of ``width`` pixels: x -> width - x."""
+    _check_boxes(boxes)
+    x0, y0, x1, y1 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    return _stack_last([width - x1, y0, width - x0, y1], boxes)
+
+
+def scale_boxes(boxes: Array, scale_x: float, scale_y: float | None = None) -> Array:
+    """Scale (..., 4) XYXY (or XYWH) boxes to a resized image: x * scale_x, y * scale_y.
+
+    ``scale_y`` defaults to ``scale_x``. For a resize from (H, W) to (H', W') pass W'/W and H'/H.
+    """
+    _check_boxes(boxes)
+    sy = scale_x if scale_y is None else scale_y
+    factors = [scale_x, sy, scale_x, sy]
+    return _stack_last([boxes[..., i] * factors[i] for i in range(4)], boxes)
+
+
+def box_area(boxes: Array) -> Array:
+    """(..., 4) XYXY -> (...) area; boxes with x1 < x0 or y1 < y0 count as zero."""
+    _check_boxes(boxes)
+    w = boxes[..., 2] - boxes[..., 0]
+    h = boxes[..., 3] - boxes[..., 1]
+    if isinstance(boxes, torch.Tensor):
+        return w.clamp(min=0) * h.clamp(min=0)
+    return np.clip(w, 0, None) * np.clip(h, 0, None)
+
+
+def hflip_masks(masks: Array) -> Array:
+    """Mirror (..., H, W) masks left-right (matches :func:`hflip_boxes`)."""
+    if isinstance(masks, torch.Tensor):
+        return masks.flip(-1)
+    return np.ascontiguousarray(masks[..., ::-1])
+
+
+def _nearest_index(source: int, target: int) -> np.ndarray:
+    # Target pixel centre (i + 0.5) maps to source coordinate (i + 0.5) * source / target.
+    index = np.floor((np.arange(target) + 0.5) * (source / target)).astype(np.int64)
+    return np.clip(index, 0, source - 1)
+
+
+def resize_masks(masks: Array, height: int, width: int) -> Array:
+    """Nearest-neighbour resize of (..., H, W) masks to (..., height, width), pixel-centre aligned.
+
+    Consistent with :func:`scale_boxes` using factors width / W and height / H.
+    """
+    if masks.ndim < 2:
+        raise ValueError(f"Masks must have shape (..., H, W), got {tuple(masks.shape)}.")
+    if height < 1 or width < 1:
+        raise ValueError(f"Target mask size must be positive, got {height}x{width}.")
+    rows = _nearest_index(masks.shape[-2], height)
+    cols = _nearest_index(masks.shape[-1], width)
+    if isinstance(masks, torch.Tensor):
+        rows_t = torch.from_numpy(rows).to(masks.device)
+        cols_t = torch.from_numpy(cols).to(masks.device)
+        return masks.index_select(-2, rows_t).index_select(-1, cols_t)
+    return masks[..., rows, :][..., cols]
+
+
+def mask_to_box(masks: Array) -> Array:
+    """Tight XYXY boxes (..., 4) of (..., H, W) masks in continuous pixels; empty masks give zeros.
+
+    A mask covering columns j0..j1 gives x0 = j0, x1 = j1 + 1 (same as pycocotools' ``toBbox``).
+    """
+    if isinstance(masks, torch.Tensor):
+        as_np = masks.detach().cpu().numpy()
+        return torch.from_numpy(mask_to_box(as_np)).to(device=masks.device)
+    masks = masks.astype(bool)
+    lead = masks.shape[:-2]
+    flat = masks.reshape(int(np.prod(lead, dtype=np.int64)), *masks.shape[-2:])
+    out = np.zeros((flat.shape[0], 4), dtype=np.float32)
+    rows_any = flat.any(axis=2)
+    cols_any = flat.any(axis=1)
+    for i in range(flat.shape[0]):
+        rows = np.flatnonzero(rows_any[i])
+        cols = np.flatnonzero(cols_any[i])
+        if rows.size:
+            out[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    return out.reshape(*lead, 4)

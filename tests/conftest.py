@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny randomly initialised backbones of the real transformers classes, saved to
+folders once per test session, and a tiny RegionSpot model folder (sam/, clip/, head.safetensors)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_dir(tmp_path_factory):
+    from regionspot.testing.tiny_sam import save_tiny_sam
+
+    return save_tiny_sam(tmp_path_factory.mktemp("tiny") / "sam", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    from regionspot.testing.tiny_clip import save_tiny_clip
+
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny") / "clip", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_sam_dir, tiny_clip_dir):
+    """A model folder laid out like the shipped one: sam/, clip/ and a random head.safetensors whose
+    config names the backbones by relative folder."""
+    import shutil
+
+    from regionspot.backbones.vision_language import load_vision_language
+    from regionspot.checkpoint import save_head_checkpoint
+    from regionspot.config import HeadConfig, RegionSpotConfig
+    from regionspot.modeling.head import RegionSpotHead
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    shutil.copytree(tiny_sam_dir, root / "sam")
+    shutil.copytree(tiny_clip_dir, root / "clip")
+    vl = load_vision_language(str(root / "clip"))
+    config = RegionSpotConfig(
+        segmenter="sam", vision_language="clip", image_size=vl.image_size, templates="single",
+        head=HeadConfig(feature_dim=vl.feature_dim, embed_dim=vl.embed_dim, ffn_dim=64, num_heads=4, depth=2),
+    )
+    torch.manual_seed(0)
+    save_head_checkpoint(root / "head.safetensors", RegionSpotHead(config.head), config)
+    return root

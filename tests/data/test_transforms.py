@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+
+from regionspot.data.transforms import (
+    box_area,
+    clip_boxes,
+    hflip_boxes,
+    hflip_masks,
+    mask_to_box,
+    resize_masks,
+    scale_boxes,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
+
+XYWH = np.array([[10.0, 20.0, 30.0, 40.0], [0.0, 0.0, 5.5, 1.0]], dtype=np.float32)
+XYXY = np.array([[10.0, 20.0, 40.0, 60.0], [0.0, 0.0, 5.5, 1.0]], dtype=np.float32)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_conversions_round_trip_and_keep_type(kind):
+    boxes = XYWH if kind == "numpy" else torch.from_numpy(XYWH)
+    xyxy = xywh_to_xyxy(boxes)
+    assert type(xyxy) is type(boxes)
+    assert xyxy.dtype == boxes.dtype
+    np.testing.assert_allclose(np.asarray(xyxy), XYXY)
+    np.testing.assert_allclose(np.asarray(xyxy_to_xywh(xyxy)), XYWH)
+    # Inputs are not modified.
+    np.testing.assert_allclose(np.asarray(boxes), XYWH)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_clip_flip_scale_area(kind):
+    raw = np.array([[-5.0, -3.0, 120.0, 50.0]], dtype=np.float32)
+    boxes = raw if kind == "numpy" else torch.from_numpy(raw)
+    clipped = clip_boxes(boxes, height=40, width=100)
+    np.testing.assert_allclose(np.asarray(clipped), [[0, 0, 100, 40]])
+    flipped = hflip_boxes(torch.tensor([[10.0, 1.0, 30.0, 2.0]]) if kind == "torch" else np.array([[10.0, 1.0, 30.0, 2.0]]), 100)
+    np.testing.assert_allclose(np.asarray(flipped), [[70, 1, 90, 2]])
+    np.testing.assert_allclose(np.asarray(hflip_boxes(flipped, 100)), [[10, 1, 30, 2]])
+    scaled = scale_boxes(clipped, 0.5, 2.0)
+    np.testing.assert_allclose(np.asarray(scaled), [[0, 0, 50, 80]])
+    np.testing.assert_allclose(np.asarray(scale_boxes(clipped, 2.0)), [[0, 0, 200, 80]])
+    area = box_area(np.asarray(XYXY) if kind == "numpy" else torch.from_numpy(XYXY))
+    np.testing.assert_allclose(np.asarray(area), [1200.0, 5.5])
+    inverted = np.array([[5.0, 5.0, 1.0, 9.0]], dtype=np.float32)
+    assert float(box_area(inverted)[0]) == 0.0
+
+
+def test_bad_box_shape_raises():
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
+        xywh_to_xyxy(np.zeros((3, 5)))
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_mask_flip_and_resize_agree_with_boxes(kind):
+    mask = np.zeros((1, 20, 30), dtype=bool)
+    mask[0, 4:10, 3:12] = True  # box XYXY (3, 4, 12, 10)
+    masks = mask if kind == "numpy" else torch.from_numpy(mask)
+    box = mask_to_box(masks)
+    np.testing.assert_allclose(np.asarray(box), [[3, 4, 12, 10]])
+    np.testing.assert_allclose(np.asarray(mask_to_box(hflip_masks(masks))), np.asarray(hflip_boxes(box, 30)))
+    resized = resize_masks(masks, 40, 60)
+    assert tuple(resized.shape) == (1, 40, 60)
+    np.testing.assert_allclose(np.asarray(mask_to_box(resized)), np.asarray(scale_boxes(box, 2.0, 2.0)))
+    assert int(np.asarray(resized).sum()) == 4 * int(mask.sum())
+    # Empty masks give zero boxes.
+    empty = masks[:, :0]
+    np.testing.assert_allclose(np.asarray(mask_to_box(empty)), np.zeros((1, 4)))
+    np.testing.assert_allclose(np.asarray(mask_to_box(masks & False)), np.zeros((1, 4)))
+    assert tuple(mask_to_box(masks[None]).shape) == (1, 1, 4)

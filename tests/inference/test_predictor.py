@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from regionspot.errors import PromptError, RegionSpotError, VocabularyError
+from regionspot.inference.predictor import RegionSpotPredictor
+from regionspot.model import RegionSpot
+
+VOCAB = ["red circle", "blue square", "green star"]
+BOXES = [[4, 6, 40, 30], [20, 20, 60, 60], [0, 0, 63, 47]]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return RegionSpot.from_pretrained(tiny_model_dir / "head.safetensors")
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    return (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+
+
+@pytest.fixture()
+def predictor(model, image, tmp_path):
+    p = RegionSpotPredictor(model, text_cache_dir=str(tmp_path / "text"))
+    p.set_image(image)
+    p.set_vocabulary(VOCAB)
+    return p
+
+
+def test_predict_shapes_and_probabilities(predictor):
+    result = predictor.predict(boxes=BOXES, top_k=2)
+    assert len(result) == 3 and result.probs.shape == (3, 3)
+    np.testing.assert_allclose(result.probs.sum(-1), 1.0, atol=1e-5)
+    assert result.topk_ids.shape == (3, 2) and (np.diff(result.topk_scores, axis=1) <= 0).all()
+    assert result.labels == [VOCAB[i] for i in result.probs.argmax(-1)]
+    assert result.masks.shape == (3, 48, 64) and result.masks.dtype == bool
+    np.testing.assert_allclose(result.boxes, np.asarray(BOXES, np.float32))
+
+
+def test_image_inputs_agree_and_predict_is_repeatable(model, image, predictor, tmp_path):
+    first = predictor.predict(boxes=BOXES).probs
+    np.testing.assert_allclose(predictor.predict(boxes=BOXES).probs, first, atol=1e-6)
+    path = tmp_path / "img.png"
+    Image.fromarray(image).save(path)
+    for source in (path, Image.fromarray(image), Image.fromarray(image).convert("RGBA")):
+        other = RegionSpotPredictor(model, text_cache_dir=str(tmp_path / "text"))
+        other.set_image(source)
+        other.set_vocabulary(VOCAB)
+        np.testing.assert_allclose(other.predict(boxes=BOXES).probs, first, atol=1e-5)
+
+
+def test_box_order_permutes_results(predictor):
+    result = predictor.predict(boxes=BOXES)
+    perm = [2, 0, 1]
+    permuted = predictor.predict(boxes=[BOXES[i] for i in perm])
+    np.testing.assert_allclose(permuted.probs, result.probs[perm], atol=1e-5)
+
+
+def test_vocabulary_order_permutes_columns(predictor):
+    probs = predictor.predict(boxes=BOXES).probs
+    predictor.set_vocabulary(VOCAB[::-1])
+    np.testing.assert_allclose(predictor.predict(boxes=BOXES).probs, probs[:, ::-1], atol=1e-5)
+
+
+def test_points_give_regions_with_mask_boxes(predictor):
+    result = predictor.predict(points=[[20, 20], [40, 30]])
+    assert len(result) == 2 and result.boxes.shape == (2, 4)
+
+
+def test_masks_off_does_not_change_scores(predictor):
+    with_masks = predictor.predict(boxes=BOXES)
+    without = predictor.predict(boxes=BOXES, return_masks=False)
+    assert without.masks is None
+    np.testing.assert_allclose(without.probs, with_masks.probs, atol=1e-6)
+
+
+def test_coco_json_and_dict(predictor):
+    result = predictor.predict(boxes=BOXES, top_k=2)
+    entries = result.to_coco_json(image_id=7, category_ids=[11, 12, 13])
+    assert len(entries) == 6
+    first = entries[0]
+    assert first["image_id"] == 7 and first["category_id"] in (11, 12, 13)
+    assert first["bbox"] == pytest.approx([4, 6, 36, 24])
+    assert isinstance(first["segmentation"]["counts"], str)
+    summary = result.to_dict()
+    assert summary["regions"][0]["label"] == result.labels[0]
+
+
+def test_misuse_and_bad_prompts(model, predictor):
+    fresh = RegionSpotPredictor(model)
+    with pytest.raises(RegionSpotError, match="set_image"):
+        fresh.predict(boxes=BOXES)
+    with pytest.raises(VocabularyError):
+        predictor.set_vocabulary([])
+    with pytest.raises(VocabularyError):
+        predictor.set_vocabulary(["cat", "cat"])
+    with pytest.raises(PromptError):
+        predictor.predict(boxes=[[np.nan, 0, 10, 10]])
+    with pytest.raises(PromptError):
+        predictor.predict(boxes=[[10, 10, 10, 30]])
+    with pytest.raises(PromptError):
+        predictor.predict(boxes=[[1, 2, 3]])
+    with pytest.raises(PromptError):
+        predictor.predict()
+
+
+def test_out_of_image_box_is_clipped_with_a_message(predictor):
+    with pytest.warns(UserWarning):
+        result = predictor.predict(boxes=[[-10, -5, 30, 100]])
+    assert result.messages and result.boxes[0].tolist() == [0, 0, 30, 48]
+
+
+def test_head_from_another_variant_is_refused(tiny_model_dir, tmp_path):
+    from regionspot.checkpoint import load_head_checkpoint, save_head_checkpoint
+    from regionspot.errors import CheckpointError
+    from regionspot.modeling.head import RegionSpotHead
+
+    _, config, _ = load_head_checkpoint(tiny_model_dir / "head.safetensors")
+    config.head.feature_dim *= 2
+    save_head_checkpoint(tmp_path / "head.safetensors", RegionSpotHead(config.head), config)
+    with pytest.raises(CheckpointError, match="another variant"):
+        RegionSpot.from_pretrained(tmp_path / "head.safetensors", segmenter=str(tiny_model_dir / "sam"),
+                                   vision_language=str(tiny_model_dir / "clip"))
+
+
+def test_model_has_only_head_parameters_trainable(model):
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("head.") for n in trainable)
+    assert torch.is_grad_enabled()

@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from regionspot.cli import app, parse_numbers
+from regionspot.errors import PromptError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    path = tmp_path_factory.mktemp("img") / "photo.png"
+    Image.fromarray((rng.random((50, 70, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def model_args(model_dir):
+    return ["--head", str(model_dir / "head.safetensors")]
+
+
+def test_predict_writes_json_and_png(tiny_model_dir, image_path, tmp_path):
+    out, viz = tmp_path / "r.json", tmp_path / "r.png"
+    result = runner.invoke(app, ["predict", str(image_path), "--vocab", "cat,dog,bird", "--boxes",
+                                 "1,2,30,40;10,10,69,49", "--out", str(out), "--viz", str(viz),
+                                 *model_args(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert len(data["regions"]) == 2 and data["regions"][0]["label"] in {"cat", "dog", "bird"}
+    picture = Image.open(viz)
+    assert picture.size == (70, 50)
+    assert np.abs(np.asarray(picture, np.int16) - np.asarray(Image.open(image_path), np.int16)).sum() > 0
+
+
+def test_vocab_file_and_boxes_json(tiny_model_dir, image_path, tmp_path):
+    (tmp_path / "v.txt").write_text("cat\n# comment\ndog\n")
+    (tmp_path / "b.json").write_text(json.dumps([{"bbox": [1, 2, 20, 20]}]))
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["predict", str(image_path), "--vocab-file", str(tmp_path / "v.txt"),
+                                 "--boxes-json", str(tmp_path / "b.json"), "--out", str(out), "--viz", str(tmp_path / "v.png"),
+                                 *model_args(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["regions"][0]["box_xyxy"] == [1, 2, 21, 22]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["MISSING.png", "--vocab", "a", "--boxes", "1,1,5,5"], "Image not found"),
+    (["IMG", "--vocab", "a,a", "--boxes", "1,1,5,5"], "uplicate"),
+    (["IMG", "--vocab", "", "--boxes", "1,1,5,5"], ""),
+    (["IMG", "--vocab", "a", "--boxes", "1,1,5"], "4"),
+    (["IMG", "--vocab", "a", "--boxes", "nan,1,5,5"], ""),
+    (["IMG", "--vocab", "a", "--boxes", "5,5,5,9"], ""),
+    (["IMG", "--vocab", "a"], "--boxes"),
+])
+def test_bad_input_is_one_line_and_nonzero(tiny_model_dir, image_path, tmp_path, args, message):
+    args = [str(image_path) if a == "IMG" else str(tmp_path / a) if a == "MISSING.png" else a for a in args]
+    result = runner.invoke(app, ["predict", *args, "--out", str(tmp_path / "o.json"), "--viz", str(tmp_path / "o.png"),
+                                 *model_args(tiny_model_dir)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0]
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_wrong_checkpoint_is_one_line(tmp_path, image_path):
+    bad = tmp_path / "head.safetensors"
+    bad.write_bytes(b"garbage")
+    result = runner.invoke(app, ["predict", str(image_path), "--vocab", "a", "--boxes", "1,1,5,5", "--head", str(bad)])
+    assert result.exit_code == 2 and "safetensors" in result.output and "Traceback" not in result.output
+
+
+def test_parse_numbers():
+    assert parse_numbers("1,2,3,4; 5,6,7,8", 4, "box") == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    with pytest.raises(PromptError):
+        parse_numbers("1,2,x,4", 4, "box")
+
+
+def test_version_and_help_run_as_a_program():
+    done = subprocess.run([sys.executable, "-m", "regionspot.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("regionspot ")

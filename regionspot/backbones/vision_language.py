@@ -1,0 +1,430 @@
+"""Frozen CLIP / SigLIP adapters implementing the ``VisionLanguage`` protocol.
+
+``load_vision_language(model_id)`` reads a transformers model (hub id or local ``save_pretrained``
+folder), freezes it and wraps it:
+
+- ``feature_map(images)``: (B, T, C) float32 vision tokens, class token first (CLIP), taken BEFORE the
+  vision post-layernorm (CLIP's ``last_hidden_state``; bit-identical to the official RegionSpot map).
+- ``encode_image(images)``: (B, D) float32 L2-normalised image embeddings (the standard CLIP path:
+  post-layernorm + visual projection), used by the crop baselines.
+- ``encode_text(prompts)``: (P, D) float32 L2-normalised text embeddings. Prompts are tokenised once,
+  sorted by token length and padded per batch to the longest prompt in that batch (not to 77), which
+  gives the same embeddings as one-at-a-time encoding (the text transformer is causal) at a fraction
+  of the cost.
+
+Images are resized as a whole to ``image_size`` × ``image_size`` (bicubic, no crop, as the paper does)
+and normalised with the model's mean/std; ``preprocess_images`` is that one function.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from regionspot.errors import CheckpointError, ImageError, VocabularyError, WeightsNotFoundError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_FIX_HINT = (
+    "pass a local folder saved with save_pretrained, run once with internet access to fill the Hugging Face "
+    "cache, or convert an OpenAI checkpoint with `regionspot convert clip ViT-L-14.pt --out DIR` and pass DIR"
+)
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model")
+
+
+class PromptTruncatedWarning(UserWarning):
+    """Some prompts were longer than the text encoder's context and were truncated.
+
+    ``prompts`` holds the affected prompt strings so callers can name the classes they came from.
+    """
+
+    def __init__(self, message: str, prompts: Sequence[str] = ()):
+        super().__init__(message)
+        self.prompts = list(prompts)
+
+
+def preprocess_images(
+    images: Sequence[Image.Image],
+    size: int,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+    resample: int = Image.Resampling.BICUBIC,
+) -> torch.Tensor:
+    """Resize whole images (no crop) to ``size`` × ``size`` and normalise them.
+
+    images: PIL images (converted to RGB here).
+    Returns (B, 3, size, size) float32 on CPU: ``(pixel / 255 - mean) / std``.
+    """
+    if isinstance(images, Image.Image):
+        images = [images]
+    if len(images) == 0:
+        raise ImageError("No images were given; pass a list of at least one PIL image.")
+    arrays = []
+    for index, image in enumerate(images):
+        if not isinstance(image, Image.Image):
+            raise ImageError(
+                f"Image #{index} is a {type(image).__name__}, not a PIL image; load it with regionspot.data.images.load_image."
+            )
+        resized = image.convert("RGB").resize((size, size), resample=resample)
+        arrays.append(np.asarray(resized, dtype=np.float32))
+    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0  # (B, 3, S, S)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (pixels - mean_t) / std_t
+
+
+def _hub_offline() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get("TRANSFORMERS_OFFLINE", "")
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _from_pretrained(loader, model_id: str, what: str, **kwargs):
+    """Call ``loader(model_id, ...)``, trying the local cache first and the hub only when allowed."""
+    is_folder = Path(model_id).is_dir()
+    try:
+        return loader(model_id, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as error:
+        if is_folder or _hub_offline():
+            raise WeightsNotFoundError(
+                f"Cannot load the {what} of {model_id!r} ({_short(error)}): {_FIX_HINT}."
+            ) from None
+    try:
+        return loader(model_id, **kwargs)
+    except (OSError, ValueError, ConnectionError) as error:
+        raise WeightsNotFoundError(
+            f"Cannot load the {what} of {model_id!r} ({_short(error)}): {_FIX_HINT}."
+        ) from None
+
+
+def _short(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:160] if text else type(error).__name__
+
+
+def _preprocessor_stats(model_id: str) -> tuple[tuple[float, ...], tuple[float, ...], int]:
+    """(mean, std, resample) from ``preprocessor_config.json`` when present, else CLIP's defaults."""
+    from transformers.utils import cached_file
+
+    path = None
+    try:
+        path = cached_file(
+            model_id,
+            "preprocessor_config.json",
+            local_files_only=True,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+        if path is None and not _hub_offline() and not Path(model_id).is_dir():
+            path = cached_file(
+                model_id,
+                "preprocessor_config.json",
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+            )
+    except (OSError, ValueError):
+        path = None
+    if path is None:
+        return CLIP_MEAN, CLIP_STD, int(Image.Resampling.BICUBIC)
+    config = json.loads(Path(path).read_text())
+    mean = tuple(float(v) for v in config.get("image_mean", CLIP_MEAN))
+    std = tuple(float(v) for v in config.get("image_std", CLIP_STD))
+    resample = int(config.get("resample", Image.Resampling.BICUBIC))
+    return mean, std, resample
+
+
+class ClipAdapter:
+    """A frozen transformers ``CLIPModel`` seen through the ``VisionLanguage`` protocol.
+
+    model: a CLIPModel (frozen here: ``requires_grad_(False)``, ``eval()``).
+    tokenizer: a CLIP tokenizer, or None (then ``encode_text`` raises CheckpointError).
+    image_size: input side in pixels; a size other than the model's uses position interpolation.
+    mean / std / resample: the image normalisation and resize filter.
+    """
+
+    has_class_token = True
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer=None,
+        model_id: str = "",
+        image_size: int | None = None,
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+        resample: int = int(Image.Resampling.BICUBIC),
+    ):
+        self.model = model.requires_grad_(False).eval()
+        self.tokenizer = tokenizer
+        self.model_id = str(model_id)
+        vision_config = model.config.vision_config
+        text_config = model.config.text_config
+        self.native_image_size = int(vision_config.image_size)
+        self.patch_size = int(vision_config.patch_size)
+        self.image_size = int(image_size or self.native_image_size)
+        if self.image_size < self.patch_size:
+            raise ValueError(
+                f"image_size {self.image_size} is smaller than the patch size {self.patch_size}."
+            )
+        self.feature_dim = int(vision_config.hidden_size)
+        self.embed_dim = self._embed_dim(model.config)
+        self.context_length = int(text_config.max_position_embeddings)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.resample = int(resample)
+        self.weights_fingerprint = self._fingerprint()
+
+    @staticmethod
+    def _embed_dim(config) -> int:
+        return int(config.projection_dim)
+
+    # -- properties -------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def logit_scale(self) -> float:
+        """exp of the model's learned logit scale (CLIP: 100.0)."""
+        return float(self.model.logit_scale.detach().float().exp())
+
+    @property
+    def num_tokens(self) -> int:
+        """T, the number of feature-map tokens at ``image_size`` (incl. the class token)."""
+        grid = self.image_size // self.patch_size
+        return grid * grid + int(self.has_class_token)
+
+    def _fingerprint(self) -> str:
+        """A cheap identity of the weights (projection shapes and sums), for cache keys."""
+        parts = []
+        for name in ("text_projection", "visual_projection"):
+            layer = getattr(self.model, name, None)
+            weight = getattr(layer, "weight", None)
+            if weight is not None:
+                parts.append(f"{name}{tuple(weight.shape)}:{float(weight.detach().double().sum()):.10e}")
+        return ";".join(parts)
+
+    # -- images -----------------------------------------------------------------------------------
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(B, 3, S, S) pixels on the model's device and dtype; see ``preprocess_images``."""
+        pixels = preprocess_images(images, self.image_size, self.mean, self.std, self.resample)
+        return pixels.to(device=self.device, dtype=self.dtype)
+
+    @property
+    def _interpolate(self) -> bool:
+        return self.image_size != self.native_image_size
+
+    @torch.no_grad()
+    def feature_map(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm."""
+        pixels = self.preprocess(images)
+        outputs = self.model.vision_model(pixel_values=pixels, interpolate_pos_encoding=self._interpolate)
+        return outputs.last_hidden_state.float()
+
+    @torch.no_grad()
+    def encode_image(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(B, D) float32, L2-normalised image embeddings (resize without crop to ``image_size``)."""
+        pixels = self.preprocess(images)
+        outputs = self.model.get_image_features(
+            pixel_values=pixels, interpolate_pos_encoding=self._interpolate
+        )
+        return F.normalize(outputs.pooler_output.float(), dim=-1)
+
+    # -- text -------------------------------------------------------------------------------------
+    def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each prompt incl. start/end tokens, truncated to ``context_length``.
+
+        Truncation keeps the first ``context_length - 1`` tokens and the end token, and emits ONE
+        ``PromptTruncatedWarning`` listing the affected prompts.
+        """
+        if self.tokenizer is None:
+            raise CheckpointError(
+                f"{self.model_id!r} has no tokenizer: copy a CLIP tokenizer into the folder or re-run "
+                "`regionspot convert clip ... --tokenizer DIR`."
+            )
+        ids = self.tokenizer(list(prompts), add_special_tokens=True, truncation=False)["input_ids"]
+        truncated = []
+        for index, row in enumerate(ids):
+            if len(row) > self.context_length:
+                ids[index] = list(row[: self.context_length - 1]) + [row[-1]]
+                truncated.append(prompts[index])
+        if truncated:
+            shown = ", ".join(repr(p if len(p) <= 60 else p[:57] + "...") for p in truncated[:3])
+            more = f" and {len(truncated) - 3} more" if len(truncated) > 3 else ""
+            warnings.warn(
+                PromptTruncatedWarning(
+                    f"{len(truncated)} prompt(s) are longer than the text encoder's {self.context_length} tokens "
+                    f"and were truncated: {shown}{more}.",
+                    truncated,
+                ),
+                stacklevel=3,
+            )
+        return ids
+
+    def _pad_length(self, longest: int) -> int:
+        return longest
+
+    def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+
+    @torch.no_grad()
+    def encode_text(
+        self,
+        prompts: Sequence[str],
+        batch_size: int = 256,
+        normalize: bool = True,
+        show_progress: bool | None = None,
+    ) -> torch.Tensor:
+        """(P, D) float32 text embeddings, one per prompt, in the input order.
+
+        normalize: L2-normalise each embedding (the protocol's contract). ``False`` returns the raw
+            projections, which the class-ensemble code averages as the official RegionSpot does.
+        show_progress: a tqdm bar; None shows it for more than 8 batches.
+        """
+        if isinstance(prompts, str):
+            raise VocabularyError("encode_text takes a list of prompts, not one string.")
+        prompts = list(prompts)
+        for index, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                raise VocabularyError(f"Prompt #{index} is a {type(prompt).__name__}, not a string.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        if not prompts:
+            return torch.zeros(0, self.embed_dim)
+        ids = self.tokenize(prompts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id
+        out = torch.empty(len(ids), self.embed_dim)
+        num_batches = math.ceil(len(ids) / batch_size)
+        if show_progress is None:
+            show_progress = num_batches > 8
+        for start in tqdm(
+            range(0, len(ids), batch_size),
+            total=num_batches,
+            desc="text",
+            disable=not show_progress,
+            leave=False,
+        ):
+            index = order[start : start + batch_size]
+            length = self._pad_length(max(len(ids[i]) for i in index))
+            input_ids = torch.full((len(index), length), pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(index), length), dtype=torch.long)
+            for row, i in enumerate(index):
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                attention_mask[row, : len(ids[i])] = 1
+            features = self._text_features(input_ids.to(self.device), attention_mask.to(self.device))
+            out[index] = features.float().cpu()
+        return F.normalize(out, dim=-1) if normalize else out
+
+
+class SiglipAdapter(ClipAdapter):
+    """A frozen transformers ``SiglipModel``: no class token, text padded to the full context.
+
+    SigLIP was trained with text padded to ``max_length`` and pools the last token, so prompts are padded
+    to the context length and no attention mask is used. ``feature_map`` returns the encoder's last hidden
+    state before the post-layernorm (B, N, C), without a class token. ``logit_bias`` holds SigLIP's bias.
+    """
+
+    has_class_token = False
+
+    @property
+    def logit_bias(self) -> float:
+        return float(self.model.logit_bias.detach().float().reshape(-1)[0])
+
+    @staticmethod
+    def _embed_dim(config) -> int:
+        text = config.text_config
+        return int(getattr(text, "projection_size", None) or text.hidden_size)
+
+    def _fingerprint(self) -> str:
+        head = self.model.text_model.head.weight
+        return f"text_head{tuple(head.shape)}:{float(head.detach().double().sum()):.10e}"
+
+    def _pad_length(self, longest: int) -> int:
+        return self.context_length
+
+    def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.get_text_features(input_ids=input_ids).pooler_output
+
+    @torch.no_grad()
+    def feature_map(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(B, N, C) float32 patch tokens before the post-layernorm (SigLIP has no class token)."""
+        pixels = self.preprocess(images)
+        outputs = self.model.vision_model(
+            pixel_values=pixels, interpolate_pos_encoding=self._interpolate, output_hidden_states=True
+        )
+        return outputs.hidden_states[-1].float()
+
+
+def load_vision_language(
+    model_id: str,
+    image_size: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> ClipAdapter:
+    """Load a frozen CLIP or SigLIP model as a ``VisionLanguage`` adapter.
+
+    model_id: a hub id (``openai/clip-vit-large-patch14``, ``google/siglip-...``) or a local folder
+        written by ``save_pretrained`` (or ``regionspot convert clip``). The local cache is tried first;
+        the hub only when ``HF_HUB_OFFLINE`` is not set.
+    image_size: input side in pixels (default: the model's); e.g. 336 from a 224 model interpolates the
+        position embeddings.
+    device / dtype: where and in what precision the frozen model lives (default: CPU, checkpoint dtype).
+    Raises WeightsNotFoundError (one line naming the fix) when the weights cannot be reached.
+    """
+    from transformers import AutoConfig, AutoTokenizer, CLIPModel, SiglipModel
+
+    model_id = str(model_id)
+    config = _from_pretrained(AutoConfig.from_pretrained, model_id, "config")
+    model_type = getattr(config, "model_type", "")
+    if model_type == "clip":
+        model_cls, adapter_cls = CLIPModel, ClipAdapter
+    elif model_type == "siglip":
+        model_cls, adapter_cls = SiglipModel, SiglipAdapter
+    else:
+        raise CheckpointError(
+            f"{model_id!r} is a {model_type!r} model; regionspot supports CLIP and SigLIP vision-language models."
+        )
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    model = _from_pretrained(model_cls.from_pretrained, model_id, "weights", **kwargs)
+    tokenizer = None
+    folder = Path(model_id)
+    has_files = not folder.is_dir() or any((folder / name).is_file() for name in _TOKENIZER_FILES)
+    if has_files:
+        try:
+            tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, model_id, "tokenizer")
+        except WeightsNotFoundError:
+            tokenizer = None
+    # transformers v5 builds an (almost empty) tokenizer even without vocabulary files: reject it.
+    if tokenizer is not None and len(tokenizer) < 16:
+        tokenizer = None
+    if tokenizer is None:
+        warnings.warn(
+            f"{model_id!r} has no tokenizer: image features work, encode_text will not "
+            "(re-run `regionspot convert clip ... --tokenizer DIR`).",
+            stacklevel=2,
+        )
+    if device is not None:
+        model = model.to(device)
+    mean, std, resample = _preprocessor_stats(model_id)
+    return adapter_cls(
+        model, tokenizer, model_id=model_id, image_size=image_size, mean=mean, std=std, resample=resample
+    )

@@ -1,0 +1,158 @@
+"""A tiny random CLIP (model + tokenizer + image-processor config) that loads offline.
+
+``save_tiny_clip(folder)`` writes a folder that ``load_vision_language(folder)``,
+``CLIPModel.from_pretrained(folder)`` and ``CLIPTokenizer.from_pretrained(folder)`` read without any
+download. The tokenizer is a small byte-level BPE trained here over a word list (colours, shapes,
+template words, a few object names); words outside the list fall back to single characters, so any
+text tokenizes. Like OpenAI's vocabulary, the two special tokens are the last two ids.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import BPE
+from tokenizers.trainers import BpeTrainer
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+TINY_WORDS: tuple[str, ...] = (
+    # colours and shapes (ShapesWorld-style tests)
+    "red green blue yellow black white orange purple pink brown gray grey cyan magenta",
+    "circle square triangle star rectangle ellipse hexagon cross ring diamond shape",
+    # a few everyday objects
+    "cat dog person car bus bicycle tree house chair table cup bottle background object thing",
+    # prompt words
+    "a an the photo of in scene this is there one picture image",
+) + CLIP_IMAGENET_TEMPLATES
+
+
+def _train_bpe(vocab_size: int = 2000) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Vocab and merges of a byte-level BPE with CLIP's pre-tokenisation and ``</w>`` word ends."""
+    tokenizer = Tokenizer(BPE(end_of_word_suffix="</w>"))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""),
+                behavior="removed",
+                invert=True,
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=alphabet,
+        end_of_word_suffix="</w>",
+        show_progress=False,
+        min_frequency=1,
+    )
+    # Repeat the list so every word is frequent enough to be merged into one token.
+    tokenizer.train_from_iterator([" ".join(TINY_WORDS)] * 5, trainer=trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    vocab: dict[str, int] = dict(model["vocab"])
+    # Single characters must also exist as word-final pieces ("x</w>") so unknown words tokenize.
+    for char in sorted(alphabet):
+        for piece in (char, char + "</w>"):
+            if piece not in vocab:
+                vocab[piece] = len(vocab)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    vocab[BOS] = len(vocab)
+    vocab[EOS] = len(vocab)
+    return vocab, merges
+
+
+def tiny_clip_tokenizer() -> CLIPTokenizer:
+    """A CLIPTokenizer over a small offline BPE vocabulary (special tokens are the last two ids)."""
+    vocab, merges = _train_bpe()
+    return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=EOS, unk_token=EOS)
+
+
+def tiny_clip_config(
+    vocab_size: int,
+    image_size: int = 32,
+    patch_size: int = 8,
+    hidden_size: int = 32,
+    projection_dim: int = 24,
+    max_position_embeddings: int = 77,
+) -> CLIPConfig:
+    """A CLIPConfig with 2-layer, 4-head towers (vision width 48, text width ``hidden_size``)."""
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+        hidden_act="quick_gelu",
+    )
+    vision = dict(
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch_size,
+        hidden_act="quick_gelu",
+    )
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
+
+
+def save_tiny_clip(
+    folder: str | Path,
+    seed: int = 0,
+    image_size: int = 32,
+    patch_size: int = 8,
+    max_position_embeddings: int = 77,
+) -> Path:
+    """Write a tiny random CLIPModel + tokenizer + preprocessor config to ``folder``; return the path.
+
+    The same seed gives the same weights. The folder loads fully offline.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = tiny_clip_tokenizer()
+    config = tiny_clip_config(
+        len(tokenizer),
+        image_size=image_size,
+        patch_size=patch_size,
+        max_position_embeddings=max_position_embeddings,
+    )
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = CLIPModel(config).eval()
+    finally:
+        torch.random.set_rng_state(generator_state)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    preprocessor = {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": image_size},
+        "resample": 3,
+        "do_center_crop": True,
+        "crop_size": {"height": image_size, "width": image_size},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
+        "do_convert_rgb": True,
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    return folder

@@ -33,6 +33,7 @@ def tiny_model_dir(tmp_path_factory, tiny_sam_dir, tiny_clip_dir):
     config names the backbones by relative folder."""
     import shutil
 
+    from regionspot.backbones.segmenter import load_segmenter
     from regionspot.backbones.vision_language import load_vision_language
     from regionspot.checkpoint import save_head_checkpoint
     from regionspot.config import HeadConfig, RegionSpotConfig
@@ -42,9 +43,10 @@ def tiny_model_dir(tmp_path_factory, tiny_sam_dir, tiny_clip_dir):
     shutil.copytree(tiny_sam_dir, root / "sam")
     shutil.copytree(tiny_clip_dir, root / "clip")
     vl = load_vision_language(str(root / "clip"))
+    token_dim = load_segmenter(str(root / "sam")).token_dim
     config = RegionSpotConfig(
         segmenter="sam", vision_language="clip", image_size=vl.image_size, templates="single",
-        head=HeadConfig(feature_dim=vl.feature_dim, embed_dim=vl.embed_dim, ffn_dim=64, num_heads=4, depth=2),
+        head=HeadConfig(token_dim=token_dim, feature_dim=vl.feature_dim, embed_dim=vl.embed_dim, ffn_dim=64, num_heads=4, depth=2),
     )
     torch.manual_seed(0)
     save_head_checkpoint(root / "head.safetensors", RegionSpotHead(config.head), config)

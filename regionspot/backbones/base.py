@@ -81,8 +81,9 @@ class VisionLanguage(Protocol):
         """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm."""
         ...
 
-    def encode_text(self, prompts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """(P, D) float32, L2-normalised text embeddings, one per prompt."""
+    def encode_text(self, prompts: Sequence[str], batch_size: int = 256, normalize: bool = True) -> torch.Tensor:
+        """(P, D) float32 text embeddings, one per prompt; L2-normalised unless ``normalize`` is False
+        (template ensembles average the raw projections, then normalise once)."""
         ...
 
     def encode_image(self, images: Sequence[Image.Image]) -> torch.Tensor:

@@ -8,7 +8,7 @@ from regionspot.inference.predictor import RegionSpotPredictor
 from regionspot.model import RegionSpot
 
 VOCAB = ["red circle", "blue square", "green star"]
-BOXES = [[4, 6, 40, 30], [20, 20, 60, 60], [0, 0, 63, 47]]
+BOXES = [[4, 6, 40, 30], [20, 20, 60, 44], [0, 0, 63, 47]]
 
 
 @pytest.fixture(scope="module")

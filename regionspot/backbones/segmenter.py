@@ -1,0 +1,476 @@
+"""The frozen segmenter: SAM (and SAM-HQ) from transformers behind the ``Segmenter`` protocol.
+
+RegionSpot needs one thing from SAM per prompt: the *position-aware token*, i.e. the output of the
+mask decoder's two-way transformer at the single-mask token (index 1 along the token axis, after the
+IoU token). We read it with a forward hook on ``mask_decoder.transformer``; SAM itself is not forked.
+
+Coordinate frames:
+- user prompts: original-image pixels, boxes XYXY, points xy;
+- model prompts: pixels of the resized image (longest side = ``image_size``, 1024 for real SAM), the
+  frame transformers' ``SamModel`` expects (its prompt encoder adds 0.5 and divides by image_size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from regionspot.backbones.base import SegmenterImageState, SegmenterOutput
+from regionspot.data.images import load_image
+from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
+
+__all__ = ["SamPreprocess", "SamSegmenter", "load_segmenter", "resized_shape"]
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+# Index of the single-mask output token in the two-way transformer's queries: [iou, mask_0, ...].
+_SINGLE_MASK_TOKEN = 1
+_PROVIDE_WEIGHTS_HINT = (
+    "download the model folder (e.g. `huggingface-cli download facebook/sam-vit-base --local-dir DIR`) "
+    "and pass DIR, or convert an official checkpoint with `regionspot convert sam sam_vit_b_01ec64.pth --out DIR`"
+)
+
+
+class _TokensCaptured(Exception):
+    """Raised by the capture hook to stop the mask decoder after its transformer (masks not wanted)."""
+
+
+@dataclass(frozen=True)
+class SamPreprocess:
+    """SAM image preprocessing, read from a ``preprocessor_config.json`` (transformers' SAM processor).
+
+    longest_edge: the resized image's longest side in pixels (1024 for real SAM).
+    pad_size: side of the square, zero-padded (bottom/right) model input; equals the encoder's image_size.
+    mean, std: per-channel normalisation applied after ``rescale_factor`` (pixel values / 255).
+    resample: PIL resampling filter id used for the resize (2 = bilinear, transformers' default).
+    """
+
+    longest_edge: int = 1024
+    pad_size: int = 1024
+    mean: tuple[float, float, float] = _IMAGENET_MEAN
+    std: tuple[float, float, float] = _IMAGENET_STD
+    rescale_factor: float = 1 / 255
+    resample: int = int(Image.Resampling.BILINEAR)
+
+    @classmethod
+    def from_json(cls, path: str | Path | None, image_size: int) -> SamPreprocess:
+        """Read a processor config; a missing file gives SAM defaults at ``image_size``."""
+        if path is None:
+            return cls(longest_edge=image_size, pad_size=image_size)
+        data = json.loads(Path(path).read_text())
+        size = data.get("size") or {}
+        pad = data.get("pad_size") or {}
+        longest = int(size.get("longest_edge", image_size))
+        pad_side = int(pad.get("height", image_size))
+        if pad_side != image_size or int(pad.get("width", pad_side)) != pad_side or longest > pad_side:
+            raise CheckpointError(
+                f"Processor config {path} pads to {pad} / resizes to {longest} but the SAM encoder expects "
+                f"{image_size}x{image_size} inputs; fix pad_size/size in preprocessor_config.json."
+            )
+        return cls(
+            longest_edge=longest,
+            pad_size=pad_side,
+            mean=tuple(float(v) for v in data.get("image_mean", _IMAGENET_MEAN)),
+            std=tuple(float(v) for v in data.get("image_std", _IMAGENET_STD)),
+            rescale_factor=float(data.get("rescale_factor", 1 / 255)) if data.get("do_rescale", True) else 1.0,
+            resample=int(data.get("resample", int(Image.Resampling.BILINEAR))),
+        )
+
+
+def resized_shape(height: int, width: int, longest_edge: int) -> tuple[int, int]:
+    """(height, width) after resizing so that the longest side is ``longest_edge`` (SAM's rounding)."""
+    scale = longest_edge / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+class SamSegmenter:
+    """A frozen SAM-family model that turns box/point prompts into position-aware tokens.
+
+    Build it with :func:`load_segmenter`. ``encode_image`` runs the ViT once per image;
+    ``decode_prompts`` runs the prompt encoder + mask decoder for N prompts in chunks, reusing the
+    cached image embedding.
+    """
+
+    def __init__(self, model: nn.Module, model_id: str, preprocess: SamPreprocess) -> None:
+        self._model = model
+        self._model_id = model_id
+        self._pre = preprocess
+        self._is_hq = model.config.model_type == "sam_hq"
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def token_dim(self) -> int:
+        """Width of the position-aware token (256 for every released SAM)."""
+        return int(self._model.config.mask_decoder_config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self._model.mask_decoder.iou_token.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._model.mask_decoder.iou_token.weight.dtype
+
+    @property
+    def model(self) -> nn.Module:
+        """The frozen transformers model (eval mode, requires_grad False)."""
+        return self._model
+
+    @property
+    def preprocess(self) -> SamPreprocess:
+        return self._pre
+
+    # ----------------------------------------------------------------- image
+    def preprocess_image(self, image: Image.Image) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+        """Resize (longest side), rescale, normalise and zero-pad an RGB image.
+
+        Returns pixel_values (1, 3, S, S) float32 with S = pad_size, original (H, W), resized (h, w).
+        """
+        image = load_image(image)
+        width, height = image.size
+        new_h, new_w = resized_shape(height, width, self._pre.longest_edge)
+        resized = image.resize((new_w, new_h), resample=Image.Resampling(self._pre.resample))
+        pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32).copy()).permute(2, 0, 1)  # (3, h, w)
+        pixels = pixels * self._pre.rescale_factor
+        mean = torch.tensor(self._pre.mean).view(3, 1, 1)
+        std = torch.tensor(self._pre.std).view(3, 1, 1)
+        pixels = (pixels - mean) / std
+        side = self._pre.pad_size
+        pixels = F.pad(pixels, (0, side - new_w, 0, side - new_h))  # pad bottom/right with zeros
+        return pixels.unsqueeze(0), (height, width), (new_h, new_w)
+
+    @torch.no_grad()
+    def encode_image(self, image: Image.Image) -> SegmenterImageState:
+        """Run the image encoder once.
+
+        image: an RGB PIL image (also a path or HWC array, via ``load_image``).
+        Returns a state with embeddings (1, 256, 64, 64) in the model dtype (real SAM sizes) and, for
+        SAM-HQ, ``extra["intermediate_embeddings"]`` (the early ViT features its HQ branch needs).
+        """
+        pixels, original, reshaped = self.preprocess_image(image)
+        pixels = pixels.to(device=self.device, dtype=self.dtype)
+        output = self._model.get_image_embeddings(pixels)
+        extra = None
+        if self._is_hq:
+            embeddings, intermediate = output
+            extra = {"intermediate_embeddings": list(intermediate)}
+        else:
+            embeddings = output
+        return SegmenterImageState(embeddings=embeddings, original_size=original, reshaped_size=reshaped, extra=extra)
+
+    # ----------------------------------------------------------------- prompts
+    def decode_prompts(
+        self,
+        state: SegmenterImageState,
+        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        return_masks: bool = True,
+        chunk_size: int = 16,
+    ) -> SegmenterOutput:
+        """Decode N prompts against one encoded image.
+
+        boxes: (N, 4) float, XYXY, original-image pixels. Boxes partly outside the image are clipped
+            (with a warning); NaN/inf, zero-area or wholly-outside boxes raise PromptError.
+        points: (N, P, 2) float, xy, original-image pixels; point_labels (N, P) int with 1 = foreground,
+            0 = background, -1 = padding (ignored). Labels default to 1. With boxes too, prompt i is
+            box i plus points i.
+        return_masks: False skips the mask branch (upscaling convs, hypernetwork MLPs, mask product and
+            the resize to the original size); tokens and IoU are identical either way.
+        chunk_size: prompts per decoder call (memory ∝ chunk_size × 256 × 64 × 64 floats).
+
+        Returns SegmenterOutput with tokens (N, 256) float32, iou (N,) float32 and masks
+        (N, H, W) bool at the original image size (None when return_masks is False).
+        """
+        if not isinstance(state, SegmenterImageState):
+            raise PromptError("decode_prompts needs the state returned by encode_image(image); call that first.")
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise PromptError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+        height, width = state.original_size
+        boxes_t = _validate_boxes(boxes, height, width) if boxes is not None else None
+        points_t, labels_t = (None, None)
+        if points is not None:
+            points_t, labels_t = _validate_points(points, point_labels, height, width)
+        elif point_labels is not None:
+            raise PromptError("point_labels were given without points; pass points (N, P, 2) too.")
+        if boxes_t is None and points_t is None:
+            raise PromptError("decode_prompts needs boxes (N, 4) and/or points (N, P, 2).")
+        if boxes_t is not None and points_t is not None and len(boxes_t) != len(points_t):
+            raise PromptError(f"Got {len(boxes_t)} boxes but {len(points_t)} point sets; pass one point set per box.")
+        count = len(boxes_t) if boxes_t is not None else len(points_t)
+        if count == 0:
+            return self._empty_output(state, return_masks)
+
+        # original pixels -> resized-image pixels (the frame SamModel expects)
+        new_h, new_w = state.reshaped_size
+        scale = torch.tensor([new_w / width, new_h / height], dtype=torch.float32)
+        if boxes_t is not None:
+            boxes_t = boxes_t * scale.repeat(2)
+        if points_t is not None:
+            points_t = points_t * scale
+
+        tokens, ious, masks = [], [], []
+        for start in range(0, count, chunk_size):
+            part = slice(start, start + chunk_size)
+            chunk = self._decode_chunk(
+                state,
+                None if boxes_t is None else boxes_t[part],
+                None if points_t is None else points_t[part],
+                None if labels_t is None else labels_t[part],
+                return_masks,
+            )
+            tokens.append(chunk[0])
+            ious.append(chunk[1])
+            if return_masks:
+                masks.append(chunk[2])
+        return SegmenterOutput(
+            tokens=torch.cat(tokens),
+            iou=torch.cat(ious),
+            masks=torch.cat(masks) if return_masks else None,
+        )
+
+    @torch.no_grad()
+    def _decode_chunk(
+        self,
+        state: SegmenterImageState,
+        boxes: torch.Tensor | None,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        return_masks: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One decoder call for n prompts already in the model frame. Returns (n, C), (n,), (n, H, W)|None."""
+        device, dtype = self.device, self.dtype
+        captured: dict[str, torch.Tensor] = {}
+
+        def capture(_module: nn.Module, _inputs: tuple, output: tuple) -> None:
+            captured["queries"] = output[0]  # (1, n, T, C): T = 1 IoU + K mask tokens + prompt tokens
+            if not return_masks:
+                raise _TokensCaptured
+
+        kwargs: dict = {
+            "image_embeddings": state.embeddings.to(device=device, dtype=dtype),
+            "multimask_output": False,
+        }
+        if boxes is not None:
+            kwargs["input_boxes"] = boxes.unsqueeze(0).to(device=device, dtype=dtype)  # (1, n, 4)
+        if points is not None:
+            kwargs["input_points"] = points.unsqueeze(0).to(device=device, dtype=dtype)  # (1, n, P, 2)
+            kwargs["input_labels"] = labels.unsqueeze(0).to(device=device)  # (1, n, P)
+        if self._is_hq and state.extra is not None:
+            kwargs["intermediate_embeddings"] = [
+                t.to(device=device, dtype=dtype) for t in state.extra["intermediate_embeddings"]
+            ]
+
+        handle = self._model.mask_decoder.transformer.register_forward_hook(capture)
+        output = None
+        try:
+            output = self._model(**kwargs)
+        except _TokensCaptured:
+            pass
+        finally:
+            handle.remove()
+
+        queries = captured["queries"][0]  # (n, T, C)
+        tokens = queries[:, _SINGLE_MASK_TOKEN, :].float()
+        if output is None:
+            # The decoder stopped after its transformer: its IoU head is one MLP on the IoU token;
+            # column 0 is the single-mask output's IoU (the same slice SamMaskDecoder takes).
+            iou = self._model.mask_decoder.iou_prediction_head(queries[:, 0, :])[:, 0].float()
+            return tokens, iou, None
+        iou = output.iou_scores[0, :, 0].float()  # (n,)
+        low_res = output.pred_masks[0, :, 0].float()  # (n, h, w) logits, h = w = image_size / 4
+        return tokens, iou, self._postprocess_masks(low_res, state)
+
+    def _postprocess_masks(self, low_res: torch.Tensor, state: SegmenterImageState) -> torch.Tensor:
+        """(n, h, w) logits -> (n, H, W) bool: upscale to the padded input, crop padding, resize, > 0."""
+        side = self._pre.pad_size
+        new_h, new_w = state.reshaped_size
+        masks = F.interpolate(low_res.unsqueeze(1), (side, side), mode="bilinear", align_corners=False)
+        masks = masks[..., :new_h, :new_w]
+        masks = F.interpolate(masks, state.original_size, mode="bilinear", align_corners=False)
+        return masks[:, 0] > 0.0
+
+    def _empty_output(self, state: SegmenterImageState, return_masks: bool) -> SegmenterOutput:
+        height, width = state.original_size
+        device = self.device
+        return SegmenterOutput(
+            tokens=torch.zeros(0, self.token_dim, device=device),
+            iou=torch.zeros(0, device=device),
+            masks=torch.zeros(0, height, width, dtype=torch.bool, device=device) if return_masks else None,
+        )
+
+
+# --------------------------------------------------------------------- validation
+def _as_float_tensor(value, name: str, shape_hint: str) -> torch.Tensor:
+    try:
+        tensor = torch.as_tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise PromptError(f"{name} must be numeric {shape_hint}; got {type(value).__name__} ({error}).") from None
+    return tensor.detach().cpu()
+
+
+def _validate_boxes(boxes, height: int, width: int) -> torch.Tensor:
+    """(N, 4) float32 XYXY original pixels, clipped to the image (warning per clipped box)."""
+    boxes_t = _as_float_tensor(boxes, "boxes", "(N, 4) XYXY")
+    if boxes_t.ndim == 1 and boxes_t.numel() == 0:
+        boxes_t = boxes_t.reshape(0, 4)
+    if boxes_t.ndim != 2 or boxes_t.shape[1] != 4:
+        raise PromptError(f"boxes must have shape (N, 4) XYXY in image pixels; got {tuple(boxes_t.shape)}.")
+    finite = torch.isfinite(boxes_t).all(dim=1)
+    if not finite.all():
+        index = int((~finite).nonzero()[0])
+        raise PromptError(f"box {index} has a NaN or infinite coordinate {boxes_t[index].tolist()}; pass finite XYXY pixels.")
+    x1, y1, x2, y2 = boxes_t.unbind(1)
+    bad = (x2 <= x1) | (y2 <= y1)
+    if bad.any():
+        index = int(bad.nonzero()[0])
+        raise PromptError(
+            f"box {index} {boxes_t[index].tolist()} has zero or negative area; pass XYXY with x2 > x1 and y2 > y1."
+        )
+    outside = (x1 >= width) | (y1 >= height) | (x2 <= 0) | (y2 <= 0)
+    if outside.any():
+        index = int(outside.nonzero()[0])
+        raise PromptError(
+            f"box {index} {boxes_t[index].tolist()} lies entirely outside the {width}x{height} image; "
+            "pass boxes in original-image pixels."
+        )
+    clipped = torch.stack([x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)], dim=1)
+    changed = (clipped != boxes_t).any(dim=1)
+    for index in changed.nonzero().flatten().tolist():
+        warnings.warn(
+            f"box {index} clipped to the image ({width}x{height}): "
+            f"{[round(v, 2) for v in boxes_t[index].tolist()]} -> {[round(v, 2) for v in clipped[index].tolist()]}",
+            stacklevel=3,
+        )
+    return clipped
+
+
+def _validate_points(points, labels, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, P, 2) float32 xy original pixels and (N, P) int64 labels in {-1, 0, 1}."""
+    points_t = _as_float_tensor(points, "points", "(N, P, 2) xy")
+    if points_t.ndim != 3 or points_t.shape[2] != 2:
+        raise PromptError(f"points must have shape (N, P, 2) xy in image pixels; got {tuple(points_t.shape)}.")
+    if labels is None:
+        labels_t = torch.ones(points_t.shape[:2], dtype=torch.int64)
+    else:
+        labels_t = _as_float_tensor(labels, "point_labels", "(N, P)")
+        if tuple(labels_t.shape) != tuple(points_t.shape[:2]):
+            raise PromptError(
+                f"point_labels must have shape (N, P) = {tuple(points_t.shape[:2])}; got {tuple(labels_t.shape)}."
+            )
+        if not bool(torch.isin(labels_t, torch.tensor([-1.0, 0.0, 1.0])).all()):
+            raise PromptError("point_labels must be 1 (foreground), 0 (background) or -1 (padding).")
+        labels_t = labels_t.long()
+    real = labels_t != -1
+    if not bool(torch.isfinite(points_t[real]).all()):
+        raise PromptError("points contain NaN or infinite coordinates; pass finite xy pixels.")
+    x, y = points_t[..., 0], points_t[..., 1]
+    outside = real & ((x < 0) | (x > width) | (y < 0) | (y > height))
+    if outside.any():
+        i, j = (int(v) for v in outside.nonzero()[0])
+        raise PromptError(
+            f"point {j} of prompt {i} {points_t[i, j].tolist()} lies outside the {width}x{height} image; "
+            "pass xy in original-image pixels."
+        )
+    # padding points may hold anything: SAM ignores their coordinates, keep them finite
+    points_t = torch.where(real.unsqueeze(-1), points_t, torch.zeros_like(points_t))
+    return points_t, labels_t
+
+
+# --------------------------------------------------------------------- loading
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _looks_like_path(model_id: str) -> bool:
+    # hub ids are "name" or "org/name"; anything else is meant as a folder
+    return model_id.startswith((".", "/", "~")) or model_id.count("/") > 1 or "\\" in model_id
+
+
+def _resolve(model_id: str, loader, **kwargs):
+    """Call ``loader(model_id, local_files_only=...)`` cache-first, then online unless offline."""
+    try:
+        return loader(model_id, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as error:
+        local_error = error
+    if _offline() or Path(model_id).expanduser().is_dir():
+        raise WeightsNotFoundError(
+            f"SAM weights for {model_id!r} are not available offline ({local_error.__class__.__name__}); "
+            + _PROVIDE_WEIGHTS_HINT
+            + "."
+        ) from None
+    try:
+        return loader(model_id, local_files_only=False, **kwargs)
+    except Exception as error:  # network failures come as many types (OSError, httpx, HfHubHTTPError)
+        raise WeightsNotFoundError(
+            f"Cannot fetch SAM weights for {model_id!r} ({error.__class__.__name__}); " + _PROVIDE_WEIGHTS_HINT + "."
+        ) from None
+
+
+def _model_class(model_type: str, model_id: str) -> type[nn.Module]:
+    from transformers import SamHQModel, SamModel
+
+    if model_type == "sam":
+        return SamModel
+    if model_type == "sam_hq":
+        return SamHQModel
+    if model_type.startswith(("sam2", "sam3", "edgetam")):
+        raise CheckpointError(
+            f"{model_id!r} is a {model_type} model; SAM 2/3 segmenters are not supported yet "
+            "(their decoder puts an object-score token first); use a SAM or SAM-HQ model such as facebook/sam-vit-base."
+        )
+    raise CheckpointError(f"{model_id!r} is a {model_type!r} model, not SAM; pass a SAM or SAM-HQ model id or folder.")
+
+
+def load_segmenter(
+    model_id: str,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> SamSegmenter:
+    """Load a frozen SAM / SAM-HQ segmenter.
+
+    model_id: a hub id (facebook/sam-vit-base, facebook/sam-vit-huge, syscv-community/sam-hq-vit-base)
+        or a local folder written by ``save_pretrained`` / ``regionspot convert sam``.
+    device, dtype: where and in which precision to run (default: CPU, float32).
+    The local cache is tried first (no network), then the hub unless HF_HUB_OFFLINE is set.
+    Raises WeightsNotFoundError when the weights are not reachable, CheckpointError for a non-SAM model.
+    """
+    from transformers import AutoConfig
+    from transformers.utils import cached_file
+
+    model_id = str(model_id)
+    if _looks_like_path(model_id) and not Path(model_id).expanduser().is_dir():
+        raise WeightsNotFoundError(f"SAM model folder {model_id} does not exist; " + _PROVIDE_WEIGHTS_HINT + ".")
+    if Path(model_id).expanduser().is_dir():
+        model_id = str(Path(model_id).expanduser())
+    config = _resolve(model_id, AutoConfig.from_pretrained)
+    model_class = _model_class(config.model_type, model_id)
+    model = _resolve(model_id, model_class.from_pretrained)
+    model.requires_grad_(False)
+    model.eval()
+    if device is not None:
+        model.to(device=torch.device(device))
+    if dtype is not None:
+        model.to(dtype=dtype)
+
+    processor_json = _resolve(
+        model_id,
+        cached_file,
+        filename="preprocessor_config.json",
+        _raise_exceptions_for_missing_entries=False,
+    )
+    preprocess = SamPreprocess.from_json(processor_json, image_size=int(config.vision_config.image_size))
+    return SamSegmenter(model, model_id, preprocess)

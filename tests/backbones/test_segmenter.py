@@ -1,0 +1,235 @@
+"""SamSegmenter on a tiny random SamModel: token extraction, caching, batching, masks, bad prompts."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import Sam2Config
+from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
+
+from regionspot.backbones.base import Segmenter, SegmenterImageState
+from regionspot.backbones.segmenter import load_segmenter
+from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
+from regionspot.testing.tiny_sam import save_tiny_sam, save_tiny_sam_hq
+
+HEIGHT, WIDTH = 60, 100  # non-square: exercises resize, padding and the crop of the padding
+BOXES = torch.tensor(
+    [[10.0, 10.0, 50.0, 40.0], [0.0, 0.0, 100.0, 60.0], [30.5, 5.0, 90.0, 55.0], [60.0, 20.0, 70.0, 58.0]]
+)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return save_tiny_sam(tmp_path_factory.mktemp("tiny_sam"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def segmenter(folder):
+    return load_segmenter(str(folder))
+
+
+@pytest.fixture(scope="module")
+def image():
+    return Image.fromarray(np.random.RandomState(0).randint(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def state(segmenter, image):
+    return segmenter.encode_image(image)
+
+
+def _capture_queries(model):
+    """Forward hook collecting the two-way transformer's queries (1, n, T, C)."""
+    store = []
+    handle = model.mask_decoder.transformer.register_forward_hook(lambda m, i, o: store.append(o[0]))
+    return store, handle
+
+
+def _to_model_frame(boxes, state):
+    new_h, new_w = state.reshaped_size
+    return boxes * torch.tensor([new_w / WIDTH, new_h / HEIGHT] * 2)
+
+
+def test_protocol_frozen_and_properties(segmenter, folder):
+    assert isinstance(segmenter, Segmenter)
+    assert segmenter.model_id == str(folder)
+    assert segmenter.token_dim == 32  # tiny width; 256 for released SAMs
+    assert segmenter.device == torch.device("cpu")
+    assert not segmenter.model.training
+    assert all(not p.requires_grad for p in segmenter.model.parameters())
+
+
+def test_preprocessing_matches_transformers_processor(segmenter, image, state, folder):
+    processor = SamImageProcessorPil.from_pretrained(str(folder))
+    reference = processor(image, return_tensors="pt")
+    pixels, original, reshaped = segmenter.preprocess_image(image)
+    assert original == (HEIGHT, WIDTH) == state.original_size
+    assert list(reshaped) == reference["reshaped_input_sizes"][0].tolist() == list(state.reshaped_size)
+    torch.testing.assert_close(pixels, reference["pixel_values"], atol=1e-5, rtol=0)
+    expected = segmenter.model.get_image_embeddings(reference["pixel_values"])
+    torch.testing.assert_close(state.embeddings, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_tokens_equal_hand_written_decoder_path(segmenter, state):
+    """prompt encoder + output tokens + two-way transformer called directly; token = queries[:, :, 1]."""
+    model = segmenter.model
+    boxes = _to_model_frame(BOXES, state)
+    n = len(boxes)
+    with torch.no_grad():
+        sparse, dense = model.prompt_encoder(None, None, boxes[None], None)  # (1, n, 2, C), (1, C, h, w)
+        output_tokens = torch.cat([model.mask_decoder.iou_token.weight, model.mask_decoder.mask_tokens.weight])
+        queries_in = torch.cat([output_tokens.expand(1, n, -1, -1), sparse], dim=2)  # (1, n, 7, C)
+        image_pe = model.get_image_wide_positional_embeddings()
+        queries, _ = model.mask_decoder.transformer(
+            point_embeddings=queries_in,
+            image_embeddings=(state.embeddings + dense).repeat_interleave(n, 0),
+            image_positional_embeddings=image_pe.repeat_interleave(n, 0),
+            attention_similarity=None,
+        )
+        reference_iou = model.mask_decoder.iou_prediction_head(queries[0, :, 0])[:, 0]
+    assert queries.shape == (1, n, 7, 32)
+    out = segmenter.decode_prompts(state, boxes=BOXES)
+    assert out.tokens.shape == (n, 32) and out.tokens.dtype == torch.float32
+    torch.testing.assert_close(out.tokens, queries[0, :, 1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.iou, reference_iou, atol=1e-5, rtol=1e-5)
+    # the token is not the IoU token nor another mask token
+    assert (out.tokens - queries[0, :, 2]).abs().max() > 1e-3
+
+
+def test_cached_embedding_equals_full_forward(segmenter, image, state):
+    """Reusing the cached embedding == SamModel recomputing it from pixels; masks == HF post-processing."""
+    model = segmenter.model
+    pixels, _, _ = segmenter.preprocess_image(image)
+    store, handle = _capture_queries(model)
+    try:
+        with torch.no_grad():
+            full = model(pixel_values=pixels, input_boxes=_to_model_frame(BOXES, state)[None], multimask_output=False)
+    finally:
+        handle.remove()
+    out = segmenter.decode_prompts(state, boxes=BOXES)
+    torch.testing.assert_close(out.tokens, store[0][0, :, 1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.iou, full.iou_scores[0, :, 0], atol=1e-5, rtol=1e-5)
+    processor = SamImageProcessorPil(size={"longest_edge": 128}, pad_size={"height": 128, "width": 128})
+    masks = processor.post_process_masks(full.pred_masks, [[HEIGHT, WIDTH]], [list(state.reshaped_size)])[0][:, 0]
+    assert out.masks.shape == masks.shape == (len(BOXES), HEIGHT, WIDTH)
+    assert out.masks.dtype == torch.bool
+    assert torch.equal(out.masks, masks.bool())
+    # a second encode of the same image gives the same state
+    again = segmenter.encode_image(image)
+    assert torch.equal(again.embeddings, state.embeddings)
+
+
+def test_permutation_and_chunking(segmenter, state):
+    out = segmenter.decode_prompts(state, boxes=BOXES, chunk_size=100)
+    perm = torch.tensor([2, 0, 3, 1])
+    permuted = segmenter.decode_prompts(state, boxes=BOXES[perm], chunk_size=100)
+    torch.testing.assert_close(permuted.tokens, out.tokens[perm], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(permuted.iou, out.iou[perm], atol=1e-5, rtol=1e-5)
+    assert torch.equal(permuted.masks, out.masks[perm])
+    for chunk in (1, 3):
+        one = segmenter.decode_prompts(state, boxes=BOXES, chunk_size=chunk)
+        torch.testing.assert_close(one.tokens, out.tokens, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(one.iou, out.iou, atol=1e-5, rtol=1e-5)
+    # different boxes give different tokens
+    assert torch.cdist(out.tokens, out.tokens).triu(1)[0, 1:].min() > 1e-3
+
+
+def test_return_masks_false_keeps_tokens(segmenter, state):
+    with_masks = segmenter.decode_prompts(state, boxes=BOXES, return_masks=True)
+    without = segmenter.decode_prompts(state, boxes=BOXES, return_masks=False)
+    assert without.masks is None
+    assert torch.equal(with_masks.tokens, without.tokens)
+    torch.testing.assert_close(with_masks.iou, without.iou, atol=1e-6, rtol=1e-6)
+    assert with_masks.masks.shape == (len(BOXES), HEIGHT, WIDTH) and with_masks.masks.dtype == torch.bool
+    # the mask branch really was skipped: the upscaling conv never ran
+    calls = []
+    handle = segmenter.model.mask_decoder.upscale_conv1.register_forward_hook(lambda m, i, o: calls.append(1))
+    try:
+        segmenter.decode_prompts(state, boxes=BOXES, return_masks=False)
+        assert calls == []
+        segmenter.decode_prompts(state, boxes=BOXES, return_masks=True)
+        assert calls != []
+    finally:
+        handle.remove()
+
+
+def test_points_and_box_plus_points(segmenter, state):
+    model = segmenter.model
+    points = torch.tensor([[[20.0, 20.0], [0.0, 0.0]], [[50.0, 30.0], [60.0, 40.0]]])
+    labels = torch.tensor([[1, -1], [1, 0]])
+    new_h, new_w = state.reshaped_size
+    scaled = points * torch.tensor([new_w / WIDTH, new_h / HEIGHT])
+    store, handle = _capture_queries(model)
+    try:
+        with torch.no_grad():
+            model(image_embeddings=state.embeddings, input_points=scaled[None], input_labels=labels[None], multimask_output=False)
+    finally:
+        handle.remove()
+    out = segmenter.decode_prompts(state, points=points, point_labels=labels)
+    torch.testing.assert_close(out.tokens, store[0][0, :, 1], atol=1e-5, rtol=1e-5)
+    both = segmenter.decode_prompts(state, boxes=BOXES[:2], points=points, point_labels=labels)
+    assert both.tokens.shape == (2, 32) and both.masks.shape == (2, HEIGHT, WIDTH)
+    assert (both.tokens - out.tokens).abs().max() > 1e-3
+    with pytest.raises(PromptError, match="outside"):
+        segmenter.decode_prompts(state, points=torch.tensor([[[150.0, 10.0]]]))
+    with pytest.raises(PromptError, match="point set"):
+        segmenter.decode_prompts(state, boxes=BOXES, points=points, point_labels=labels)
+
+
+def test_bad_boxes(segmenter, state):
+    with pytest.raises(PromptError, match="NaN"):
+        segmenter.decode_prompts(state, boxes=torch.tensor([[1.0, 2.0, float("nan"), 9.0]]))
+    with pytest.raises(PromptError, match="zero or negative area"):
+        segmenter.decode_prompts(state, boxes=torch.tensor([[10.0, 10.0, 10.0, 30.0]]))
+    with pytest.raises(PromptError, match="entirely outside"):
+        segmenter.decode_prompts(state, boxes=torch.tensor([[120.0, 10.0, 150.0, 30.0]]))
+    with pytest.raises(PromptError, match=r"\(N, 4\)"):
+        segmenter.decode_prompts(state, boxes=torch.zeros(3, 5))
+    with pytest.raises(PromptError, match="encode_image"):
+        segmenter.decode_prompts("not a state", boxes=BOXES)  # type: ignore[arg-type]
+    with pytest.warns(UserWarning, match="box 1 clipped to the image"):
+        clipped = segmenter.decode_prompts(state, boxes=torch.tensor([[10.0, 10.0, 50.0, 40.0], [-20.0, 5.0, 130.0, 70.0]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an inside box must not warn
+        manual = segmenter.decode_prompts(state, boxes=torch.tensor([[10.0, 10.0, 50.0, 40.0], [0.0, 5.0, 100.0, 60.0]]))
+    torch.testing.assert_close(clipped.tokens, manual.tokens, atol=1e-6, rtol=0)
+
+
+def test_empty_prompts(segmenter, state):
+    out = segmenter.decode_prompts(state, boxes=torch.zeros(0, 4))
+    assert out.tokens.shape == (0, 32) and out.iou.shape == (0,)
+    assert out.masks.shape == (0, HEIGHT, WIDTH) and out.masks.dtype == torch.bool
+    assert segmenter.decode_prompts(state, boxes=[], return_masks=False).masks is None
+
+
+def test_state_is_plain_dataclass(state):
+    assert isinstance(state, SegmenterImageState)
+    assert state.embeddings.shape == (1, 32, 8, 8)
+
+
+def test_loading_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match="regionspot convert sam"):
+        load_segmenter("regionspot-test/no-such-sam")
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        load_segmenter(str(tmp_path / "missing" / "folder"))
+    Sam2Config().save_pretrained(str(tmp_path / "sam2"))
+    with pytest.raises(CheckpointError, match="not supported yet"):
+        load_segmenter(str(tmp_path / "sam2"))
+
+
+def test_sam_hq_tokens(tmp_path, image):
+    segmenter = load_segmenter(str(save_tiny_sam_hq(tmp_path / "hq")))
+    state = segmenter.encode_image(image)
+    assert state.extra is not None and len(state.extra["intermediate_embeddings"]) > 0
+    out = segmenter.decode_prompts(state, boxes=BOXES)
+    fast = segmenter.decode_prompts(state, boxes=BOXES, return_masks=False)
+    assert out.masks.shape == (len(BOXES), HEIGHT, WIDTH)
+    assert torch.equal(out.tokens, fast.tokens)
+    torch.testing.assert_close(out.iou, fast.iou, atol=1e-6, rtol=1e-6)
+    one = segmenter.decode_prompts(state, boxes=BOXES, chunk_size=1, return_masks=False)
+    torch.testing.assert_close(one.tokens, out.tokens, atol=1e-5, rtol=1e-5)

@@ -36,7 +36,7 @@ def reference_head(state, tokens, fmap, cfg, key_pad=None):
     """The official post-norm decoder, written from its definition, on a state dict."""
     x = tokens @ state["to_clip.weight"].T + state["to_clip.bias"]
     for i in range(cfg.depth):
-        p = lambda n: state[f"decoder.layers.{i}.{n}"]  # noqa: E731
+        p = lambda n, i=i: state[f"decoder.layers.{i}.{n}"]  # noqa: E731
         sa = reference_attention(x, x, p("self_attn.in_proj_weight"), p("self_attn.in_proj_bias"),
                                  p("self_attn.out_proj.weight"), p("self_attn.out_proj.bias"), cfg.num_heads, key_pad)
         x = F.layer_norm(x + sa, (x.shape[-1],), p("norm1.weight"), p("norm1.bias"))

@@ -251,6 +251,77 @@ def convert_clip(
     typer.echo(f"wrote {path}")
 
 
+# --- cache / train / eval ------------------------------------------------------------------------
+@app.command()
+@friendly
+def cache(
+    dataset: Annotated[Path, typer.Option(help="COCO-format annotation JSON (COCO, LVIS, Objects365, V3Det, ShapesWorld).")],
+    images: Annotated[Path, typer.Option(help="Image root the JSON's file names are relative to.")],
+    out: Annotated[Path, typer.Option(help="Cache folder (shards + index + manifest).")],
+    sam: Annotated[str, typer.Option(help="Segmenter: hub id or local folder.")] = "facebook/sam-vit-base",
+    clip: Annotated[str | None, typer.Option(help="Also cache this vision-language model's feature maps (fp16).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Vision-language input size (with --clip).")] = None,
+    dataset_name: Annotated[str | None, typer.Option(help="Name recorded with every record (default: file stem).")] = None,
+    flip: Annotated[bool, typer.Option(help="Also cache tokens of the horizontally flipped image (for consistent augmentation).")] = True,
+    shard_size: Annotated[int, typer.Option(help="Images per shard.")] = 64,
+    chunk_size: Annotated[int, typer.Option(help="Boxes per SAM decoder call.")] = 16,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    dtype: Annotated[str | None, typer.Option(help="fp32, fp16 or bf16 for the backbones.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
+) -> None:
+    """Run SAM once over every annotated box and store the tokens in sharded, memory-mapped files (resumable)."""
+    from regionspot.cache.extract import cli_cache
+
+    cli_cache(dataset=dataset, images=images, out=out, segmenter=sam, vision_language=clip, image_size=image_size,
+              dataset_name=dataset_name, flip=flip, shard_size=shard_size, chunk_size=chunk_size, device=device,
+              dtype=dtype, limit=limit)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+@friendly
+def train(
+    config: Annotated[Path, typer.Option(help="Training recipe YAML (see configs/).")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. optim.lr=1e-4 steps=200.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
+    resume_from: Annotated[Path | None, typer.Option(help="Continue from this checkpoint file.")] = None,
+) -> None:
+    """Train the head on cached tokens (CPU, one GPU, or many with `accelerate launch -m regionspot.cli train ...`)."""
+    from regionspot.engine.train import cli_train
+
+    cli_train(config, list(overrides or []), resume_from if resume_from is not None else resume)
+
+
+@app.command("eval")
+@friendly
+def evaluate(
+    data: Annotated[Path, typer.Option(help="COCO/LVIS-format ground-truth JSON (e.g. lvis_v1_val.json).")],
+    images: Annotated[Path, typer.Option(help="Image root (LVIS: the folder holding train2017/ and val2017/).")],
+    boxes: Annotated[str, typer.Option(help="'gt' or a detections file in COCO results format.")] = "gt",
+    method: Annotated[list[str] | None, typer.Option(help="regionspot, clip-box, clip-mask (repeat for several rows).")] = None,
+    head: Annotated[str | None, typer.Option(help="Head checkpoint or registered name.")] = None,
+    sam: Annotated[str | None, typer.Option(help="Segmenter id/folder override.")] = None,
+    clip: Annotated[str | None, typer.Option(help="Vision-language id/folder override.")] = None,
+    max_dets_per_image: Annotated[int, typer.Option(help="LVIS per-image cap.")] = 300,
+    fixed_ap: Annotated[bool, typer.Option(help="Fixed AP: no per-image cap, 10,000 per class.")] = False,
+    iou_types: Annotated[str, typer.Option(help="bbox, segm or bbox,segm.")] = "bbox,segm",
+    out: Annotated[Path, typer.Option(help="Output folder (predictions, report.md, metrics.json, per-category CSV, PNG).")] = Path("eval"),
+    limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 4,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    evaluator: Annotated[str, typer.Option(help="faster_coco_eval or lvis.")] = "faster_coco_eval",
+    templates: Annotated[str | None, typer.Option(help="Template set name (default: the model's).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming.")] = False,
+    merge_only: Annotated[bool, typer.Option(help="Only merge per-process predictions and score them.")] = False,
+) -> None:
+    """Zero-shot region recognition AP with the paper's LVIS protocol (resumable, shardable with accelerate)."""
+    from regionspot.engine.evaluate import cli_eval
+
+    cli_eval(data=data, images=images, boxes=boxes, methods=tuple(method or ["regionspot"]), head=head, sam=sam, clip=clip,
+             max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, iou_types=iou_types, out=out, limit=limit,
+             batch_size=batch_size, device=device, evaluator=evaluator, templates=templates, overwrite=overwrite,
+             merge_only=merge_only)
+
+
 # --- shapesworld ----------------------------------------------------------------------------------
 @shapes_app.command("generate")
 @friendly

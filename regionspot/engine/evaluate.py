@@ -1,0 +1,692 @@
+"""The evaluation loop: boxes given (ground truth or a detector's), classes predicted, LVIS box/mask AP.
+
+Protocol (the paper's): every box of an image is a prompt. Per box, class probabilities are a softmax
+over the dataset's vocabulary; the image keeps its top (box, class) pairs over all N×V pairs (several
+labels per box), at most ``max_dets_per_image`` (LVIS: 300). With a detections file the score is
+detector score × class probability. Masks for mask AP come from the segmenter with the same box
+prompts, for every method. Methods (one table row each, all from one pass over the images):
+
+- ``regionspot``: SAM token per box + CLIP feature map of the image → the trained head.
+- ``clip-box`` / ``clip-mask``: CLIP on the box crop / SAM-mask crop (``regionspot.evaluation.baselines``).
+
+Per image: decode the image (a failure is recorded and skipped, not fatal), encode it once with SAM,
+decode all its boxes (one decoder call unless ``chunk_size`` is set), compute the CLIP map once (batched
+over ``batch_size`` images), score every method, append the image to the prediction store (flushed),
+and move on. A rerun into the same ``out_dir`` skips finished images. Images are sharded round-robin
+over accelerate processes; rank 0 merges the shards and evaluates after all finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from regionspot.backbones.base import Segmenter, VisionLanguage
+from regionspot.data.coco_json import CocoDetectionDataset, ImageRecord
+from regionspot.data.images import load_image
+from regionspot.errors import ImageError, RegionSpotError
+from regionspot.evaluation import predictions as store_lib
+from regionspot.evaluation.baselines import baseline_logits
+from regionspot.modeling.postprocess import encode_rle, image_topk_pairs, softmax_probs
+
+__all__ = [
+    "METHODS",
+    "ROW_NAMES",
+    "EvalOptions",
+    "PredictStats",
+    "EvalSummary",
+    "load_detections",
+    "select_records",
+    "predict_images",
+    "merge_and_evaluate",
+    "evaluate_dataset",
+    "cli_eval",
+]
+
+METHODS = ("regionspot", "clip-box", "clip-mask")
+ROW_NAMES = {"clip-box": "CLIP w/ box", "clip-mask": "CLIP w/ mask", "regionspot": "RegionSpot"}
+STAGES = ("decode", "sam_encoder", "sam_decoder", "clip_map", "head", "crops", "postprocess")
+PREDICTIONS_DIR = "predictions"
+
+
+@dataclass
+class EvalOptions:
+    """What to evaluate and how (no model parts: those are passed built).
+
+    methods: rows of the table, a subset of ``METHODS``, in order.
+    boxes: "gt" (every ground-truth box is a prompt) or a COCO-results json of detections.
+    iou_types: ("bbox",), ("segm",) or both; "segm" scores the segmenter's masks.
+    max_dets_per_image: the evaluator's per-image cap (LVIS: 300); also how many (box, class) pairs an
+        image keeps in the prediction store. fixed_ap: Dave et al.'s fixed AP (no per-image cap, top
+        10,000 per class); the store then keeps ``fixed_ap_pairs_per_image`` pairs per image.
+    limit: evaluate only the first ``limit`` images (by id). batch_size: images per CLIP feature-map
+        call. chunk_size: boxes per SAM decoder call (None: all boxes of an image in one call).
+    crop_batch_size: crops per CLIP call for the baselines.
+    max_boxes_per_image / min_box_score: detections source only: keep the top boxes by detector score.
+    evaluator: "faster_coco_eval" or "lvis". templates: set name or list (None: the model's / "imagenet").
+    text_cache_dir: text-embedding cache (None: the default cache; False: none).
+    overwrite: discard predictions already in ``out_dir`` instead of resuming.
+    """
+
+    methods: tuple[str, ...] = ("regionspot",)
+    boxes: str = "gt"
+    iou_types: tuple[str, ...] = ("bbox", "segm")
+    max_dets_per_image: int | None = 300
+    fixed_ap: bool = False
+    fixed_ap_pairs_per_image: int = 1000
+    limit: int | None = None
+    batch_size: int = 4
+    chunk_size: int | None = None
+    crop_batch_size: int = 64
+    max_boxes_per_image: int = 300
+    min_box_score: float = 0.0
+    evaluator: str = "faster_coco_eval"
+    templates: str | list[str] | None = None
+    text_cache_dir: str | None | bool = None
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if not self.methods:
+            raise RegionSpotError(f"No method given; pass --method with one of {', '.join(METHODS)}.")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise RegionSpotError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
+        if len(set(self.methods)) != len(self.methods):
+            raise RegionSpotError(f"A method is given twice in {list(self.methods)}; pass each once.")
+        bad = [t for t in self.iou_types if t not in ("bbox", "segm")]
+        if bad or not self.iou_types:
+            raise RegionSpotError(f"--iou-types must be bbox, segm or bbox,segm; got {','.join(self.iou_types)}.")
+        if self.evaluator not in ("faster_coco_eval", "lvis"):
+            raise RegionSpotError(f"--evaluator must be faster_coco_eval or lvis, got {self.evaluator!r}.")
+        for name in ("batch_size", "crop_batch_size", "max_boxes_per_image", "fixed_ap_pairs_per_image"):
+            if int(getattr(self, name)) < 1:
+                raise RegionSpotError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise RegionSpotError(f"chunk_size must be >= 1 or None, got {self.chunk_size}.")
+        if self.limit is not None and self.limit < 1:
+            raise RegionSpotError(f"--limit must be >= 1, got {self.limit}.")
+        if self.max_dets_per_image is not None and self.max_dets_per_image < 1:
+            raise RegionSpotError(f"--max-dets-per-image must be >= 1, got {self.max_dets_per_image}.")
+        if self.boxes != "gt" and not Path(self.boxes).is_file():
+            raise RegionSpotError(f"Detections file not found: {self.boxes}; pass --boxes gt or a COCO results json.")
+
+    @property
+    def pairs_per_image(self) -> int | None:
+        """How many (box, class) pairs an image keeps in the store."""
+        return self.fixed_ap_pairs_per_image if self.fixed_ap else self.max_dets_per_image
+
+    @property
+    def needs_masks(self) -> bool:
+        return "segm" in self.iou_types or "clip-mask" in self.methods
+
+
+@dataclass
+class PredictStats:
+    """What one rank did: images scored / failed / skipped as already done, and seconds per stage."""
+
+    scored: int = 0
+    failed: int = 0
+    skipped_done: int = 0
+    boxes: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    def per_image(self) -> dict[str, float]:
+        """Mean seconds per scored image of each stage."""
+        n = max(self.scored, 1)
+        return {k: v / n for k, v in self.stage_seconds.items()}
+
+
+@dataclass
+class EvalSummary:
+    """The outcome of an evaluation: ``results[row][iou_type]`` (an ``EvalResult``), the meta and files."""
+
+    results: dict[str, dict[str, Any]]
+    meta: dict[str, Any]
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def select_records(dataset: CocoDetectionDataset, limit: int | None = None) -> list[ImageRecord]:
+    """The images to evaluate, in id order: all, or the first ``limit``."""
+    records = [dataset[i] for i in range(len(dataset))]
+    return records if limit is None else records[:limit]
+
+
+def load_detections(
+    path: str | os.PathLike,
+    sizes: dict[int, tuple[int, int]],
+    max_boxes_per_image: int = 300,
+    min_score: float = 0.0,
+) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[str, int]]:
+    """Box prompts from a detector's COCO results file, grouped by image.
+
+    path: [{"image_id", "bbox": [x, y, w, h], "score", ...}, ...] (category_id, if any, is ignored:
+        boxes are class-agnostic prompts; a box listed under several categories is kept once with its
+        highest score).
+    sizes: image_id -> (height, width) of the evaluated images; detections of other images are ignored.
+    Returns ({image_id: (boxes (N, 4) float32 XYXY clipped to the image, scores (N,) float32)}, counts),
+    boxes sorted by score (highest first), at most ``max_boxes_per_image`` per image, each ≥ 1 px wide
+    and high after clipping.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise RegionSpotError(f"Cannot read detections {path} ({error}); pass a COCO results json.") from None
+    if isinstance(data, dict) and "annotations" in data:
+        data = data["annotations"]
+    if not isinstance(data, list):
+        raise RegionSpotError(f"{path} must be a list of {{'image_id', 'bbox', 'score'}} detections (COCO results).")
+    best: dict[int, dict[tuple[float, ...], float]] = {}
+    counts = {"read": len(data), "other_images": 0, "degenerate": 0}
+    for i, det in enumerate(data):
+        try:
+            image_id, (x, y, w, h), score = int(det["image_id"]), det["bbox"], float(det.get("score", 1.0))
+        except (KeyError, TypeError, ValueError):
+            raise RegionSpotError(
+                f"{path}: detection {i} lacks image_id or a 4-number bbox; expected COCO results format."
+            ) from None
+        if image_id not in sizes:
+            counts["other_images"] += 1
+            continue
+        height, width = sizes[image_id]
+        box = (max(float(x), 0.0), max(float(y), 0.0), min(float(x) + float(w), width), min(float(y) + float(h), height))
+        if not all(math.isfinite(v) for v in box) or box[2] - box[0] < 1 or box[3] - box[1] < 1 or score < min_score:
+            counts["degenerate"] += 1
+            continue
+        per_image = best.setdefault(image_id, {})
+        per_image[box] = max(score, per_image.get(box, -math.inf))
+    out = {}
+    for image_id, per_image in best.items():
+        ranked = sorted(per_image.items(), key=lambda kv: -kv[1])[:max_boxes_per_image]
+        boxes = np.asarray([b for b, _ in ranked], dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray([s for _, s in ranked], dtype=np.float32)
+        out[image_id] = (boxes, scores)
+    counts["kept"] = sum(len(s) for _, s in out.values())
+    return out, counts
+
+
+def _iter_images(
+    records: Sequence[ImageRecord], batch_size: int
+) -> Iterator[list[tuple[ImageRecord, Image.Image | None, str | None]]]:
+    """Batches of (record, image or None, error or None); the next batch decodes in a thread meanwhile."""
+
+    def load(record: ImageRecord) -> tuple[ImageRecord, Image.Image | None, str | None]:
+        try:
+            return record, load_image(record.path), None
+        except (ImageError, OSError, ValueError) as error:
+            return record, None, f"{type(error).__name__}: {error}"
+
+    batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = [pool.submit(load, r) for r in batches[0]]
+        for index in range(len(batches)):
+            current = [f.result() for f in pending]
+            pending = [pool.submit(load, r) for r in batches[index + 1]] if index + 1 < len(batches) else []
+            yield current
+
+
+class _Timer:
+    """Adds the wall time of a block to ``stats[name]`` (synchronising CUDA so the split is honest)."""
+
+    def __init__(self, stats: dict[str, float], device: torch.device) -> None:
+        self.stats, self.cuda = stats, device.type == "cuda"
+        self.name, self.start = "", 0.0
+
+    def __call__(self, name: str) -> _Timer:
+        self.name = name
+        return self
+
+    def __enter__(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.stats[self.name] = self.stats.get(self.name, 0.0) + time.perf_counter() - self.start
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+@torch.inference_mode()
+def predict_images(
+    records: Sequence[ImageRecord],
+    *,
+    segmenter: Segmenter,
+    vision_language: VisionLanguage,
+    text: torch.Tensor,
+    category_ids: Sequence[int],
+    options: EvalOptions,
+    store_root: str | os.PathLike,
+    model: Any = None,
+    detections: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    on_image: Callable[[int], None] | None = None,
+    show_progress: bool = True,
+) -> PredictStats:
+    """Score this rank's share of ``records`` and append each finished image to the store.
+
+    records: all images to evaluate (every rank passes the same list); rank ``rank`` takes
+        ``records[rank::world_size]`` and skips images any rank already finished.
+    text: (V, D) L2-normalised text embeddings of the vocabulary; category_ids: the V dataset ids.
+    model: a ``RegionSpot`` (needed for the "regionspot" method). detections: from :func:`load_detections`
+        when ``options.boxes`` is a file (images without detections get none).
+    on_image: called with each finished image id (after it is stored); for progress hooks and tests.
+    """
+    if "regionspot" in options.methods and model is None:
+        raise RegionSpotError("The regionspot method needs a model: pass --head (or drop --method regionspot).")
+    mine = store_lib.shard_ids([r.image_id for r in records], rank, world_size)
+    done = store_lib.done_image_ids(store_root)
+    by_id = {r.image_id: r for r in records}
+    todo = [by_id[i] for i in mine if i not in done]
+    stats = PredictStats(skipped_done=len(mine) - len(todo))
+    device = getattr(vision_language, "device", torch.device("cpu"))
+    timer = _Timer(stats.stage_seconds, torch.device(device))
+    text = text.float()
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="img", desc=f"eval[{rank}]" if world_size > 1 else "eval",
+               disable=not show_progress, dynamic_ncols=True)
+    with store_lib.PredictionStore(store_root, rank=rank) as store:
+        for batch in _timed_batches(_iter_images(todo, options.batch_size), timer):
+            good = [(rec, img) for rec, img, err in batch if img is not None]
+            feature_maps = None
+            if "regionspot" in options.methods and good:
+                with timer("clip_map"):
+                    feature_maps = vision_language.feature_map([img for _, img in good])  # (B, T, C)
+            good_index = {rec.image_id: i for i, (rec, _) in enumerate(good)}
+            for record, image, error in batch:
+                if image is None:
+                    store.add_failure(record.image_id, error or "unknown error")
+                    stats.failed += 1
+                    bar.set_postfix(failed=stats.failed)
+                else:
+                    fmap = None if feature_maps is None else feature_maps[good_index[record.image_id]][None]
+                    n = _score_image(record, image, fmap, segmenter, vision_language, model, text, category_ids,
+                                     options, detections, store, timer)
+                    stats.scored += 1
+                    stats.boxes += n
+                bar.update(1)
+                if on_image is not None:
+                    on_image(record.image_id)
+    bar.close()
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def _timed_batches(batches: Iterator, timer: _Timer) -> Iterator:
+    """Count the time spent waiting for image decoding (not hidden by the prefetch thread) as "decode"."""
+    while True:
+        with timer("decode"):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        yield batch
+
+
+def _image_boxes(
+    record: ImageRecord, options: EvalOptions, detections: dict | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(boxes (N, 4) float32 XYXY original pixels, detector scores (N,) or None for GT boxes)."""
+    if options.boxes == "gt":
+        return record.boxes.astype(np.float32).reshape(-1, 4), None
+    empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+    return (detections or {}).get(record.image_id, empty)
+
+
+def _score_image(
+    record: ImageRecord,
+    image: Image.Image,
+    feature_map: torch.Tensor | None,
+    segmenter: Segmenter,
+    vision_language: VisionLanguage,
+    model: Any,
+    text: torch.Tensor,
+    category_ids: Sequence[int],
+    options: EvalOptions,
+    detections: dict | None,
+    store: store_lib.PredictionStore,
+    timer: _Timer,
+) -> int:
+    """Score one decoded image with every method and append it to the store; returns its box count."""
+    boxes_np, box_scores_np = _image_boxes(record, options, detections)
+    n = len(boxes_np)
+    boxes_xywh = [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in boxes_np.tolist()]
+    if n == 0:
+        store.add(record.image_id, [], [] if "segm" in options.iou_types else None, {m: [] for m in options.methods})
+        return 0
+    boxes = torch.from_numpy(boxes_np)
+    box_scores = None if box_scores_np is None else torch.from_numpy(box_scores_np)
+    masks_np = None
+    with timer("sam_encoder"):
+        state = segmenter.encode_image(image)
+    with timer("sam_decoder"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # boxes are inside the image already; nothing to tell the user per box
+        seg = segmenter.decode_prompts(state, boxes=boxes, return_masks=options.needs_masks,
+                                       chunk_size=options.chunk_size or max(n, 1))
+        if seg.masks is not None:
+            masks_np = seg.masks.cpu().numpy().astype(bool)  # (N, H, W)
+    del state
+    pairs: dict[str, list[list[float]]] = {}
+    for method in options.methods:
+        if method == "regionspot":
+            with timer("head"):
+                logits = model(seg.tokens[None], feature_map, text)[0]  # (N, V)
+        else:
+            with timer("crops"):
+                logits = baseline_logits(method, vision_language, image, boxes_np, text, masks=masks_np,
+                                         batch_size=options.crop_batch_size)
+        with timer("postprocess"):
+            probs = softmax_probs(logits.cpu())  # (N, V) float32
+            bi, ci, sc = image_topk_pairs(probs, boxes, max_per_image=options.pairs_per_image, box_scores=box_scores)
+            pairs[method] = [[b, category_ids[c], s] for b, c, s in zip(bi.tolist(), ci.tolist(), sc.tolist())]
+    segm = None
+    if "segm" in options.iou_types:
+        with timer("postprocess"):
+            segm = [encode_rle(mask) for mask in masks_np]
+    store.add(record.image_id, boxes_xywh, segm, pairs)
+    return n
+
+
+# ----------------------------------------------------------------------------- merge + AP
+
+
+def _ground_truth(annotation_file: str | os.PathLike, image_ids: Sequence[int]) -> tuple[dict, list[str]]:
+    """The LVIS-style ground truth restricted to ``image_ids``; notes on what was adapted."""
+    from regionspot.evaluation.lvis import as_lvis_style
+
+    with open(annotation_file, encoding="utf-8") as handle:
+        gt = json.load(handle)
+    notes = []
+    lvis_style = all(c.get("frequency") in ("r", "c", "f") for c in gt["categories"]) and all(
+        "neg_category_ids" in im and "not_exhaustive_category_ids" in im for im in gt["images"]
+    )
+    if not lvis_style:
+        # Frequencies from the whole file, before restricting to the evaluated images.
+        gt = as_lvis_style(gt)
+        notes.append("COCO-style ground truth read as exhaustively labelled (as_lvis_style)")
+    wanted = set(int(i) for i in image_ids)
+    gt["images"] = [im for im in gt["images"] if int(im["id"]) in wanted]
+    gt["annotations"] = [a for a in gt["annotations"] if int(a["image_id"]) in wanted]
+    for ann in gt["annotations"]:
+        ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
+    return gt, notes
+
+
+def merge_and_evaluate(
+    annotation_file: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    options: EvalOptions,
+    image_ids: Sequence[int] | None = None,
+    meta: dict[str, Any] | None = None,
+    write: bool = True,
+) -> EvalSummary:
+    """Merge every rank's predictions under ``out_dir`` and compute AP per method and iou type.
+
+    image_ids: the evaluated images (None: all stored). Images that failed to decode are left out of
+    the ground truth too (AP is over the scored images) and listed in ``meta["failed_images"]``.
+    Writes the report (Markdown table, JSON, per-category CSV, PNG chart) when ``write``.
+    """
+    from regionspot.evaluation.lvis import evaluate
+
+    out_dir = Path(out_dir)
+    merged = store_lib.merge(out_dir / PREDICTIONS_DIR, image_ids)
+    if image_ids is not None:
+        missing = set(int(i) for i in image_ids) - set(merged.image_ids) - {int(f["image_id"]) for f in merged.failures}
+        if missing:
+            raise RegionSpotError(
+                f"{len(missing)} image(s) have no predictions yet (e.g. {sorted(missing)[:3]}); rerun the evaluation "
+                "into the same --out to finish them."
+            )
+    gt, notes = _ground_truth(annotation_file, merged.image_ids)
+    iou_types = list(options.iou_types)
+    if "segm" in iou_types and any("segmentation" not in a for a in gt["annotations"]):
+        iou_types.remove("segm")
+        notes.append("mask AP skipped: the ground truth has boxes only")
+    results: dict[str, dict[str, Any]] = {}
+    timings: dict[str, float] = {}
+    for method in options.methods:
+        row = ROW_NAMES[method]
+        results[row] = {}
+        for iou_type in iou_types:
+            start = time.perf_counter()
+            results[row][iou_type] = evaluate(
+                gt, merged.results(method, with_segm=iou_type == "segm"), iou_type=iou_type,
+                max_dets_per_image=options.max_dets_per_image, fixed_ap=options.fixed_ap, backend=options.evaluator,
+            )
+            timings[f"{method}/{iou_type}"] = round(time.perf_counter() - start, 3)
+    full_meta = {
+        "title": f"LVIS-style evaluation: {Path(annotation_file).name}",
+        "proposals": "GT boxes" if options.boxes == "gt" else Path(options.boxes).name,
+        **(meta or {}),
+        "options": {k: v for k, v in asdict(options).items() if k != "text_cache_dir"},
+        "num_images_scored": len(merged.records),
+        "num_images_failed": len(merged.failures),
+        "failed_images": [{"image_id": f["image_id"], "reason": f["error"]} for f in merged.failures],
+        "evaluator_seconds": timings,
+        "notes": notes,
+    }
+    summary = EvalSummary(results=results, meta=full_meta, out_dir=out_dir)
+    if write:
+        from regionspot.evaluation.report import write_report
+
+        files = write_report(out_dir, results, full_meta)
+        summary.files = list(files.values())
+    return summary
+
+
+# ----------------------------------------------------------------------------- whole run
+
+
+def _fingerprint(module: Any) -> str:
+    """A cheap identity of a module's weights (shapes and sums), for the store's manifest."""
+    if module is None:
+        return ""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{float(tensor.double().sum()):.10e}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _file_identity(path: str | os.PathLike) -> dict[str, Any]:
+    stat = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": stat.st_size}
+
+
+def evaluate_dataset(
+    annotation_file: str | os.PathLike,
+    image_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    segmenter: Segmenter,
+    vision_language: VisionLanguage,
+    model: Any = None,
+    options: EvalOptions | None = None,
+    accelerator: Any = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    on_image: Callable[[int], None] | None = None,
+    show_progress: bool = True,
+) -> EvalSummary | None:
+    """Predict (resumably) and evaluate; returns the summary on the main process, None on the others.
+
+    Process layout from ``accelerator`` (``process_index``/``num_processes``) or from ``rank``/``world_size``
+    (default 0/1). With several processes, rank 0 merges after ``accelerator.wait_for_everyone()``;
+    without an accelerator only a single-process run merges (other simulated ranks call
+    :func:`merge_and_evaluate` themselves).
+    """
+    from regionspot.text.embeddings import class_text_embeddings
+
+    options = options or EvalOptions()
+    options.validate()
+    if accelerator is not None:
+        rank, world_size = accelerator.process_index, accelerator.num_processes
+    rank, world_size = rank or 0, world_size or 1
+    dataset = CocoDetectionDataset(annotation_file, image_root)
+    records = select_records(dataset, options.limit)
+    templates = options.templates or (model.config.templates if model is not None else "imagenet")
+    manifest = {
+        "annotation_file": _file_identity(annotation_file),
+        "boxes": "gt" if options.boxes == "gt" else _file_identity(options.boxes),
+        "methods": list(options.methods),
+        "masks": "segm" in options.iou_types,
+        "pairs_per_image": options.pairs_per_image,
+        "max_boxes_per_image": options.max_boxes_per_image if options.boxes != "gt" else None,
+        "min_box_score": options.min_box_score if options.boxes != "gt" else None,
+        "segmenter": segmenter.model_id,
+        "vision_language": [vision_language.model_id, int(vision_language.image_size)],
+        "head": _fingerprint(getattr(model, "head", None)) if "regionspot" in options.methods else "",
+        "templates": templates,
+    }
+    store_root = Path(out_dir) / PREDICTIONS_DIR
+    if rank == 0:
+        store_lib.write_manifest(store_root, manifest, overwrite=options.overwrite)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    if rank != 0:
+        store_lib.write_manifest(store_root, manifest)  # verifies rank 0's manifest
+    text = class_text_embeddings(vision_language, dataset.category_names, templates=templates,
+                                 cache_dir=options.text_cache_dir, show_progress=show_progress and rank == 0)
+    detections, det_counts = None, None
+    if options.boxes != "gt":
+        sizes = {r.image_id: (r.height, r.width) for r in records}
+        detections, det_counts = load_detections(options.boxes, sizes, options.max_boxes_per_image,
+                                                 options.min_box_score)
+    stats = predict_images(
+        records, segmenter=segmenter, vision_language=vision_language, text=text,
+        category_ids=dataset.category_ids, options=options, store_root=store_root, model=model,
+        detections=detections, rank=rank, world_size=world_size, on_image=on_image,
+        show_progress=show_progress,
+    )
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    if rank != 0 or (accelerator is None and world_size > 1):
+        return None
+    meta = {
+        "dataset": str(annotation_file),
+        "image_root": str(image_root),
+        "num_images": len(records),
+        "world_size": world_size,
+        "segmenter": segmenter.model_id,
+        "vision_language": vision_language.model_id,
+        "image_size": int(vision_language.image_size),
+        "templates": templates,
+        "detections": det_counts,
+        "this_run": {
+            "scored": stats.scored, "failed": stats.failed, "skipped_done": stats.skipped_done, "boxes": stats.boxes,
+            "images_per_second": round(stats.scored / stats.seconds, 3) if stats.seconds > 0 else None,
+            "seconds_per_image": {k: round(v, 4) for k, v in stats.per_image().items()},
+        },
+    }
+    return merge_and_evaluate(annotation_file, out_dir, options, [r.image_id for r in records], meta)
+
+
+def _read_templates(templates: str | None) -> str | list[str] | None:
+    """A template-set name, or a file with one template per line."""
+    if templates is None:
+        return None
+    path = Path(templates)
+    if path.is_file():
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return templates
+
+
+def cli_eval(
+    data: Path,
+    images: Path,
+    boxes: str = "gt",
+    methods: Sequence[str] = ("regionspot",),
+    head: str | None = None,
+    sam: str | None = None,
+    clip: str | None = None,
+    max_dets_per_image: int = 300,
+    fixed_ap: bool = False,
+    iou_types: str = "bbox,segm",
+    out: Path = Path("eval"),
+    limit: int | None = None,
+    batch_size: int = 4,
+    chunk_size: int | None = None,
+    max_boxes_per_image: int = 300,
+    device: str | None = None,
+    evaluator: str = "faster_coco_eval",
+    templates: str | None = None,
+    text_cache_dir: str | None = None,
+    overwrite: bool = False,
+    merge_only: bool = False,
+    show_progress: bool = True,
+) -> EvalSummary | None:
+    """``regionspot eval``: box/mask AP of RegionSpot and/or the CLIP crop baselines on a COCO/LVIS json.
+
+    Resumes into ``out`` (finished images are skipped) unless ``overwrite``. Under ``accelerate launch``
+    the images are sharded over processes. ``merge_only`` skips prediction and re-evaluates what is stored.
+    Prints the Markdown table and returns the summary (main process).
+    """
+    options = EvalOptions(
+        methods=tuple(methods), boxes=str(boxes), iou_types=tuple(t.strip() for t in iou_types.split(",") if t.strip()),
+        max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, limit=limit, batch_size=batch_size,
+        chunk_size=chunk_size, max_boxes_per_image=max_boxes_per_image, evaluator=evaluator,
+        templates=_read_templates(templates), text_cache_dir=text_cache_dir, overwrite=overwrite,
+    )
+    options.validate()
+    if not Path(data).is_file():
+        raise RegionSpotError(f"Annotation file not found: {data}; pass --data ANN.json.")
+    if not Path(images).is_dir():
+        raise RegionSpotError(f"Image folder not found: {images}; pass --images ROOT.")
+    if merge_only:
+        dataset = CocoDetectionDataset(data, images)
+        ids = [r.image_id for r in select_records(dataset, limit)]
+        summary = merge_and_evaluate(data, out, options, ids, {"dataset": str(data), "merge_only": True})
+    else:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=device == "cpu")
+        target = device or accelerator.device
+        model = None
+        if "regionspot" in options.methods or sam is None or clip is None:
+            from regionspot.model import RegionSpot
+
+            model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=target)
+            segmenter, vision_language = model.segmenter, model.vision_language
+        else:
+            from regionspot.backbones.segmenter import load_segmenter
+            from regionspot.backbones.vision_language import load_vision_language
+
+            segmenter = load_segmenter(sam, device=target)
+            vision_language = load_vision_language(clip, device=target)
+        if "regionspot" not in options.methods:
+            model = None  # its head is not used; keep it out of the manifest
+        summary = evaluate_dataset(
+            data, images, out, segmenter=segmenter, vision_language=vision_language, model=model,
+            options=options, accelerator=accelerator, show_progress=show_progress,
+        )
+    if summary is not None and show_progress:
+        table = Path(out) / "report.md"
+        if table.is_file():
+            print(table.read_text())
+        failed = summary.meta.get("num_images_failed", 0)
+        if failed:
+            print(f"{failed} image(s) could not be decoded and were skipped; see {Path(out) / 'report.md'}.")
+    return summary

@@ -1,0 +1,473 @@
+"""Training loop on HF accelerate: the same code on CPU, one GPU, several GPUs (DDP) and several machines.
+
+Only the head is trained. Region tokens come from the token cache (no segmenter at train time); the
+vision-language feature map comes from the cache or is computed online.
+
+Augmentation keeps tokens and the vision-language image consistent: the cache holds tokens of the
+original *and* the mirrored image (mirrored before the segmenter), and a step that picks the mirrored
+variant also feeds the mirrored image (or its cached map) to the vision-language model. No crop is used:
+a crop would move regions relative to the frame the tokens were computed in (the official code crops
+the CLIP image while its cached tokens stay uncropped). Scale jitter is not used either: the
+vision-language model sees the whole image resized to its fixed input size, so rescaling the image
+first changes nothing but interpolation. Online features may add colour jitter, which moves nothing.
+
+Randomness is derived per step from (seed, step, rank), so a resumed run draws exactly what the
+uninterrupted run drew; the sampler's state is checkpointed with the weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageEnhance, ImageOps
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from regionspot.cache.store import CachedRegions, CacheError, TokenCache, write_json_atomic
+from regionspot.engine.config import TrainConfig
+from regionspot.engine.optim import build_optimizer, build_scheduler
+from regionspot.errors import CheckpointError, RegionSpotError
+from regionspot.modeling.head import RegionSpotHead, region_text_logits
+from regionspot.modeling.losses import sigmoid_focal_loss
+
+
+class TrainingDivergedError(RegionSpotError):
+    """The loss became NaN/inf; the run stopped and the last good checkpoint was kept."""
+
+
+@dataclass
+class Batch:
+    """One process's share of a step, all from one dataset.
+
+    tokens: (B, N, token_dim) float32; labels: (B, N) int64 (0 where padded); valid: (B, N) bool
+    (False = padding); feature_map: (B, T, C) float32 or None (computed online later).
+    """
+
+    dataset_index: int
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    valid: torch.Tensor
+    feature_map: torch.Tensor | None
+    items: list[CachedRegions] = field(default_factory=list)
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """A generator for one step's augmentation draws, independent of what happened before."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step * 9_973 + rank) % (2**63))
+
+
+def collate(items: list[CachedRegions], dataset_index: int, max_regions: int, generator: torch.Generator) -> Batch:
+    """Pad regions to the largest N in the batch, after subsampling each image to ``max_regions`` boxes."""
+    chosen = []
+    for item in items:
+        n = item.tokens.shape[0]
+        idx = torch.randperm(n, generator=generator)[:max_regions].sort().values if n > max_regions else None
+        chosen.append(idx)
+    counts = [len(i) if i is not None else it.tokens.shape[0] for i, it in zip(chosen, items, strict=True)]
+    b, n_max = len(items), max(counts)
+    dim = items[0].tokens.shape[1]
+    tokens = torch.zeros(b, n_max, dim)
+    labels = torch.zeros(b, n_max, dtype=torch.long)
+    valid = torch.zeros(b, n_max, dtype=torch.bool)
+    for row, (item, idx, n) in enumerate(zip(items, chosen, counts, strict=True)):
+        tok, lab = (item.tokens, item.labels) if idx is None else (item.tokens[idx], item.labels[idx])
+        tokens[row, :n] = tok.float()
+        labels[row, :n] = lab
+        valid[row, :n] = True
+    maps = None
+    if all(it.feature_map is not None for it in items):
+        maps = torch.stack([it.feature_map.float() for it in items])  # (B, T, C)
+    return Batch(dataset_index, tokens, labels, valid, maps, items)
+
+
+def _jitter(image: Image.Image, strength: float, generator: torch.Generator) -> Image.Image:
+    """Brightness/contrast/saturation jitter; geometry untouched, so tokens stay valid."""
+    factors = 1.0 + strength * (2 * torch.rand(3, generator=generator) - 1)
+    for enhancer, f in zip((ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color), factors, strict=True):
+        image = enhancer(image).enhance(float(f))
+    return image
+
+
+def online_feature_maps(
+    vision_language: Any, cache: TokenCache, items: list[CachedRegions], color_jitter: float, generator: torch.Generator
+) -> torch.Tensor:
+    """(B, T, C) feature maps of the images the items' tokens were computed on (mirrored when flipped)."""
+    from regionspot.data.images import load_image
+
+    root = Path(cache.image_root or "")
+    images = []
+    for item in items:
+        image = load_image(root / item.file_name)
+        if image.size != (item.width, item.height):
+            raise CacheError(
+                f"Image {root / item.file_name} is {image.size} but was cached at {(item.width, item.height)}; "
+                "rebuild the cache."
+            )
+        if item.flip:
+            image = ImageOps.mirror(image)
+        if color_jitter > 0:
+            image = _jitter(image, color_jitter, generator)
+        images.append(image)
+    with torch.no_grad():
+        return vision_language.feature_map(images).float()
+
+
+def train_step(
+    head: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    accelerator: Any,
+    batch: Batch,
+    text_embeddings: torch.Tensor,
+    logit_scale: float,
+    config: TrainConfig,
+) -> dict[str, float]:
+    """Forward, focal loss averaged per region over the *global* batch, backward, clip, optimizer step.
+
+    Averaging over the global number of valid regions (all-reduced) makes N processes with B/N images
+    each produce the same update as one process with B images (DDP averages gradients over processes).
+    Raises TrainingDivergedError (before touching the weights) when any process sees a non-finite loss.
+    """
+    device = accelerator.device
+    tokens = batch.tokens.to(device)
+    labels = batch.labels.to(device)
+    valid = batch.valid.to(device)
+    fmap = batch.feature_map.to(device) if batch.feature_map is not None else None
+    n_local = valid.sum().float()
+    n_global = accelerator.reduce(n_local.clone(), reduction="sum") if accelerator.num_processes > 1 else n_local
+    with accelerator.autocast():
+        out = head(tokens, fmap, padding_mask=~valid)
+        logits = region_text_logits(out.region_embeddings, text_embeddings.to(device), logit_scale)  # (B, N, V)
+    local_mean = sigmoid_focal_loss(logits, labels, valid, config.focal_alpha, config.focal_gamma)
+    loss = local_mean * n_local / n_global.clamp(min=1.0) * accelerator.num_processes
+    finite = torch.isfinite(loss.detach()).float().reshape(1)
+    if accelerator.num_processes > 1:
+        finite = accelerator.reduce(finite, reduction="min")
+    if finite.item() < 1:
+        raise TrainingDivergedError("non-finite loss")
+    accelerator.backward(loss)
+    grad_norm = float("nan")
+    if config.clip_grad_norm is not None:
+        grad_norm = float(accelerator.clip_grad_norm_(head.parameters(), config.clip_grad_norm))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        correct = ((logits.argmax(-1) == labels) & valid).sum().float()
+    return {
+        "loss": float(local_mean.detach()),
+        "accuracy": float(correct / n_local.clamp(min=1.0)),
+        "grad_norm": grad_norm,
+    }
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _fsync_dir_files(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def save_training_checkpoint(
+    run_dir: Path,
+    step: int,
+    head: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    sampler_states: list[dict[str, Any]],
+    keep: int,
+) -> Path:
+    """Write ``run_dir/checkpoints/step_XXXXXXXX`` atomically (temp folder, fsync, rename), then ``latest``.
+
+    Holds head weights (safetensors), optimizer + scheduler + RNG state (.pt, tensors and plain types
+    only: loads with weights_only=True) and the step and per-rank sampler states (JSON).
+    """
+    ckpt_root = run_dir / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"step_{step:08d}"
+    tmp = ckpt_root / f".step_{step:08d}.tmp{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors"))
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+        tmp / "optim.pt",
+    )
+    (tmp / "state.json").write_text(json.dumps({"step": step, "sampler": sampler_states}))
+    _fsync_dir_files(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    write_json_atomic(ckpt_root / "latest.json", {"step": step, "path": final.name})
+    done = sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())
+    for old in done[:-keep] if keep > 0 else []:
+        shutil.rmtree(old)
+    return final
+
+
+def find_checkpoint(run_dir: Path, resume: bool | Path) -> Path | None:
+    """The checkpoint folder to resume from: ``latest`` of the run for True, the given folder for a path."""
+    if resume is False or resume is None:
+        return None
+    if resume is True:
+        latest = run_dir / "checkpoints" / "latest.json"
+        if not latest.is_file():
+            return None
+        return run_dir / "checkpoints" / json.loads(latest.read_text())["path"]
+    path = Path(resume)
+    if not (path / "state.json").is_file():
+        raise CheckpointError(f"{path} is not a training checkpoint folder (no state.json); pass a checkpoints/step_* folder.")
+    return path
+
+
+def load_training_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(head state dict, optim.pt contents, state.json contents) of a checkpoint folder."""
+    try:
+        head_state = load_file(str(path / "head.safetensors"))
+        optim = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"Cannot read training checkpoint {path} ({e}); resume from an older one.") from e
+    return head_state, optim, state
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    history: list[dict[str, float]]
+    final_head: Path | None
+
+
+def _make_sampler(sizes: list[int], weights: list[float], batch_size: int, seed: int, rank: int, world: int) -> Any:
+    from regionspot.data.samplers import MultiDatasetSampler
+
+    return MultiDatasetSampler(sizes, weights, batch_size, seed, rank=rank, world_size=world)
+
+
+def _text_embeddings(vl: Any, names: list[str], config: TrainConfig, show: bool) -> torch.Tensor:
+    from regionspot.text.embeddings import class_text_embeddings
+
+    with torch.no_grad():
+        return class_text_embeddings(
+            vl, names, templates=config.model.templates, cache_dir=config.text_cache_dir, show_progress=show
+        ).float()
+
+
+def _check_cache(cache: TokenCache, config: TrainConfig) -> None:
+    m = cache.manifest
+    if m["segmenter"] != config.model.segmenter:
+        raise CacheError(
+            f"Cache {cache.root} holds tokens of {m['segmenter']!r} but the config's segmenter is "
+            f"{config.model.segmenter!r}; rebuild the cache or fix model.segmenter."
+        )
+    if m["token_dim"] != config.model.head.token_dim:
+        raise CacheError(f"Cache {cache.root} tokens are {m['token_dim']}-d, the head expects {config.model.head.token_dim}.")
+    if config.feature_source == "cached":
+        vl = m.get("vision_language")
+        if vl is None:
+            raise CacheError(
+                f"Cache {cache.root} has no feature maps; set feature_source=online or rebuild with --vision-language."
+            )
+        if vl["id"] != config.model.vision_language or vl["image_size"] != config.model.image_size:
+            raise CacheError(
+                f"Cache {cache.root} maps are from {vl['id']} at {vl['image_size']} px, config wants "
+                f"{config.model.vision_language} at {config.model.image_size}; rebuild or set feature_source=online."
+            )
+
+
+def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = None, show_progress: bool = True) -> TrainResult:
+    """Train a head per ``config``; returns the run folder, last step and the logged history (main process)."""
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object
+
+    from regionspot.backbones.vision_language import load_vision_language
+
+    config.validate()
+    if accelerator is None:
+        mp = config.mixed_precision
+        accelerator = Accelerator(cpu=config.cpu, mixed_precision=mp)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if config.batch_size % world:
+        raise RegionSpotError(f"batch_size {config.batch_size} is not divisible by {world} processes; change batch_size.")
+    per_rank = config.batch_size // world
+    run_dir = Path(config.output_dir)
+    main = accelerator.is_main_process
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(run_dir / "config.yaml")
+
+    caches = [TokenCache(d.cache, verify=config.verify_cache) for d in config.datasets]
+    for cache in caches:
+        _check_cache(cache, config)
+    vl = load_vision_language(config.model.vision_language, image_size=config.model.image_size, device=accelerator.device)
+    if vl.feature_dim != config.model.head.feature_dim or vl.embed_dim != config.model.head.embed_dim:
+        raise RegionSpotError(
+            f"{config.model.vision_language} has feature_dim {vl.feature_dim}, embed_dim {vl.embed_dim}; set "
+            "model.head.feature_dim / embed_dim to match."
+        )
+    texts = [_text_embeddings(vl, c.category_names, config, show_progress and main) for c in caches]
+    logit_scale = float(vl.logit_scale)
+
+    torch.manual_seed(config.seed)
+    head = RegionSpotHead(config.model.head)
+    if config.init_head:
+        from regionspot.checkpoint import load_head_checkpoint
+
+        state, _, _ = load_head_checkpoint(config.init_head)
+        head.load_state_dict(state, strict=True)
+    optimizer = build_optimizer(head, config.lr, config.weight_decay, tuple(config.betas))
+    scheduler = build_scheduler(optimizer, config.warmup_iters, config.warmup_factor, config.lr_steps, config.lr_gamma)
+    sampler = _make_sampler(
+        [c.num_images for c in caches], [d.weight for d in config.datasets], per_rank, config.seed, rank, world
+    )
+
+    start = 0
+    ckpt = find_checkpoint(run_dir, resume)
+    if ckpt is not None:
+        head_state, optim_state, state = load_training_checkpoint(ckpt)
+        head.load_state_dict(head_state, strict=True)
+        optimizer.load_state_dict(optim_state["optimizer"])
+        scheduler.load_state_dict(optim_state["scheduler"])
+        if len(state["sampler"]) != world:
+            raise CheckpointError(f"{ckpt} was written by {len(state['sampler'])} processes; resume with as many.")
+        sampler.load_state_dict(state["sampler"][rank])
+        start = int(state["step"])
+    # The scheduler is stepped by hand: accelerate's prepared scheduler steps once per process.
+    head, optimizer = accelerator.prepare(head, optimizer)
+    head.train()
+
+    history: list[dict[str, float]] = []
+    tb = csv_file = writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(str(run_dir / "tensorboard"))
+        csv_path = run_dir / "metrics.csv"
+        new = not csv_path.exists() or start == 0
+        csv_file = open(csv_path, "w" if new else "a", newline="")
+        writer = csv.writer(csv_file)
+        if new:
+            writer.writerow(["step", "loss", "accuracy", "lr", "grad_norm", "it_per_s"])
+    bar = tqdm(total=config.max_iters, initial=start, desc="train", disable=not (show_progress and main))
+    last_good = ckpt
+    batches = iter(sampler)
+    t_last, step = time.perf_counter(), start
+    try:
+        while step < config.max_iters:
+            ds_index, indices = next(batches)
+            gen = step_generator(config.seed, step, rank)
+            cache = caches[ds_index]
+            flips = (torch.rand(len(indices), generator=gen) < config.flip_prob).tolist() if cache.has_flip else []
+            items = [cache.get(int(i), bool(flips[k]) if flips else False) for k, i in enumerate(indices)]
+            batch = collate(items, ds_index, config.max_regions, gen)
+            if config.feature_source == "online":
+                batch.feature_map = online_feature_maps(vl, cache, items, config.color_jitter, gen)
+            torch.manual_seed(config.seed + 7919 * (step + 1) + rank)  # dropout draws of this step
+            try:
+                metrics = train_step(head, optimizer, accelerator, batch, texts[ds_index], logit_scale, config)
+            except TrainingDivergedError:
+                where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+                raise TrainingDivergedError(
+                    f"Loss became NaN/inf at step {step + 1}; training stopped and {where}. Lower lr, raise "
+                    "warmup_iters, or use mixed_precision=bf16/no instead of fp16."
+                ) from None
+            scheduler.step()
+            step += 1
+            now = time.perf_counter()
+            metrics.update(step=step, lr=scheduler.get_last_lr()[0], it_per_s=1.0 / max(now - t_last, 1e-9))
+            t_last = now
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
+            if main:
+                history.append(metrics)
+                if step % config.log_every == 0 or step == config.max_iters:
+                    writer.writerow([step, metrics["loss"], metrics["accuracy"], metrics["lr"], metrics["grad_norm"], metrics["it_per_s"]])
+                    csv_file.flush()
+                    for key in ("loss", "accuracy", "lr", "grad_norm"):
+                        if not math.isnan(metrics[key]):
+                            tb.add_scalar(f"train/{key}", metrics[key], step)
+            if step % config.checkpoint_every == 0 or step == config.max_iters:
+                states = gather_object([sampler.state_dict()]) if world > 1 else [sampler.state_dict()]
+                if main:
+                    last_good = save_training_checkpoint(
+                        run_dir, step, accelerator.unwrap_model(head), optimizer, scheduler, states, config.keep_checkpoints
+                    )
+                accelerator.wait_for_everyone()
+    finally:
+        bar.close()
+        if main:
+            tb.close()
+            csv_file.close()
+
+    final_head = None
+    if main:
+        final_head = export_final_head(run_dir, accelerator.unwrap_model(head), config, step)
+    accelerator.wait_for_everyone()
+    return TrainResult(run_dir, step, history, final_head)
+
+
+def export_final_head(run_dir: Path, head: nn.Module, config: TrainConfig, step: int) -> Path:
+    """``run_dir/final_head.safetensors`` via regionspot.checkpoint (head weights + config + backbone ids)."""
+    from regionspot.checkpoint import save_head_checkpoint
+
+    path = run_dir / "final_head.safetensors"
+    meta = {"steps": step, "datasets": [d.cache for d in config.datasets], "seed": config.seed}
+    save_head_checkpoint(path, head, config.model, meta=meta)
+    return path
+
+
+@torch.no_grad()
+def cache_accuracy(
+    head: nn.Module,
+    cache: TokenCache,
+    text_embeddings: torch.Tensor,
+    logit_scale: float,
+    vision_language: Any = None,
+    batch_size: int = 8,
+) -> float:
+    """Top-1 accuracy of ``head`` over every box of the cache's unflipped images (train-set accuracy).
+
+    Feature maps come from the cache, or from ``vision_language`` online when given.
+    """
+    was_training = head.training
+    head.eval()
+    device = next(head.parameters()).device
+    correct = total = 0
+    gen = torch.Generator().manual_seed(0)
+    for lo in range(0, cache.num_images, batch_size):
+        items = [cache.get(i, False) for i in range(lo, min(lo + batch_size, cache.num_images))]
+        batch = collate(items, 0, 10**9, gen)
+        fmap = batch.feature_map if vision_language is None else online_feature_maps(vision_language, cache, items, 0.0, gen)
+        out = head(batch.tokens.to(device), fmap.to(device), padding_mask=~batch.valid.to(device))
+        pred = region_text_logits(out.region_embeddings, text_embeddings.to(device), logit_scale).argmax(-1).cpu()
+        correct += int(((pred == batch.labels) & batch.valid).sum())
+        total += int(batch.valid.sum())
+    head.train(was_training)
+    return correct / max(total, 1)
+
+
+def cli_train(config: Path, overrides: list[str], resume: bool | Path = False) -> TrainResult:
+    """`regionspot train --config configs/X.yaml [key=value ...] [--resume [CKPT]]`.
+
+    Launch several processes with ``accelerate launch -m regionspot.cli train ...`` (or torchrun).
+    """
+    cfg = TrainConfig.from_yaml(config, overrides)
+    result = train(cfg, resume=resume)
+    if result.final_head is not None:
+        print(f"trained {result.step} steps; head written to {result.final_head}")
+    return result

@@ -1,0 +1,170 @@
+"""End to end on CPU: tiny ShapesWorld -> token cache -> train a head on tiny random backbones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import regionspot.engine.train as train_module
+from regionspot.backbones.segmenter import load_segmenter
+from regionspot.backbones.vision_language import load_vision_language
+from regionspot.cache.extract import extract_cache
+from regionspot.cache.store import TokenCache
+from regionspot.checkpoint import load_head_checkpoint
+from regionspot.data.coco_json import CocoDetectionDataset
+from regionspot.data.shapesworld import generate_shapesworld
+from regionspot.engine.config import ConfigError, TrainConfig
+from regionspot.engine.optim import lr_factor
+from regionspot.engine.train import (
+    TrainingDivergedError,
+    cache_accuracy,
+    online_feature_maps,
+    step_generator,
+    train,
+)
+from regionspot.modeling.head import RegionSpotHead
+from regionspot.testing.tiny_clip import save_tiny_clip
+from regionspot.testing.tiny_sam import save_tiny_sam
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    info = generate_shapesworld(root / "sw", num_train=12, num_val=0, seed=0, image_size=64, progress=False,
+                                colours=["red", "green", "blue", "yellow"], shapes=["circle", "square"])
+    dataset = CocoDetectionDataset(info["train_json"], info["image_root"], dataset_name="shapesworld")
+    sam_dir, clip_dir = str(save_tiny_sam(root / "sam")), str(save_tiny_clip(root / "clip"))
+    segmenter, vl = load_segmenter(sam_dir), load_vision_language(clip_dir)
+    extract_cache(dataset, segmenter, root / "cache", vision_language=vl, flip=True, shard_size=4, show_progress=False)
+    return {"root": root, "sam": sam_dir, "clip": clip_dir, "vl": vl, "token_dim": segmenter.token_dim}
+
+
+def make_config(env, out: Path, **kw) -> TrainConfig:
+    vl = env["vl"]
+    data = {
+        "model": {
+            "segmenter": env["sam"],
+            "vision_language": env["clip"],
+            "image_size": vl.image_size,
+            "templates": ["a {}."],
+            "head": {"token_dim": env["token_dim"], "feature_dim": vl.feature_dim, "embed_dim": vl.embed_dim,
+                     "depth": 1, "num_heads": 2, "ffn_dim": 64, "dropout": 0.0},
+        },
+        "datasets": [{"cache": str(env["root"] / "cache")}],
+        "output_dir": str(out),
+        "batch_size": 4,
+        "lr": 2e-3,
+        "weight_decay": 1e-4,
+        "max_iters": 8,
+        "warmup_iters": 5,
+        "lr_steps": [1000],
+        "mixed_precision": "no",
+        "cpu": True,
+        "checkpoint_every": 4,
+        "log_every": 1,
+        "text_cache_dir": str(env["root"] / "text"),
+    }
+    data.update(kw)
+    return TrainConfig.from_dict(data)
+
+
+def test_loss_falls_and_accuracy_rises(env, tmp_path):
+    config = make_config(env, tmp_path / "run", max_iters=200, checkpoint_every=100, lr=3e-3, log_every=20)
+    result = train(config, show_progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert result.step == 200 and len(losses) == 200
+    assert sum(losses[-10:]) / 10 < 0.6 * sum(losses[:10]) / 10
+    cache = TokenCache(config.datasets[0].cache)
+    state, model_config, meta = load_head_checkpoint(result.final_head)
+    assert meta["steps"] == 200 and model_config.head.feature_dim == env["vl"].feature_dim
+    head = RegionSpotHead(model_config.head)
+    head.load_state_dict(state, strict=True)
+    text = train_module._text_embeddings(env["vl"], cache.category_names, config, False)
+    acc = cache_accuracy(head, cache, text, env["vl"].logit_scale)
+    labels = torch.cat([cache.get(i).labels for i in range(cache.num_images)])
+    majority = labels.bincount().max().item() / len(labels)
+    chance = 1 / len(cache.category_names)
+    untrained = cache_accuracy(RegionSpotHead(model_config.head), cache, text, env["vl"].logit_scale)
+    assert acc > max(3 * chance, majority + 0.15, untrained + 0.2), (acc, chance, majority, untrained)
+    run = Path(result.run_dir)
+    assert (run / "metrics.csv").read_text().count("\n") == 11
+    assert any((run / "tensorboard").iterdir())
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_00000100", "step_00000200"]
+
+
+def test_resume_reproduces_uninterrupted_run(env, tmp_path):
+    full = train(make_config(env, tmp_path / "full"), show_progress=False)
+    # "Killed" after step 4 (its checkpoint is the last thing it wrote), then resumed with the same command.
+    train(make_config(env, tmp_path / "cut", max_iters=4), show_progress=False)
+    resumed = train(make_config(env, tmp_path / "cut"), resume=True, show_progress=False)
+    assert resumed.step == 8 and len(resumed.history) == 4
+    a = load_file(str(full.run_dir / "checkpoints" / "step_00000008" / "head.safetensors"))
+    b = load_file(str(resumed.run_dir / "checkpoints" / "step_00000008" / "head.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
+    # A different seed gives a different run (the comparison above can fail).
+    other = train(make_config(env, tmp_path / "other", seed=7), show_progress=False)
+    c = load_file(str(other.run_dir / "checkpoints" / "step_00000008" / "head.safetensors"))
+    assert not torch.allclose(a["projector.weight"], c["projector.weight"])
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(env, tmp_path, monkeypatch):
+    real = train_module.sigmoid_focal_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] >= 4 else loss
+
+    monkeypatch.setattr(train_module, "sigmoid_focal_loss", poisoned)
+    config = make_config(env, tmp_path / "run", checkpoint_every=2)
+    with pytest.raises(TrainingDivergedError, match="step 4.*step_00000002"):
+        train(config, show_progress=False)
+    good = load_file(str(tmp_path / "run" / "checkpoints" / "step_00000002" / "head.safetensors"))
+    assert all(torch.isfinite(v).all() for v in good.values())
+    assert not (tmp_path / "run" / "checkpoints" / "step_00000004").exists()
+
+
+def test_online_features_match_cached_maps_of_the_same_flip(env):
+    cache = TokenCache(env["root"] / "cache")
+    items = [cache.get(0, False), cache.get(0, True)]
+    online = online_feature_maps(env["vl"], cache, items, 0.0, step_generator(0, 0, 0))
+    for row, item in enumerate(items):
+        torch.testing.assert_close(online[row], item.feature_map.float(), atol=2e-2, rtol=2e-3)
+    assert not torch.allclose(online[0], online[1])
+
+
+def test_online_training_runs(env, tmp_path):
+    result = train(make_config(env, tmp_path / "run", feature_source="online", color_jitter=0.2, max_iters=3),
+                   show_progress=False)
+    assert result.step == 3 and all(torch.isfinite(torch.tensor(h["loss"])) for h in result.history)
+
+
+def test_configs_and_overrides(tmp_path):
+    paper = TrainConfig.from_yaml(CONFIGS / "regionspot_bl_o365.yaml")
+    assert (paper.lr, paper.weight_decay, paper.batch_size, paper.max_iters) == (2.5e-5, 1e-4, 16, 450_000)
+    assert paper.lr_steps == [350_000, 420_000] and paper.model.head.feature_dim == 1024
+    for name in ("shapesworld_tiny.yaml", "shapesworld.yaml"):
+        TrainConfig.from_yaml(CONFIGS / name)
+    cfg = TrainConfig.from_yaml(CONFIGS / "regionspot_bl_o365.yaml", ["lr=1e-4", "model.head.dropout=0", "lr_steps=[5,9]"])
+    assert cfg.lr == 1e-4 and cfg.model.head.dropout == 0 and cfg.lr_steps == [5, 9]
+    with pytest.raises(ConfigError, match="learning_rate"):
+        TrainConfig.from_yaml(CONFIGS / "regionspot_bl_o365.yaml", ["learning_rate=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        TrainConfig.from_yaml(CONFIGS / "regionspot_bl_o365.yaml", ["lr"])
+    with pytest.raises(ConfigError, match="not found"):
+        TrainConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_schedule():
+    assert lr_factor(0, 10, 0.001, [20, 30], 0.1) == pytest.approx(0.001)
+    assert lr_factor(10, 10, 0.001, [20, 30], 0.1) == 1.0
+    assert lr_factor(25, 10, 0.001, [20, 30], 0.1) == pytest.approx(0.1)
+    assert lr_factor(30, 10, 0.001, [20, 30], 0.1) == pytest.approx(0.01)

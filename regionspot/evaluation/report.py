@@ -59,7 +59,7 @@ def _markdown(rows: dict[str, dict[str, EvalResult | None]], meta: dict) -> str:
     info = [
         f"{k}: {v}"
         for k, v in meta.items()
-        if k not in ("title", "proposals", "skipped_images", "failed_images")
+        if k not in ("title", "proposals", "skipped_images", "failed_images") and not isinstance(v, (dict, list))
     ]
     if info:
         lines += [f"- {x}" for x in info] + [""]

@@ -281,7 +281,7 @@ def _check_cache(cache: TokenCache, config: TrainConfig) -> None:
         vl = m.get("vision_language")
         if vl is None:
             raise CacheError(
-                f"Cache {cache.root} has no feature maps; set feature_source=online or rebuild with --vision-language."
+                f"Cache {cache.root} has no feature maps; set feature_source=online or rebuild the cache with --clip."
             )
         if vl["id"] != config.model.vision_language or vl["image_size"] != config.model.image_size:
             raise CacheError(

@@ -268,9 +268,17 @@ def _text_embeddings(vl: Any, names: list[str], config: TrainConfig, show: bool)
         ).float()
 
 
+def _same_model(a: str, b: str) -> bool:
+    """Hub ids must match; local folders match when they are the same folder (relative paths, symlinks)."""
+    if a == b:
+        return True
+    pa, pb = Path(a), Path(b)
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
 def _check_cache(cache: TokenCache, config: TrainConfig) -> None:
     m = cache.manifest
-    if m["segmenter"] != config.model.segmenter:
+    if not _same_model(m["segmenter"], config.model.segmenter):
         raise CacheError(
             f"Cache {cache.root} holds tokens of {m['segmenter']!r} but the config's segmenter is "
             f"{config.model.segmenter!r}; rebuild the cache or fix model.segmenter."
@@ -283,7 +291,7 @@ def _check_cache(cache: TokenCache, config: TrainConfig) -> None:
             raise CacheError(
                 f"Cache {cache.root} has no feature maps; set feature_source=online or rebuild the cache with --clip."
             )
-        if vl["id"] != config.model.vision_language or vl["image_size"] != config.model.image_size:
+        if not _same_model(vl["id"], config.model.vision_language) or vl["image_size"] != config.model.image_size:
             raise CacheError(
                 f"Cache {cache.root} maps are from {vl['id']} at {vl['image_size']} px, config wants "
                 f"{config.model.vision_language} at {config.model.image_size}; rebuild or set feature_source=online."

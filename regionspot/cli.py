@@ -128,6 +128,7 @@ def predict(
     clip: Annotated[str | None, typer.Option(help="Vision-language model: hub id or local folder.")] = None,
     head: Annotated[str | None, typer.Option(help="Head checkpoint (.safetensors, official .pth) or a registered name.")] = None,
     top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = 3,
+    grid: Annotated[int, typer.Option(help="Without boxes/points: propose regions from a GRID×GRID point grid.")] = 16,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
 ) -> None:
     """Label regions (boxes or points) of IMAGE with your vocabulary; write JSON and a picture."""
@@ -163,8 +164,6 @@ def predict(
             names = read_vocabulary(None, default_vocab)
         else:
             raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog' or --vocab-file names.txt.")
-    if box_list is None and point_list is None:
-        raise PromptError("Pass the regions to recognise: --boxes 'x1,y1,x2,y2;...', --boxes-json F or --points 'x,y;...'.")
 
     dev = device or _best_device()
     model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=dev)
@@ -172,6 +171,12 @@ def predict(
     predictor = RegionSpotPredictor(model)
     predictor.set_image(image)
     predictor.set_vocabulary(names)
+    if box_list is None and point_list is None:
+        proposed = predictor.propose(points_per_side=grid)
+        if len(proposed) == 0:
+            raise PromptError("No regions found automatically; pass --boxes 'x1,y1,x2,y2;...' or --points 'x,y;...'.")
+        typer.echo(f"no boxes given: {len(proposed)} regions proposed by the segmenter from a {grid}x{grid} point grid")
+        box_list = proposed.tolist()
     result = predictor.predict(boxes=box_list, points=point_list, top_k=top_k, return_masks=viz is not None)
     done = time.perf_counter()
 

@@ -56,7 +56,6 @@ def test_vocab_file_and_boxes_json(tiny_model_dir, image_path, tmp_path):
     (["IMG", "--vocab", "a", "--boxes", "1,1,5"], "4"),
     (["IMG", "--vocab", "a", "--boxes", "nan,1,5,5"], ""),
     (["IMG", "--vocab", "a", "--boxes", "5,5,5,9"], ""),
-    (["IMG", "--vocab", "a"], "--boxes"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tiny_model_dir, image_path, tmp_path, args, message):
     args = [str(image_path) if a == "IMG" else str(tmp_path / a) if a == "MISSING.png" else a for a in args]
@@ -85,3 +84,14 @@ def test_parse_numbers():
 def test_version_and_help_run_as_a_program():
     done = subprocess.run([sys.executable, "-m", "regionspot.cli", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("regionspot ")
+
+
+def test_without_boxes_regions_are_proposed(tiny_model_dir, image_path, tmp_path):
+    out = tmp_path / "auto.json"
+    result = runner.invoke(app, ["predict", str(image_path), "--vocab", "cat,dog", "--grid", "4", "--out", str(out),
+                                 "--viz", str(tmp_path / "auto.png"), *model_args(tiny_model_dir)])
+    assert "Traceback" not in result.output
+    if result.exit_code == 0:
+        assert "regions proposed" in result.output and json.loads(out.read_text())["regions"]
+    else:  # a random tiny SAM may propose nothing: then one clear line
+        assert result.exit_code == 2 and "No regions found" in result.output

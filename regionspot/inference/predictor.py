@@ -15,6 +15,7 @@ import torch
 
 from regionspot.backbones.base import SegmenterImageState
 from regionspot.data.images import ImageLike, load_image
+from regionspot.data.transforms import mask_to_box
 from regionspot.errors import PromptError, RegionSpotError
 from regionspot.inference.results import RegionResult
 from regionspot.model import RegionSpot
@@ -83,6 +84,16 @@ class RegionSpotPredictor:
     def vocabulary(self) -> list[str] | None:
         return self._vocabulary
 
+    def propose(self, points_per_side: int = 16, min_predicted_iou: float = 0.7, max_regions: int = 100) -> np.ndarray:
+        """Class-agnostic boxes (K, 4) XYXY for the current image, from a grid of point prompts."""
+        from regionspot.inference.proposals import propose_regions
+
+        if self._state is None:
+            raise RegionSpotError("Call set_image(image) before propose().")
+        boxes = propose_regions(self.model.segmenter, self._state, points_per_side=points_per_side,
+                                min_predicted_iou=min_predicted_iou, max_regions=max_regions, chunk_size=max(self.chunk_size, 64))
+        return boxes.numpy()
+
     # --- prediction --------------------------------------------------------------------------------
     @torch.inference_mode()
     def predict(
@@ -150,7 +161,7 @@ class RegionSpotPredictor:
             out_boxes[:, 1::2] = out_boxes[:, 1::2].clamp(0, height)
             out_boxes = out_boxes.numpy()
         else:
-            out_boxes = _mask_boxes(masks)
+            out_boxes = mask_to_box(masks)
         return RegionResult(
             boxes=out_boxes.astype(np.float32),
             labels=[vocab[int(i)] for i in top_ids[:, 0]],
@@ -166,12 +177,3 @@ class RegionSpotPredictor:
             messages=messages,
         )
 
-
-def _mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool → (N, 4) XYXY tight boxes (zeros for an empty mask)."""
-    boxes = np.zeros((len(masks), 4), np.float32)
-    for i, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        if len(xs):
-            boxes[i] = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-    return boxes

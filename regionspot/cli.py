@@ -343,6 +343,20 @@ def shapesworld_generate(
     cli_generate(out=out, train=train, val=val, seed=seed, image_size=image_size)
 
 
+@shapes_app.command("build")
+@friendly
+def shapesworld_build(
+    out: Annotated[Path, typer.Option(help="Work folder (data, caches, runs, report.md, build.json).")] = Path("runs/shapesworld_build"),
+    quick: Annotated[bool, typer.Option(help="A few-minute smoke build; installs nothing.")] = False,
+    install: Annotated[bool, typer.Option(help="Copy the models into the package's assets (the embedded default).")] = True,
+    resume: Annotated[bool, typer.Option(help="Skip stages already finished in OUT.")] = False,
+) -> None:
+    """Rebuild the embedded ShapesWorld models (tiny CLIP, tiny SAM, RegionSpot heads) and write the table."""
+    from regionspot.engine.shapesworld_build import cli_build
+
+    cli_build(out=out, quick=quick, install=install and not quick, resume=resume)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,506 @@
+"""Pre-train a tiny CLIP (transformers ``CLIPModel``) contrastively on ShapesWorld image/caption pairs.
+
+The model plays the role of web-scale CLIP in the ShapesWorld pipeline, so it sees EVERY category,
+rare ones included: its pairs come from images rendered here with uniform category probabilities
+under their own seed (never the dataset's train split, where rare classes are absent).
+
+Two kinds of pairs:
+
+- object crops: a square crop around one object (context 1.1-2.6× its box side, random shift, flip,
+  90° rotation), resized to the native input ``image_size`` (48 px);
+- scenes: a whole 256² image with exactly one object (plus unannotated distractors), resized to
+  ``scene_size`` (128 px, the size RegionSpot feeds the whole image at), encoded with interpolated
+  position embeddings — so the feature map is trained at the scale the head will read it.
+
+Captions vary ("red star", "a photo of a red star on a cluttered background", CLIP's ImageNet
+templates, ...). The loss is the symmetric InfoNCE with a learnable logit scale; pairs of the same
+class in a batch are all positives (soft targets). The tokenizer is a BPE trained on the caption
+corpus (``regionspot.text.tokenizer``).
+
+``pretrain_clip(out_dir, config)`` trains, writes a folder that ``load_vision_language(out_dir)`` reads
+offline (fp16 safetensors, config dtype float32 so loading upcasts), and reports the zero-shot top-1 on
+held-out crops with the project's template ensemble, per LVIS-style frequency bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from regionspot.data.shapesworld import render_image, shapesworld_categories
+from regionspot.engine.pretrain_sam import _advance, _progress_bar, cosine_lr
+from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
+from regionspot.text.tokenizer import save_clip_tokenizer
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CROP_STORE = 96  # side of the stored object crops (context 2.6× the box side)
+CROP_CONTEXT = 2.6
+CROP_KEY, SCENE_KEY, HELDOUT_KEY = 71, 72, 73  # rng stream ids, distinct from the dataset's splits (0, 1)
+
+CAPTION_TEMPLATES: tuple[str, ...] = (
+    "{}",
+    "a {}",
+    "the {}",
+    "a photo of a {}",
+    "a photo of a {} on a cluttered background",
+    "a {} on a textured background",
+    "a {} in the scene",
+    "a picture of the {}",
+    "a drawing of a {}",
+    "a close-up of a {}",
+    "there is a {} here",
+    "one {}",
+    "a {} shape",
+    "a small {}",
+    "a large {}",
+)
+COMPOSED_TEMPLATES: tuple[str, ...] = (
+    "a {shape} coloured {colour}",
+    "a {colour} coloured {shape}",
+    "a {shape} that is {colour}",
+)
+
+
+@dataclass
+class ClipPretrainConfig:
+    """Architecture and schedule of the tiny CLIP.
+
+    image_size / patch_size: native vision input (object crops); scene_size: whole-image pairs.
+    vision_*/text_*: widths, depths and heads of the two towers; context_length: text positions.
+    steps / batch_size / lr: AdamW with linear warm-up and cosine decay; scene_every: every n-th step
+    is a batch of ``scene_batch_size`` whole single-object scenes (0 disables). pool_images / pool_scenes: rendered images
+    whose crops / scenes form the training pool. heldout_images: fresh renders for the zero-shot test.
+    max_seconds: the cosine schedule runs on max(step / steps, elapsed / max_seconds), so a time
+    budget ends training on schedule; None trains exactly ``steps`` steps.
+    """
+
+    image_size: int = 48
+    scene_size: int = 128
+    patch_size: int = 8
+    vision_width: int = 128
+    vision_layers: int = 4
+    vision_heads: int = 4
+    text_width: int = 96
+    text_layers: int = 3
+    text_heads: int = 4
+    context_length: int = 32
+    projection_dim: int = 96
+    vocab_size: int = 600
+    steps: int = 2500
+    batch_size: int = 96
+    scene_batch_size: int = 24
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    scene_every: int = 4
+    pool_images: int = 2000
+    pool_scenes: int = 1200
+    heldout_images: int = 300
+    seed: int = 1234
+    dataset_seed: int = 0
+    max_seconds: float | None = None
+    templates_zero_shot: str = "imagenet"
+
+
+@dataclass
+class ClipPretrainResult:
+    """What a run produced: the folder, zero-shot accuracies and timings."""
+
+    folder: Path
+    steps: int
+    seconds: float
+    first_loss: float
+    last_loss: float
+    zero_shot_top1: float
+    zero_shot_by_bucket: dict[str, float]
+    size_mb: float
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+
+
+def _square_crop(image: np.ndarray, box: tuple[float, float, float, float], context: float, out: int) -> np.ndarray:
+    """(out, out, 3) uint8: a square crop of side ``context × max(box w, h)`` centred on ``box``.
+
+    image: (H, W, 3) uint8; box: XYXY pixels. Outside the image the border is replicated.
+    """
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0, 4.0) * context
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    pad = int(math.ceil(side))
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    left, top = cx - side / 2 + pad, cy - side / 2 + pad
+    pil = Image.fromarray(padded)
+    crop = pil.resize((out, out), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side))
+    return np.asarray(crop)
+
+
+def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    ys, xs = np.nonzero(mask)
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+def render_crop_pool(
+    num_images: int, seed: int, key: int, dataset_seed: int = 0, context: float = CROP_CONTEXT, out: int = CROP_STORE,
+    show_progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Object crops from fresh renders with uniform category probabilities.
+
+    Returns (crops (M, out, out, 3) uint8, labels (M,) int64 0-based category indices).
+    """
+    categories = shapesworld_categories(dataset_seed)
+    probs = np.full(len(categories), 1.0 / len(categories))
+    crops, labels = [], []
+    for index in tqdm(range(num_images), desc="CLIP crops", disable=not show_progress, leave=False):
+        rng = np.random.default_rng([seed, key, index])
+        pixels, objects = render_image(rng, categories, probs)
+        for obj in objects:
+            if obj.mask.sum() < 12:
+                continue
+            crops.append(_square_crop(pixels, _mask_box(obj.mask), context, out))
+            labels.append(obj.category_index)
+    return np.stack(crops), np.asarray(labels, dtype=np.int64)
+
+
+def render_scene_pool(
+    num_images: int, seed: int, size: int, dataset_seed: int = 0, show_progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whole images with exactly one object, resized to ``size``: ((M, size, size, 3) uint8, (M,) int64)."""
+    categories = shapesworld_categories(dataset_seed)
+    probs = np.full(len(categories), 1.0 / len(categories))
+    images, labels = [], []
+    for index in tqdm(range(num_images), desc="CLIP scenes", disable=not show_progress, leave=False):
+        rng = np.random.default_rng([seed, SCENE_KEY, index])
+        pixels, objects = render_image(rng, categories, probs, max_objects=1)
+        resized = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
+        images.append(np.asarray(resized))
+        labels.append(objects[0].category_index)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def _normalise(pixels: torch.Tensor) -> torch.Tensor:
+    """(B, 3, S, S) float in [0, 1] -> CLIP-normalised."""
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (pixels - mean) / std
+
+
+def augment_crops(crops: np.ndarray, out: int, generator: torch.Generator) -> torch.Tensor:
+    """Random context (1.1-2.6× box), shift, flip and 90° rotation of stored crops.
+
+    crops: (B, S, S, 3) uint8 stored at context ``CROP_CONTEXT``. Returns (B, 3, out, out) normalised.
+    """
+    b = crops.shape[0]
+    pixels = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, S, S)
+    context = torch.empty(b).uniform_(1.1, CROP_CONTEXT, generator=generator)
+    scale = context / CROP_CONTEXT  # fraction of the stored crop kept
+    shift = (torch.rand(b, 2, generator=generator) - 0.5) * 0.3 * scale[:, None]
+    flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = scale * flip
+    theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, (b, 3, out, out), align_corners=False)
+    warped = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    turns = int(torch.randint(0, 4, (1,), generator=generator))
+    warped = torch.rot90(warped, turns, dims=(2, 3))
+    return _normalise(warped)
+
+
+def scene_pixels(scenes: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """(B, S, S, 3) uint8 scenes -> (B, 3, S, S) normalised, randomly mirrored."""
+    pixels = torch.from_numpy(scenes).permute(0, 3, 1, 2).float() / 255.0
+    if float(torch.rand(1, generator=generator)) < 0.5:
+        pixels = pixels.flip(3)
+    return _normalise(pixels)
+
+
+def caption_corpus(names: list[str]) -> list[str]:
+    """Every caption the tokenizer should know well (training captions and the zero-shot templates)."""
+    from regionspot.text.prompts import get_templates
+
+    texts = []
+    templates = list(CAPTION_TEMPLATES) + list(get_templates("imagenet"))
+    for name in names:
+        colour, shape = name.split(" ", 1)
+        texts += [t.format(name) for t in templates]
+        texts += [t.format(colour=colour, shape=shape) for t in COMPOSED_TEMPLATES]
+    return texts
+
+
+def sample_captions(names: list[str], labels: np.ndarray, rng: np.random.Generator) -> list[str]:
+    """One random caption per label: own templates (half), CLIP's ImageNet templates, composed forms."""
+    captions = []
+    for label in labels.tolist():
+        name = names[label]
+        r = rng.random()
+        if r < 0.5:
+            template = CAPTION_TEMPLATES[rng.integers(len(CAPTION_TEMPLATES))]
+            captions.append(template.format(name))
+        elif r < 0.9:
+            template = CLIP_IMAGENET_TEMPLATES[rng.integers(len(CLIP_IMAGENET_TEMPLATES))]
+            captions.append(template.format(name))
+        else:
+            colour, shape = name.split(" ", 1)
+            template = COMPOSED_TEMPLATES[rng.integers(len(COMPOSED_TEMPLATES))]
+            captions.append(template.format(colour=colour, shape=shape))
+    return captions
+
+
+# ------------------------------------------------------------------------------------------------
+# Model
+
+
+def build_clip_model(config: ClipPretrainConfig, vocab_size: int):
+    """A CLIPModel with the tiny architecture of ``config``; special tokens are the last two ids."""
+    from transformers import CLIPConfig, CLIPModel
+
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=config.text_width,
+        intermediate_size=config.text_width * 4,
+        num_hidden_layers=config.text_layers,
+        num_attention_heads=config.text_heads,
+        max_position_embeddings=config.context_length,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+        hidden_act="quick_gelu",
+    )
+    vision = dict(
+        hidden_size=config.vision_width,
+        intermediate_size=config.vision_width * 4,
+        num_hidden_layers=config.vision_layers,
+        num_attention_heads=config.vision_heads,
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        hidden_act="quick_gelu",
+    )
+    clip_config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=config.projection_dim)
+    return CLIPModel(clip_config)
+
+
+def _tokenize(tokenizer, captions: list[str], context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) input ids and attention mask, padded to the longest caption (at most ``context``)."""
+    ids = tokenizer(captions, add_special_tokens=True, truncation=False)["input_ids"]
+    ids = [row if len(row) <= context else row[: context - 1] + [row[-1]] for row in ids]
+    length = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), length), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), length), dtype=torch.long)
+    for i, row in enumerate(ids):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return input_ids, mask
+
+
+def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, labels: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE where every pair of the same class is a positive.
+
+    image_emb / text_emb: (B, D) L2-normalised; labels: (B,) class ids; logit_scale: log of the scale.
+    """
+    logits = logit_scale.exp().clamp(max=100.0) * image_emb @ text_emb.t()  # (B, B)
+    same = (labels[:, None] == labels[None, :]).float()
+    targets = same / same.sum(1, keepdim=True)
+    loss_i = torch.sum(-targets * F.log_softmax(logits, dim=1), dim=1).mean()
+    loss_t = torch.sum(-targets * F.log_softmax(logits.t(), dim=1), dim=1).mean()
+    return (loss_i + loss_t) / 2
+
+
+def _progress(step: int, elapsed: float, config: ClipPretrainConfig) -> float:
+    by_time = elapsed / config.max_seconds if config.max_seconds else 0.0
+    return max(step / max(1, config.steps), by_time)
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if parameter.ndim < 2 or "embedding" in name or "logit_scale" in name:
+            no_decay.append(parameter)
+        else:
+            decay.append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ------------------------------------------------------------------------------------------------
+# Saving and evaluation
+
+
+def save_clip_folder(model, tokenizer, folder: Path, half: bool = True) -> Path:
+    """Write ``model`` + ``tokenizer`` + preprocessor config so ``load_vision_language(folder)`` works.
+
+    half: store weights as fp16 safetensors; the config keeps ``dtype: float32`` so loaders upcast.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    to_save = model
+    if half:
+        import copy
+
+        to_save = copy.deepcopy(model).to(torch.float16)
+    to_save.save_pretrained(str(folder), safe_serialization=True)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config["dtype"] = "float32"
+    for sub in ("text_config", "vision_config"):
+        if isinstance(config.get(sub), dict) and "dtype" in config[sub]:
+            config[sub]["dtype"] = "float32"
+    config_path.write_text(json.dumps(config, indent=2))
+    tokenizer.save_pretrained(str(folder))
+    size = int(model.config.vision_config.image_size)
+    preprocessor = {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": size},
+        "resample": 3,
+        "do_center_crop": True,
+        "crop_size": {"height": size, "width": size},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
+        "do_convert_rgb": True,
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    return folder
+
+
+def folder_size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
+
+
+@torch.no_grad()
+def zero_shot_accuracy(
+    vision_language, crops: np.ndarray, labels: np.ndarray, names: list[str], buckets: list[str],
+    templates: str = "imagenet", batch_size: int = 256,
+) -> tuple[float, dict[str, float]]:
+    """Top-1 of classifying crops against all ``names`` with the template ensemble.
+
+    vision_language: a ``VisionLanguage`` adapter; crops: (M, S, S, 3) uint8; labels: (M,) indices into
+    names; buckets: the frequency letter of each name. Returns (overall top-1, {bucket: top-1}).
+    """
+    from regionspot.text.embeddings import class_text_embeddings
+
+    text = class_text_embeddings(vision_language, names, templates=templates, cache_dir=False, show_progress=False)
+    predictions = []
+    for start in range(0, len(crops), batch_size):
+        images = [Image.fromarray(c) for c in crops[start : start + batch_size]]
+        predictions.append((vision_language.encode_image(images) @ text.t()).argmax(1))
+    predicted = torch.cat(predictions).numpy()
+    correct = predicted == labels
+    by_bucket = {}
+    label_bucket = np.asarray([buckets[i] for i in labels.tolist()])
+    for bucket in "fcr":
+        chosen = label_bucket == bucket
+        if chosen.any():
+            by_bucket[bucket] = float(correct[chosen].mean())
+    return float(correct.mean()), by_bucket
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+
+def pretrain_clip(
+    out_dir: str | Path, config: ClipPretrainConfig | None = None, show_progress: bool = True, evaluate: bool = True
+) -> ClipPretrainResult:
+    """Train the tiny CLIP from scratch, save it to ``out_dir`` and measure zero-shot top-1.
+
+    Returns a ``ClipPretrainResult``; ``out_dir/pretrain_metrics.json`` holds the same numbers.
+    """
+    config = config or ClipPretrainConfig()
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    categories = shapesworld_categories(config.dataset_seed)
+    names = [c.name for c in categories]
+    buckets = [c.frequency for c in categories]
+
+    tokenizer = save_clip_tokenizer(
+        out_dir, caption_corpus(names), vocab_size=config.vocab_size, model_max_length=config.context_length
+    )
+    crops, crop_labels = render_crop_pool(config.pool_images, config.seed, CROP_KEY, config.dataset_seed,
+                                          show_progress=show_progress)
+    scenes, scene_labels = (
+        render_scene_pool(config.pool_scenes, config.seed, config.scene_size, config.dataset_seed, show_progress)
+        if config.scene_every > 0 and config.pool_scenes > 0
+        else (None, None)
+    )
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_clip_model(config, len(tokenizer))
+    model.train()
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
+    generator = torch.Generator().manual_seed(config.seed)
+    rng = np.random.default_rng([config.seed, 99])
+    losses: list[float] = []
+    train_start = time.perf_counter()
+    bar = _progress_bar("CLIP", config, show_progress)
+    for step in range(config.steps):
+        progress = _progress(step, time.perf_counter() - train_start, config)
+        if progress >= 1.0:
+            break
+        scene_step = scenes is not None and config.scene_every > 0 and step % config.scene_every == config.scene_every - 1
+        if scene_step:
+            index = rng.choice(len(scenes), size=min(config.scene_batch_size, len(scenes)), replace=False)
+            pixels, labels = scene_pixels(scenes[index], generator), scene_labels[index]
+        else:
+            index = rng.choice(len(crops), size=min(config.batch_size, len(crops)), replace=False)
+            pixels, labels = augment_crops(crops[index], config.image_size, generator), crop_labels[index]
+        input_ids, attention = _tokenize(tokenizer, sample_captions(names, labels, rng), config.context_length)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(config.lr, step, config.warmup_steps, progress)
+        image_emb = model.get_image_features(
+            pixel_values=pixels, interpolate_pos_encoding=pixels.shape[-1] != config.image_size
+        ).pooler_output
+        text_emb = model.get_text_features(input_ids=input_ids, attention_mask=attention).pooler_output
+        loss = contrastive_loss(F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1),
+                                torch.from_numpy(labels), model.logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100.0))
+        losses.append(float(loss.detach()))
+        _advance(bar, step, time.perf_counter() - train_start, config)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
+    bar.close()
+    steps_done = len(losses)
+    model.eval()
+    save_clip_folder(model, tokenizer, out_dir)
+
+    top1, by_bucket = float("nan"), {}
+    if evaluate:
+        from regionspot.backbones.vision_language import load_vision_language
+
+        heldout, heldout_labels = render_crop_pool(
+            config.heldout_images, config.seed, HELDOUT_KEY, config.dataset_seed, context=1.5, out=config.image_size
+        )
+        top1, by_bucket = zero_shot_accuracy(
+            load_vision_language(str(out_dir)), heldout, heldout_labels, names, buckets, config.templates_zero_shot
+        )
+    seconds = time.perf_counter() - start
+    first = float(np.mean(losses[:10])) if losses else float("nan")
+    last = float(np.mean(losses[-10:])) if losses else float("nan")
+    result = ClipPretrainResult(
+        folder=out_dir, steps=steps_done, seconds=seconds, first_loss=first, last_loss=last,
+        zero_shot_top1=top1, zero_shot_by_bucket=by_bucket, size_mb=folder_size_mb(out_dir),
+    )
+    metrics = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+    metrics["config"] = asdict(config)
+    (out_dir / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
+    return result

@@ -1,0 +1,486 @@
+"""Pre-train a tiny SAM (transformers ``SamModel``) class-agnostically on ShapesWorld.
+
+The model plays SAM in the ShapesWorld pipeline: given a box or a point on an object it predicts the
+object's (visible) mask, whatever its class. Training images are rendered here with uniform category
+probabilities under their own seed (SAM is class-agnostic, so every category may appear).
+
+Each step encodes a few images once and decodes two prompt sets on the same embeddings: jittered GT
+boxes and one random foreground point per object. The loss is BCE + dice on the single-mask low-res
+logits (B, N, 1, s/4, s/4) against the area-averaged GT mask, plus an MSE that teaches the IoU head
+the IoU of its own mask. Initialisation is SAM-style (``regionspot.testing.tiny_sam.sam_style_init_``):
+transformers' own init gives the prompt positional encoding a huge scale.
+
+``pretrain_sam(out_dir, config)`` saves a folder (fp16 safetensors, config dtype float32, SAM processor
+config) that ``load_segmenter(out_dir)`` reads offline, and reports the mask mIoU on held-out images or
+on a ShapesWorld val split (box and point prompts).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from regionspot.data.shapesworld import render_image, shapesworld_categories
+
+SAM_MEAN = (0.485, 0.456, 0.406)
+SAM_STD = (0.229, 0.224, 0.225)
+POOL_KEY, HELDOUT_KEY = 81, 83  # rng stream ids, distinct from the dataset's splits (0, 1)
+
+
+@dataclass
+class SamPretrainConfig:
+    """Architecture and schedule of the tiny SAM.
+
+    image_size: SAM input side (the world's 256² images are used as is); patch_size 16 gives an
+    (image_size/16)² embedding and (image_size/4)² low-res masks. vision_*: the ViT encoder; width: the
+    neck output, prompt-encoder and mask-decoder width (= the RegionSpot token width).
+    steps / images_per_step / prompts_per_image: each step encodes ``images_per_step`` images and
+    decodes ``prompts_per_image`` boxes and as many points per image. max_seconds: the cosine schedule
+    runs on max(step / steps, elapsed / max_seconds), so a time budget ends training on schedule.
+    pos_weight_start / _end: the BCE foreground weight, decayed linearly with the schedule. Objects
+    cover ~2% of an image; without a large early weight training sits at "all background" for long.
+    """
+
+    image_size: int = 256
+    patch_size: int = 16
+    vision_width: int = 128
+    vision_layers: int = 4
+    vision_heads: int = 4
+    width: int = 128
+    decoder_mlp: int = 512
+    decoder_heads: int = 4
+    steps: int = 1500
+    images_per_step: int = 4
+    prompts_per_image: int = 6
+    lr: float = 1.5e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    box_jitter: float = 0.08
+    pos_weight_start: float = 20.0
+    pos_weight_end: float = 2.0
+    pool_images: int = 600
+    heldout_images: int = 60
+    seed: int = 4321
+    dataset_seed: int = 0
+    max_seconds: float | None = None
+
+
+@dataclass
+class SamPretrainResult:
+    """What a run produced: the folder, mIoUs and timings."""
+
+    folder: Path
+    steps: int
+    seconds: float
+    first_loss: float
+    last_loss: float
+    miou_box: float
+    miou_point: float
+    size_mb: float
+
+
+# ------------------------------------------------------------------------------------------------
+# Model
+
+
+def build_sam_model(config: SamPretrainConfig, seed: int = 0):
+    """A ``SamModel`` of the tiny architecture with SAM-style random initialisation."""
+    from transformers import (
+        SamConfig,
+        SamMaskDecoderConfig,
+        SamModel,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+    )
+
+    from regionspot.testing.tiny_sam import sam_style_init_
+
+    grid = config.image_size // config.patch_size
+    vision = SamVisionConfig(
+        hidden_size=config.vision_width,
+        output_channels=config.width,
+        num_hidden_layers=config.vision_layers,
+        num_attention_heads=config.vision_heads,
+        mlp_dim=4 * config.vision_width,
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        window_size=max(grid // 2, 1),
+        global_attn_indexes=list(range(config.vision_layers - 1, 0, -2))[::-1] or [0],
+        num_pos_feats=config.width // 2,
+    )
+    prompt = SamPromptEncoderConfig(
+        hidden_size=config.width,
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        mask_input_channels=16,
+    )
+    prompt.image_embedding_size = grid
+    decoder = SamMaskDecoderConfig(
+        hidden_size=config.width,
+        mlp_dim=config.decoder_mlp,
+        num_attention_heads=config.decoder_heads,
+        num_hidden_layers=2,
+        iou_head_hidden_dim=config.width,
+    )
+    model = SamModel(SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder))
+    return sam_style_init_(model, seed=seed)
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class MaskPool:
+    """Rendered images with per-object targets.
+
+    images: (M, S, S, 3) uint8 at the SAM input size; boxes: list of (K_i, 4) float32 XYXY at that size;
+    masks: list of (K_i, S/4, S/4) uint8 area-averaged masks (0..255).
+    """
+
+    images: np.ndarray
+    boxes: list[np.ndarray]
+    masks: list[np.ndarray]
+
+
+def _low_res(mask: np.ndarray, side: int) -> np.ndarray:
+    """(H, W) bool -> (side, side) uint8 coverage (area average, 0..255)."""
+    h, w = mask.shape
+    fy, fx = h // side, w // side
+    cover = mask[: side * fy, : side * fx].reshape(side, fy, side, fx).mean(axis=(1, 3))
+    return np.round(cover * 255).astype(np.uint8)
+
+
+def render_mask_pool(num_images: int, seed: int, key: int, image_size: int, dataset_seed: int = 0,
+                     show_progress: bool = False) -> MaskPool:
+    """Render ``num_images`` world images (uniform categories) with boxes and low-res mask targets."""
+    categories = shapesworld_categories(dataset_seed)
+    probs = np.full(len(categories), 1.0 / len(categories))
+    images, boxes, masks = [], [], []
+    side = image_size // 4
+    for index in tqdm(range(num_images), desc="SAM data", disable=not show_progress, leave=False):
+        rng = np.random.default_rng([seed, key, index])
+        pixels, objects = render_image(rng, categories, probs, image_size=image_size)
+        kept = [o for o in objects if o.mask.sum() >= 12]
+        if not kept:
+            continue
+        images.append(pixels)
+        object_boxes = []
+        for obj in kept:
+            ys, xs = np.nonzero(obj.mask)
+            object_boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        boxes.append(np.asarray(object_boxes, dtype=np.float32))
+        masks.append(np.stack([_low_res(o.mask, side) for o in kept]))
+    return MaskPool(np.stack(images), boxes, masks)
+
+
+def normalise_pixels(images: np.ndarray) -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) float32 normalised with SAM's mean/std."""
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(SAM_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(SAM_STD).view(1, 3, 1, 1)
+    return (pixels - mean) / std
+
+
+def sample_prompts(pool: MaskPool, image_index: np.ndarray, k: int, jitter: float, rng: np.random.Generator):
+    """Per image ``k`` objects (with replacement): jittered boxes, one foreground point each, targets.
+
+    Returns boxes (B, k, 4) float32 XYXY, points (B, k, 1, 2) float32 XY, targets (B, k, s, s) float32
+    in [0, 1], all at the SAM input size.
+    """
+    size = pool.images.shape[1]
+    side = pool.masks[0].shape[-1]
+    cell = size / side
+    boxes, points, targets = [], [], []
+    for i in image_index.tolist():
+        chosen = rng.integers(0, len(pool.boxes[i]), size=k)
+        box = pool.boxes[i][chosen].copy()  # (k, 4)
+        span = np.maximum(box[:, 2:] - box[:, :2], 1.0)
+        box += rng.normal(0, jitter, size=box.shape) * np.concatenate([span, span], axis=1)
+        box = np.clip(box, 0, size)
+        target = pool.masks[i][chosen].astype(np.float32) / 255.0  # (k, s, s)
+        point = np.empty((k, 2), dtype=np.float32)
+        for j in range(k):
+            ys, xs = np.nonzero(target[j] >= 0.99)
+            if len(ys) == 0:
+                ys, xs = np.nonzero(target[j] == target[j].max())
+            pick = rng.integers(len(ys))
+            point[j] = (xs[pick] + rng.random()) * cell, (ys[pick] + rng.random()) * cell
+        boxes.append(box)
+        points.append(point[:, None, :])
+        targets.append(target)
+    return (torch.from_numpy(np.stack(boxes)).float(), torch.from_numpy(np.stack(points)).float(),
+            torch.from_numpy(np.stack(targets)).float())
+
+
+# ------------------------------------------------------------------------------------------------
+# Loss
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor, pos_weight: float = 4.0) -> torch.Tensor:
+    """BCE + dice on low-res logits, plus MSE of the predicted IoU.
+
+    logits: (B, N, s, s) float; target: (B, N, s, s) in [0, 1]; iou_pred: (B, N).
+    """
+    # Objects cover ~2% of the image: up-weighting the foreground keeps training from stalling at "all
+    # background" (where the dice gradient of a small object is tiny).
+    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=logits.new_tensor(pos_weight))
+    prob = logits.sigmoid().flatten(2)
+    flat = target.flatten(2)
+    dice = 1 - (2 * (prob * flat).sum(-1) + 1) / (prob.sum(-1) + flat.sum(-1) + 1)
+    with torch.no_grad():
+        pred = (logits > 0).flatten(2)
+        truth = flat > 0.5
+        iou = (pred & truth).sum(-1) / ((pred | truth).sum(-1)).clamp(min=1)
+    return bce + dice.mean() + F.mse_loss(iou_pred, iou.float())
+
+
+def _progress(step: int, elapsed: float, config: SamPretrainConfig) -> float:
+    by_step = step / max(1, config.steps)
+    by_time = elapsed / config.max_seconds if config.max_seconds else 0.0
+    return max(by_step, by_time)
+
+
+def _progress_bar(desc: str, config, show: bool) -> tqdm:
+    """Steps, or seconds when the run has a time budget (``config.max_seconds``)."""
+    if config.max_seconds:
+        return tqdm(total=int(config.max_seconds), desc=f"{desc} (s)", disable=not show, leave=False)
+    return tqdm(total=config.steps, desc=desc, disable=not show, leave=False)
+
+
+def _advance(bar: tqdm, step: int, elapsed: float, config) -> None:
+    bar.update((min(int(elapsed), int(config.max_seconds)) if config.max_seconds else step + 1) - bar.n)
+
+
+def cosine_lr(base: float, step: int, warmup: int, progress: float) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine from ``base`` to 2% of it over ``progress`` 0..1."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if parameter.ndim < 2 or "pos" in name or "embed" in name:
+            no_decay.append(parameter)
+        else:
+            decay.append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ------------------------------------------------------------------------------------------------
+# Saving and evaluation
+
+
+def save_sam_folder(model, folder: Path, half: bool = True) -> Path:
+    """Write ``model`` and the SAM processor config so ``load_segmenter(folder)`` works offline.
+
+    half: store weights as fp16 safetensors; the config keeps ``dtype: float32`` so loaders upcast.
+    """
+    import copy
+
+    from regionspot.testing.tiny_sam import save_sam_processor_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    to_save = copy.deepcopy(model).to(torch.float16) if half else model
+    to_save.save_pretrained(str(folder), safe_serialization=True)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config["dtype"] = "float32"
+    for sub in ("vision_config", "prompt_encoder_config", "mask_decoder_config"):
+        if isinstance(config.get(sub), dict) and "dtype" in config[sub]:
+            config[sub]["dtype"] = "float32"
+    config_path.write_text(json.dumps(config, indent=2))
+    save_sam_processor_config(folder, int(model.config.vision_config.image_size))
+    return folder
+
+
+def _iou(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) bool x2 -> (N,) IoU."""
+    inter = (pred & truth).flatten(1).sum(1).float()
+    union = (pred | truth).flatten(1).sum(1).float().clamp(min=1)
+    return inter / union
+
+
+@torch.no_grad()
+def evaluate_miou(model, images: list[np.ndarray], boxes: list[np.ndarray], masks: list[np.ndarray],
+                  seed: int = 0, show_progress: bool = False) -> tuple[float, float]:
+    """Mask mIoU with GT-box prompts and with one interior point per object, at full resolution.
+
+    images: (S, S, 3) uint8 at the model's input size; boxes: (K, 4) XYXY; masks: (K, S, S) bool.
+    Low-res logits are upsampled bilinearly to S and thresholded at 0 (as SAM post-processing does).
+    Returns (mIoU box, mIoU point) over all objects.
+    """
+    model.eval()
+    rng = np.random.default_rng(seed)
+    size = int(model.config.vision_config.image_size)
+    box_ious, point_ious = [], []
+    for image, box, mask in tqdm(list(zip(images, boxes, masks)), desc="SAM mIoU", disable=not show_progress,
+                                 leave=False):
+        embedding = model.get_image_embeddings(pixel_values=normalise_pixels(image[None]))
+        truth = torch.from_numpy(mask)
+        points = np.empty((len(mask), 1, 2), dtype=np.float32)
+        for j in range(len(mask)):
+            ys, xs = np.nonzero(mask[j])
+            pick = rng.integers(len(ys))
+            points[j, 0] = xs[pick] + 0.5, ys[pick] + 0.5
+        for kind, kwargs in (
+            ("box", {"input_boxes": torch.from_numpy(box).float()[None]}),
+            ("point", {"input_points": torch.from_numpy(points)[None],
+                       "input_labels": torch.ones(1, len(mask), 1, dtype=torch.long)}),
+        ):
+            out = model(image_embeddings=embedding, multimask_output=False, **kwargs)
+            low = out.pred_masks[0, :, 0]  # (K, s, s)
+            full = F.interpolate(low[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0] > 0
+            (box_ious if kind == "box" else point_ious).append(_iou(full, truth))
+    return float(torch.cat(box_ious).mean()), float(torch.cat(point_ious).mean())
+
+
+def heldout_objects(num_images: int, seed: int, image_size: int, dataset_seed: int = 0):
+    """Fresh renders for evaluation: (images, boxes, masks) lists as ``evaluate_miou`` takes them."""
+    categories = shapesworld_categories(dataset_seed)
+    probs = np.full(len(categories), 1.0 / len(categories))
+    images, boxes, masks = [], [], []
+    for index in range(num_images):
+        pixels, objects = render_image(np.random.default_rng([seed, HELDOUT_KEY, index]), categories, probs,
+                                       image_size=image_size)
+        kept = [o.mask for o in objects if o.mask.sum() >= 12]
+        if not kept:
+            continue
+        images.append(pixels)
+        stacked = np.stack(kept)
+        object_boxes = []
+        for m in kept:
+            ys, xs = np.nonzero(m)
+            object_boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        boxes.append(np.asarray(object_boxes, dtype=np.float32))
+        masks.append(stacked)
+    return images, boxes, masks
+
+
+def coco_objects(annotation_file: str | Path, image_root: str | Path, image_size: int, limit: int | None = None):
+    """(images, boxes, masks) of a COCO-format split (e.g. ShapesWorld val), resized to ``image_size``."""
+    import pycocotools.mask as mask_utils
+
+    data = json.loads(Path(annotation_file).read_text())
+    by_image: dict[int, list[dict]] = {}
+    for ann in data["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    images, boxes, masks = [], [], []
+    for info in data["images"][:limit]:
+        anns = by_image.get(info["id"], [])
+        if not anns:
+            continue
+        image = Image.open(Path(image_root) / info["file_name"]).convert("RGB")
+        scale = image_size / max(image.size)
+        if scale != 1:
+            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+        canvas = np.zeros((image_size, image_size, 3), dtype=np.uint8)
+        canvas[: image.height, : image.width] = np.asarray(image)
+        object_masks = np.zeros((len(anns), image_size, image_size), dtype=bool)
+        object_boxes = np.zeros((len(anns), 4), dtype=np.float32)
+        for j, ann in enumerate(anns):
+            m = mask_utils.decode(ann["segmentation"]).astype(bool)
+            if scale != 1:
+                m = np.asarray(Image.fromarray(m).resize((image.width, image.height), Image.Resampling.NEAREST))
+            object_masks[j, : m.shape[0], : m.shape[1]] = m
+            x, y, w, h = ann["bbox"]
+            object_boxes[j] = np.array([x, y, x + w, y + h]) * scale
+        images.append(canvas)
+        boxes.append(object_boxes)
+        masks.append(object_masks)
+    return images, boxes, masks
+
+
+def folder_size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+
+def pretrain_sam(
+    out_dir: str | Path,
+    config: SamPretrainConfig | None = None,
+    show_progress: bool = True,
+    evaluate: bool = True,
+    val_annotations: str | Path | None = None,
+    val_image_root: str | Path | None = None,
+    val_limit: int | None = 100,
+) -> SamPretrainResult:
+    """Train the tiny SAM from scratch, save it to ``out_dir`` and measure mask mIoU.
+
+    val_annotations / val_image_root: a COCO split to measure on (e.g. ShapesWorld val, first
+    ``val_limit`` images); without them, ``config.heldout_images`` fresh renders are used.
+    """
+    config = config or SamPretrainConfig()
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    pool = render_mask_pool(config.pool_images, config.seed, POOL_KEY, config.image_size, config.dataset_seed,
+                            show_progress)
+    model = build_sam_model(config, seed=config.seed).train()
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    rng = np.random.default_rng([config.seed, 5])
+    losses: list[float] = []
+    train_start = time.perf_counter()
+    bar = _progress_bar("SAM", config, show_progress)
+    for step in range(config.steps):
+        progress = _progress(step, time.perf_counter() - train_start, config)
+        if progress >= 1.0:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(config.lr, step, config.warmup_steps, progress)
+        index = rng.choice(len(pool.images), size=config.images_per_step, replace=False)
+        boxes, points, targets = sample_prompts(pool, index, config.prompts_per_image, config.box_jitter, rng)
+        embedding = model.get_image_embeddings(pixel_values=normalise_pixels(pool.images[index]))
+        box_out = model(image_embeddings=embedding, input_boxes=boxes, multimask_output=False)
+        labels = torch.ones(points.shape[:3], dtype=torch.long)
+        point_out = model(image_embeddings=embedding, input_points=points, input_labels=labels, multimask_output=False)
+        pos_weight = config.pos_weight_end + (config.pos_weight_start - config.pos_weight_end) * (1 - progress)
+        loss = mask_loss(box_out.pred_masks[:, :, 0], targets, box_out.iou_scores[:, :, 0], pos_weight) + mask_loss(
+            point_out.pred_masks[:, :, 0], targets, point_out.iou_scores[:, :, 0], pos_weight
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        _advance(bar, step, time.perf_counter() - train_start, config)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    bar.close()
+    steps_done = len(losses)
+    model.eval()
+    save_sam_folder(model, out_dir)
+
+    miou_box = miou_point = float("nan")
+    if evaluate:
+        if val_annotations is not None:
+            objects = coco_objects(val_annotations, val_image_root or Path(val_annotations).parent.parent,
+                                   config.image_size, limit=val_limit)
+        else:
+            objects = heldout_objects(config.heldout_images, config.seed, config.image_size, config.dataset_seed)
+        miou_box, miou_point = evaluate_miou(model, *objects, show_progress=show_progress)
+    result = SamPretrainResult(
+        folder=out_dir, steps=steps_done, seconds=time.perf_counter() - start,
+        first_loss=float(np.mean(losses[:10])) if losses else float("nan"),
+        last_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
+        miou_box=miou_box, miou_point=miou_point, size_mb=folder_size_mb(out_dir),
+    )
+    metrics = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+    metrics["config"] = asdict(config)
+    (out_dir / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
+    return result

@@ -1,0 +1,381 @@
+"""``regionspot shapesworld build``: every ShapesWorld model from scratch, and the results table.
+
+Stages (one progress bar over them; each stage shows its own bar below it):
+
+1. ``data``: generate ShapesWorld (COCO json + images) with ``regionspot.data.shapesworld``.
+2. ``clip``: pre-train the tiny CLIP on its own renders covering all categories (``pretrain_clip``).
+3. ``sam``: pre-train the tiny SAM class-agnostically (``pretrain_sam``), mIoU on val.
+4. ``cache``: SAM tokens (+ CLIP maps) of every train box (``regionspot cache``).
+5. ``head``: three heads with ``regionspot train`` on f + c categories (rare never appear in train),
+   both backbones frozen: RegionSpot (depth 3), SAM token only (no CLIP map), depth 1.
+6. ``eval``: ``regionspot eval`` on val with GT boxes: CLIP w/ box, CLIP w/ mask and the three heads.
+7. ``ship`` (``install=True``): copy sam/, clip/, head.safetensors, an example image + boxes and the
+   vocabulary into ``regionspot/assets/shapesworld``.
+
+Writes ``OUT/report.md`` (the table), ``OUT/build.json`` (timings, metrics, sizes). ``quick=True`` is a
+few-minute smoke version with tiny data and short schedules (numbers meaningless).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from regionspot.engine.pretrain_clip import ClipPretrainConfig, pretrain_clip
+from regionspot.engine.pretrain_sam import SamPretrainConfig, pretrain_sam
+from regionspot.errors import RegionSpotError
+
+ASSET_FILES = ("sam", "clip", "head.safetensors", "example.png", "example.json", "vocabulary.txt")
+
+
+@dataclass
+class BuildConfig:
+    """Sizes and time budgets of a build (``full()`` for the shipped models, ``quick()`` for a smoke run).
+
+    clip_image_size: the size RegionSpot feeds the whole image to CLIP at (position interpolation).
+    head_iters: steps of each head training; head_batch: images per step.
+    """
+
+    seed: int = 0
+    num_train: int = 1000
+    num_val: int = 200
+    clip: ClipPretrainConfig = field(default_factory=ClipPretrainConfig)
+    sam: SamPretrainConfig = field(default_factory=SamPretrainConfig)
+    clip_image_size: int = 128
+    head_depth: int = 3
+    head_heads: int = 4
+    head_iters: int = 1500
+    head_batch: int = 8
+    head_lr: float = 1e-3
+    sam_val_limit: int | None = 200
+    eval_limit: int | None = None
+    threads: int = 2
+
+    @classmethod
+    def full(cls) -> BuildConfig:
+        return cls(
+            clip=ClipPretrainConfig(steps=100_000, max_seconds=900),
+            sam=SamPretrainConfig(steps=100_000, max_seconds=600),
+        )
+
+    @classmethod
+    def quick(cls) -> BuildConfig:
+        return cls(
+            num_train=24,
+            num_val=8,
+            clip=ClipPretrainConfig(steps=12, warmup_steps=3, pool_images=40, pool_scenes=16, heldout_images=10,
+                                    batch_size=32, scene_batch_size=8),
+            sam=SamPretrainConfig(steps=8, warmup_steps=2, pool_images=12, heldout_images=4),
+            head_iters=12,
+            head_batch=4,
+            sam_val_limit=8,
+        )
+
+
+def _train_config(build: BuildConfig, out: Path, cache: Path, sam_dir: Path, clip_dir: Path, name: str,
+                  depth: int, use_feature_map: bool) -> Path:
+    """Write the YAML recipe of one head training; return its path."""
+    width = int(build.clip.vision_width)
+    recipe = {
+        "model": {
+            "segmenter": str(sam_dir),
+            "vision_language": str(clip_dir),
+            "image_size": build.clip_image_size,
+            "templates": "imagenet",
+            "head": {
+                "token_dim": int(build.sam.width),
+                "feature_dim": width,
+                "embed_dim": int(build.clip.projection_dim),
+                "depth": depth,
+                "num_heads": build.head_heads,
+                "ffn_dim": 4 * width,
+                "dropout": 0.1,
+                "use_feature_map": use_feature_map,
+            },
+        },
+        "datasets": [{"cache": str(cache)}],
+        "output_dir": str(out / "runs" / name),
+        "feature_source": "cached",
+        "batch_size": build.head_batch,
+        "max_regions": 100,
+        "lr": build.head_lr,
+        "weight_decay": 1e-4,
+        "max_iters": build.head_iters,
+        "warmup_iters": max(1, build.head_iters // 20),
+        "lr_steps": [int(build.head_iters * 0.75), int(build.head_iters * 0.92)],
+        "mixed_precision": "no",
+        "cpu": True,
+        "checkpoint_every": build.head_iters,
+        "keep_checkpoints": 1,
+        "log_every": max(1, build.head_iters // 20),
+        "seed": build.seed,
+        "text_cache_dir": str(out / "text_cache"),
+    }
+    path = out / "configs" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def _rows(summary: Any, names: dict[str, str]) -> dict[str, dict[str, float]]:
+    """{row title: {APr, APc, APf, AP, mask AP...}} from an EvalSummary."""
+    from regionspot.engine.evaluate import ROW_NAMES
+
+    rows = {}
+    for key, title in names.items():
+        result = summary.results.get(ROW_NAMES.get(key, key)) if summary is not None else None
+        if not result:
+            continue
+        box = result.get("bbox")
+        mask = result.get("segm")
+        row = {m: getattr(box, m) for m in ("APr", "APc", "APf", "AP")} if box is not None else {}
+        if mask is not None:
+            row["mask AP"] = mask.AP
+        rows[title] = row
+    return rows
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
+
+
+def table_markdown(rows: dict[str, dict[str, float]], title: str) -> str:
+    """The Markdown table: box AP by frequency bucket (+ mask AP), × 100."""
+    lines = [f"### {title}", "", "| Method | APr | APc | APf | AP | mask AP |", "|---|---:|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        cells = [_fmt(row.get(m)) for m in ("APr", "APc", "APf", "AP", "mask AP")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def choose_example(val_json: Path, image_root: Path, head: Path, sam_dir: Path, clip_dir: Path,
+                   names: list[str], max_boxes: int = 6) -> dict[str, Any] | None:
+    """The val image with the most GT boxes (1..``max_boxes``, distinct classes) that the trained model
+    labels all correctly (top-1 over the whole vocabulary); ties prefer an image with a rare class.
+    Returns {"file", "boxes", "labels"} or None when no image qualifies."""
+    from regionspot.inference.predictor import RegionSpotPredictor
+    from regionspot.model import RegionSpot
+
+    data = json.loads(val_json.read_text())
+    cats = {c["id"]: c for c in data["categories"]}
+    by_image: dict[int, list[dict]] = {}
+    for ann in data["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    model = RegionSpot.from_pretrained(str(head), segmenter=str(sam_dir), vision_language=str(clip_dir), device="cpu")
+    predictor = RegionSpotPredictor(model)
+    predictor.set_vocabulary(names)
+    best, best_key = None, None
+    for info in data["images"]:
+        anns = by_image.get(info["id"], [])
+        truth = [cats[a["category_id"]]["name"] for a in anns]
+        if not 1 <= len(anns) <= max_boxes or len(set(truth)) != len(truth):
+            continue
+        key = (len(anns), any(cats[a["category_id"]]["frequency"] == "r" for a in anns))
+        if best_key is not None and key <= best_key:
+            continue
+        boxes = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns]
+        predictor.set_image(str(image_root / info["file_name"]))
+        result = predictor.predict(boxes=boxes, top_k=1, return_masks=False)
+        if list(result.labels) == truth:
+            best, best_key = {"file": str(image_root / info["file_name"]), "boxes": boxes, "labels": truth}, key
+    return best
+
+
+def install_assets(out: Path, assets: Path, example: dict[str, Any] | None, names: list[str]) -> dict[str, float]:
+    """Copy the built models (+ example and vocabulary) into ``assets``; return sizes in MB."""
+    assets.mkdir(parents=True, exist_ok=True)
+    for name in ("sam", "clip"):
+        target = assets / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(out / name, target)
+    head = out / "runs" / "regionspot" / "final_head.safetensors"
+    if head.is_file():
+        shutil.copy2(head, assets / "head.safetensors")
+    (assets / "vocabulary.txt").write_text("\n".join(names) + "\n")
+    if example is not None:
+        shutil.copy2(example["file"], assets / "example.png")
+        spec = {"image": "example.png", "boxes": example["boxes"], "labels": example["labels"], "vocabulary": names}
+        (assets / "example.json").write_text(json.dumps(spec, indent=1))
+    sizes = {}
+    for name in ("sam", "clip", "head.safetensors"):
+        path = assets / name
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        sizes[name] = sum(p.stat().st_size for p in files) / 1e6
+    return sizes
+
+
+def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_progress: bool = True,
+              stop_after: str | None = None, resume: bool = False) -> dict[str, Any]:
+    """Run every stage into ``out`` (see module docstring); return the build record (also OUT/build.json).
+
+    stop_after: a stage name to stop after (e.g. "sam" builds the backbones only).
+    resume: skip stages whose outputs a previous run into ``out`` finished (data, clip, sam, cache, head).
+    """
+    from regionspot.data.shapesworld import generate_shapesworld
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    record: dict[str, Any] = {"config": asdict(config), "seconds": {}, "metrics": {}}
+    stages = ["data", "clip", "sam", "cache", "head", "eval"] + (["ship"] if install else [])
+    if stop_after is not None and stop_after not in stages:
+        raise RegionSpotError(f"Unknown stage {stop_after!r}; choose one of {stages}.")
+    bar = tqdm(stages, desc="build", disable=not show_progress, position=0)
+    start = time.perf_counter()
+    data_dir, sam_dir, clip_dir, cache_dir = out / "data", out / "sam", out / "clip", out / "cache"
+    val_json, train_json = data_dir / "annotations" / "val.json", data_dir / "annotations" / "train.json"
+
+    def save() -> None:
+        # Sum of the stage times, so a resumed build still reports the whole build.
+        stage_times = [v for k, v in record["seconds"].items() if k in stages and isinstance(v, (int, float))]
+        record["seconds"]["total"] = sum(stage_times)
+        record["seconds"]["this_run"] = time.perf_counter() - start
+        (out / "build.json").write_text(json.dumps(record, indent=2, default=str))
+
+    names: list[str] = []
+    previous = json.loads((out / "build.json").read_text()) if resume and (out / "build.json").is_file() else {}
+    for stage in bar:
+        bar.set_description(f"build: {stage}")
+        t0 = time.perf_counter()
+        if resume and _stage_done(stage, out):
+            record["seconds"][stage] = previous.get("seconds", {}).get(stage)
+            if stage in previous.get("metrics", {}):
+                record["metrics"][stage] = previous["metrics"][stage]
+            if stage == "head":
+                record["seconds"]["heads"] = previous.get("seconds", {}).get("heads")
+            if stage == stop_after:
+                break
+            continue
+        if stage == "data":
+            info = generate_shapesworld(data_dir, config.num_train, config.num_val, seed=config.seed, progress=show_progress)
+            record["metrics"]["data"] = {"train": info["train"], "val": info["val"], "buckets": info["buckets"]}
+        elif stage == "clip":
+            result = pretrain_clip(clip_dir, config.clip, show_progress=show_progress)
+            record["metrics"]["clip"] = {k: v for k, v in asdict(result).items() if k != "folder"}
+        elif stage == "sam":
+            result = pretrain_sam(sam_dir, config.sam, show_progress=show_progress, val_annotations=val_json,
+                                  val_image_root=data_dir, val_limit=config.sam_val_limit)
+            record["metrics"]["sam"] = {k: v for k, v in asdict(result).items() if k != "folder"}
+        elif stage == "cache":
+            from regionspot.cache.extract import cli_cache
+
+            stats = cli_cache(train_json, data_dir, cache_dir, segmenter=str(sam_dir), vision_language=str(clip_dir),
+                              image_size=config.clip_image_size, dataset_name="shapesworld-train", device="cpu")
+            record["metrics"]["cache"] = asdict(stats) if hasattr(stats, "__dataclass_fields__") else str(stats)
+        elif stage == "head":
+            from regionspot.engine.train import cli_train
+
+            record["seconds"]["heads"] = {}
+            for name, depth, use_map in (("regionspot", config.head_depth, True), ("sam_token_only", config.head_depth, False),
+                                         ("depth1", 1, True)):
+                t_head = time.perf_counter()
+                recipe = _train_config(config, out, cache_dir, sam_dir, clip_dir, name, depth, use_map)
+                cli_train(recipe, [], resume=False)
+                record["seconds"]["heads"][name] = time.perf_counter() - t_head
+        elif stage == "eval":
+            names = [c["name"] for c in json.loads(val_json.read_text())["categories"]]
+            record["metrics"]["table"] = evaluate_rows(out, config, show_progress)
+        elif stage == "ship":
+            from regionspot.registry import assets_dir
+
+            head = out / "runs" / "regionspot" / "final_head.safetensors"
+            example = choose_example(val_json, data_dir, head, sam_dir, clip_dir, names or _names(val_json))
+            record["metrics"]["example"] = example
+            record["metrics"]["sizes_mb"] = install_assets(out, assets_dir() / "shapesworld", example,
+                                                           names or _names(val_json))
+        record["seconds"][stage] = time.perf_counter() - t0
+        save()
+        if stage == "eval":
+            (out / "report.md").write_text(report_markdown(record))
+        if stage == stop_after:
+            break
+    bar.close()
+    save()
+    return record
+
+
+def _stage_done(stage: str, out: Path) -> bool:
+    """Whether a previous run into ``out`` finished ``stage`` (its outputs exist)."""
+    if stage == "data":
+        return (out / "data" / "annotations" / "val.json").is_file()
+    if stage in ("clip", "sam"):
+        return (out / stage / "pretrain_metrics.json").is_file()
+    if stage == "cache":
+        from regionspot.cache.extract import cache_is_complete
+
+        try:
+            return cache_is_complete(out / "cache")
+        except (OSError, RegionSpotError):
+            return False
+    if stage == "head":
+        return all((out / "runs" / n / "final_head.safetensors").is_file() for n in ("regionspot", "sam_token_only", "depth1"))
+    if stage == "eval":
+        return (out / "report.md").is_file() and (out / "eval" / "depth1" / "report.json").is_file()
+    return False
+
+
+def _names(val_json: Path) -> list[str]:
+    return [c["name"] for c in json.loads(val_json.read_text())["categories"]]
+
+
+def evaluate_rows(out: Path, config: BuildConfig, show_progress: bool = True) -> dict[str, dict[str, float]]:
+    """Run ``regionspot eval`` for the CLIP baselines and the three heads; return the table rows."""
+    from regionspot.engine.evaluate import cli_eval
+
+    data_dir = out / "data"
+    val_json = data_dir / "annotations" / "val.json"
+    common = dict(boxes="gt", sam=str(out / "sam"), clip=str(out / "clip"), device="cpu", limit=config.eval_limit,
+                  text_cache_dir=str(out / "text_cache"), overwrite=True, show_progress=show_progress)
+    rows: dict[str, dict[str, float]] = {}
+    summary = cli_eval(val_json, data_dir, methods=("clip-box", "clip-mask"), out=out / "eval" / "clip", **common)
+    rows.update(_rows(summary, {"clip-box": "CLIP w/ box", "clip-mask": "CLIP w/ mask"}))
+    for name, title in (("regionspot", "RegionSpot (depth 3)"), ("sam_token_only", "RegionSpot, SAM token only"),
+                        ("depth1", "RegionSpot, depth 1")):
+        head = out / "runs" / name / "final_head.safetensors"
+        summary = cli_eval(val_json, data_dir, methods=("regionspot",), head=str(head), out=out / "eval" / name, **common)
+        rows.update(_rows(summary, {"regionspot": title}))
+    return rows
+
+
+def report_markdown(record: dict[str, Any]) -> str:
+    """The build report: the AP table, backbone metrics and stage timings."""
+    metrics = record["metrics"]
+    text = table_markdown(metrics.get("table", {}), "ShapesWorld val, GT boxes (box AP × 100; mask AP from SAM)")
+    clip = metrics.get("clip", {})
+    sam = metrics.get("sam", {})
+    if clip:
+        buckets = ", ".join(f"{k}: {100 * v:.1f}" for k, v in clip.get("zero_shot_by_bucket", {}).items())
+        text += (f"\nTiny CLIP zero-shot top-1 on held-out crops (all 144 classes, template ensemble): "
+                 f"{100 * clip['zero_shot_top1']:.1f}% ({buckets}); {clip['steps']} steps.\n")
+    if sam:
+        text += (f"\nTiny SAM val mask mIoU: box {100 * sam['miou_box']:.1f}, point {100 * sam['miou_point']:.1f}; "
+                 f"{sam['steps']} steps.\n")
+    seconds = {k: v for k, v in record["seconds"].items() if isinstance(v, (int, float))}
+    text += "\nStage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n"
+    return text
+
+
+def cli_build(out: Path, quick: bool = False, install: bool = True, stop_after: str | None = None,
+              resume: bool = False) -> dict[str, Any]:
+    """``regionspot shapesworld build``: rebuild data, CLIP, SAM, heads and the table into ``out``.
+
+    quick: a few-minute smoke run (tiny data and schedules; never installed). install: copy the models
+    into the package's assets (full builds only). stop_after / resume: see ``run_build``. Prints the table
+    and the stage times.
+    """
+    config = BuildConfig.quick() if quick else BuildConfig.full()
+    record = run_build(out, config, install=install and not quick, stop_after=stop_after, resume=resume)
+    report = Path(out) / "report.md"
+    if report.is_file():
+        print(report.read_text())
+    return record

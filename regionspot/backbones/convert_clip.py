@@ -17,7 +17,6 @@ tokenizer) to copy it into the output; without it the model is written and a war
 
 from __future__ import annotations
 
-import json
 import math
 import pickle
 import re
@@ -30,6 +29,7 @@ from typing import Any
 
 import torch
 
+from regionspot.backbones.vision_language import save_clip_preprocessor_config
 from regionspot.errors import CheckpointError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -452,21 +452,7 @@ def convert_openai_clip(
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(dtype).save_pretrained(out_dir)
     size = arch["image_size"]
-    preprocessor = {
-        "image_processor_type": "CLIPImageProcessor",
-        "do_resize": True,
-        "size": {"shortest_edge": size},
-        "resample": 3,
-        "do_center_crop": True,
-        "crop_size": {"height": size, "width": size},
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": list(CLIP_MEAN),
-        "image_std": list(CLIP_STD),
-        "do_convert_rgb": True,
-    }
-    (out_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    save_clip_preprocessor_config(out_dir, size)
     if tok is not None:
         tok.save_pretrained(out_dir)
     else:

@@ -428,3 +428,25 @@ def load_vision_language(
     return adapter_cls(
         model, tokenizer, model_id=model_id, image_size=image_size, mean=mean, std=std, resample=resample
     )
+
+
+def save_clip_preprocessor_config(folder: str | Path, image_size: int) -> Path:
+    """Write the standard CLIP ``preprocessor_config.json`` (bicubic, CLIP mean/std) for ``image_size``."""
+    folder = Path(folder)
+    config = {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": image_size},
+        "resample": 3,
+        "do_center_crop": True,
+        "crop_size": {"height": image_size, "width": image_size},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
+        "do_convert_rgb": True,
+    }
+    path = folder / "preprocessor_config.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path

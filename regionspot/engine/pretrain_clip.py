@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
+from regionspot.backbones.vision_language import save_clip_preprocessor_config
 from regionspot.data.shapesworld import render_image, shapesworld_categories
 from regionspot.engine.pretrain_sam import _advance, _progress_bar, cosine_lr
 from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
@@ -359,21 +360,7 @@ def save_clip_folder(model, tokenizer, folder: Path, half: bool = True) -> Path:
     config_path.write_text(json.dumps(config, indent=2))
     tokenizer.save_pretrained(str(folder))
     size = int(model.config.vision_config.image_size)
-    preprocessor = {
-        "image_processor_type": "CLIPImageProcessor",
-        "do_resize": True,
-        "size": {"shortest_edge": size},
-        "resample": 3,
-        "do_center_crop": True,
-        "crop_size": {"height": size, "width": size},
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": list(CLIP_MEAN),
-        "image_std": list(CLIP_STD),
-        "do_convert_rgb": True,
-    }
-    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    save_clip_preprocessor_config(folder, size)
     return folder
 
 

@@ -18,6 +18,7 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
+from regionspot.backbones.vision_language import save_clip_preprocessor_config
 from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -140,19 +141,5 @@ def save_tiny_clip(
         torch.random.set_rng_state(generator_state)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    preprocessor = {
-        "image_processor_type": "CLIPImageProcessor",
-        "do_resize": True,
-        "size": {"shortest_edge": image_size},
-        "resample": 3,
-        "do_center_crop": True,
-        "crop_size": {"height": image_size, "width": image_size},
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": list(CLIP_MEAN),
-        "image_std": list(CLIP_STD),
-        "do_convert_rgb": True,
-    }
-    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    save_clip_preprocessor_config(folder, image_size)
     return folder

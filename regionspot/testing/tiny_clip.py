@@ -9,19 +9,15 @@ text tokenizes. Like OpenAI's vocabulary, the two special tokens are the last tw
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
-from tokenizers.models import BPE
-from tokenizers.trainers import BpeTrainer
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 from regionspot.backbones.vision_language import save_clip_preprocessor_config
 from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
+from regionspot.text.tokenizer import EOS, train_bpe
 
-BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -36,47 +32,10 @@ TINY_WORDS: tuple[str, ...] = (
 ) + CLIP_IMAGENET_TEMPLATES
 
 
-def _train_bpe(vocab_size: int = 2000) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Vocab and merges of a byte-level BPE with CLIP's pre-tokenisation and ``</w>`` word ends."""
-    tokenizer = Tokenizer(BPE(end_of_word_suffix="</w>"))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(
-                Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""),
-                behavior="removed",
-                invert=True,
-            ),
-            pre_tokenizers.ByteLevel(add_prefix_space=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=alphabet,
-        end_of_word_suffix="</w>",
-        show_progress=False,
-        min_frequency=1,
-    )
-    # Repeat the list so every word is frequent enough to be merged into one token.
-    tokenizer.train_from_iterator([" ".join(TINY_WORDS)] * 5, trainer=trainer)
-    model = json.loads(tokenizer.to_str())["model"]
-    vocab: dict[str, int] = dict(model["vocab"])
-    # Single characters must also exist as word-final pieces ("x</w>") so unknown words tokenize.
-    for char in sorted(alphabet):
-        for piece in (char, char + "</w>"):
-            if piece not in vocab:
-                vocab[piece] = len(vocab)
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    vocab[BOS] = len(vocab)
-    vocab[EOS] = len(vocab)
-    return vocab, merges
-
-
 def tiny_clip_tokenizer() -> CLIPTokenizer:
     """A CLIPTokenizer over a small offline BPE vocabulary (special tokens are the last two ids)."""
-    vocab, merges = _train_bpe()
+    # Repeat the list so every word is frequent enough to be merged into one token.
+    vocab, merges = train_bpe([" ".join(TINY_WORDS)] * 5, vocab_size=2000, min_frequency=1)
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=EOS, unk_token=EOS)
 
 

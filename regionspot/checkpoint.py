@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,19 +108,29 @@ _OFFICIAL_PREFIX = "model."
 _FROZEN_PREFIXES = ("sam.", "clip_model.")
 
 
-def _read_official(path: Path) -> dict[str, torch.Tensor]:
+def read_weights_only_state_dict(
+    path: str | Path, what: str, wrapper_keys: tuple[str, ...] = ("model", "state_dict")
+) -> dict[str, torch.Tensor]:
+    """A state dict of tensors from a ``torch.save`` file, read with ``weights_only=True``.
+
+    Training checkpoints that wrap the weights under one of ``wrapper_keys`` are unwrapped. ``what``
+    names the expected file in the one-line CheckpointError (e.g. "an official SAM .pth").
+    """
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # weights_only refuses pickled code: say so in one line
+    except Exception as error:  # UnpicklingError (pickled code refused), RuntimeError, EOFError, ...
+        first = (str(error).splitlines() or [""])[0][:160]
         raise CheckpointError(
-            f"Cannot read {path} safely with torch.load(weights_only=True) ({error.__class__.__name__}: "
-            f"{str(error).splitlines()[0][:160]}); is it an official RegionSpot .pth?"
-        ) from error
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} does not hold a state dict of tensors; is it an official RegionSpot .pth?")
-    return obj
+            f"Cannot read {path} as a weights-only checkpoint with torch.load(weights_only=True) "
+            f"({error.__class__.__name__}: {first}); is it {what}?"
+        ) from None
+    for key in wrapper_keys:
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a plain state dict of tensors; pass {what}.")
+    return dict(obj)
 
 
 def official_regionspot_state(path: str | Path) -> tuple[dict[str, torch.Tensor], RegionSpotConfig]:
@@ -131,7 +142,7 @@ def official_regionspot_state(path: str | Path) -> tuple[dict[str, torch.Tensor]
     BL, and BL@336 when the stored CLIP positional embedding has 577 = 1 + 24² rows.
     """
     path = Path(path)
-    raw = _read_official(path)
+    raw = read_weights_only_state_dict(path, "an official RegionSpot .pth", wrapper_keys=("model",))
     head_state: dict[str, torch.Tensor] = {}
     clip_pos = None
     for key, value in raw.items():

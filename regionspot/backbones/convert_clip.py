@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from regionspot.backbones.vision_language import save_clip_preprocessor_config
+from regionspot.checkpoint import read_weights_only_state_dict
 from regionspot.errors import CheckpointError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -219,17 +220,7 @@ def load_openai_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             is_script = _is_torchscript(archive) is not None
         if is_script:
             return read_torchscript_state_dict(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(
-            f"{path} is neither a TorchScript archive nor a weights-only state dict ({error})."
-        ) from None
-    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
-        data = data["state_dict"]
-    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise CheckpointError(f"{path} does not hold a state dict of tensors.")
-    return dict(data)
+    return read_weights_only_state_dict(path, "an OpenAI CLIP checkpoint (TorchScript .pt or a state dict)", wrapper_keys=("state_dict",))
 
 
 # ----------------------------------------------------------------------------------------------------

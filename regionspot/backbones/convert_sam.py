@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 from transformers import SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig, SamVisionConfig
 
+from regionspot.checkpoint import read_weights_only_state_dict
 from regionspot.errors import CheckpointError
 
 __all__ = [
@@ -260,18 +261,7 @@ def save_sam_processor_config(
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"SAM checkpoint {path} not found; pass the path of e.g. sam_vit_b_01ec64.pth.")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        raise CheckpointError(
-            f"Cannot read {path} as a weights-only PyTorch checkpoint ({error.__class__.__name__}); "
-            "is it an official SAM .pth?"
-        ) from None
-    if isinstance(loaded, Mapping) and "model" in loaded and isinstance(loaded["model"], Mapping):
-        loaded = loaded["model"]  # training checkpoints wrap the state dict
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise CheckpointError(f"{path} is not a plain state dict of tensors; pass an official SAM .pth.")
-    return dict(loaded)
+    return read_weights_only_state_dict(path, "an official SAM .pth (e.g. sam_vit_b_01ec64.pth)", wrapper_keys=("model",))
 
 
 def _pixel_stats(state_dict: Mapping[str, torch.Tensor], key: str, default: tuple[float, ...]) -> tuple[float, ...]:

@@ -5,7 +5,9 @@ feature map mean-pooled inside each box, (b) the segmenter token, (c) both. Trai
 the cached regions, tested on the rest. If (a) is weak, the head cannot do better than the crop
 baselines, whatever its attention learns.
 
-    python benchmarks/feature_probe.py CACHE_DIR [--steps 400]
+    python benchmarks/feature_probe.py CACHE_DIR [--steps 400] [--attributes]
+
+--attributes (ShapesWorld): also probe the two parts of a "<colour> <shape>" class name separately.
 """
 
 from __future__ import annotations
@@ -56,14 +58,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cache")
     parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--attributes", action="store_true", help="also probe colour and shape separately")
     args = parser.parse_args()
-    maps, tokens, labels = pooled_features(TokenCache(args.cache, verify="size"))
+    cache = TokenCache(args.cache, verify="size")
+    maps, tokens, labels = pooled_features(cache)
+    targets = {"class": labels}
+    if args.attributes:
+        for part, name in ((0, "colour"), (1, "shape")):
+            values = [n.split(" ", 1)[part] for n in cache.category_names]
+            vocabulary = sorted(set(values))
+            targets[name] = torch.tensor([vocabulary.index(values[int(y)]) for y in labels])
     print(f"\n{len(labels)} regions, {int(labels.max()) + 1} classes, cache {args.cache}\n")
-    print("| probe input | train top-1 | held-out top-1 |\n|---|---:|---:|")
+    print("| probe input | target | train top-1 | held-out top-1 |\n|---|---|---:|---:|")
     for name, x in (("feature map pooled in box", maps), ("segmenter token", tokens),
                     ("both", torch.cat([maps, tokens], 1))):
-        train, held_out = probe(x, labels, args.steps)
-        print(f"| {name} | {train:.3f} | {held_out:.3f} |")
+        for target, y in targets.items():
+            train, held_out = probe(x, y, args.steps)
+            print(f"| {name} | {target} | {train:.3f} | {held_out:.3f} |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ Stages (one progress bar over them; each stage shows its own bar below it):
    both backbones frozen: RegionSpot (depth 3), SAM token only (no CLIP map), depth 1.
 6. ``eval``: ``regionspot eval`` on val with GT boxes: CLIP w/ box, CLIP w/ mask and the three heads.
 7. ``ship`` (``install=True``): copy sam/, clip/, head.safetensors, an example image + boxes and the
-   vocabulary into ``regionspot/assets/shapesworld``.
+   vocabulary into ``regionspot/assets/shapesworld``, with ``metrics.json``: the table, the backbone
+   metrics, the build times and the AP of RegionSpot and CLIP w/ box on the fixed val subset that CI
+   re-measures (the first ``CI_SUBSET_IMAGES`` val images of the seed, regenerated bit-identically).
 
 Writes ``OUT/report.md`` (the table), ``OUT/build.json`` (timings, metrics, sizes). ``quick=True`` is a
 few-minute smoke version with tiny data and short schedules (numbers meaningless).
@@ -34,7 +36,8 @@ from regionspot.engine.pretrain_clip import ClipPretrainConfig, pretrain_clip
 from regionspot.engine.pretrain_sam import SamPretrainConfig, pretrain_sam
 from regionspot.errors import RegionSpotError
 
-ASSET_FILES = ("sam", "clip", "head.safetensors", "example.png", "example.json", "vocabulary.txt")
+ASSET_FILES = ("sam", "clip", "head.safetensors", "example.png", "example.json", "vocabulary.txt", "metrics.json")
+CI_SUBSET_IMAGES = 60
 
 
 @dataclass
@@ -63,7 +66,7 @@ class BuildConfig:
     @classmethod
     def full(cls) -> BuildConfig:
         return cls(
-            clip=ClipPretrainConfig(steps=100_000, max_seconds=900),
+            clip=ClipPretrainConfig(steps=100_000, max_seconds=1300),
             sam=SamPretrainConfig(steps=100_000, max_seconds=600),
         )
 
@@ -157,36 +160,52 @@ def table_markdown(rows: dict[str, dict[str, float]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def choose_example(val_json: Path, image_root: Path, head: Path, sam_dir: Path, clip_dir: Path,
-                   names: list[str], max_boxes: int = 6) -> dict[str, Any] | None:
-    """The val image with the most GT boxes (1..``max_boxes``, distinct classes) that the trained model
-    labels all correctly (top-1 over the whole vocabulary); ties prefer an image with a rare class.
-    Returns {"file", "boxes", "labels"} or None when no image qualifies."""
+EXAMPLE_KEY = 75  # rng stream of the example candidates, apart from the dataset's splits and CLIP's pools
+
+
+def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: int = 0, candidates: int = 1000,
+                   max_objects: int = 3) -> dict[str, Any] | None:
+    """A showcase image for ``regionspot predict``: among ``candidates`` fresh renders (all categories
+    equally likely, 1..``max_objects`` objects of distinct classes), the one with the most objects that
+    the trained model labels all correctly (top-1 over the whole vocabulary); ties prefer a rare class.
+
+    This is a demo picked for being right, not a measurement (the table is). Writes OUT/example.png;
+    returns {"file", "boxes", "labels"} or None when no candidate qualifies.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from regionspot.data.shapesworld import render_image, shapesworld_categories
     from regionspot.inference.predictor import RegionSpotPredictor
     from regionspot.model import RegionSpot
 
-    data = json.loads(val_json.read_text())
-    cats = {c["id"]: c for c in data["categories"]}
-    by_image: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
+    categories = shapesworld_categories(seed)
+    names = [c.name for c in categories]
+    probs = np.full(len(categories), 1.0 / len(categories))
     model = RegionSpot.from_pretrained(str(head), segmenter=str(sam_dir), vision_language=str(clip_dir), device="cpu")
     predictor = RegionSpotPredictor(model)
     predictor.set_vocabulary(names)
     best, best_key = None, None
-    for info in data["images"]:
-        anns = by_image.get(info["id"], [])
-        truth = [cats[a["category_id"]]["name"] for a in anns]
-        if not 1 <= len(anns) <= max_boxes or len(set(truth)) != len(truth):
+    for index in range(candidates):
+        pixels, objects = render_image(np.random.default_rng([seed, EXAMPLE_KEY, index]), categories, probs,
+                                       max_objects=max_objects)
+        truth = [names[o.category_index] for o in objects]
+        if not objects or len(set(truth)) != len(truth):
             continue
-        key = (len(anns), any(cats[a["category_id"]]["frequency"] == "r" for a in anns))
+        key = (len(objects), any(categories[o.category_index].frequency == "r" for o in objects))
         if best_key is not None and key <= best_key:
             continue
-        boxes = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns]
-        predictor.set_image(str(image_root / info["file_name"]))
+        boxes = []
+        for obj in objects:
+            ys, xs = np.nonzero(obj.mask)
+            boxes.append([float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)])
+        image = Image.fromarray(pixels)
+        predictor.set_image(image)
         result = predictor.predict(boxes=boxes, top_k=1, return_masks=False)
         if list(result.labels) == truth:
-            best, best_key = {"file": str(image_root / info["file_name"]), "boxes": boxes, "labels": truth}, key
+            path = Path(out) / "example.png"
+            image.save(path)
+            best, best_key = {"file": str(path), "boxes": boxes, "labels": truth}, key
     return best
 
 
@@ -212,6 +231,41 @@ def install_assets(out: Path, assets: Path, example: dict[str, Any] | None, name
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         sizes[name] = sum(p.stat().st_size for p in files) / 1e6
     return sizes
+
+
+def subset_metrics(out_dir: Path, sam: str | Path, clip: str | Path, head: str | Path, seed: int = 0,
+                   num_val: int = CI_SUBSET_IMAGES, show_progress: bool = False) -> dict[str, dict[str, float]]:
+    """Box AP (fractions) of RegionSpot and CLIP w/ box on the first ``num_val`` val images of ``seed``.
+
+    The images are regenerated into ``out_dir`` (identical to the build's first val images), so CI can
+    re-measure the shipped models without shipping data. Returns {"RegionSpot": row, "CLIP w/ box": row}.
+    """
+    from regionspot.data.shapesworld import generate_shapesworld
+    from regionspot.engine.evaluate import cli_eval
+
+    out_dir = Path(out_dir)
+    info = generate_shapesworld(out_dir / "data", 0, num_val, seed=seed, progress=False)
+    summary = cli_eval(Path(info["val_json"]), Path(info["image_root"]), methods=("regionspot", "clip-box"),
+                       head=str(head), sam=str(sam), clip=str(clip), device="cpu", iou_types="bbox",
+                       out=out_dir / "eval", text_cache_dir=str(out_dir / "text_cache"), overwrite=True,
+                       show_progress=show_progress)
+    return _rows(summary, {"regionspot": "RegionSpot", "clip-box": "CLIP w/ box"})
+
+
+def shipped_metrics(out: Path, record: dict[str, Any], config: BuildConfig) -> dict[str, Any]:
+    """What ``metrics.json`` in the assets holds (see the module docstring)."""
+    head = out / "runs" / "regionspot" / "final_head.safetensors"
+    subset = subset_metrics(out / "ci_subset", out / "sam", out / "clip", head, seed=config.seed)
+    metrics = record["metrics"]
+    return {
+        "table": metrics.get("table", {}),
+        "ci_subset": {"seed": config.seed, "num_val_images": CI_SUBSET_IMAGES, "rows": subset},
+        "clip_zero_shot_top1": metrics.get("clip", {}).get("zero_shot_top1"),
+        "clip_zero_shot_by_bucket": metrics.get("clip", {}).get("zero_shot_by_bucket"),
+        "sam_miou": {k: metrics.get("sam", {}).get(k) for k in ("miou_box", "miou_point")},
+        "seconds": {k: v for k, v in record["seconds"].items() if isinstance(v, (int, float))},
+        "command": "regionspot shapesworld build",
+    }
 
 
 def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_progress: bool = True,
@@ -289,10 +343,15 @@ def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_
             from regionspot.registry import assets_dir
 
             head = out / "runs" / "regionspot" / "final_head.safetensors"
-            example = choose_example(val_json, data_dir, head, sam_dir, clip_dir, names or _names(val_json))
+            example = choose_example(out, head, sam_dir, clip_dir, seed=config.seed)
             record["metrics"]["example"] = example
             record["metrics"]["sizes_mb"] = install_assets(out, assets_dir() / "shapesworld", example,
                                                            names or _names(val_json))
+            record["seconds"]["ship"] = time.perf_counter() - t0
+            save()
+            shipped = shipped_metrics(out, record, config)
+            record["metrics"]["ci_subset"] = shipped["ci_subset"]
+            (assets_dir() / "shapesworld" / "metrics.json").write_text(json.dumps(shipped, indent=1) + "\n")
         record["seconds"][stage] = time.perf_counter() - t0
         save()
         if stage == "eval":

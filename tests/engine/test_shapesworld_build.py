@@ -27,7 +27,7 @@ def test_quick_build_runs_every_stage_and_writes_the_table(tmp_path):
 
 def test_chosen_example_is_labelled_right_by_the_model(tmp_path):
     shipped = assets_dir() / "shapesworld"
-    example = choose_example(tmp_path, shipped / "head.safetensors", shipped / "sam", shipped / "clip", candidates=40)
+    example = choose_example(tmp_path, shipped / "head.safetensors", shipped / "sam", shipped / "clip", candidates=100)
     assert example is not None
     predictor = RegionSpotPredictor(RegionSpot.from_pretrained(None, device="cpu"))
     predictor.set_image(example["file"])

@@ -312,6 +312,12 @@ class RenderedObject:
     category_index: int
     mask: np.ndarray
 
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """Tight XYXY pixel box of the visible mask (x1, y1 exclusive)."""
+        ys, xs = np.nonzero(self.mask)
+        return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
 
 def render_image(
     rng: np.random.Generator,

@@ -147,11 +147,6 @@ def _square_crop(image: np.ndarray, box: tuple[float, float, float, float], cont
     return np.asarray(crop)
 
 
-def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    ys, xs = np.nonzero(mask)
-    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
-
-
 def render_crop_pool(
     num_images: int, seed: int, key: int, dataset_seed: int = 0, context: float = CROP_CONTEXT, out: int = CROP_STORE,
     show_progress: bool = False,
@@ -169,7 +164,7 @@ def render_crop_pool(
         for obj in objects:
             if obj.mask.sum() < 12:
                 continue
-            crops.append(_square_crop(pixels, _mask_box(obj.mask), context, out))
+            crops.append(_square_crop(pixels, obj.box, context, out))
             labels.append(obj.category_index)
     return np.stack(crops), np.asarray(labels, dtype=np.int64)
 

@@ -174,11 +174,7 @@ def render_mask_pool(num_images: int, seed: int, key: int, image_size: int, data
         if not kept:
             continue
         images.append(pixels)
-        object_boxes = []
-        for obj in kept:
-            ys, xs = np.nonzero(obj.mask)
-            object_boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-        boxes.append(np.asarray(object_boxes, dtype=np.float32))
+        boxes.append(np.asarray([obj.box for obj in kept], dtype=np.float32))
         masks.append(np.stack([_low_res(o.mask, side) for o in kept]))
     return MaskPool(np.stack(images), boxes, masks)
 

@@ -195,10 +195,7 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
         key = (len(objects), any(categories[o.category_index].frequency == "r" for o in objects))
         if best_key is not None and key <= best_key:
             continue
-        boxes = []
-        for obj in objects:
-            ys, xs = np.nonzero(obj.mask)
-            boxes.append([float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)])
+        boxes = [list(obj.box) for obj in objects]
         image = Image.fromarray(pixels)
         predictor.set_image(image)
         result = predictor.predict(boxes=boxes, top_k=1, return_masks=False)

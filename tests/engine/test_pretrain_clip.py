@@ -102,5 +102,3 @@ def test_shipped_clip_loads_offline_and_knows_the_vocabulary():
     assert vl.dtype == torch.float32 and vl.logit_scale > 1.0
     text = vl.encode_text(["a photo of a red star.", "a photo of a blue circle."])
     assert text.shape == (2, vl.embed_dim) and float(text[0] @ text[1]) < 0.99
-    sizes = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file() and p.suffix != ".png") / 1e6
-    assert sizes <= 25.0

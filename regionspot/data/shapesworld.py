@@ -64,6 +64,8 @@ SHAPES: tuple[str, ...] = (
 SPLIT_CODES = {"train": 0, "val": 1}
 VAL_IMAGE_ID_OFFSET = 1_000_000
 SUPERSAMPLE = 4
+# Object radius range as a fraction of the image side (log-uniform between the two).
+MIN_RADIUS, MAX_RADIUS = 0.045, 0.2
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,7 @@ def _rasterize_shape(
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     stretch = np.array([math.sqrt(aspect), 1.0 / math.sqrt(aspect)])
     posed = [((poly * stretch) @ rot.T * radius + (cx, cy), fill) for poly, fill in _SHAPE_POLYGONS[shape]]
-    outline = posed[0][0]
+    outline = np.concatenate([poly for poly, fill in posed if fill])
     x0 = int(math.floor(outline[:, 0].min())) - 1
     y0 = int(math.floor(outline[:, 1].min())) - 1
     x1 = int(math.ceil(outline[:, 0].max())) + 1
@@ -329,6 +331,7 @@ def render_image(
     min_area_fraction: float = 0.002,
     max_distractors: int = 5,
     colour_jitter: float = 14.0,
+    radius_range: tuple[float, float] = (MIN_RADIUS, MAX_RADIUS),
 ) -> tuple[np.ndarray, list[RenderedObject]]:
     """Render one image.
 
@@ -338,6 +341,7 @@ def render_image(
     ``min_area_fraction`` of the image; otherwise it is re-posed (a few tries) or skipped, so every
     object drawn is annotated (rather than drawing it and dropping a hidden one). The first object
     fails all tries only for tiny thin shapes in tiny images, so images practically always hold >= 1.
+    radius_range: an object's radius as fractions of the image side (log-uniform between the two).
     """
     h = w = int(image_size)
     min_area = max(12.0, min_area_fraction * h * w)
@@ -352,7 +356,7 @@ def render_image(
         cat = categories[cat_index]
         placed = None
         for _attempt in range(12):
-            radius = math.exp(rng.uniform(math.log(max(3.5, 0.045 * h)), math.log(0.2 * h)))
+            radius = math.exp(rng.uniform(math.log(max(3.5, radius_range[0] * h)), math.log(radius_range[1] * h)))
             aspect = math.exp(rng.uniform(-0.3, 0.3))
             angle = rng.uniform(0, 2 * math.pi)
             cx, cy = rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h)

@@ -4,13 +4,13 @@ The model plays the role of web-scale CLIP in the ShapesWorld pipeline, so it se
 rare ones included: its pairs come from images rendered here with uniform category probabilities
 under their own seed (never the dataset's train split, where rare classes are absent).
 
-Two kinds of pairs:
+Two kinds of pairs, mixed by ``scene_every``:
 
 - object crops: a square crop around one object (context 1.1-2.6× its box side, random shift, flip,
-  90° rotation), resized to the native input ``image_size`` (48 px);
-- scenes: a whole 256² image with exactly one object (plus unannotated distractors), resized to
-  ``scene_size`` (128 px, the size RegionSpot feeds the whole image at), encoded with interpolated
-  position embeddings — so the feature map is trained at the scale the head will read it.
+  90° rotation), resized to the native input ``image_size``;
+- scenes: a whole 256² image with exactly one object (plus unannotated distractors; object radius up to
+  ``scene_max_radius`` of the side, so close-ups occur), resized to ``scene_size`` (the size RegionSpot
+  feeds the whole image at) — so the feature map is trained at the scale the head will read it.
 
 Captions vary ("red star", "a photo of a red star on a cluttered background", CLIP's ImageNet
 templates, ...). The loss is the symmetric InfoNCE with a learnable logit scale; pairs of the same
@@ -19,7 +19,8 @@ corpus (``regionspot.text.tokenizer``).
 
 ``pretrain_clip(out_dir, config)`` trains, writes a folder that ``load_vision_language(out_dir)`` reads
 offline (fp16 safetensors, config dtype float32 so loading upcasts), and reports the zero-shot top-1 on
-held-out crops with the project's template ensemble, per LVIS-style frequency bucket.
+held-out crops (context 1.5) with the project's template ensemble, per LVIS-style frequency bucket, and,
+when it trained on scenes, on held-out single-object scenes.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from regionspot.backbones.vision_language import save_clip_preprocessor_config
-from regionspot.data.shapesworld import render_image, shapesworld_categories
+from regionspot.data.shapesworld import MAX_RADIUS, MIN_RADIUS, render_image, shapesworld_categories
 from regionspot.engine.pretrain_sam import _advance, _progress_bar, cosine_lr
 from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
 from regionspot.text.tokenizer import save_clip_tokenizer
@@ -46,7 +47,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CROP_STORE = 96  # side of the stored object crops (context 2.6× the box side)
 CROP_CONTEXT = 2.6
-CROP_KEY, SCENE_KEY, HELDOUT_KEY = 71, 72, 73  # rng stream ids, distinct from the dataset's splits (0, 1)
+CROP_KEY, SCENE_KEY, HELDOUT_KEY, HELDOUT_SCENE_KEY = 71, 72, 73, 74  # rng streams, distinct from the splits (0, 1)
 
 CAPTION_TEMPLATES: tuple[str, ...] = (
     "{}",
@@ -79,8 +80,10 @@ class ClipPretrainConfig:
     image_size / patch_size: native vision input (object crops); scene_size: whole-image pairs.
     vision_*/text_*: widths, depths and heads of the two towers; context_length: text positions.
     steps / batch_size / lr: AdamW with linear warm-up and cosine decay; scene_every: every n-th step
-    is a batch of ``scene_batch_size`` whole single-object scenes (0 disables). pool_images / pool_scenes: rendered images
-    whose crops / scenes form the training pool. heldout_images: fresh renders for the zero-shot test.
+    is a batch of ``scene_batch_size`` whole single-object scenes (0 disables, 1 trains on scenes only).
+    scene_max_radius: largest object radius in a scene, as a fraction of its side. pool_images /
+    pool_scenes: rendered images whose crops / scenes form the training pool. heldout_images: fresh
+    renders for the zero-shot tests.
     max_seconds: the cosine schedule runs on max(step / steps, elapsed / max_seconds), so a time
     budget ends training on schedule; None trains exactly ``steps`` steps.
     """
@@ -100,6 +103,7 @@ class ClipPretrainConfig:
     steps: int = 2500
     batch_size: int = 96
     scene_batch_size: int = 24
+    scene_max_radius: float = MAX_RADIUS
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup_steps: int = 100
@@ -125,6 +129,7 @@ class ClipPretrainResult:
     zero_shot_top1: float
     zero_shot_by_bucket: dict[str, float]
     size_mb: float
+    zero_shot_scene_top1: float | None = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -170,15 +175,19 @@ def render_crop_pool(
 
 
 def render_scene_pool(
-    num_images: int, seed: int, size: int, dataset_seed: int = 0, show_progress: bool = False
+    num_images: int, seed: int, size: int, dataset_seed: int = 0, show_progress: bool = False,
+    max_radius: float = MAX_RADIUS, key: int = SCENE_KEY,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Whole images with exactly one object, resized to ``size``: ((M, size, size, 3) uint8, (M,) int64)."""
+    """Whole images with exactly one object, resized to ``size``: ((M, size, size, 3) uint8, (M,) int64).
+
+    max_radius: the largest object radius as a fraction of the side (the dataset's own by default).
+    """
     categories = shapesworld_categories(dataset_seed)
     probs = np.full(len(categories), 1.0 / len(categories))
     images, labels = [], []
     for index in tqdm(range(num_images), desc="CLIP scenes", disable=not show_progress, leave=False):
-        rng = np.random.default_rng([seed, SCENE_KEY, index])
-        pixels, objects = render_image(rng, categories, probs, max_objects=1)
+        rng = np.random.default_rng([seed, key, index])
+        pixels, objects = render_image(rng, categories, probs, max_objects=1, radius_range=(MIN_RADIUS, max_radius))
         resized = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
         images.append(np.asarray(resized))
         labels.append(objects[0].category_index)
@@ -415,7 +424,8 @@ def pretrain_clip(
     crops, crop_labels = render_crop_pool(config.pool_images, config.seed, CROP_KEY, config.dataset_seed,
                                           show_progress=show_progress)
     scenes, scene_labels = (
-        render_scene_pool(config.pool_scenes, config.seed, config.scene_size, config.dataset_seed, show_progress)
+        render_scene_pool(config.pool_scenes, config.seed, config.scene_size, config.dataset_seed, show_progress,
+                          config.scene_max_radius)
         if config.scene_every > 0 and config.pool_scenes > 0
         else (None, None)
     )
@@ -465,22 +475,30 @@ def pretrain_clip(
     model.eval()
     save_clip_folder(model, tokenizer, out_dir)
 
-    top1, by_bucket = float("nan"), {}
+    top1, by_bucket, scene_top1 = float("nan"), {}, None
     if evaluate:
         from regionspot.backbones.vision_language import load_vision_language
 
         heldout, heldout_labels = render_crop_pool(
             config.heldout_images, config.seed, HELDOUT_KEY, config.dataset_seed, context=1.5, out=config.image_size
         )
-        top1, by_bucket = zero_shot_accuracy(
-            load_vision_language(str(out_dir)), heldout, heldout_labels, names, buckets, config.templates_zero_shot
-        )
+        trained = load_vision_language(str(out_dir))
+        top1, by_bucket = zero_shot_accuracy(trained, heldout, heldout_labels, names, buckets, config.templates_zero_shot)
+        if scenes is not None:  # whole single-object scenes, the image-level task
+            scenes_out, scene_out_labels = render_scene_pool(
+                config.heldout_images, config.seed, config.scene_size, config.dataset_seed,
+                max_radius=config.scene_max_radius, key=HELDOUT_SCENE_KEY,
+            )
+            scene_top1, _ = zero_shot_accuracy(
+                trained, scenes_out, scene_out_labels, names, buckets, config.templates_zero_shot
+            )
     seconds = time.perf_counter() - start
     first = float(np.mean(losses[:10])) if losses else float("nan")
     last = float(np.mean(losses[-10:])) if losses else float("nan")
     result = ClipPretrainResult(
         folder=out_dir, steps=steps_done, seconds=seconds, first_loss=first, last_loss=last,
         zero_shot_top1=top1, zero_shot_by_bucket=by_bucket, size_mb=folder_size_mb(out_dir),
+        zero_shot_scene_top1=scene_top1,
     )
     metrics = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     metrics["config"] = asdict(config)

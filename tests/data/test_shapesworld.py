@@ -159,3 +159,38 @@ def test_cli_generate_and_bad_arguments(tmp_path, capsys):
         generate_shapesworld(tmp_path / "x", 1, 1, train_bucket_weights=(1.0, 1.0, 0.5), progress=False)
     with pytest.raises(RegionSpotError, match="image_size"):
         generate_shapesworld(tmp_path / "x", 1, 1, image_size=8, progress=False)
+
+
+def test_every_shape_rasterises_whole_and_distinct():
+    from regionspot.data.shapesworld import _rasterize_shape
+
+    silhouettes = {}
+    for shape in SHAPES:
+        alpha, x0, y0 = _rasterize_shape(shape, 40.0, 40.0, 16.0, 1.0, 0.7)
+        mask = alpha >= 0.5
+        assert mask.sum() > 40, shape
+        # The patch covers every polygon of the shape (the dumbbell is three): its border stays empty.
+        assert not mask[0].any() and not mask[-1].any() and not mask[:, 0].any() and not mask[:, -1].any(), shape
+        canvas = np.zeros((80, 80), dtype=bool)
+        canvas[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
+        silhouettes[shape] = canvas
+    for i, a in enumerate(SHAPES):
+        for b in SHAPES[i + 1 :]:
+            iou = (silhouettes[a] & silhouettes[b]).sum() / (silhouettes[a] | silhouettes[b]).sum()
+            assert iou < 0.85, (a, b, iou)
+
+
+def test_radius_range_bounds_the_object_size():
+    from regionspot.data.shapesworld import render_image
+
+    categories = shapesworld_categories(0)
+    probs = np.full(len(categories), 1.0 / len(categories))
+    for index in range(10):
+        for low, high in ((0.06, 0.1), (0.3, 0.4)):
+            _, objects = render_image(np.random.default_rng([3, index]), categories, probs, image_size=128,
+                                      max_objects=1, max_distractors=0, radius_range=(low, high))
+            x0, y0, x1, y1 = objects[0].box
+            # No polygon point lies beyond 1.31 radii (the bowtie's corners); the stretch adds at most e^0.15.
+            assert max(x1 - x0, y1 - y0) <= 2 * high * 128 * 1.31 * 1.17 + 2
+            if low == 0.3:
+                assert max(x1 - x0, y1 - y0) >= 0.3 * 128  # even a bar is at least one radius long

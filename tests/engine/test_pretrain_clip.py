@@ -102,3 +102,11 @@ def test_shipped_clip_loads_offline_and_knows_the_vocabulary():
     assert vl.dtype == torch.float32 and vl.logit_scale > 1.0
     text = vl.encode_text(["a photo of a red star.", "a photo of a blue circle."])
     assert text.shape == (2, vl.embed_dim) and float(text[0] @ text[1]) < 0.99
+
+
+def test_scene_pool_streams_and_object_sizes_differ():
+    small, small_labels = pc.render_scene_pool(4, 0, 64, max_radius=0.1)
+    large, _ = pc.render_scene_pool(4, 0, 64, max_radius=0.4)
+    held_out, _ = pc.render_scene_pool(4, 0, 64, max_radius=0.1, key=pc.HELDOUT_SCENE_KEY)
+    assert small.shape == (4, 64, 64, 3) and small_labels.shape == (4,)
+    assert not np.array_equal(small, large) and not np.array_equal(small, held_out)

@@ -28,6 +28,7 @@ from regionspot.backbones.vision_language import load_vision_language
 from regionspot.cache.store import CachedRegions, TokenCache
 from regionspot.config import HeadConfig
 from regionspot.data.images import load_image
+from regionspot.engine.train import collate
 from regionspot.evaluation.baselines import crop_logits, region_crops
 from regionspot.modeling.head import RegionSpotHead, region_text_logits
 from regionspot.modeling.losses import sigmoid_focal_loss
@@ -35,16 +36,10 @@ from regionspot.text.embeddings import class_text_embeddings
 
 
 def batch_inputs(items: list[CachedRegions]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pad to (B, N, token_dim) tokens, (B, T, C) maps, (B, N) labels, (B, N) valid."""
-    n = max(len(it.labels) for it in items)
-    tokens = torch.zeros(len(items), n, items[0].tokens.shape[-1])
-    labels = torch.zeros(len(items), n, dtype=torch.long)
-    valid = torch.zeros(len(items), n, dtype=torch.bool)
-    for row, it in enumerate(items):
-        k = len(it.labels)
-        tokens[row, :k], labels[row, :k], valid[row, :k] = it.tokens.float(), it.labels, True
-    maps = torch.stack([it.feature_map.float() for it in items])
-    return tokens, maps, labels, valid
+    """The training loop's padding (every region kept): (B, N, token_dim) tokens, (B, T, C) maps, (B, N) labels,
+    (B, N) valid."""
+    batch = collate(items, 0, max_regions=max(len(it.labels) for it in items), generator=torch.Generator())
+    return batch.tokens, batch.feature_map, batch.labels, batch.valid
 
 
 def main() -> None:

@@ -169,7 +169,7 @@ def test_every_shape_rasterises_whole_and_distinct():
         alpha, x0, y0 = _rasterize_shape(shape, 40.0, 40.0, 16.0, 1.0, 0.7)
         mask = alpha >= 0.5
         assert mask.sum() > 40, shape
-        # The patch covers every polygon of the shape (the dumbbell is three): its border stays empty.
+        # The patch covers every filled polygon of the shape: its border stays empty.
         assert not mask[0].any() and not mask[-1].any() and not mask[:, 0].any() and not mask[:, -1].any(), shape
         canvas = np.zeros((80, 80), dtype=bool)
         canvas[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
@@ -190,7 +190,7 @@ def test_radius_range_bounds_the_object_size():
             _, objects = render_image(np.random.default_rng([3, index]), categories, probs, image_size=128,
                                       max_objects=1, max_distractors=0, radius_range=(low, high))
             x0, y0, x1, y1 = objects[0].box
-            # No polygon point lies beyond 1.31 radii (the bowtie's corners); the stretch adds at most e^0.15.
+            # A loose bound: the farthest polygon point is the square's corner (1.13 radii); stretch adds <= e^0.15.
             assert max(x1 - x0, y1 - y0) <= 2 * high * 128 * 1.31 * 1.17 + 2
             if low == 0.3:
-                assert max(x1 - x0, y1 - y0) >= 0.3 * 128  # even a bar is at least one radius long
+                assert max(x1 - x0, y1 - y0) >= 0.3 * 128  # every shape spans at least one radius

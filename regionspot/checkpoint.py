@@ -1,8 +1,10 @@
 """Head-only checkpoints (safetensors) and the converter for the official RegionSpot release.
 
 A regionspot checkpoint holds only what was trained: the head's tensors, plus (in the safetensors
-metadata) the RegionSpotConfig — which names the frozen backbones — and the package version. Loading
-is strict: a missing, unexpected or mis-shaped tensor is a CheckpointError that names it.
+metadata) the RegionSpotConfig — which names the frozen backbones and the preprocessing the head was
+trained with — and the package version. Loading is strict: a missing, unexpected or mis-shaped tensor
+is a CheckpointError that names it. A checkpoint written before the preprocessing was recorded loads
+with regionspot's default preprocessing (the behaviour of its time) and says so once.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,8 +24,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from regionspot import __version__
-from regionspot.config import HeadConfig, RegionSpotConfig, variant_config
-from regionspot.errors import CheckpointError
+from regionspot.config import HeadConfig, RegionSpotConfig, preprocess_preset, variant_config
+from regionspot.errors import CheckpointError, LegacyCheckpointWarning
 
 FORMAT = "regionspot-head"
 FORMAT_VERSION = "1"
@@ -78,10 +81,31 @@ def load_head_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Reg
             f"{path} is not a regionspot head checkpoint (format={metadata.get('format')!r}); "
             "for official RegionSpot .pth files run `regionspot convert regionspot FILE --out OUT.safetensors`."
         )
-    config = RegionSpotConfig.from_dict(json.loads(metadata["config"]))
+    config_dict = json.loads(metadata["config"])
+    if "preprocess" not in config_dict:
+        _warn_legacy_once(path)
+    config = RegionSpotConfig.from_dict(config_dict)
     meta = json.loads(metadata.get("meta", "{}"))
     meta["regionspot_version"] = metadata.get("regionspot_version")
     return state, config, meta
+
+
+_WARNED_LEGACY: set[str] = set()
+
+
+def _warn_legacy_once(path: Path) -> None:
+    key = str(path.resolve())
+    if key in _WARNED_LEGACY:
+        return
+    _WARNED_LEGACY.add(key)
+    warnings.warn(
+        LegacyCheckpointWarning(
+            f"{path} records no preprocessing (written before regionspot 0.2); using the default pipeline of its "
+            "time (PIL CLIP resize, cleaned class names, the segmenter's eps). Re-save it with "
+            "`RegionSpot.from_pretrained(...).save_pretrained(...)` to record them."
+        ),
+        stacklevel=3,
+    )
 
 
 def load_head_state(head: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -139,7 +163,9 @@ def official_regionspot_state(path: str | Path) -> tuple[dict[str, torch.Tensor]
     The official file stores ``model.to_clip.*``, ``model.decoder.*`` and ``model.projector.*`` next to
     the frozen ``model.sam.*`` and ``model.clip_model.*`` weights, which are dropped (we load the
     backbones from their own ids). The variant is inferred from shapes: to_clip width 768 → BB, 1024 →
-    BL, and BL@336 when the stored CLIP positional embedding has 577 = 1 + 24² rows.
+    BL, and BL@336 when the stored CLIP positional embedding has 577 = 1 + 24² rows. The config carries
+    the released pipeline's preprocessing (``preprocess_preset("released")``): those heads were trained
+    and evaluated with it.
     """
     path = Path(path)
     raw = read_weights_only_state_dict(path, "an official RegionSpot .pth", wrapper_keys=("model",))
@@ -163,6 +189,7 @@ def official_regionspot_state(path: str | Path) -> tuple[dict[str, torch.Tensor]
         config = variant_config("BL@336" if clip_pos is not None and clip_pos.shape[0] == 577 else "BL")
     else:
         config = RegionSpotConfig()
+    config.preprocess = preprocess_preset("released")
     depth = 1 + max(int(k.split(".")[2]) for k in head_state if k.startswith("decoder.layers."))
     ffn = head_state["decoder.layers.0.linear1.weight"].shape[0]
     config.head = HeadConfig(
@@ -190,6 +217,6 @@ def convert_official_regionspot(path: str | Path, out: str | Path, variant: str 
                 f"{path} is a {config.head.feature_dim}→{config.head.embed_dim} head but variant {variant} expects "
                 f"{wanted.head.feature_dim}→{wanted.head.embed_dim}; drop --variant or pick the matching one."
             )
-        wanted.head = config.head
+        wanted.head, wanted.preprocess = config.head, config.preprocess
         config = wanted
     return save_head_checkpoint(out, state, config, meta={"converted_from": Path(path).name})

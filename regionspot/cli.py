@@ -273,13 +273,16 @@ def cache(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     dtype: Annotated[str | None, typer.Option(help="fp32, fp16 or bf16 for the backbones.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
+    preprocess: Annotated[str, typer.Option(
+        help="'default' (regionspot's) or 'released' (the released RegionSpot code's SAM eps 1e-5 and bilinear CLIP "
+             "resize); a head trained on the cache records it (set model.preprocess in the training config to match).")] = "default",
 ) -> None:
     """Run SAM once over every annotated box and store the tokens in sharded, memory-mapped files (resumable)."""
     from regionspot.cache.extract import cli_cache
 
     cli_cache(dataset=dataset, images=images, out=out, segmenter=sam, vision_language=clip, image_size=image_size,
               dataset_name=dataset_name, flip=flip, shard_size=shard_size, chunk_size=chunk_size, device=device,
-              dtype=dtype, limit=limit)
+              dtype=dtype, limit=limit, preprocess=preprocess)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
@@ -317,6 +320,15 @@ def evaluate(
     templates: Annotated[str | None, typer.Option(help="Template set name (default: the model's).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming.")] = False,
     merge_only: Annotated[bool, typer.Option(help="Only merge per-process predictions and score them.")] = False,
+    paper_protocol: Annotated[bool, typer.Option(
+        "--paper-protocol",
+        help="Reproduce the released RegionSpot evaluation exactly: images resized to shortest edge 800 / long side "
+             "<= 1333 before SAM and CLIP, masks returned by nearest-neighbour (CLIP resize, class names and SAM eps "
+             "come from the head checkpoint; a converted official head carries the released ones).")] = False,
+    input_resize: Annotated[str | None, typer.Option(
+        help="none or shortest-edge: the image SAM and CLIP see (default: the head's recorded choice).")] = None,
+    mask_return: Annotated[str, typer.Option(
+        help="sam (SAM's logits upsampled to the original size, default) or nearest (the released code's).")] = "sam",
 ) -> None:
     """Zero-shot region recognition AP with the paper's LVIS protocol (resumable, shardable with accelerate)."""
     from regionspot.engine.evaluate import cli_eval
@@ -324,7 +336,7 @@ def evaluate(
     cli_eval(data=data, images=images, boxes=boxes, methods=tuple(method or ["regionspot"]), head=head, sam=sam, clip=clip,
              max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, iou_types=iou_types, out=out, limit=limit,
              batch_size=batch_size, device=device, evaluator=evaluator, templates=templates, overwrite=overwrite,
-             merge_only=merge_only)
+             merge_only=merge_only, paper_protocol=paper_protocol, input_resize=input_resize, mask_return=mask_return)
 
 
 # --- shapesworld ----------------------------------------------------------------------------------

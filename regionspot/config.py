@@ -34,6 +34,78 @@ class HeadConfig:
     use_feature_map: bool = True
 
 
+CLIP_RESIZES = ("pil", "torch-bilinear")
+INPUT_RESIZES = ("none", "shortest-edge")
+NAME_STYLES = ("clean", "raw")
+
+
+@dataclass
+class PreprocessConfig:
+    """How a head's inputs were made. A head is trained on what its inputs looked like, so these
+    choices travel with its checkpoint (see docs/protocol.md for where the released code does each).
+
+    clip_resize: how an image becomes the square vision-language input (whole image, no crop):
+        "pil": PIL resize of the uint8 pixels with the filter of the model's preprocessor_config.json
+        (CLIP: bicubic) — regionspot's default; "torch-bilinear": ``F.interpolate(mode="bilinear",
+        align_corners=False)`` of the float pixels in [0, 1] — the released RegionSpot code.
+    clip_antialias: antialias of the "torch-bilinear" resize (the released code ran without; torchvision
+        >= 0.17 turns it on for tensors by default).
+    eval_resize: the image that evaluation feeds to both backbones: "none" (the original image) or
+        "shortest-edge" (detectron2's ResizeShortestEdge(eval_min_size, max_size=eval_max_size), PIL
+        bilinear — the released LVIS evaluation; boxes are scaled with it).
+    class_names: "clean" (``bat_(animal)`` -> ``bat animal``) or "raw" (the name as the dataset spells
+        it, only ``-other``/``-merged``/``-stuff`` stripped — the released code).
+    sam_decoder_eps: LayerNorm eps of SAM's two-way transformer; None keeps the segmenter's own value
+        (1e-5 for the original SAM release, whatever its config says otherwise).
+    """
+
+    clip_resize: str = "pil"
+    clip_antialias: bool = False
+    eval_resize: str = "none"
+    eval_min_size: int = 800
+    eval_max_size: int = 1333
+    class_names: str = "clean"
+    sam_decoder_eps: float | None = None
+
+    def validate(self) -> None:
+        for name, allowed in (("clip_resize", CLIP_RESIZES), ("eval_resize", INPUT_RESIZES), ("class_names", NAME_STYLES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"preprocess.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}.")
+        if self.eval_min_size < 1 or self.eval_max_size < self.eval_min_size:
+            raise ValueError(
+                f"preprocess.eval_min_size/eval_max_size must satisfy 1 <= min <= max, got "
+                f"{self.eval_min_size}/{self.eval_max_size}."
+            )
+        if self.sam_decoder_eps is not None and not 0 < float(self.sam_decoder_eps) < 1:
+            raise ValueError(f"preprocess.sam_decoder_eps must be in (0, 1) or null, got {self.sam_decoder_eps!r}.")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(data) - known:
+            raise ValueError(f"Unknown PreprocessConfig keys {sorted(set(data) - known)}; expected some of {sorted(known)}.")
+        config = cls(**data)
+        config.validate()
+        return config
+
+
+# The two named pipelines: regionspot's own defaults, and the released RegionSpot code's.
+PREPROCESS_PRESETS: dict[str, PreprocessConfig] = {
+    "default": PreprocessConfig(),
+    "released": PreprocessConfig(
+        clip_resize="torch-bilinear", clip_antialias=False, eval_resize="shortest-edge", eval_min_size=800,
+        eval_max_size=1333, class_names="raw", sam_decoder_eps=1e-5,
+    ),
+}
+
+
+def preprocess_preset(name: str) -> PreprocessConfig:
+    """A fresh copy of a named preprocessing ("default" or "released")."""
+    if name not in PREPROCESS_PRESETS:
+        raise ValueError(f"Unknown preprocessing preset {name!r}; choose one of {sorted(PREPROCESS_PRESETS)}.")
+    return dataclasses.replace(PREPROCESS_PRESETS[name])
+
+
 @dataclass
 class RegionSpotConfig:
     """A whole RegionSpot model: which frozen backbones, the head, and how text is prompted.
@@ -41,6 +113,8 @@ class RegionSpotConfig:
     segmenter / vision_language: hub ids or local folders of transformers models.
     image_size: input size of the vision-language model (224, or 336 via position interpolation).
     templates: a template-set name from ``regionspot.text.prompts`` or an explicit list.
+    preprocess: how the head's inputs are made (CLIP resize, evaluation input size, class names, SAM
+        eps); a checkpoint that lacks it was written before these were recorded (see checkpoint.py).
     """
 
     segmenter: str = "facebook/sam-vit-base"
@@ -48,6 +122,7 @@ class RegionSpotConfig:
     image_size: int = 224
     head: HeadConfig = field(default_factory=HeadConfig)
     templates: str | list[str] = "imagenet"
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,7 +138,8 @@ class RegionSpotConfig:
         head_known = {f.name for f in dataclasses.fields(HeadConfig)}
         if set(head) - head_known:
             raise ValueError(f"Unknown HeadConfig keys {sorted(set(head) - head_known)}.")
-        return cls(head=HeadConfig(**head), **data)
+        preprocess = PreprocessConfig.from_dict(data.pop("preprocess", None) or {})
+        return cls(head=HeadConfig(**head), preprocess=preprocess, **data)
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -26,3 +26,7 @@ class CheckpointError(RegionSpotError):
 
 class WeightsNotFoundError(RegionSpotError):
     """Backbone weights are not reachable (offline and not in a local folder or cache)."""
+
+
+class LegacyCheckpointWarning(UserWarning):
+    """A head checkpoint predates recorded preprocessing; it loads with the default pipeline of its time."""

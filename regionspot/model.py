@@ -55,12 +55,16 @@ class RegionSpot(nn.Module):
     def from_config(
         cls, config: RegionSpotConfig, device: str | torch.device | None = None, dtype: torch.dtype | None = None
     ) -> RegionSpot:
-        """Load the frozen backbones named by ``config`` and build a randomly initialised head."""
+        """Load the frozen backbones named by ``config`` (run with its ``preprocess``) and build a random head."""
         from regionspot.backbones.segmenter import load_segmenter
         from regionspot.backbones.vision_language import load_vision_language
 
-        segmenter = load_segmenter(config.segmenter, device=device, dtype=dtype)
-        vision_language = load_vision_language(config.vision_language, image_size=config.image_size, device=device, dtype=dtype)
+        pre = config.preprocess
+        segmenter = load_segmenter(config.segmenter, device=device, dtype=dtype, decoder_layer_norm_eps=pre.sam_decoder_eps)
+        vision_language = load_vision_language(
+            config.vision_language, image_size=config.image_size, device=device, dtype=dtype,
+            resize=pre.clip_resize, antialias=pre.clip_antialias,
+        )
         head = RegionSpotHead(config.head)
         model = cls(segmenter=segmenter, vision_language=vision_language, head=head, config=config)
         model.head.to(device=vision_language.device)
@@ -147,10 +151,11 @@ class RegionSpot(nn.Module):
         self, class_names: Sequence[str], templates: str | list[str] | None = None, cache_dir: str | Path | None = None,
         show_progress: bool = True,
     ) -> torch.Tensor:
-        """(V, D) L2-normalised text embeddings of ``class_names`` with the config's template ensemble."""
+        """(V, D) L2-normalised text embeddings of ``class_names`` with the config's template ensemble and
+        class-name handling (``config.preprocess.class_names``)."""
         from regionspot.text.embeddings import class_text_embeddings
 
         return class_text_embeddings(
             self.vision_language, list(class_names), templates=templates or self.config.templates,
-            cache_dir=cache_dir, show_progress=show_progress,
+            cache_dir=cache_dir, show_progress=show_progress, name_style=self.config.preprocess.class_names,
         )

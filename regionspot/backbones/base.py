@@ -37,7 +37,8 @@ class SegmenterOutput:
 
     tokens: (N, 256) float32, the position-aware token of each prompt.
     iou: (N,) float32, the predicted IoU of each mask.
-    masks: (N, H, W) bool at the original image size, or None when masks were not asked for.
+    masks: (N, H, W) bool at the encoded image's size (or the ``mask_size`` asked for), or None when
+        masks were not asked for.
     """
 
     tokens: torch.Tensor
@@ -62,6 +63,7 @@ class Segmenter(Protocol):
         point_labels: torch.Tensor | None = None,
         return_masks: bool = True,
         chunk_size: int = 16,
+        mask_size: tuple[int, int] | None = None,
     ) -> SegmenterOutput: ...
 
 

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 from transformers import SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig, SamVisionConfig
 
+from regionspot.backbones.segmenter import ORIGINAL_DECODER_EPS
 from regionspot.checkpoint import read_weights_only_state_dict
 from regionspot.errors import CheckpointError
 
@@ -229,9 +230,9 @@ def sam_config_for(model_type: str, state_dict: Mapping[str, torch.Tensor] | Non
         global_attn_indexes=list(global_indexes),
         mlp_dim=4 * hidden,
     )
-    return SamConfig(
-        vision_config=vision, prompt_encoder_config=SamPromptEncoderConfig(), mask_decoder_config=SamMaskDecoderConfig()
-    )
+    # The original two-way transformer's LayerNorms use nn.LayerNorm's default eps (transformers says 1e-6).
+    decoder = SamMaskDecoderConfig(layer_norm_eps=ORIGINAL_DECODER_EPS)
+    return SamConfig(vision_config=vision, prompt_encoder_config=SamPromptEncoderConfig(), mask_decoder_config=decoder)
 
 
 def save_sam_processor_config(
@@ -285,12 +286,17 @@ def convert_sam_checkpoint(
     out_dir: folder to write (model.safetensors, config.json, preprocessor_config.json).
     model_type: "vit_b", "vit_l", "vit_h" or "auto" (from the encoder width); ignored when ``config``
         is given (used for non-standard sizes, e.g. the tiny test model).
+    The written config runs the mask decoder's two-way transformer with the original eps 1e-5.
     Returns out_dir. Raises CheckpointError naming a missing, unexpected or mis-shaped key.
     """
     pth_path, out_dir = Path(pth_path), Path(out_dir)
     official = _read_checkpoint(pth_path)
     variant = "given-config" if config is not None else model_type
-    config = config if config is not None else sam_config_for(model_type, official)
+    if config is not None:
+        config = SamConfig.from_dict(config.to_dict())  # a copy: the eps below must not leak to the caller
+        config.mask_decoder_config.layer_norm_eps = ORIGINAL_DECODER_EPS
+    else:
+        config = sam_config_for(model_type, official)
     sources: dict[str, str] = {}
     converted = official_to_hf_state_dict(official, sources)
 

@@ -28,12 +28,16 @@ from regionspot.backbones.base import SegmenterImageState, SegmenterOutput
 from regionspot.data.images import load_image
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
 
-__all__ = ["SamPreprocess", "SamSegmenter", "load_segmenter", "resized_shape"]
+__all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "resized_shape"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 # Index of the single-mask output token in the two-way transformer's queries: [iou, mask_0, ...].
 _SINGLE_MASK_TOKEN = 1
+# The original SAM (and SAM-HQ) two-way transformer uses nn.LayerNorm's default eps; transformers'
+# SamMaskDecoderConfig (and the hub configs converted with it) say 1e-6. Hub ids of those releases:
+ORIGINAL_DECODER_EPS = 1e-5
+_ORIGINAL_RELEASE_PREFIXES = ("facebook/sam-vit-", "syscv-community/sam-hq-vit-")
 _PROVIDE_WEIGHTS_HINT = (
     "download the model folder (e.g. `huggingface-cli download facebook/sam-vit-base --local-dir DIR`) "
     "and pass DIR, or convert an official checkpoint with `regionspot convert sam sam_vit_b_01ec64.pth --out DIR`"
@@ -133,6 +137,11 @@ class SamSegmenter:
     def preprocess(self) -> SamPreprocess:
         return self._pre
 
+    @property
+    def decoder_layer_norm_eps(self) -> float:
+        """LayerNorm eps of the mask decoder's two-way transformer, as the loaded model runs it."""
+        return float(self._model.config.mask_decoder_config.layer_norm_eps)
+
     # ----------------------------------------------------------------- image
     def preprocess_image(self, image: Image.Image) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         """Resize (longest side), rescale, normalise and zero-pad an RGB image.
@@ -180,6 +189,7 @@ class SamSegmenter:
         point_labels: torch.Tensor | None = None,
         return_masks: bool = True,
         chunk_size: int = 16,
+        mask_size: tuple[int, int] | None = None,
     ) -> SegmenterOutput:
         """Decode N prompts against one encoded image.
 
@@ -191,9 +201,12 @@ class SamSegmenter:
         return_masks: False skips the mask branch (upscaling convs, hypernetwork MLPs, mask product and
             the resize to the original size); tokens and IoU are identical either way.
         chunk_size: prompts per decoder call (memory ∝ chunk_size × 256 × 64 × 64 floats).
+        mask_size: (height, width) of the returned masks; default the encoded image's size. The mask
+            logits are upsampled bilinearly straight to it (e.g. the size of the image an evaluation
+            resized before encoding).
 
         Returns SegmenterOutput with tokens (N, 256) float32, iou (N,) float32 and masks
-        (N, H, W) bool at the original image size (None when return_masks is False).
+        (N, H, W) bool at ``mask_size`` (None when return_masks is False).
         """
         if not isinstance(state, SegmenterImageState):
             raise PromptError("decode_prompts needs the state returned by encode_image(image); call that first.")
@@ -211,8 +224,12 @@ class SamSegmenter:
         if boxes_t is not None and points_t is not None and len(boxes_t) != len(points_t):
             raise PromptError(f"Got {len(boxes_t)} boxes but {len(points_t)} point sets; pass one point set per box.")
         count = len(boxes_t) if boxes_t is not None else len(points_t)
+        if mask_size is not None:
+            mask_size = (int(mask_size[0]), int(mask_size[1]))
+            if min(mask_size) < 1:
+                raise PromptError(f"mask_size must be a positive (height, width), got {mask_size}.")
         if count == 0:
-            return self._empty_output(state, return_masks)
+            return self._empty_output(state, return_masks, mask_size)
 
         # original pixels -> resized-image pixels (the frame SamModel expects)
         new_h, new_w = state.reshaped_size
@@ -231,6 +248,7 @@ class SamSegmenter:
                 None if points_t is None else points_t[part],
                 None if labels_t is None else labels_t[part],
                 return_masks,
+                mask_size or state.original_size,
             )
             tokens.append(chunk[0])
             ious.append(chunk[1])
@@ -250,6 +268,7 @@ class SamSegmenter:
         points: torch.Tensor | None,
         labels: torch.Tensor | None,
         return_masks: bool,
+        mask_size: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One decoder call for n prompts already in the model frame. Returns (n, C), (n,), (n, H, W)|None."""
         device, dtype = self.device, self.dtype
@@ -292,19 +311,23 @@ class SamSegmenter:
             return tokens, iou, None
         iou = output.iou_scores[0, :, 0].float()  # (n,)
         low_res = output.pred_masks[0, :, 0].float()  # (n, h, w) logits, h = w = image_size / 4
-        return tokens, iou, self._postprocess_masks(low_res, state)
+        return tokens, iou, self._postprocess_masks(low_res, state, mask_size)
 
-    def _postprocess_masks(self, low_res: torch.Tensor, state: SegmenterImageState) -> torch.Tensor:
-        """(n, h, w) logits -> (n, H, W) bool: upscale to the padded input, crop padding, resize, > 0."""
+    def _postprocess_masks(
+        self, low_res: torch.Tensor, state: SegmenterImageState, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """(n, h, w) logits -> (n, *size) bool: upscale to the padded input, crop padding, resize, > 0."""
         side = self._pre.pad_size
         new_h, new_w = state.reshaped_size
         masks = F.interpolate(low_res.unsqueeze(1), (side, side), mode="bilinear", align_corners=False)
         masks = masks[..., :new_h, :new_w]
-        masks = F.interpolate(masks, state.original_size, mode="bilinear", align_corners=False)
+        masks = F.interpolate(masks, size, mode="bilinear", align_corners=False)
         return masks[:, 0] > 0.0
 
-    def _empty_output(self, state: SegmenterImageState, return_masks: bool) -> SegmenterOutput:
-        height, width = state.original_size
+    def _empty_output(
+        self, state: SegmenterImageState, return_masks: bool, mask_size: tuple[int, int] | None
+    ) -> SegmenterOutput:
+        height, width = mask_size or state.original_size
         device = self.device
         return SegmenterOutput(
             tokens=torch.zeros(0, self.token_dim, device=device),
@@ -435,16 +458,29 @@ def _model_class(model_type: str, model_id: str) -> type[nn.Module]:
     raise CheckpointError(f"{model_id!r} is a {model_type!r} model, not SAM; pass a SAM or SAM-HQ model id or folder.")
 
 
+def default_decoder_eps(model_id: str, config_eps: float) -> float:
+    """The two-way-transformer LayerNorm eps to run ``model_id`` with when the caller names none.
+
+    Hub ids of the original SAM / SAM-HQ releases get the original architecture's 1e-5 (their hub
+    configs say 1e-6); anything else (a local folder, e.g. one written by ``regionspot convert sam``,
+    which records 1e-5, or a model trained in transformers) keeps its config's value.
+    """
+    return ORIGINAL_DECODER_EPS if model_id.startswith(_ORIGINAL_RELEASE_PREFIXES) else float(config_eps)
+
+
 def load_segmenter(
     model_id: str,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    decoder_layer_norm_eps: float | None = None,
 ) -> SamSegmenter:
     """Load a frozen SAM / SAM-HQ segmenter.
 
     model_id: a hub id (facebook/sam-vit-base, facebook/sam-vit-huge, syscv-community/sam-hq-vit-base)
         or a local folder written by ``save_pretrained`` / ``regionspot convert sam``.
     device, dtype: where and in which precision to run (default: CPU, float32).
+    decoder_layer_norm_eps: LayerNorm eps of the mask decoder's two-way transformer; None chooses
+        :func:`default_decoder_eps` (1e-5 for the original releases' hub ids, else the config's).
     The local cache is tried first (no network), then the hub unless HF_HUB_OFFLINE is set.
     Raises WeightsNotFoundError when the weights are not reachable, CheckpointError for a non-SAM model.
     """
@@ -458,7 +494,11 @@ def load_segmenter(
         model_id = str(Path(model_id).expanduser())
     config = _resolve(model_id, AutoConfig.from_pretrained)
     model_class = _model_class(config.model_type, model_id)
-    model = _resolve(model_id, model_class.from_pretrained)
+    decoder = config.mask_decoder_config
+    if decoder_layer_norm_eps is None:
+        decoder_layer_norm_eps = default_decoder_eps(model_id, decoder.layer_norm_eps)
+    decoder.layer_norm_eps = float(decoder_layer_norm_eps)
+    model = _resolve(model_id, model_class.from_pretrained, config=config)
     model.requires_grad_(False)
     model.eval()
     if device is not None:

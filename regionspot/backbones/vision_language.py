@@ -12,8 +12,12 @@ folder), freezes it and wraps it:
   gives the same embeddings as one-at-a-time encoding (the text transformer is causal) at a fraction
   of the cost.
 
-Images are resized as a whole to ``image_size`` × ``image_size`` (bicubic, no crop, as the paper does)
-and normalised with the model's mean/std; ``preprocess_images`` is that one function.
+Images are resized as a whole to ``image_size`` × ``image_size`` (no crop) and normalised with the
+model's mean/std; ``preprocess_images`` is that one function. The resize is a choice that a head
+checkpoint records (``PreprocessConfig.clip_resize``): "pil" resizes the uint8 pixels with PIL and the
+filter of the model's ``preprocessor_config.json`` (CLIP: bicubic; regionspot's default), and
+"torch-bilinear" resizes the float pixels with ``F.interpolate(mode="bilinear", align_corners=False)``
+as the released RegionSpot code does.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
+from regionspot.config import CLIP_RESIZES
 from regionspot.errors import CheckpointError, ImageError, VocabularyError, WeightsNotFoundError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -62,25 +67,39 @@ def preprocess_images(
     mean: Sequence[float] = CLIP_MEAN,
     std: Sequence[float] = CLIP_STD,
     resample: int = Image.Resampling.BICUBIC,
+    resize: str = "pil",
+    antialias: bool = False,
 ) -> torch.Tensor:
     """Resize whole images (no crop) to ``size`` × ``size`` and normalise them.
 
     images: PIL images (converted to RGB here).
-    Returns (B, 3, size, size) float32 on CPU: ``(pixel / 255 - mean) / std``.
+    resize: "pil" — PIL ``resize`` of the uint8 pixels with filter ``resample``; "torch-bilinear" —
+        pixels / 255 as float32, then ``F.interpolate(size, mode="bilinear", align_corners=False,
+        antialias=antialias)`` (the released RegionSpot code; ``resample`` is not used).
+    Returns (B, 3, size, size) float32 on CPU: ``(resized pixel / 255 - mean) / std``.
     """
+    if resize not in CLIP_RESIZES:
+        raise ValueError(f"resize must be one of {list(CLIP_RESIZES)}, got {resize!r}.")
     if isinstance(images, Image.Image):
         images = [images]
     if len(images) == 0:
         raise ImageError("No images were given; pass a list of at least one PIL image.")
-    arrays = []
+    resized = []
     for index, image in enumerate(images):
         if not isinstance(image, Image.Image):
             raise ImageError(
                 f"Image #{index} is a {type(image).__name__}, not a PIL image; load it with regionspot.data.images.load_image."
             )
-        resized = image.convert("RGB").resize((size, size), resample=resample)
-        arrays.append(np.asarray(resized, dtype=np.float32))
-    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0  # (B, 3, S, S)
+        image = image.convert("RGB")
+        if resize == "pil":
+            array = np.asarray(image.resize((size, size), resample=resample), dtype=np.float32)
+            resized.append(torch.from_numpy(array).permute(2, 0, 1) / 255.0)  # (3, S, S)
+        else:
+            pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 255.0  # (3, H, W)
+            resized.append(
+                F.interpolate(pixels[None], size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)[0]
+            )
+    pixels = torch.stack(resized)  # (B, 3, S, S)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (pixels - mean_t) / std_t
@@ -151,7 +170,9 @@ class ClipAdapter:
     model: a CLIPModel (frozen here: ``requires_grad_(False)``, ``eval()``).
     tokenizer: a CLIP tokenizer, or None (then ``encode_text`` raises CheckpointError).
     image_size: input side in pixels; a size other than the model's uses position interpolation.
-    mean / std / resample: the image normalisation and resize filter.
+    mean / std / resample: the image normalisation and the PIL resize filter.
+    resize / antialias: how images become the square input ("pil" or "torch-bilinear"; see
+        ``preprocess_images``).
     """
 
     has_class_token = True
@@ -165,7 +186,11 @@ class ClipAdapter:
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
         resample: int = int(Image.Resampling.BICUBIC),
+        resize: str = "pil",
+        antialias: bool = False,
     ):
+        if resize not in CLIP_RESIZES:
+            raise ValueError(f"resize must be one of {list(CLIP_RESIZES)}, got {resize!r}.")
         self.model = model.requires_grad_(False).eval()
         self.tokenizer = tokenizer
         self.model_id = str(model_id)
@@ -184,6 +209,8 @@ class ClipAdapter:
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.resample = int(resample)
+        self.resize = resize
+        self.antialias = bool(antialias)
         self.weights_fingerprint = self._fingerprint()
 
     @staticmethod
@@ -223,7 +250,9 @@ class ClipAdapter:
     # -- images -----------------------------------------------------------------------------------
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """(B, 3, S, S) pixels on the model's device and dtype; see ``preprocess_images``."""
-        pixels = preprocess_images(images, self.image_size, self.mean, self.std, self.resample)
+        pixels = preprocess_images(
+            images, self.image_size, self.mean, self.std, self.resample, resize=self.resize, antialias=self.antialias
+        )
         return pixels.to(device=self.device, dtype=self.dtype)
 
     @property
@@ -379,6 +408,8 @@ def load_vision_language(
     image_size: int | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    resize: str = "pil",
+    antialias: bool = False,
 ) -> ClipAdapter:
     """Load a frozen CLIP or SigLIP model as a ``VisionLanguage`` adapter.
 
@@ -388,6 +419,8 @@ def load_vision_language(
     image_size: input side in pixels (default: the model's); e.g. 336 from a 224 model interpolates the
         position embeddings.
     device / dtype: where and in what precision the frozen model lives (default: CPU, checkpoint dtype).
+    resize / antialias: the image resize ("pil" with the model's filter, or the released code's
+        "torch-bilinear"); a head's ``PreprocessConfig`` says which it was trained with.
     Raises WeightsNotFoundError (one line naming the fix) when the weights cannot be reached.
     """
     from transformers import AutoConfig, AutoTokenizer, CLIPModel, SiglipModel
@@ -426,7 +459,8 @@ def load_vision_language(
         model = model.to(device)
     mean, std, resample = _preprocessor_stats(model_id)
     return adapter_cls(
-        model, tokenizer, model_id=model_id, image_size=image_size, mean=mean, std=std, resample=resample
+        model, tokenizer, model_id=model_id, image_size=image_size, mean=mean, std=std, resample=resample,
+        resize=resize, antialias=antialias,
     )
 
 

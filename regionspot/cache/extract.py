@@ -32,6 +32,7 @@ from regionspot.cache.store import (
     shard_is_finished,
     write_json_atomic,
 )
+from regionspot.config import preprocess_preset
 from regionspot.data.transforms import hflip_boxes
 
 # Manifest fields that must match when a cache directory is reused (resume or another rank).
@@ -47,6 +48,7 @@ _MUST_MATCH = (
     "num_images",
     "world_size",
     "shard_size",
+    "preprocess",
 )
 
 
@@ -131,6 +133,8 @@ def _check_or_write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     if (out / "manifest.json").is_file():
         old = read_manifest(out)
         for key in _MUST_MATCH:
+            if key == "preprocess" and key not in old:
+                continue  # a cache from before 0.2, which did not record it
             if old.get(key) != manifest.get(key):
                 raise CacheError(
                     f"Cache {out} was built with {key}={old.get(key)!r}, this run has {manifest.get(key)!r}; "
@@ -177,6 +181,12 @@ def extract_cache(
     vl_info = None
     if vision_language is not None:
         vl_info = {"id": vision_language.model_id, "image_size": int(vision_language.image_size)}
+    eps = getattr(segmenter, "decoder_layer_norm_eps", None)
+    preprocess = {
+        "sam_decoder_eps": float(eps) if eps is not None else None,
+        "clip_resize": getattr(vision_language, "resize", "pil") if vision_language is not None else None,
+        "clip_antialias": bool(getattr(vision_language, "antialias", False)) if vision_language is not None else None,
+    }
     plan = plan_shards(len(positions), world_size, shard_size)
     manifest = {
         "format_version": CACHE_FORMAT_VERSION,
@@ -192,6 +202,8 @@ def extract_cache(
         "flip": bool(flip),
         "dataset_name": str(getattr(dataset, "name", None) or "dataset"),
         "category_names": list(dataset.category_names),
+        "raw_category_names": list(getattr(dataset, "raw_category_names", dataset.category_names)),
+        "preprocess": preprocess,
         "category_ids": [int(c) for c in getattr(dataset, "category_ids", [])],
         "image_root": str(getattr(dataset, "image_root", "") or ""),
         "num_images": len(positions),
@@ -270,8 +282,12 @@ def cli_cache(
     device: str | None = None,
     dtype: str | None = None,
     limit: int | None = None,
+    preprocess: str = "default",
 ) -> CacheStats:
     """`regionspot cache`: build (or resume) a token cache of a COCO-format ``dataset`` json.
+
+    preprocess: "default" or "released" (``regionspot.config.PREPROCESS_PRESETS``): the SAM decoder eps
+    and CLIP resize the cache is made with; a head trained on it records them.
 
     Run it as several processes with ``torchrun --nproc_per_node K -m regionspot.cli cache ...`` (or
     ``accelerate launch``): each process writes its own shards. Prints boxes/s and bytes per box.
@@ -287,13 +303,18 @@ def cli_cache(
     if device is None and torch.cuda.is_available():
         device = f"cuda:{local % torch.cuda.device_count()}"
     torch_dtype = {None: None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    try:
+        pre = preprocess_preset(preprocess)
+    except ValueError as error:
+        raise CacheError(str(error)) from None
     ds = CocoDetectionDataset(dataset, images, dataset_name=dataset_name)
-    seg = load_segmenter(segmenter, device=device, dtype=torch_dtype)
+    seg = load_segmenter(segmenter, device=device, dtype=torch_dtype, decoder_layer_norm_eps=pre.sam_decoder_eps)
     vl = None
     if vision_language is not None:
         from regionspot.backbones.vision_language import load_vision_language
 
-        vl = load_vision_language(vision_language, image_size=image_size, device=device, dtype=torch_dtype)
+        vl = load_vision_language(vision_language, image_size=image_size, device=device, dtype=torch_dtype,
+                                  resize=pre.clip_resize, antialias=pre.clip_antialias)
     stats = extract_cache(
         ds, seg, out, vision_language=vl, flip=flip, shard_size=shard_size, chunk_size=chunk_size,
         rank=rank, world_size=world, limit=limit,

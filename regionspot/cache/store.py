@@ -206,6 +206,19 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         raise CacheError(f"Corrupt cache manifest {path} ({e}); delete the cache and rebuild it.") from e
 
 
+def cache_preprocess(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing a cache was built with: {"sam_decoder_eps", "clip_resize", "clip_antialias"}.
+
+    Caches before 0.2 did not record it: they used the "pil" CLIP resize and the segmenter config's eps,
+    whose value was not written down (None).
+    """
+    recorded = manifest.get("preprocess")
+    if recorded is not None:
+        return dict(recorded)
+    has_maps = manifest.get("vision_language") is not None
+    return {"sam_decoder_eps": None, "clip_resize": "pil" if has_maps else None, "clip_antialias": False if has_maps else None}
+
+
 class _Shard:
     """A verified, memory-mapped shard."""
 
@@ -264,6 +277,10 @@ class TokenCache:
                 f"{CACHE_FORMAT_VERSION}; rebuild it with `regionspot cache`."
             )
         self.category_names: list[str] = list(self.manifest["category_names"])
+        # Names as the annotation file spells them (caches before 0.2 kept only the cleaned ones).
+        raw = self.manifest.get("raw_category_names")
+        self.raw_category_names: list[str] | None = list(raw) if raw is not None else None
+        self.preprocess: dict[str, Any] = cache_preprocess(self.manifest)
         self.dataset_name: str = self.manifest["dataset_name"]
         self.image_root: str | None = self.manifest.get("image_root")
         self._shards = [_Shard(self.root, s["name"], verify) for s in self.manifest["shards"]]

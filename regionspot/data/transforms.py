@@ -91,28 +91,52 @@ def hflip_masks(masks: Array) -> Array:
     return np.ascontiguousarray(masks[..., ::-1])
 
 
-def _nearest_index(source: int, target: int) -> np.ndarray:
-    # Target pixel centre (i + 0.5) maps to source coordinate (i + 0.5) * source / target.
-    index = np.floor((np.arange(target) + 0.5) * (source / target)).astype(np.int64)
+def _nearest_index(source: int, target: int, align: str) -> np.ndarray:
+    if align == "center":
+        # Target pixel centre (i + 0.5) maps to source coordinate (i + 0.5) * source / target.
+        index = np.floor((np.arange(target) + 0.5) * (source / target)).astype(np.int64)
+    elif align == "corner":
+        # torch's legacy ``mode="nearest"``: target pixel i takes source floor(i * source / target).
+        index = np.floor(np.arange(target) * np.float32(source / target)).astype(np.int64)
+    else:
+        raise ValueError(f"align must be 'center' or 'corner', got {align!r}.")
     return np.clip(index, 0, source - 1)
 
 
-def resize_masks(masks: Array, height: int, width: int) -> Array:
-    """Nearest-neighbour resize of (..., H, W) masks to (..., height, width), pixel-centre aligned.
+def resize_masks(masks: Array, height: int, width: int, align: str = "center") -> Array:
+    """Nearest-neighbour resize of (..., H, W) masks to (..., height, width).
 
-    Consistent with :func:`scale_boxes` using factors width / W and height / H.
+    align: "center" (default) maps pixel centres, consistent with :func:`scale_boxes` using factors
+        width / W and height / H; "corner" reproduces ``torch.nn.functional.interpolate(mode="nearest")``
+        (source index floor(i * H / height)), the mask return of the released RegionSpot evaluation.
     """
     if masks.ndim < 2:
         raise ValueError(f"Masks must have shape (..., H, W), got {tuple(masks.shape)}.")
     if height < 1 or width < 1:
         raise ValueError(f"Target mask size must be positive, got {height}x{width}.")
-    rows = _nearest_index(masks.shape[-2], height)
-    cols = _nearest_index(masks.shape[-1], width)
+    rows = _nearest_index(masks.shape[-2], height, align)
+    cols = _nearest_index(masks.shape[-1], width, align)
     if isinstance(masks, torch.Tensor):
         rows_t = torch.from_numpy(rows).to(masks.device)
         cols_t = torch.from_numpy(cols).to(masks.device)
         return masks.index_select(-2, rows_t).index_select(-1, cols_t)
     return masks[..., rows, :][..., cols]
+
+
+def shortest_edge_size(height: int, width: int, min_size: int = 800, max_size: int = 1333) -> tuple[int, int]:
+    """(height, width) after detectron2's ``ResizeShortestEdge(min_size, max_size)`` (test-time rule).
+
+    The short side becomes ``min_size`` unless the long side would then exceed ``max_size``, in which
+    case the long side becomes ``max_size``; both sides are rounded half up at the end.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"Image size must be positive, got {height}x{width}.")
+    scale = min_size / min(height, width)
+    new_h, new_w = (min_size, scale * width) if height < width else (scale * height, min_size)
+    if max(new_h, new_w) > max_size:
+        shrink = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * shrink, new_w * shrink
+    return int(new_h + 0.5), int(new_w + 0.5)
 
 
 def mask_to_box(masks: Array) -> Array:

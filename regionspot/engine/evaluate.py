@@ -9,6 +9,14 @@ prompts, for every method. Methods (one table row each, all from one pass over t
 - ``regionspot``: SAM token per box + CLIP feature map of the image → the trained head.
 - ``clip-box`` / ``clip-mask``: CLIP on the box crop / SAM-mask crop (``regionspot.evaluation.baselines``).
 
+Input size and mask return (``docs/protocol.md``): by default both backbones see the original image and
+masks come from SAM's own bilinear upsampling of its mask logits to the original size. A head converted
+from the released code records the released evaluation's input resize (detectron2's shortest edge 800,
+long side at most 1333, PIL bilinear; boxes scaled with it), used unless ``input_resize`` says otherwise;
+``mask_return="nearest"`` predicts masks at that scale and brings them back by torch's nearest-neighbour
+as the released code does; ``paper_protocol`` sets both. The CLIP crop baselines always crop the
+original image with the original boxes.
+
 Per image: decode the image (a failure is recorded and skipped, not fatal), encode it once with SAM,
 decode all its boxes (one decoder call unless ``chunk_size`` is set), compute the CLIP map once (batched
 over ``batch_size`` images), score every method, append the image to the prediction store (flushed),
@@ -38,6 +46,7 @@ from tqdm.auto import tqdm
 from regionspot.backbones.base import Segmenter, VisionLanguage
 from regionspot.data.coco_json import CocoDetectionDataset, ImageRecord
 from regionspot.data.images import load_image
+from regionspot.data.transforms import resize_masks, scale_boxes, shortest_edge_size
 from regionspot.errors import ImageError, RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.baselines import baseline_logits
@@ -58,6 +67,8 @@ __all__ = [
 ]
 
 METHODS = ("regionspot", "clip-box", "clip-mask")
+INPUT_RESIZES = ("none", "shortest-edge")
+MASK_RETURNS = ("sam", "nearest")
 ROW_NAMES = {"clip-box": "CLIP w/ box", "clip-mask": "CLIP w/ mask", "regionspot": "RegionSpot"}
 STAGES = ("decode", "sam_encoder", "sam_decoder", "clip_map", "head", "crops", "postprocess")
 PREDICTIONS_DIR = "predictions"
@@ -80,6 +91,14 @@ class EvalOptions:
     evaluator: "faster_coco_eval" or "lvis". templates: set name or list (None: the model's / "imagenet").
     text_cache_dir: text-embedding cache (None: the default cache; False: none).
     overwrite: discard predictions already in ``out_dir`` instead of resuming.
+    input_resize: the image both backbones see: "none" (original), "shortest-edge" (detectron2's
+        ResizeShortestEdge(input_min_size, input_max_size), PIL bilinear; boxes scaled with it) or None
+        (the head's ``preprocess.eval_resize``; "none" without a head).
+    mask_return: "sam" (SAM's bilinear upsampling of the mask logits straight to the original size) or
+        "nearest" (masks at the input scale, then torch's nearest-neighbour to the original size, as the
+        released evaluation does).
+    paper_protocol: the released evaluation: input_resize "shortest-edge" 800/1333 and mask_return
+        "nearest" (the head's CLIP resize, class names and SAM eps come from its checkpoint as always).
     """
 
     methods: tuple[str, ...] = ("regionspot",)
@@ -98,6 +117,16 @@ class EvalOptions:
     templates: str | list[str] | None = None
     text_cache_dir: str | None | bool = None
     overwrite: bool = False
+    input_resize: str | None = None
+    input_min_size: int = 800
+    input_max_size: int = 1333
+    mask_return: str = "sam"
+    paper_protocol: bool = False
+
+    def __post_init__(self) -> None:
+        if self.paper_protocol:
+            self.input_resize, self.input_min_size, self.input_max_size = "shortest-edge", 800, 1333
+            self.mask_return = "nearest"
 
     def validate(self) -> None:
         if not self.methods:
@@ -121,6 +150,14 @@ class EvalOptions:
             raise RegionSpotError(f"--limit must be >= 1, got {self.limit}.")
         if self.max_dets_per_image is not None and self.max_dets_per_image < 1:
             raise RegionSpotError(f"--max-dets-per-image must be >= 1, got {self.max_dets_per_image}.")
+        if self.input_resize is not None and self.input_resize not in INPUT_RESIZES:
+            raise RegionSpotError(f"--input-resize must be one of {', '.join(INPUT_RESIZES)}, got {self.input_resize!r}.")
+        if self.mask_return not in MASK_RETURNS:
+            raise RegionSpotError(f"--mask-return must be one of {', '.join(MASK_RETURNS)}, got {self.mask_return!r}.")
+        if not 1 <= self.input_min_size <= self.input_max_size:
+            raise RegionSpotError(
+                f"input sizes must satisfy 1 <= min <= max, got {self.input_min_size}/{self.input_max_size}."
+            )
         if self.boxes != "gt" and not Path(self.boxes).is_file():
             raise RegionSpotError(f"Detections file not found: {self.boxes}; pass --boxes gt or a COCO results json.")
 
@@ -268,6 +305,63 @@ class _Timer:
         self.stats[self.name] = self.stats.get(self.name, 0.0) + time.perf_counter() - self.start
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """The resolved evaluation pipeline of one run (recorded in the store's manifest and the report).
+
+    input_resize / min_size / max_size: the image both backbones see; mask_return: see EvalOptions;
+    class_names / clip_resize / clip_antialias / sam_decoder_eps: what the head (or, without one, the
+    loaded backbones) runs with.
+    """
+
+    input_resize: str
+    min_size: int
+    max_size: int
+    mask_return: str
+    class_names: str
+    clip_resize: str
+    clip_antialias: bool
+    sam_decoder_eps: float | None
+
+    def model_input(self, image: Image.Image) -> Image.Image:
+        """The image the backbones see: ``image`` itself, or its shortest-edge resize (PIL bilinear)."""
+        if self.input_resize == "none":
+            return image
+        height, width = shortest_edge_size(image.height, image.width, self.min_size, self.max_size)
+        return image.resize((width, height), resample=Image.Resampling.BILINEAR)
+
+    def report_lines(self) -> dict[str, str]:
+        """Scalar facts for the report header."""
+        size = f"shortest edge {self.min_size}, long side <= {self.max_size} (PIL bilinear)"
+        return {
+            "input_resize": "original image" if self.input_resize == "none" else size,
+            "mask_return": "SAM logits upsampled to the original size" if self.mask_return == "sam"
+            else "masks at the input scale, nearest-neighbour to the original size (released)",
+            "clip_resize": f"{self.clip_resize}" + (" (antialias)" if self.clip_antialias else ""),
+            "class_names": self.class_names,
+            "sam_decoder_eps": "segmenter default" if self.sam_decoder_eps is None else f"{self.sam_decoder_eps:g}",
+        }
+
+
+def resolve_protocol(options: EvalOptions, segmenter: Segmenter, vision_language: VisionLanguage, model: Any) -> Protocol:
+    """The run's pipeline: options first, then the head's recorded preprocessing, then defaults."""
+    preprocess = getattr(getattr(model, "config", None), "preprocess", None)
+    if options.input_resize is not None:
+        resize, lo, hi = options.input_resize, options.input_min_size, options.input_max_size
+    elif preprocess is not None:
+        resize, lo, hi = preprocess.eval_resize, preprocess.eval_min_size, preprocess.eval_max_size
+    else:
+        resize, lo, hi = "none", options.input_min_size, options.input_max_size
+    eps = getattr(segmenter, "decoder_layer_norm_eps", None)
+    return Protocol(
+        input_resize=resize, min_size=int(lo), max_size=int(hi), mask_return=options.mask_return,
+        class_names=preprocess.class_names if preprocess is not None else "clean",
+        clip_resize=getattr(vision_language, "resize", "pil"),
+        clip_antialias=bool(getattr(vision_language, "antialias", False)),
+        sam_decoder_eps=float(eps) if eps is not None else None,
+    )
+
+
 # ----------------------------------------------------------------------------- prediction
 
 
@@ -287,6 +381,7 @@ def predict_images(
     world_size: int = 1,
     on_image: Callable[[int], None] | None = None,
     show_progress: bool = True,
+    protocol: Protocol | None = None,
 ) -> PredictStats:
     """Score this rank's share of ``records`` and append each finished image to the store.
 
@@ -296,7 +391,10 @@ def predict_images(
     model: a ``RegionSpot`` (needed for the "regionspot" method). detections: from :func:`load_detections`
         when ``options.boxes`` is a file (images without detections get none).
     on_image: called with each finished image id (after it is stored); for progress hooks and tests.
+    protocol: input size and mask return (None: :func:`resolve_protocol` of these parts).
     """
+    if protocol is None:
+        protocol = resolve_protocol(options, segmenter, vision_language, model)
     if "regionspot" in options.methods and model is None:
         raise RegionSpotError("The regionspot method needs a model: pass --head (or drop --method regionspot).")
     mine = store_lib.shard_ids([r.image_id for r in records], rank, world_size)
@@ -313,10 +411,12 @@ def predict_images(
     with store_lib.PredictionStore(store_root, rank=rank) as store:
         for batch in _timed_batches(_iter_images(todo, options.batch_size), timer):
             good = [(rec, img) for rec, img, err in batch if img is not None]
+            with timer("decode"):
+                inputs = {rec.image_id: protocol.model_input(img) for rec, img in good}
             feature_maps = None
             if "regionspot" in options.methods and good:
                 with timer("clip_map"):
-                    feature_maps = vision_language.feature_map([img for _, img in good])  # (B, T, C)
+                    feature_maps = vision_language.feature_map([inputs[rec.image_id] for rec, _ in good])  # (B, T, C)
             good_index = {rec.image_id: i for i, (rec, _) in enumerate(good)}
             for record, image, error in batch:
                 if image is None:
@@ -325,8 +425,8 @@ def predict_images(
                     bar.set_postfix(failed=stats.failed)
                 else:
                     fmap = None if feature_maps is None else feature_maps[good_index[record.image_id]][None]
-                    n = _score_image(record, image, fmap, segmenter, vision_language, model, text, category_ids,
-                                     options, detections, store, timer)
+                    n = _score_image(record, image, inputs[record.image_id], fmap, segmenter, vision_language, model,
+                                     text, category_ids, options, protocol.mask_return, detections, store, timer)
                     stats.scored += 1
                     stats.boxes += n
                 bar.update(1)
@@ -360,6 +460,7 @@ def _image_boxes(
 def _score_image(
     record: ImageRecord,
     image: Image.Image,
+    model_image: Image.Image,
     feature_map: torch.Tensor | None,
     segmenter: Segmenter,
     vision_language: VisionLanguage,
@@ -367,11 +468,16 @@ def _score_image(
     text: torch.Tensor,
     category_ids: Sequence[int],
     options: EvalOptions,
+    mask_return: str,
     detections: dict | None,
     store: store_lib.PredictionStore,
     timer: _Timer,
 ) -> int:
-    """Score one decoded image with every method and append it to the store; returns its box count."""
+    """Score one decoded image with every method and append it to the store; returns its box count.
+
+    image: the original image; model_image: what the backbones see (the same, or its resize); boxes
+    are scaled to it for SAM and masks come back at the original size (``mask_return``).
+    """
     boxes_np, box_scores_np = _image_boxes(record, options, detections)
     n = len(boxes_np)
     boxes_xywh = [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in boxes_np.tolist()]
@@ -381,14 +487,22 @@ def _score_image(
     boxes = torch.from_numpy(boxes_np)
     box_scores = None if box_scores_np is None else torch.from_numpy(box_scores_np)
     masks_np = None
+    height, width = image.height, image.width
+    model_boxes = boxes
+    if model_image.size != image.size:
+        model_boxes = scale_boxes(boxes, model_image.width / width, model_image.height / height)
     with timer("sam_encoder"):
-        state = segmenter.encode_image(image)
+        state = segmenter.encode_image(model_image)
     with timer("sam_decoder"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # boxes are inside the image already; nothing to tell the user per box
-        seg = segmenter.decode_prompts(state, boxes=boxes, return_masks=options.needs_masks,
-                                       chunk_size=options.chunk_size or max(n, 1))
+        seg = segmenter.decode_prompts(state, boxes=model_boxes, return_masks=options.needs_masks,
+                                       chunk_size=options.chunk_size or max(n, 1),
+                                       mask_size=(height, width) if mask_return == "sam" else None)
         if seg.masks is not None:
-            masks_np = seg.masks.cpu().numpy().astype(bool)  # (N, H, W)
+            masks = seg.masks
+            if tuple(masks.shape[-2:]) != (height, width):
+                masks = resize_masks(masks, height, width, align="corner")
+            masks_np = masks.cpu().numpy().astype(bool)  # (N, H, W)
     del state
     pairs: dict[str, list[list[float]]] = {}
     for method in options.methods:
@@ -548,6 +662,7 @@ def evaluate_dataset(
     dataset = CocoDetectionDataset(annotation_file, image_root)
     records = select_records(dataset, options.limit)
     templates = options.templates or (model.config.templates if model is not None else "imagenet")
+    protocol = resolve_protocol(options, segmenter, vision_language, model)
     manifest = {
         "annotation_file": _file_identity(annotation_file),
         "boxes": "gt" if options.boxes == "gt" else _file_identity(options.boxes),
@@ -560,6 +675,7 @@ def evaluate_dataset(
         "vision_language": [vision_language.model_id, int(vision_language.image_size)],
         "head": _fingerprint(getattr(model, "head", None)) if "regionspot" in options.methods else "",
         "templates": templates,
+        "protocol": asdict(protocol),
     }
     store_root = Path(out_dir) / PREDICTIONS_DIR
     if rank == 0:
@@ -568,8 +684,9 @@ def evaluate_dataset(
         accelerator.wait_for_everyone()
     if rank != 0:
         store_lib.write_manifest(store_root, manifest)  # verifies rank 0's manifest
-    text = class_text_embeddings(vision_language, dataset.category_names, templates=templates,
-                                 cache_dir=options.text_cache_dir, show_progress=show_progress and rank == 0)
+    text = class_text_embeddings(vision_language, dataset.raw_category_names, templates=templates,
+                                 cache_dir=options.text_cache_dir, show_progress=show_progress and rank == 0,
+                                 name_style=protocol.class_names)
     detections, det_counts = None, None
     if options.boxes != "gt":
         sizes = {r.image_id: (r.height, r.width) for r in records}
@@ -579,7 +696,7 @@ def evaluate_dataset(
         records, segmenter=segmenter, vision_language=vision_language, text=text,
         category_ids=dataset.category_ids, options=options, store_root=store_root, model=model,
         detections=detections, rank=rank, world_size=world_size, on_image=on_image,
-        show_progress=show_progress,
+        show_progress=show_progress, protocol=protocol,
     )
     if accelerator is not None:
         accelerator.wait_for_everyone()
@@ -594,6 +711,8 @@ def evaluate_dataset(
         "vision_language": vision_language.model_id,
         "image_size": int(vision_language.image_size),
         "templates": templates,
+        "paper_protocol": options.paper_protocol,
+        **protocol.report_lines(),
         "detections": det_counts,
         "this_run": {
             "scored": stats.scored, "failed": stats.failed, "skipped_done": stats.skipped_done, "boxes": stats.boxes,
@@ -637,6 +756,9 @@ def cli_eval(
     overwrite: bool = False,
     merge_only: bool = False,
     show_progress: bool = True,
+    paper_protocol: bool = False,
+    input_resize: str | None = None,
+    mask_return: str = "sam",
 ) -> EvalSummary | None:
     """``regionspot eval``: box/mask AP of RegionSpot and/or the CLIP crop baselines on a COCO/LVIS json.
 
@@ -649,6 +771,7 @@ def cli_eval(
         max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, limit=limit, batch_size=batch_size,
         chunk_size=chunk_size, max_boxes_per_image=max_boxes_per_image, evaluator=evaluator,
         templates=_read_templates(templates), text_cache_dir=text_cache_dir, overwrite=overwrite,
+        input_resize=input_resize, mask_return=mask_return, paper_protocol=paper_protocol,
     )
     options.validate()
     if not Path(data).is_file():

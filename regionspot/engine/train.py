@@ -18,6 +18,7 @@ uninterrupted run drew; the sampler's state is checkpointed with the weights.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from regionspot.cache.store import CachedRegions, CacheError, TokenCache, write_json_atomic
+from regionspot.config import PreprocessConfig
 from regionspot.engine.config import TrainConfig
 from regionspot.engine.optim import build_optimizer, build_scheduler
 from regionspot.errors import CheckpointError, RegionSpotError
@@ -259,12 +261,15 @@ def _make_sampler(sizes: list[int], weights: list[float], batch_size: int, seed:
     return MultiDatasetSampler(sizes, weights, batch_size, seed, rank=rank, world_size=world)
 
 
-def _text_embeddings(vl: Any, names: list[str], config: TrainConfig, show: bool) -> torch.Tensor:
+def _text_embeddings(vl: Any, cache: TokenCache, config: TrainConfig, show: bool) -> torch.Tensor:
     from regionspot.text.embeddings import class_text_embeddings
 
+    style = config.model.preprocess.class_names
+    names = cache.raw_category_names if cache.raw_category_names is not None else cache.category_names
     with torch.no_grad():
         return class_text_embeddings(
-            vl, names, templates=config.model.templates, cache_dir=config.text_cache_dir, show_progress=show
+            vl, names, templates=config.model.templates, cache_dir=config.text_cache_dir, show_progress=show,
+            name_style=style,
         ).float()
 
 
@@ -285,6 +290,18 @@ def _check_cache(cache: TokenCache, config: TrainConfig) -> None:
         )
     if m["token_dim"] != config.model.head.token_dim:
         raise CacheError(f"Cache {cache.root} tokens are {m['token_dim']}-d, the head expects {config.model.head.token_dim}.")
+    pre = config.model.preprocess
+    if pre.class_names == "raw" and cache.raw_category_names is None:
+        raise CacheError(
+            f"Cache {cache.root} predates raw class names (it stores cleaned ones only); rebuild it with "
+            "`regionspot cache` or set model.preprocess.class_names=clean."
+        )
+    cache_eps = cache.preprocess.get("sam_decoder_eps")
+    if pre.sam_decoder_eps is not None and cache_eps is not None and not math.isclose(pre.sam_decoder_eps, cache_eps):
+        raise CacheError(
+            f"Cache {cache.root} tokens were made with SAM decoder eps {cache_eps:g}, the config wants "
+            f"{pre.sam_decoder_eps:g}; rebuild the cache with the matching --preprocess or fix model.preprocess.sam_decoder_eps."
+        )
     if config.feature_source == "cached":
         vl = m.get("vision_language")
         if vl is None:
@@ -296,6 +313,27 @@ def _check_cache(cache: TokenCache, config: TrainConfig) -> None:
                 f"Cache {cache.root} maps are from {vl['id']} at {vl['image_size']} px, config wants "
                 f"{config.model.vision_language} at {config.model.image_size}; rebuild or set feature_source=online."
             )
+        made = (cache.preprocess.get("clip_resize"), cache.preprocess.get("clip_antialias"))
+        if made != (pre.clip_resize, pre.clip_antialias):
+            raise CacheError(
+                f"Cache {cache.root} maps were made with CLIP resize {made[0]} (antialias {made[1]}), the config "
+                f"wants {pre.clip_resize} (antialias {pre.clip_antialias}); rebuild the cache with the matching "
+                "--preprocess, set model.preprocess to match, or set feature_source=online."
+            )
+
+
+def recorded_preprocess(caches: list[TokenCache], config: TrainConfig) -> PreprocessConfig:
+    """The preprocessing a head trained on ``caches`` records: the config's, with the SAM decoder eps
+    that made the cached tokens filled in when the config leaves it to the segmenter (None)."""
+    found = {c.preprocess.get("sam_decoder_eps") for c in caches} - {None}
+    if len(found) > 1:
+        raise CacheError(
+            f"The training caches were made with different SAM decoder eps {sorted(found)}; rebuild them alike."
+        )
+    pre = dataclasses.replace(config.model.preprocess)
+    if pre.sam_decoder_eps is None and found:
+        pre.sam_decoder_eps = found.pop()
+    return pre
 
 
 def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = None, show_progress: bool = True) -> TrainResult:
@@ -322,13 +360,16 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
     caches = [TokenCache(d.cache, verify=config.verify_cache) for d in config.datasets]
     for cache in caches:
         _check_cache(cache, config)
-    vl = load_vision_language(config.model.vision_language, image_size=config.model.image_size, device=accelerator.device)
+    config.model.preprocess = recorded_preprocess(caches, config)
+    pre = config.model.preprocess
+    vl = load_vision_language(config.model.vision_language, image_size=config.model.image_size, device=accelerator.device,
+                              resize=pre.clip_resize, antialias=pre.clip_antialias)
     if vl.feature_dim != config.model.head.feature_dim or vl.embed_dim != config.model.head.embed_dim:
         raise RegionSpotError(
             f"{config.model.vision_language} has feature_dim {vl.feature_dim}, embed_dim {vl.embed_dim}; set "
             "model.head.feature_dim / embed_dim to match."
         )
-    texts = [_text_embeddings(vl, c.category_names, config, show_progress and main) for c in caches]
+    texts = [_text_embeddings(vl, c, config, show_progress and main) for c in caches]
     logit_scale = float(vl.logit_scale)
 
     torch.manual_seed(config.seed)

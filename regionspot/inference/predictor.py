@@ -71,7 +71,7 @@ class RegionSpotPredictor:
     @torch.inference_mode()
     def set_vocabulary(self, class_names: Sequence[str], templates: str | list[str] | None = None) -> None:
         """Embed the class names (template ensemble, cached on disk) for every following ``predict``."""
-        names = validate_vocabulary(list(class_names))
+        names = validate_vocabulary(list(class_names), self.model.config.preprocess.class_names)
         self._text = self.model.text_embeddings(names, templates=templates, cache_dir=self.text_cache_dir,
                                                 show_progress=len(names) > 50)
         self._vocabulary = names

@@ -74,17 +74,19 @@ def class_text_embeddings(
     cache_dir: str | Path | None | bool = None,
     show_progress: bool = True,
     batch_size: int = 256,
+    name_style: str = "clean",
 ) -> torch.Tensor:
     """(V, D) float32 L2-normalised text embeddings, one per class, in the given order.
 
-    class_names: the vocabulary; names are cleaned and validated (``validate_vocabulary``: empty or
+    class_names: the vocabulary; names are prepared and validated (``validate_vocabulary``: empty or
         duplicate names raise VocabularyError).
+    name_style: "clean" or "raw" class-name handling (``clean_class_name``); a head records its own.
     templates: a template-set name (``regionspot.text.prompts``) or a list of templates with ``{}``.
     cache_dir: folder of the on-disk cache (None: ``default_cache_dir()``; False: no cache).
     show_progress: a progress bar while encoding (shown by the adapter for large vocabularies).
     A class whose prompts exceed the text context is truncated with ONE warning naming the classes.
     """
-    names = validate_vocabulary(class_names)
+    names = validate_vocabulary(class_names, name_style)
     template_list = get_templates(templates)
     raw_mode = _accepts(model.encode_text, "normalize")
     ensemble = "mean-raw" if raw_mode else "mean-normalized"

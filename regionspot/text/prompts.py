@@ -144,24 +144,30 @@ def get_templates(name_or_list: str | Sequence[str] = DEFAULT_TEMPLATES) -> list
     return templates
 
 
-def clean_class_name(name: str) -> str:
-    """A dataset class name made readable for a text prompt.
+def clean_class_name(name: str, style: str = "clean") -> str:
+    """A dataset class name prepared for a text prompt.
 
-    Drops the COCO-panoptic suffixes ``-other``/``-merged``/``-stuff``, turns underscores into spaces,
-    keeps the text of LVIS-style parentheses (``"squid_(food)"`` -> ``"squid food"``) and collapses
-    whitespace.
+    Both styles drop the COCO-panoptic suffixes ``-other``/``-merged``/``-stuff`` (as the released
+    RegionSpot code does). ``style="clean"`` (regionspot's default) also turns underscores into
+    spaces, keeps the text of LVIS-style parentheses (``"squid_(food)"`` -> ``"squid food"``) and
+    collapses whitespace; ``style="raw"`` keeps the rest of the name as the dataset spells it
+    (``"bat_(animal)"``, ``"Band_Aid"``), as the released code does.
     """
+    if style not in ("clean", "raw"):
+        raise VocabularyError(f"Unknown class-name style {style!r}; use 'clean' or 'raw'.")
     for suffix in _SUFFIXES:
         name = name.replace(suffix, "")
+    if style == "raw":
+        return name
     name = name.replace("_", " ").replace("(", " ").replace(")", " ")
     return " ".join(name.split())
 
 
-def validate_vocabulary(names: Sequence[str]) -> list[str]:
-    """Cleaned class names, checked for use as a vocabulary.
+def validate_vocabulary(names: Sequence[str], style: str = "clean") -> list[str]:
+    """Class names prepared with :func:`clean_class_name` (``style``), checked for use as a vocabulary.
 
-    Raises VocabularyError when the list is empty, a name is empty (after cleaning) or two names
-    become the same after cleaning (the error names the duplicates).
+    Raises VocabularyError when the list is empty, a name is empty (after preparation) or two names
+    become the same after preparation (the error names the duplicates).
     """
     if isinstance(names, str):
         raise VocabularyError("The vocabulary must be a list of class names, not one string.")
@@ -172,8 +178,8 @@ def validate_vocabulary(names: Sequence[str]) -> list[str]:
     for index, name in enumerate(names):
         if not isinstance(name, str):
             raise VocabularyError(f"Class name #{index} is {type(name).__name__}, not a string.")
-        clean = clean_class_name(name)
-        if not clean:
+        clean = clean_class_name(name, style)
+        if not clean.strip():
             raise VocabularyError(f"Class name #{index} ({name!r}) is empty; remove it from the vocabulary.")
         cleaned.append(clean)
     duplicates = sorted(name for name, count in Counter(cleaned).items() if count > 1)

@@ -65,7 +65,8 @@ def test_round_trip_tokens_and_masks(tmp_path, converted):
     for key, value in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     assert json.loads((out / "preprocessor_config.json").read_text())["size"] == {"longest_edge": 128}
-    original = load_segmenter(str(save_tiny_sam(tmp_path / "orig", seed=3)))
+    # The converted folder runs the original architecture's decoder eps; compare like with like.
+    original = load_segmenter(str(save_tiny_sam(tmp_path / "orig", seed=3)), decoder_layer_norm_eps=1e-5)
     restored = load_segmenter(str(out))
     image = Image.fromarray(np.random.RandomState(1).randint(0, 256, (60, 100, 3), dtype=np.uint8))
     a = original.decode_prompts(original.encode_image(image), boxes=BOXES)
@@ -73,6 +74,19 @@ def test_round_trip_tokens_and_masks(tmp_path, converted):
     torch.testing.assert_close(b.tokens, a.tokens, atol=1e-6, rtol=0)
     torch.testing.assert_close(b.iou, a.iou, atol=1e-6, rtol=0)
     assert torch.equal(b.masks, a.masks)
+
+
+def test_converted_sam_records_original_decoder_eps(converted):
+    out, model = converted
+    # Original SAM's two-way transformer uses nn.LayerNorm's default eps (1e-5); transformers' default is 1e-6.
+    assert json.loads((out / "config.json").read_text())["mask_decoder_config"]["layer_norm_eps"] == 1e-5
+    assert model.mask_decoder.transformer.layers[0].layer_norm1.eps == 1e-5
+    segmenter = load_segmenter(str(out))
+    assert segmenter.decoder_layer_norm_eps == 1e-5
+    norms = [m for m in segmenter.model.mask_decoder.transformer.layers.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.eps == 1e-5 for m in norms)
+    assert segmenter.model.mask_decoder.upscale_layer_norm.eps == 1e-6  # LayerNorm2d keeps SAM's own 1e-6
+    assert tiny_sam_config().mask_decoder_config.layer_norm_eps == 1e-6  # the caller's config is not changed
 
 
 def test_missing_extra_and_misshaped_keys(tmp_path, official):

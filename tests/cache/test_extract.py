@@ -27,6 +27,7 @@ class CountingSegmenter:
         self.inner = inner
         self.model_id = inner.model_id
         self.token_dim = inner.token_dim
+        self.decoder_layer_norm_eps = inner.decoder_layer_norm_eps
         self.weights_fingerprint = None
         self.encoded = 0
 

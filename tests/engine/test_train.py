@@ -84,7 +84,7 @@ def test_loss_falls_and_accuracy_rises(env, tmp_path):
     assert meta["steps"] == 200 and model_config.head.feature_dim == env["vl"].feature_dim
     head = RegionSpotHead(model_config.head)
     head.load_state_dict(state, strict=True)
-    text = train_module._text_embeddings(env["vl"], cache.category_names, config, False)
+    text = train_module._text_embeddings(env["vl"], cache, config, False)
     acc = cache_accuracy(head, cache, text, env["vl"].logit_scale)
     labels = torch.cat([cache.get(i).labels for i in range(cache.num_images)])
     majority = labels.bincount().max().item() / len(labels)

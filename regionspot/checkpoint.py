@@ -100,7 +100,7 @@ def _warn_legacy_once(path: Path) -> None:
     _WARNED_LEGACY.add(key)
     warnings.warn(
         LegacyCheckpointWarning(
-            f"{path} records no preprocessing (written before regionspot 0.2); using the default pipeline of its "
+            f"{path} records no preprocessing (it predates recording it); using the default pipeline of its "
             "time (PIL CLIP resize, cleaned class names, the segmenter's eps). Re-save it with "
             "`RegionSpot.from_pretrained(...).save_pretrained(...)` to record them."
         ),

@@ -109,3 +109,69 @@ def test_non_checkpoint_files_give_one_line_errors(tmp_path):
         load_head_checkpoint(bad)
     with pytest.raises(CheckpointError, match="not found"):
         load_head_checkpoint(tmp_path / "nope.safetensors")
+
+
+def test_converted_official_head_carries_the_released_preprocessing(tmp_path):
+    from regionspot.config import preprocess_preset
+
+    src = tmp_path / "RegionSpot-BL.pth"
+    official_file(src)
+    out = convert_official_regionspot(src, tmp_path / "head.safetensors", variant="BL")
+    _, config, _ = load_head_checkpoint(out)
+    assert config.preprocess == preprocess_preset("released")
+    p = config.preprocess
+    assert (p.clip_resize, p.clip_antialias, p.eval_resize, p.eval_min_size, p.eval_max_size, p.class_names,
+            p.sam_decoder_eps) == ("torch-bilinear", False, "shortest-edge", 800, 1333, "raw", 1e-5)
+    # Round trip: save what was loaded, load it again.
+    again = save_head_checkpoint(tmp_path / "again.safetensors", load_head_checkpoint(out)[0], config)
+    assert load_head_checkpoint(again)[1].preprocess == config.preprocess
+    _, direct, _ = load_head_checkpoint(src)  # an official .pth read directly gets the same
+    assert direct.preprocess == config.preprocess
+
+
+def test_checkpoint_without_preprocessing_loads_with_the_old_defaults_and_says_so_once(tmp_path):
+    import json
+    import warnings
+
+    from safetensors.torch import save_file
+
+    from regionspot.config import PreprocessConfig
+    from regionspot.errors import LegacyCheckpointWarning
+
+    head = RegionSpotHead(HeadConfig(feature_dim=32, embed_dim=16, ffn_dim=8, num_heads=2, depth=1))
+    old_config = RegionSpotConfig(head=head.config).to_dict()
+    del old_config["preprocess"]  # as written before preprocessing was recorded
+    path = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(path), metadata={
+        "format": "regionspot-head", "format_version": "1", "regionspot_version": "0.1.0",
+        "config": json.dumps(old_config), "meta": "{}"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, config, _ = load_head_checkpoint(path)
+        load_head_checkpoint(path)
+    legacy = [w for w in caught if issubclass(w.category, LegacyCheckpointWarning)]
+    assert len(legacy) == 1 and "records no preprocessing" in str(legacy[0].message)
+    assert config.preprocess == PreprocessConfig()
+    assert (config.preprocess.clip_resize, config.preprocess.class_names) == ("pil", "clean")
+
+
+def test_model_runs_the_preprocessing_its_head_records(tmp_path, tiny_model_dir):
+    import shutil
+
+    from regionspot.config import preprocess_preset
+    from regionspot.inference.predictor import RegionSpotPredictor
+    from regionspot.model import RegionSpot
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    state, config, meta = load_head_checkpoint(folder / "head.safetensors")
+    config.preprocess = preprocess_preset("released")
+    save_head_checkpoint(folder / "head.safetensors", state, config, meta)
+    model = RegionSpot.from_pretrained(folder)
+    assert (model.vision_language.resize, model.vision_language.antialias) == ("torch-bilinear", False)
+    assert model.segmenter.decoder_layer_norm_eps == 1e-5
+    predictor = RegionSpotPredictor(model, text_cache_dir=str(tmp_path / "text"))
+    predictor.set_vocabulary(["bat_(animal)", "Band_Aid"])
+    assert predictor.vocabulary == ["bat_(animal)", "Band_Aid"]  # raw names, as the released code prompts them
+    default = RegionSpot.from_pretrained(tiny_model_dir)
+    assert default.vision_language.resize == "pil" and default.segmenter.decoder_layer_norm_eps == 1e-6

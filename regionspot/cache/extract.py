@@ -134,7 +134,7 @@ def _check_or_write_manifest(out: Path, manifest: dict[str, Any]) -> None:
         old = read_manifest(out)
         for key in _MUST_MATCH:
             if key == "preprocess" and key not in old:
-                continue  # a cache from before 0.2, which did not record it
+                continue  # an older cache, which did not record it
             if old.get(key) != manifest.get(key):
                 raise CacheError(
                     f"Cache {out} was built with {key}={old.get(key)!r}, this run has {manifest.get(key)!r}; "

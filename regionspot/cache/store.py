@@ -209,7 +209,7 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
 def cache_preprocess(manifest: dict[str, Any]) -> dict[str, Any]:
     """The preprocessing a cache was built with: {"sam_decoder_eps", "clip_resize", "clip_antialias"}.
 
-    Caches before 0.2 did not record it: they used the "pil" CLIP resize and the segmenter config's eps,
+    Older caches did not record it: they used the "pil" CLIP resize and the segmenter config's eps,
     whose value was not written down (None).
     """
     recorded = manifest.get("preprocess")
@@ -277,7 +277,7 @@ class TokenCache:
                 f"{CACHE_FORMAT_VERSION}; rebuild it with `regionspot cache`."
             )
         self.category_names: list[str] = list(self.manifest["category_names"])
-        # Names as the annotation file spells them (caches before 0.2 kept only the cleaned ones).
+        # Names as the annotation file spells them (older caches kept only the cleaned ones).
         raw = self.manifest.get("raw_category_names")
         self.raw_category_names: list[str] | None = list(raw) if raw is not None else None
         self.preprocess: dict[str, Any] = cache_preprocess(self.manifest)

@@ -96,8 +96,10 @@ def _nearest_index(source: int, target: int, align: str) -> np.ndarray:
         # Target pixel centre (i + 0.5) maps to source coordinate (i + 0.5) * source / target.
         index = np.floor((np.arange(target) + 0.5) * (source / target)).astype(np.int64)
     elif align == "corner":
-        # torch's legacy ``mode="nearest"``: target pixel i takes source floor(i * source / target).
-        index = np.floor(np.arange(target) * np.float32(source / target)).astype(np.int64)
+        # torch's legacy ``mode="nearest"``: target pixel i takes source floor(i * source / target), with
+        # the scale and the product in float32 as torch computes them (float64 differs at some pixels).
+        scale = np.float32(source) / np.float32(target)
+        index = np.floor(np.arange(target, dtype=np.float32) * scale).astype(np.int64)
     else:
         raise ValueError(f"align must be 'center' or 'corner', got {align!r}.")
     return np.clip(index, 0, source - 1)

@@ -233,3 +233,32 @@ def test_sam_hq_tokens(tmp_path, image):
     torch.testing.assert_close(out.iou, fast.iou, atol=1e-6, rtol=1e-6)
     one = segmenter.decode_prompts(state, boxes=BOXES, chunk_size=1, return_masks=False)
     torch.testing.assert_close(one.tokens, out.tokens, atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_eps_is_the_original_one_for_hub_releases_and_can_be_set(folder, segmenter, image):
+    from regionspot.backbones.segmenter import default_decoder_eps
+
+    assert default_decoder_eps("facebook/sam-vit-base", 1e-6) == 1e-5
+    assert default_decoder_eps("facebook/sam-vit-huge", 1e-6) == 1e-5
+    assert default_decoder_eps("syscv-community/sam-hq-vit-base", 1e-6) == 1e-5
+    assert default_decoder_eps(str(folder), 1e-6) == 1e-6  # a local folder keeps its config's value
+    assert segmenter.decoder_layer_norm_eps == 1e-6
+    original = load_segmenter(str(folder), decoder_layer_norm_eps=1e-5)
+    norms = [m for m in original.model.mask_decoder.transformer.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert original.decoder_layer_norm_eps == 1e-5 and all(m.eps == 1e-5 for m in norms)
+    # Same weights, other eps: the tokens move a little, and only through those LayerNorms.
+    a = segmenter.decode_prompts(segmenter.encode_image(image), boxes=BOXES, return_masks=False).tokens
+    b = original.decode_prompts(original.encode_image(image), boxes=BOXES, return_masks=False).tokens
+    assert 0 < (a - b).abs().max() < 1e-2 * a.abs().max()
+
+
+def test_mask_size_upsamples_the_logits_straight_to_the_asked_size(segmenter, state):
+    default = segmenter.decode_prompts(state, boxes=BOXES)
+    big = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200))
+    assert default.masks.shape == (4, HEIGHT, WIDTH) and big.masks.shape == (4, 120, 200)
+    torch.testing.assert_close(big.tokens, default.tokens, atol=0, rtol=0)
+    # Area fractions agree up to the resampling of the mask border.
+    assert torch.allclose(big.masks.float().mean((1, 2)), default.masks.float().mean((1, 2)), atol=0.05)
+    assert segmenter.decode_prompts(state, boxes=BOXES[:0], mask_size=(7, 9)).masks.shape == (0, 7, 9)
+    with pytest.raises(PromptError, match="mask_size"):
+        segmenter.decode_prompts(state, boxes=BOXES, mask_size=(0, 5))

@@ -50,6 +50,31 @@ def test_adapter_implements_protocol_and_is_frozen(clip, reference):
     assert clip.device == torch.device("cpu")
 
 
+@pytest.mark.parametrize("antialias", [False, True])
+def test_torch_bilinear_resize_is_the_released_float_interpolate(antialias):
+    images = _images()
+    pixels = preprocess_images(images, 32, CLIP_MEAN, CLIP_STD, resize="torch-bilinear", antialias=antialias)
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    for i, image in enumerate(images):
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255.0
+        ref = torch.nn.functional.interpolate(x[None], (32, 32), mode="bilinear", align_corners=False,
+                                              antialias=antialias)[0]
+        torch.testing.assert_close(pixels[i], (ref - mean) / std, atol=0, rtol=0)
+    pil = preprocess_images(images, 32, CLIP_MEAN, CLIP_STD)
+    assert (pil - pixels).abs().max() > 0.05  # the two filters really differ
+
+
+def test_adapter_runs_the_resize_it_was_loaded_with(tiny_clip_dir):
+    images = _images()
+    released = load_vision_language(str(tiny_clip_dir), resize="torch-bilinear")
+    assert (released.resize, released.antialias) == ("torch-bilinear", False)
+    expected = preprocess_images(images, released.image_size, released.mean, released.std, resize="torch-bilinear")
+    torch.testing.assert_close(released.preprocess(images), expected, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="resize"):
+        load_vision_language(str(tiny_clip_dir), resize="bicubic")
+
+
 def test_preprocess_resizes_whole_image_without_crop():
     image = _images()[0]
     pixels = preprocess_images([image], 32, CLIP_MEAN, CLIP_STD)

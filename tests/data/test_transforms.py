@@ -10,6 +10,7 @@ from regionspot.data.transforms import (
     mask_to_box,
     resize_masks,
     scale_boxes,
+    shortest_edge_size,
     xywh_to_xyxy,
     xyxy_to_xywh,
 )
@@ -70,3 +71,47 @@ def test_mask_flip_and_resize_agree_with_boxes(kind):
     np.testing.assert_allclose(np.asarray(mask_to_box(empty)), np.zeros((1, 4)))
     np.testing.assert_allclose(np.asarray(mask_to_box(masks & False)), np.zeros((1, 4)))
     assert tuple(mask_to_box(masks[None]).shape) == (1, 1, 4)
+
+
+def _detectron2_shortest_edge(h, w, short, max_size):
+    """detectron2's ResizeShortestEdge.get_output_shape, transcribed step by step as a reference."""
+    size = short * 1.0
+    scale = size / min(h, w)
+    if h < w:
+        newh, neww = size, scale * w
+    else:
+        newh, neww = scale * h, size
+    if max(newh, neww) > max_size:
+        scale = max_size * 1.0 / max(newh, neww)
+        newh = newh * scale
+        neww = neww * scale
+    return int(newh + 0.5), int(neww + 0.5)
+
+
+@pytest.mark.parametrize("size", [(480, 640), (640, 480), (427, 640), (333, 777), (1, 1), (64, 64), (799, 801),
+                                  (375, 1001), (500, 3000), (3000, 500), (1333, 1), (801, 1201), (612, 612)])
+def test_shortest_edge_matches_detectron2_incl_the_cap(size):
+    h, w = size
+    assert shortest_edge_size(h, w, 800, 1333) == _detectron2_shortest_edge(h, w, 800, 1333)
+
+
+def test_shortest_edge_known_values():
+    assert shortest_edge_size(480, 640) == (800, 1067)
+    assert shortest_edge_size(333, 777) == (571, 1333)  # the long side hits the 1333 cap
+    assert shortest_edge_size(500, 3000) == (222, 1333)
+    assert shortest_edge_size(1000, 1000) == (800, 800)
+    with pytest.raises(ValueError, match="positive"):
+        shortest_edge_size(0, 10)
+
+
+@pytest.mark.parametrize(("source", "target"), [((64, 64), (800, 800)), ((800, 1067), (480, 640)),
+                                                  ((571, 1333), (333, 777)), ((7, 5), (3, 11))])
+def test_resize_masks_alignments_match_torch_nearest_modes(source, target):
+    masks = torch.from_numpy(np.random.default_rng(0).random((2, *source)) > 0.5)
+    legacy = torch.nn.functional.interpolate(masks[:, None].float(), size=target, mode="nearest")[:, 0].bool()
+    exact = torch.nn.functional.interpolate(masks[:, None].float(), size=target, mode="nearest-exact")[:, 0].bool()
+    assert torch.equal(resize_masks(masks, *target, align="corner"), legacy)
+    assert torch.equal(resize_masks(masks, *target), exact)
+    assert np.array_equal(resize_masks(masks.numpy(), *target, align="corner"), legacy.numpy())
+    with pytest.raises(ValueError, match="align"):
+        resize_masks(masks, *target, align="edge")

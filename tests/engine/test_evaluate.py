@@ -216,8 +216,90 @@ def test_cli_eval_baselines_only(tiny_sam_dir, tiny_clip_dir, world, tmp_path, c
         ({"evaluator": "coco"}, "evaluator"),
         ({"boxes": "/nonexistent/dets.json"}, "Detections file not found"),
         ({"limit": 0}, "limit"),
+        ({"mask_return": "bilinear"}, "mask-return"),
+        ({"input_resize": "longest-edge"}, "input-resize"),
     ],
 )
 def test_bad_options_raise_one_clear_error(kwargs, message):
     with pytest.raises(RegionSpotError, match=message):
         EvalOptions(**kwargs).validate()
+
+
+class SizeSpy:
+    """Forwards to a segmenter and records the size of every image it encodes and the boxes it decodes."""
+
+    def __init__(self, inner):
+        self.inner, self.sizes, self.boxes = inner, [], []
+        self.model_id, self.token_dim = inner.model_id, inner.token_dim
+        self.decoder_layer_norm_eps = inner.decoder_layer_norm_eps
+
+    def encode_image(self, image):
+        self.sizes.append(image.size)
+        return self.inner.encode_image(image)
+
+    def decode_prompts(self, state, boxes=None, **kwargs):
+        self.boxes.append(torch.as_tensor(boxes).clone())
+        return self.inner.decode_prompts(state, boxes=boxes, **kwargs)
+
+
+def test_paper_protocol_resizes_inputs_and_returns_masks_by_nearest(model, world, tmp_path):
+    from pycocotools import mask as mask_utils
+    from PIL import Image
+
+    from regionspot.data.coco_json import CocoDetectionDataset
+    from regionspot.data.images import load_image
+
+    spy = SizeSpy(model.segmenter)
+    options = EvalOptions(methods=("regionspot",), text_cache_dir=False, limit=1, paper_protocol=True)
+    summary = evaluate_dataset(world[0], world[1], tmp_path, segmenter=spy, vision_language=model.vision_language,
+                               model=model, options=options, show_progress=False)
+    # ShapesWorld images are 64x64: detectron2's ResizeShortestEdge(800, 1333) makes them 800x800.
+    assert spy.sizes == [(800, 800)]
+    record = CocoDetectionDataset(world[0], world[1])[0]
+    torch.testing.assert_close(spy.boxes[0], torch.as_tensor(record.boxes, dtype=torch.float32) * 12.5)
+
+    # Independent reference: SAM masks at the 800 scale, torch's legacy nearest back to 64x64.
+    resized = load_image(record.path).resize((800, 800), Image.Resampling.BILINEAR)
+    seg = model.segmenter.decode_prompts(model.segmenter.encode_image(resized),
+                                         boxes=torch.as_tensor(record.boxes, dtype=torch.float32) * 12.5)
+    expected = torch.nn.functional.interpolate(seg.masks[:, None].float(), size=(64, 64), mode="nearest")[:, 0].bool()
+    stored = store_lib.merge(tmp_path / "predictions").records[0]["segm"]
+    got = np.stack([mask_utils.decode(rle) for rle in stored]).astype(bool)
+    assert np.array_equal(got, expected.numpy())
+
+    report = (tmp_path / "report.md").read_text()
+    assert "paper_protocol: True" in report and "shortest edge 800, long side <= 1333" in report
+    assert "nearest-neighbour to the original size (released)" in report
+    assert summary.meta["mask_return"].startswith("masks at the input scale")
+
+
+def test_default_protocol_follows_the_heads_recorded_input_resize(model, world, tmp_path):
+    import dataclasses
+
+    spy = SizeSpy(model.segmenter)
+    original = model.config.preprocess
+    model.config.preprocess = dataclasses.replace(original, eval_resize="shortest-edge", eval_min_size=96, eval_max_size=100)
+    try:
+        summary = evaluate(model, world, tmp_path / "head", limit=1)
+        evaluate_dataset(world[0], world[1], tmp_path / "override", segmenter=spy, vision_language=model.vision_language,
+                         model=model, options=EvalOptions(text_cache_dir=False, limit=1, input_resize="none"),
+                         show_progress=False)
+        assert spy.sizes == [(64, 64)]  # the option overrides the head
+        spy.sizes.clear()
+        evaluate_dataset(world[0], world[1], tmp_path / "head2", segmenter=spy, vision_language=model.vision_language,
+                         model=model, options=EvalOptions(text_cache_dir=False, limit=1), show_progress=False)
+        assert spy.sizes == [(96, 96)]
+    finally:
+        model.config.preprocess = original
+    assert summary.meta["input_resize"].startswith("shortest edge 96") and not summary.meta["paper_protocol"]
+    assert summary.meta["mask_return"].startswith("SAM logits")  # our mask return stays the default
+
+
+def test_eval_help_names_the_paper_switch():
+    from typer.testing import CliRunner
+
+    from regionspot.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "--paper-protocol" in result.output and "--mask-return" in result.output

@@ -170,3 +170,41 @@ def test_schedule():
     assert lr_factor(10, 10, 0.001, [20, 30], 0.1) == 1.0
     assert lr_factor(25, 10, 0.001, [20, 30], 0.1) == pytest.approx(0.1)
     assert lr_factor(30, 10, 0.001, [20, 30], 0.1) == pytest.approx(0.01)
+
+
+def test_cache_and_config_preprocessing_must_agree_and_the_head_records_them(env, tmp_path):
+    import dataclasses
+    import json
+    import shutil
+
+    from regionspot.cache.store import CacheError
+
+    cache = TokenCache(env["root"] / "cache")
+    assert cache.preprocess == {"sam_decoder_eps": 1e-6, "clip_resize": "pil", "clip_antialias": False}
+    assert cache.raw_category_names == cache.category_names  # ShapesWorld names are already clean
+    result = train(make_config(env, tmp_path / "run", max_iters=2), show_progress=False)
+    recorded = load_head_checkpoint(result.final_head)[1].preprocess
+    assert (recorded.sam_decoder_eps, recorded.clip_resize, recorded.class_names) == (1e-6, "pil", "clean")
+
+    for change, message in (({"clip_resize": "torch-bilinear"}, "CLIP resize"), ({"sam_decoder_eps": 1e-5}, "eps 1e-06")):
+        config = make_config(env, tmp_path / "bad", max_iters=2)
+        config.model.preprocess = dataclasses.replace(config.model.preprocess, **change)
+        with pytest.raises(CacheError, match=message):
+            train(config, show_progress=False)
+
+    # Online maps are computed with the config's resize, so there is nothing to disagree with; the head records it.
+    config = make_config(env, tmp_path / "online", max_iters=2, feature_source="online")
+    config.model.preprocess = dataclasses.replace(config.model.preprocess, clip_resize="torch-bilinear")
+    online = load_head_checkpoint(train(config, show_progress=False).final_head)[1].preprocess
+    assert (online.clip_resize, online.sam_decoder_eps) == ("torch-bilinear", 1e-6)
+
+    # A cache from before raw names were kept cannot serve a raw-names head.
+    old = tmp_path / "old_cache"
+    shutil.copytree(env["root"] / "cache", old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["raw_category_names"], manifest["preprocess"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    config = make_config(env, tmp_path / "raw", max_iters=2, datasets=[{"cache": str(old)}])
+    config.model.preprocess = dataclasses.replace(config.model.preprocess, class_names="raw")
+    with pytest.raises(CacheError, match="raw class names"):
+        train(config, show_progress=False)

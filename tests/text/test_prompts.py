@@ -75,3 +75,24 @@ def test_validate_vocabulary():
         validate_vocabulary("cat")
     with pytest.raises(VocabularyError, match="not a string"):
         validate_vocabulary(["cat", 3])
+
+
+# Raw LVIS v1 names that need care (underscores, parentheses, capitals, hyphens, a two-word entry).
+TRICKY_LVIS = ["aerosol_can", "bat_(animal)", "Band_Aid", "bow-tie", "first-aid_kit",
+               "monitor_(computer_equipment) computer_monitor", "pug-dog", "table-tennis_table"]
+
+
+def test_raw_names_keep_the_dataset_spelling_as_the_released_code_does():
+    # The released code only strips the panoptic suffixes: str.replace of "-other", "-merged", "-stuff".
+    def released(name):
+        return name.replace("-other", "").replace("-merged", "").replace("-stuff", "")
+
+    for name in TRICKY_LVIS + ["wall-other-merged", "sky-other", "rug-merged", "playingfield-stuff"]:
+        assert clean_class_name(name, "raw") == released(name)
+    assert validate_vocabulary(TRICKY_LVIS, "raw") == TRICKY_LVIS
+    assert clean_class_name("bat_(animal)") == "bat animal"  # the default rewrites it
+    assert clean_class_name("Band_Aid", "clean") == "Band Aid"
+    with pytest.raises(VocabularyError, match="style"):
+        clean_class_name("cat", "lower")
+    with pytest.raises(VocabularyError, match="empty"):
+        validate_vocabulary(["-other"], "raw")

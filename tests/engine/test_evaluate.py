@@ -243,8 +243,8 @@ class SizeSpy:
 
 
 def test_paper_protocol_resizes_inputs_and_returns_masks_by_nearest(model, world, tmp_path):
-    from pycocotools import mask as mask_utils
     from PIL import Image
+    from pycocotools import mask as mask_utils
 
     from regionspot.data.coco_json import CocoDetectionDataset
     from regionspot.data.images import load_image

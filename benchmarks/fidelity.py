@@ -17,7 +17,7 @@ Per row, against ``released``: the logits of every ground-truth box (max |Δ| ov
 share of the released logit range, averaged over boxes), top-1 agreement, top-5 overlap, and the LVIS
 box / mask AP of the whole run with their change.
 
-    python benchmarks/fidelity.py [--num-val 100] [--out runs/fidelity]
+    python benchmarks/fidelity.py [--num-val 100] [--image-size 256] [--out runs/fidelity]
     python benchmarks/fidelity.py --head RegionSpot-BL.safetensors --data lvis_v1_val.json --images COCO_ROOT --limit 200
 
 Default: the embedded ShapesWorld model (its head was trained with the default pipeline) on ``--num-val``
@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="COCO/LVIS json (default: regenerated ShapesWorld val)")
     parser.add_argument("--images", default=None, help="image root of --data")
     parser.add_argument("--num-val", type=int, default=100, help="ShapesWorld val images when --data is not given")
+    parser.add_argument("--image-size", type=int, default=256,
+                        help="ShapesWorld image side (256: the world's; 640: photo-like downsampling to CLIP)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of --data")
     parser.add_argument("--out", default="runs/fidelity")
     args = parser.parse_args()
@@ -113,7 +115,7 @@ def main() -> None:
     if args.data is None:
         from regionspot.data.shapesworld import generate_shapesworld
 
-        info = generate_shapesworld(out / "data", 0, args.num_val, seed=0, progress=False)
+        info = generate_shapesworld(out / "data", 0, args.num_val, seed=0, image_size=args.image_size, progress=False)
         args.data, args.images = info["val_json"], info["image_root"]
     base = RegionSpot.from_pretrained(args.head, segmenter=args.sam, vision_language=args.clip)
     dataset = CocoDetectionDataset(args.data, args.images)
@@ -149,16 +151,16 @@ def main() -> None:
     ref = rows["released"]
     lines = [
         f"Head {args.head or 'shapesworld (embedded)'}; {len(records)} images of {Path(args.data).name}, "
-        f"{ref['boxes']} boxes, {len(dataset.category_names)} classes.",
+        f"{ref['boxes']} boxes, {len(dataset.category_names)} classes. AP × 100 (LVIS protocol, GT boxes).",
         "",
         "| pipeline | max abs logit diff, % of range | top-1 agree | top-5 overlap | box AP | Δ box AP | mask AP | Δ mask AP |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in rows.items():
         lines.append(
-            f"| {name} | {row['max_abs_diff_pct_of_range']:.2f} | {100 * row['top1_agreement']:.1f} | "
-            f"{100 * row['top5_overlap']:.1f} | {row['box_AP']:.1f} | {row['box_AP'] - ref['box_AP']:+.1f} | "
-            f"{row['mask_AP']:.1f} | {row['mask_AP'] - ref['mask_AP']:+.1f} |"
+            f"| {name} | {row['max_abs_diff_pct_of_range']:.3g} | {100 * row['top1_agreement']:.1f} | "
+            f"{100 * row['top5_overlap']:.1f} | {row['box_AP']:.2f} | {row['box_AP'] - ref['box_AP']:+.2f} | "
+            f"{row['mask_AP']:.2f} | {row['mask_AP'] - ref['mask_AP']:+.2f} |"
         )
     table = "\n".join(lines)
     print(table)

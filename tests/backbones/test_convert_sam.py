@@ -266,14 +266,15 @@ def test_two_way_block_follows_official_norm_order(official, converted):
     torch.manual_seed(2)
     queries, keys = torch.randn(1, 7, 32), torch.randn(1, 64, 32)
     query_pe, key_pe = torch.randn(1, 7, 32), torch.randn(1, 64, 32)
+    eps = 1e-5  # the official block's nn.LayerNorm(embedding_dim) default
     q = queries + query_pe
-    queries_ref = _ln(queries + _official_attention(q, q, queries, sd, p + ".self_attn", heads), sd, p + ".norm1")
+    queries_ref = _ln(queries + _official_attention(q, q, queries, sd, p + ".self_attn", heads), sd, p + ".norm1", eps)
     q, k = queries_ref + query_pe, keys + key_pe
-    queries_ref = _ln(queries_ref + _official_attention(q, k, keys, sd, p + ".cross_attn_token_to_image", heads), sd, p + ".norm2")
+    queries_ref = _ln(queries_ref + _official_attention(q, k, keys, sd, p + ".cross_attn_token_to_image", heads), sd, p + ".norm2", eps)
     mlp = _linear(F.relu(_linear(queries_ref, sd, p + ".mlp.lin1")), sd, p + ".mlp.lin2")
-    queries_ref = _ln(queries_ref + mlp, sd, p + ".norm3")
+    queries_ref = _ln(queries_ref + mlp, sd, p + ".norm3", eps)
     q, k = queries_ref + query_pe, keys + key_pe
-    keys_ref = _ln(keys + _official_attention(k, q, queries_ref, sd, p + ".cross_attn_image_to_token", heads), sd, p + ".norm4")
+    keys_ref = _ln(keys + _official_attention(k, q, queries_ref, sd, p + ".cross_attn_image_to_token", heads), sd, p + ".norm4", eps)
     layer = model.mask_decoder.transformer.layers[1]
     out_q, out_k, _ = layer(
         queries=queries[None],
@@ -282,5 +283,5 @@ def test_two_way_block_follows_official_norm_order(official, converted):
         key_point_embedding=key_pe[None],
         attention_similarity=None,
     )
-    torch.testing.assert_close(out_q[0], queries_ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out_k[0], keys_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_q[0], queries_ref, atol=2e-6, rtol=0)
+    torch.testing.assert_close(out_k[0], keys_ref, atol=2e-6, rtol=0)

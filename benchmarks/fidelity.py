@@ -38,13 +38,8 @@ from regionspot.checkpoint import load_head_state
 from regionspot.config import PreprocessConfig, preprocess_preset
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.transforms import scale_boxes
-from regionspot.engine.evaluate import (
-    EvalOptions,
-    Protocol,
-    evaluate_dataset,
-    resolve_protocol,
-    select_records,
-)
+from regionspot.engine.evaluate import EvalOptions, evaluate_dataset, select_records
+from regionspot.evaluation.protocol import Protocol, resolve_protocol
 from regionspot.model import RegionSpot
 
 
@@ -135,7 +130,8 @@ def main() -> None:
         summary = evaluate_dataset(args.data, args.images, out / "eval" / name.replace(", ", "_").replace(" ", "-"),
                                    segmenter=model.segmenter, vision_language=model.vision_language, model=model,
                                    options=options, show_progress=False)
-        protocol = resolve_protocol(options, model.segmenter, model.vision_language, model)
+        protocol = resolve_protocol(model.segmenter, model.vision_language, model, input_resize=preprocess.eval_resize,
+                                    min_size=preprocess.eval_min_size, max_size=preprocess.eval_max_size)
         text = model.text_embeddings(dataset.raw_category_names, cache_dir=str(out / "text"), show_progress=False)
         logits = region_logits(model, protocol, dataset, records, text)
         reference = reference or logits

@@ -9,13 +9,10 @@ prompts, for every method. Methods (one table row each, all from one pass over t
 - ``regionspot``: SAM token per box + CLIP feature map of the image → the trained head.
 - ``clip-box`` / ``clip-mask``: CLIP on the box crop / SAM-mask crop (``regionspot.evaluation.baselines``).
 
-Input size and mask return (``docs/protocol.md``): by default both backbones see the original image and
-masks come from SAM's own bilinear upsampling of its mask logits to the original size. A head converted
-from the released code records the released evaluation's input resize (detectron2's shortest edge 800,
-long side at most 1333, PIL bilinear; boxes scaled with it), used unless ``input_resize`` says otherwise;
-``mask_return="nearest"`` predicts masks at that scale and brings them back by torch's nearest-neighbour
-as the released code does; ``paper_protocol`` sets both. The CLIP crop baselines always crop the
-original image with the original boxes.
+The image the backbones see and how masks come back are the run's ``Protocol``
+(``regionspot.evaluation.protocol``): the original image and SAM's own mask upsampling by default, the
+head's recorded input size when it has one, the released evaluation's with ``paper_protocol``. The CLIP
+crop baselines always crop the original image with the original boxes.
 
 Per image: decode the image (a failure is recorded and skipped, not fatal), encode it once with SAM,
 decode all its boxes (one decoder call unless ``chunk_size`` is set), compute the CLIP map once (batched
@@ -44,12 +41,14 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from regionspot.backbones.base import Segmenter, VisionLanguage
+from regionspot.config import INPUT_RESIZES
 from regionspot.data.coco_json import CocoDetectionDataset, ImageRecord
 from regionspot.data.images import load_image
-from regionspot.data.transforms import resize_masks, scale_boxes, shortest_edge_size
+from regionspot.data.transforms import resize_masks, scale_boxes
 from regionspot.errors import ImageError, RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.baselines import baseline_logits
+from regionspot.evaluation.protocol import MASK_RETURNS, Protocol, resolve_protocol
 from regionspot.modeling.postprocess import encode_rle, image_topk_pairs, softmax_probs
 
 __all__ = [
@@ -67,8 +66,6 @@ __all__ = [
 ]
 
 METHODS = ("regionspot", "clip-box", "clip-mask")
-INPUT_RESIZES = ("none", "shortest-edge")
-MASK_RETURNS = ("sam", "nearest")
 ROW_NAMES = {"clip-box": "CLIP w/ box", "clip-mask": "CLIP w/ mask", "regionspot": "RegionSpot"}
 STAGES = ("decode", "sam_encoder", "sam_decoder", "clip_map", "head", "crops", "postprocess")
 PREDICTIONS_DIR = "predictions"
@@ -201,6 +198,12 @@ class EvalSummary:
 # ----------------------------------------------------------------------------- inputs
 
 
+def _protocol(options: EvalOptions, segmenter: Segmenter, vision_language: VisionLanguage, model: Any) -> Protocol:
+    return resolve_protocol(segmenter, vision_language, model, input_resize=options.input_resize,
+                            min_size=options.input_min_size, max_size=options.input_max_size,
+                            mask_return=options.mask_return)
+
+
 def select_records(dataset: CocoDetectionDataset, limit: int | None = None) -> list[ImageRecord]:
     """The images to evaluate, in id order: all, or the first ``limit``."""
     records = [dataset[i] for i in range(len(dataset))]
@@ -305,63 +308,6 @@ class _Timer:
         self.stats[self.name] = self.stats.get(self.name, 0.0) + time.perf_counter() - self.start
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """The resolved evaluation pipeline of one run (recorded in the store's manifest and the report).
-
-    input_resize / min_size / max_size: the image both backbones see; mask_return: see EvalOptions;
-    class_names / clip_resize / clip_antialias / sam_decoder_eps: what the head (or, without one, the
-    loaded backbones) runs with.
-    """
-
-    input_resize: str
-    min_size: int
-    max_size: int
-    mask_return: str
-    class_names: str
-    clip_resize: str
-    clip_antialias: bool
-    sam_decoder_eps: float | None
-
-    def model_input(self, image: Image.Image) -> Image.Image:
-        """The image the backbones see: ``image`` itself, or its shortest-edge resize (PIL bilinear)."""
-        if self.input_resize == "none":
-            return image
-        height, width = shortest_edge_size(image.height, image.width, self.min_size, self.max_size)
-        return image.resize((width, height), resample=Image.Resampling.BILINEAR)
-
-    def report_lines(self) -> dict[str, str]:
-        """Scalar facts for the report header."""
-        size = f"shortest edge {self.min_size}, long side <= {self.max_size} (PIL bilinear)"
-        return {
-            "input_resize": "original image" if self.input_resize == "none" else size,
-            "mask_return": "SAM logits upsampled to the original size" if self.mask_return == "sam"
-            else "masks at the input scale, nearest-neighbour to the original size (released)",
-            "clip_resize": f"{self.clip_resize}" + (" (antialias)" if self.clip_antialias else ""),
-            "class_names": self.class_names,
-            "sam_decoder_eps": "segmenter default" if self.sam_decoder_eps is None else f"{self.sam_decoder_eps:g}",
-        }
-
-
-def resolve_protocol(options: EvalOptions, segmenter: Segmenter, vision_language: VisionLanguage, model: Any) -> Protocol:
-    """The run's pipeline: options first, then the head's recorded preprocessing, then defaults."""
-    preprocess = getattr(getattr(model, "config", None), "preprocess", None)
-    if options.input_resize is not None:
-        resize, lo, hi = options.input_resize, options.input_min_size, options.input_max_size
-    elif preprocess is not None:
-        resize, lo, hi = preprocess.eval_resize, preprocess.eval_min_size, preprocess.eval_max_size
-    else:
-        resize, lo, hi = "none", options.input_min_size, options.input_max_size
-    eps = getattr(segmenter, "decoder_layer_norm_eps", None)
-    return Protocol(
-        input_resize=resize, min_size=int(lo), max_size=int(hi), mask_return=options.mask_return,
-        class_names=preprocess.class_names if preprocess is not None else "clean",
-        clip_resize=getattr(vision_language, "resize", "pil"),
-        clip_antialias=bool(getattr(vision_language, "antialias", False)),
-        sam_decoder_eps=float(eps) if eps is not None else None,
-    )
-
-
 # ----------------------------------------------------------------------------- prediction
 
 
@@ -391,10 +337,10 @@ def predict_images(
     model: a ``RegionSpot`` (needed for the "regionspot" method). detections: from :func:`load_detections`
         when ``options.boxes`` is a file (images without detections get none).
     on_image: called with each finished image id (after it is stored); for progress hooks and tests.
-    protocol: input size and mask return (None: :func:`resolve_protocol` of these parts).
+    protocol: input size and mask return (None: ``resolve_protocol`` of these options and parts).
     """
     if protocol is None:
-        protocol = resolve_protocol(options, segmenter, vision_language, model)
+        protocol = _protocol(options, segmenter, vision_language, model)
     if "regionspot" in options.methods and model is None:
         raise RegionSpotError("The regionspot method needs a model: pass --head (or drop --method regionspot).")
     mine = store_lib.shard_ids([r.image_id for r in records], rank, world_size)
@@ -662,7 +608,7 @@ def evaluate_dataset(
     dataset = CocoDetectionDataset(annotation_file, image_root)
     records = select_records(dataset, options.limit)
     templates = options.templates or (model.config.templates if model is not None else "imagenet")
-    protocol = resolve_protocol(options, segmenter, vision_language, model)
+    protocol = _protocol(options, segmenter, vision_language, model)
     manifest = {
         "annotation_file": _file_identity(annotation_file),
         "boxes": "gt" if options.boxes == "gt" else _file_identity(options.boxes),

@@ -153,6 +153,9 @@ def test_configs_and_overrides(tmp_path):
     paper = TrainConfig.from_yaml(CONFIGS / "regionspot_bl_o365.yaml")
     assert (paper.lr, paper.weight_decay, paper.batch_size, paper.max_iters) == (2.5e-5, 1e-4, 16, 450_000)
     assert paper.lr_steps == [350_000, 420_000] and paper.model.head.feature_dim == 1024
+    from regionspot.config import preprocess_preset
+
+    assert paper.model.preprocess == preprocess_preset("released")  # the paper's recipe runs the released pipeline
     for name in ("shapesworld_tiny.yaml", "shapesworld.yaml"):
         TrainConfig.from_yaml(CONFIGS / name)
     cfg = TrainConfig.from_yaml(CONFIGS / "regionspot_bl_o365.yaml", ["lr=1e-4", "model.head.dropout=0", "lr_steps=[5,9]"])

@@ -10,8 +10,6 @@ with regionspot's default preprocessing (the behaviour of its time) and says so 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -26,6 +24,7 @@ from torch import nn
 from regionspot import __version__
 from regionspot.config import HeadConfig, RegionSpotConfig, preprocess_preset, variant_config
 from regionspot.errors import CheckpointError, LegacyCheckpointWarning
+from regionspot.utils.io import atomic_path
 
 FORMAT = "regionspot-head"
 FORMAT_VERSION = "1"
@@ -36,7 +35,6 @@ def save_head_checkpoint(
 ) -> Path:
     """Write the head's weights + config to ``path`` (safetensors), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = head.state_dict() if isinstance(head, nn.Module) else head
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     metadata = {
@@ -46,14 +44,8 @@ def save_head_checkpoint(
         "config": json.dumps(config.to_dict()),
         "meta": json.dumps(meta or {}),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 

@@ -1,7 +1,9 @@
-"""User-facing errors: one clear line that names the fix.
+"""Every error and warning class of regionspot. User-facing errors give one clear line that names the fix.
 
 The CLI prints ``str(error)`` of these and exits non-zero, without a traceback.
 """
+
+from collections.abc import Sequence
 
 
 class RegionSpotError(Exception):
@@ -30,3 +32,34 @@ class WeightsNotFoundError(RegionSpotError):
 
 class LegacyCheckpointWarning(UserWarning):
     """A head checkpoint predates recorded preprocessing; it loads with the default pipeline of its time."""
+
+
+class PredictionStoreError(RegionSpotError):
+    """The prediction folder belongs to another run (different data, methods or models)."""
+
+
+class EvaluationError(RegionSpotError):
+    """Ground truth or detections are unusable for evaluation (missing fields, unknown ids)."""
+
+
+class CacheError(RegionSpotError):
+    """A token cache is missing, incomplete, corrupt, or was built for other backbones."""
+
+
+class ConfigError(RegionSpotError):
+    """A training config file or override is malformed or names an unknown key."""
+
+
+class TrainingDivergedError(RegionSpotError):
+    """The loss became NaN/inf; the run stopped and the last good checkpoint was kept."""
+
+
+class PromptTruncatedWarning(UserWarning):
+    """Some prompts were longer than the text encoder's context and were truncated.
+
+    ``prompts`` holds the affected prompt strings so callers can name the classes they came from.
+    """
+
+    def __init__(self, message: str, prompts: Sequence[str] = ()):
+        super().__init__(message)
+        self.prompts = list(prompts)

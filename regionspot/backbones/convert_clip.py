@@ -33,9 +33,6 @@ from regionspot.backbones.vision_language import save_clip_preprocessor_config
 from regionspot.checkpoint import read_weights_only_state_dict
 from regionspot.errors import CheckpointError
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
 # Tensors a TorchScript CLIP carries that are not weights (OpenAI's build_model drops the first three;
 # attn_mask is the text transformer's causal mask, rebuilt by transformers).
 _IGNORED_KEYS = ("input_resolution", "context_length", "vocab_size")

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 from transformers import SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig, SamVisionConfig
 
+from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.backbones.segmenter import ORIGINAL_DECODER_EPS
 from regionspot.checkpoint import read_weights_only_state_dict
 from regionspot.errors import CheckpointError
@@ -238,8 +239,8 @@ def sam_config_for(model_type: str, state_dict: Mapping[str, torch.Tensor] | Non
 def save_sam_processor_config(
     folder: str | Path,
     image_size: int = 1024,
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225),
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
 ) -> None:
     """Write transformers' SAM image-processor config (preprocessor_config.json) into ``folder``.
 

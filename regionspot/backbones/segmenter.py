@@ -25,13 +25,13 @@ from PIL import Image
 from torch import nn
 
 from regionspot.backbones.base import SegmenterImageState, SegmenterOutput
+from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.data.images import load_image
+from regionspot.data.transforms import normalize_pixels
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
 
 __all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "resized_shape"]
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 # Index of the single-mask output token in the two-way transformer's queries: [iou, mask_0, ...].
 _SINGLE_MASK_TOKEN = 1
 # The original SAM (and SAM-HQ) two-way transformer uses nn.LayerNorm's default eps; transformers'
@@ -60,8 +60,8 @@ class SamPreprocess:
 
     longest_edge: int = 1024
     pad_size: int = 1024
-    mean: tuple[float, float, float] = _IMAGENET_MEAN
-    std: tuple[float, float, float] = _IMAGENET_STD
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     rescale_factor: float = 1 / 255
     resample: int = int(Image.Resampling.BILINEAR)
 
@@ -83,8 +83,8 @@ class SamPreprocess:
         return cls(
             longest_edge=longest,
             pad_size=pad_side,
-            mean=tuple(float(v) for v in data.get("image_mean", _IMAGENET_MEAN)),
-            std=tuple(float(v) for v in data.get("image_std", _IMAGENET_STD)),
+            mean=tuple(float(v) for v in data.get("image_mean", IMAGENET_MEAN)),
+            std=tuple(float(v) for v in data.get("image_std", IMAGENET_STD)),
             rescale_factor=float(data.get("rescale_factor", 1 / 255)) if data.get("do_rescale", True) else 1.0,
             resample=int(data.get("resample", int(Image.Resampling.BILINEAR))),
         )
@@ -154,9 +154,7 @@ class SamSegmenter:
         resized = image.resize((new_w, new_h), resample=Image.Resampling(self._pre.resample))
         pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32).copy()).permute(2, 0, 1)  # (3, h, w)
         pixels = pixels * self._pre.rescale_factor
-        mean = torch.tensor(self._pre.mean).view(3, 1, 1)
-        std = torch.tensor(self._pre.std).view(3, 1, 1)
-        pixels = (pixels - mean) / std
+        pixels = normalize_pixels(pixels, self._pre.mean, self._pre.std)
         side = self._pre.pad_size
         pixels = F.pad(pixels, (0, side - new_w, 0, side - new_h))  # pad bottom/right with zeros
         return pixels.unsqueeze(0), (height, width), (new_h, new_w)

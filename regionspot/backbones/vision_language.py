@@ -35,11 +35,17 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
+from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
 from regionspot.config import CLIP_RESIZES
-from regionspot.errors import CheckpointError, ImageError, VocabularyError, WeightsNotFoundError
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from regionspot.data.transforms import normalize_pixels
+from regionspot.errors import (
+    CheckpointError,
+    ImageError,
+    PromptTruncatedWarning,
+    VocabularyError,
+    WeightsNotFoundError,
+)
+from regionspot.utils.fingerprint import weights_fingerprint
 
 _FIX_HINT = (
     "pass a local folder saved with save_pretrained, run once with internet access to fill the Hugging Face "
@@ -48,17 +54,6 @@ _FIX_HINT = (
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model")
-
-
-class PromptTruncatedWarning(UserWarning):
-    """Some prompts were longer than the text encoder's context and were truncated.
-
-    ``prompts`` holds the affected prompt strings so callers can name the classes they came from.
-    """
-
-    def __init__(self, message: str, prompts: Sequence[str] = ()):
-        super().__init__(message)
-        self.prompts = list(prompts)
 
 
 def preprocess_images(
@@ -100,9 +95,7 @@ def preprocess_images(
                 F.interpolate(pixels[None], size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)[0]
             )
     pixels = torch.stack(resized)  # (B, 3, S, S)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (pixels - mean_t) / std_t
+    return normalize_pixels(pixels, tuple(mean), tuple(std))
 
 
 def _hub_offline() -> bool:
@@ -211,7 +204,7 @@ class ClipAdapter:
         self.resample = int(resample)
         self.resize = resize
         self.antialias = bool(antialias)
-        self.weights_fingerprint = self._fingerprint()
+        self.weights_fingerprint = weights_fingerprint(model)
 
     @staticmethod
     def _embed_dim(config) -> int:
@@ -236,16 +229,6 @@ class ClipAdapter:
         """T, the number of feature-map tokens at ``image_size`` (incl. the class token)."""
         grid = self.image_size // self.patch_size
         return grid * grid + int(self.has_class_token)
-
-    def _fingerprint(self) -> str:
-        """A cheap identity of the weights (projection shapes and sums), for cache keys."""
-        parts = []
-        for name in ("text_projection", "visual_projection"):
-            layer = getattr(self.model, name, None)
-            weight = getattr(layer, "weight", None)
-            if weight is not None:
-                parts.append(f"{name}{tuple(weight.shape)}:{float(weight.detach().double().sum()):.10e}")
-        return ";".join(parts)
 
     # -- images -----------------------------------------------------------------------------------
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -382,10 +365,6 @@ class SiglipAdapter(ClipAdapter):
     def _embed_dim(config) -> int:
         text = config.text_config
         return int(getattr(text, "projection_size", None) or text.hidden_size)
-
-    def _fingerprint(self) -> str:
-        head = self.model.text_model.head.weight
-        return f"text_head{tuple(head.shape)}:{float(head.detach().double().sum()):.10e}"
 
     def _pad_length(self, longest: int) -> int:
         return self.context_length

@@ -9,7 +9,6 @@ environment (RANK, WORLD_SIZE, LOCAL_RANK) and writes only its own shards; no co
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -30,10 +29,11 @@ from regionspot.cache.store import (
     TokenCache,
     read_manifest,
     shard_is_finished,
-    write_json_atomic,
 )
 from regionspot.config import preprocess_preset
 from regionspot.data.transforms import hflip_boxes
+from regionspot.utils.fingerprint import weights_fingerprint
+from regionspot.utils.io import write_json_atomic
 
 # Manifest fields that must match when a cache directory is reused (resume or another rank).
 _MUST_MATCH = (
@@ -78,21 +78,6 @@ def distributed_rank() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_RANK", rank))
     return rank, world, local
-
-
-def weight_fingerprint(module: Any) -> str | None:
-    """The adapter's own ``weights_fingerprint`` if it has one, else sha256 (16 hex) over its state dict."""
-    own = getattr(module, "weights_fingerprint", None)
-    if isinstance(own, str) and own:
-        return own
-    model = getattr(module, "model", module)
-    if not hasattr(model, "state_dict"):
-        return None
-    digest = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _record(dataset: Any, index: int) -> dict[str, Any]:
@@ -192,12 +177,12 @@ def extract_cache(
         "format_version": CACHE_FORMAT_VERSION,
         "code_version": regionspot.__version__,
         "segmenter": segmenter.model_id,
-        "segmenter_fingerprint": weight_fingerprint(segmenter),
+        "segmenter_fingerprint": weights_fingerprint(segmenter),
         "prompt_type": "box",
         "token_dim": int(segmenter.token_dim),
         "token_dtype": "float16",
         "vision_language": vl_info,
-        "vision_language_fingerprint": weight_fingerprint(vision_language) if vision_language else None,
+        "vision_language_fingerprint": weights_fingerprint(vision_language) if vision_language else None,
         "feature_dtype": "float16" if vl_info else None,
         "flip": bool(flip),
         "dataset_name": str(getattr(dataset, "name", None) or "dataset"),

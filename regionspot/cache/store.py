@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,15 +36,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from regionspot.errors import RegionSpotError
+from regionspot.errors import CacheError
+from regionspot.utils.io import atomic_path, write_json_atomic
 
 CACHE_FORMAT_VERSION = 1
 IMAGE_COLUMNS = ("image_index", "image_id", "start", "count", "width", "height", "flip", "clip_row")
 _ALIGN = 64
-
-
-class CacheError(RegionSpotError):
-    """A token cache is missing, incomplete, corrupt, or was built for other backbones."""
 
 
 @dataclass
@@ -68,20 +64,6 @@ class CachedRegions:
     height: int
     flip: bool
     feature_map: torch.Tensor | None = None
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` atomically: temporary file, fsync, rename."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    _fsync_write(Path(path), json.dumps(obj, indent=1).encode())
 
 
 def sha256_file(path: Path) -> str:
@@ -159,10 +141,9 @@ class ShardWriter:
             arrays["clip"] = np.stack(self._clip)
         sections: dict[str, dict[str, Any]] = {}
         bin_path = self.dir / f"{self.name}.bin"
-        tmp = bin_path.with_name(bin_path.name + f".tmp{os.getpid()}")
         digest = hashlib.sha256()
         offset = 0
-        with open(tmp, "wb") as f:
+        with atomic_path(bin_path) as tmp, open(tmp, "wb") as f:
             for key, arr in arrays.items():
                 pad = (-offset) % _ALIGN
                 if pad:
@@ -174,9 +155,6 @@ class ShardWriter:
                 digest.update(data)
                 sections[key] = {"offset": offset, "dtype": str(arr.dtype), "shape": list(arr.shape)}
                 offset += len(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, bin_path)
         meta = {
             "name": self.name,
             "file": bin_path.name,

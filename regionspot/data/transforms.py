@@ -141,6 +141,13 @@ def shortest_edge_size(height: int, width: int, min_size: int = 800, max_size: i
     return int(new_h + 0.5), int(new_w + 0.5)
 
 
+def normalize_pixels(pixels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """(..., 3, H, W) float pixels in [0, 1] -> ``(pixels - mean) / std`` per channel (the one normalisation)."""
+    mean_t = torch.tensor(mean, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+    return (pixels - mean_t) / std_t
+
+
 def mask_to_box(masks: Array) -> Array:
     """Tight XYXY boxes (..., 4) of (..., H, W) masks in continuous pixels; empty masks give zeros.
 

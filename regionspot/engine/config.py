@@ -15,11 +15,7 @@ from typing import Any
 import yaml
 
 from regionspot.config import RegionSpotConfig
-from regionspot.errors import RegionSpotError
-
-
-class ConfigError(RegionSpotError):
-    """A training config file or override is malformed or names an unknown key."""
+from regionspot.errors import ConfigError
 
 
 @dataclass

@@ -23,7 +23,6 @@ over accelerate processes; rank 0 merges the shards and evaluates after all fini
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -50,6 +49,7 @@ from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.baselines import baseline_logits
 from regionspot.evaluation.protocol import MASK_RETURNS, Protocol, resolve_protocol
 from regionspot.modeling.postprocess import encode_rle, image_topk_pairs, softmax_probs
+from regionspot.utils.fingerprint import weights_fingerprint
 
 __all__ = [
     "METHODS",
@@ -561,16 +561,6 @@ def merge_and_evaluate(
 # ----------------------------------------------------------------------------- whole run
 
 
-def _fingerprint(module: Any) -> str:
-    """A cheap identity of a module's weights (shapes and sums), for the store's manifest."""
-    if module is None:
-        return ""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(f"{name}{tuple(tensor.shape)}{float(tensor.double().sum()):.10e}".encode())
-    return digest.hexdigest()[:16]
-
-
 def _file_identity(path: str | os.PathLike) -> dict[str, Any]:
     stat = Path(path).stat()
     return {"path": str(Path(path).resolve()), "size": stat.st_size}
@@ -619,7 +609,7 @@ def evaluate_dataset(
         "min_box_score": options.min_box_score if options.boxes != "gt" else None,
         "segmenter": segmenter.model_id,
         "vision_language": [vision_language.model_id, int(vision_language.image_size)],
-        "head": _fingerprint(getattr(model, "head", None)) if "regionspot" in options.methods else "",
+        "head": weights_fingerprint(model.head) if "regionspot" in options.methods and model is not None else "",
         "templates": templates,
         "protocol": asdict(protocol),
     }

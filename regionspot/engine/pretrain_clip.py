@@ -37,14 +37,15 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
+from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
 from regionspot.backbones.vision_language import save_clip_preprocessor_config
 from regionspot.data.shapesworld import MAX_RADIUS, MIN_RADIUS, render_image, shapesworld_categories
-from regionspot.engine.pretrain_sam import _advance, _progress_bar, cosine_lr
+from regionspot.data.transforms import normalize_pixels
+from regionspot.engine.optim import cosine_lr, param_groups
+from regionspot.engine.pretrain_sam import _advance, _progress_bar
 from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
 from regionspot.text.tokenizer import save_clip_tokenizer
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CROP_STORE = 96  # side of the stored object crops (context 2.6× the box side)
 CROP_CONTEXT = 2.6
 CROP_KEY, SCENE_KEY, HELDOUT_KEY, HELDOUT_SCENE_KEY = 71, 72, 73, 74  # rng streams, distinct from the splits (0, 1)
@@ -196,9 +197,7 @@ def render_scene_pool(
 
 def _normalise(pixels: torch.Tensor) -> torch.Tensor:
     """(B, 3, S, S) float in [0, 1] -> CLIP-normalised."""
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (pixels - mean) / std
+    return normalize_pixels(pixels, CLIP_MEAN, CLIP_STD)
 
 
 def augment_crops(crops: np.ndarray, out: int, generator: torch.Generator) -> torch.Tensor:
@@ -327,18 +326,6 @@ def _progress(step: int, elapsed: float, config: ClipPretrainConfig) -> float:
     return max(step / max(1, config.steps), by_time)
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        if parameter.ndim < 2 or "embedding" in name or "logit_scale" in name:
-            no_decay.append(parameter)
-        else:
-            decay.append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 # ------------------------------------------------------------------------------------------------
 # Saving and evaluation
 
@@ -434,7 +421,8 @@ def pretrain_clip(
         torch.manual_seed(config.seed)
         model = build_clip_model(config, len(tokenizer))
     model.train()
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, ("embedding", "logit_scale")), lr=config.lr,
+                                  betas=(0.9, 0.98), eps=1e-6)
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng([config.seed, 99])
     losses: list[float] = []

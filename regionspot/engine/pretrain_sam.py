@@ -18,7 +18,6 @@ on a ShapesWorld val split (box and point prompts).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,10 +28,11 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
+from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.data.shapesworld import render_image, shapesworld_categories
+from regionspot.data.transforms import normalize_pixels
+from regionspot.engine.optim import cosine_lr, param_groups
 
-SAM_MEAN = (0.485, 0.456, 0.406)
-SAM_STD = (0.229, 0.224, 0.225)
 POOL_KEY, HELDOUT_KEY = 81, 83  # rng stream ids, distinct from the dataset's splits (0, 1)
 
 
@@ -182,9 +182,7 @@ def render_mask_pool(num_images: int, seed: int, key: int, image_size: int, data
 def normalise_pixels(images: np.ndarray) -> torch.Tensor:
     """(B, S, S, 3) uint8 -> (B, 3, S, S) float32 normalised with SAM's mean/std."""
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(SAM_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(SAM_STD).view(1, 3, 1, 1)
-    return (pixels - mean) / std
+    return normalize_pixels(pixels, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def sample_prompts(pool: MaskPool, image_index: np.ndarray, k: int, jitter: float, rng: np.random.Generator):
@@ -255,25 +253,6 @@ def _progress_bar(desc: str, config, show: bool) -> tqdm:
 
 def _advance(bar: tqdm, step: int, elapsed: float, config) -> None:
     bar.update((min(int(elapsed), int(config.max_seconds)) if config.max_seconds else step + 1) - bar.n)
-
-
-def cosine_lr(base: float, step: int, warmup: int, progress: float) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine from ``base`` to 2% of it over ``progress`` 0..1."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        if parameter.ndim < 2 or "pos" in name or "embed" in name:
-            no_decay.append(parameter)
-        else:
-            decay.append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -428,7 +407,7 @@ def pretrain_sam(
     pool = render_mask_pool(config.pool_images, config.seed, POOL_KEY, config.image_size, config.dataset_seed,
                             show_progress)
     model = build_sam_model(config, seed=config.seed).train()
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, ("pos", "embed")), lr=config.lr)
     rng = np.random.default_rng([config.seed, 5])
     losses: list[float] = []
     train_start = time.perf_counter()

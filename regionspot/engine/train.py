@@ -34,17 +34,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from regionspot.cache.store import CachedRegions, CacheError, TokenCache, write_json_atomic
+from regionspot.cache.store import CachedRegions, CacheError, TokenCache
 from regionspot.config import PreprocessConfig
 from regionspot.engine.config import TrainConfig
 from regionspot.engine.optim import build_optimizer, build_scheduler
-from regionspot.errors import CheckpointError, RegionSpotError
+from regionspot.errors import CheckpointError, RegionSpotError, TrainingDivergedError
 from regionspot.modeling.head import RegionSpotHead, region_text_logits
 from regionspot.modeling.losses import sigmoid_focal_loss
-
-
-class TrainingDivergedError(RegionSpotError):
-    """The loss became NaN/inf; the run stopped and the last good checkpoint was kept."""
+from regionspot.utils.io import fsync_folder_files, write_json_atomic
 
 
 @dataclass
@@ -174,12 +171,6 @@ def train_step(
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _fsync_dir_files(folder: Path) -> None:
-    for path in folder.iterdir():
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
-
-
 def save_training_checkpoint(
     run_dir: Path,
     step: int,
@@ -207,7 +198,7 @@ def save_training_checkpoint(
         tmp / "optim.pt",
     )
     (tmp / "state.json").write_text(json.dumps({"step": step, "sampler": sampler_states}))
-    _fsync_dir_files(tmp)
+    fsync_folder_files(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

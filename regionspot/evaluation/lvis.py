@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from regionspot.errors import RegionSpotError
+from regionspot.errors import EvaluationError
 
 __all__ = [
     "EvaluationError",
@@ -60,10 +60,6 @@ FREQUENCIES = ("r", "c", "f")
 
 IouType = Literal["bbox", "segm"]
 Backend = Literal["faster_coco_eval", "lvis"]
-
-
-class EvaluationError(RegionSpotError):
-    """Ground truth or detections are unusable for evaluation (missing fields, unknown ids)."""
 
 
 @dataclass(frozen=True)

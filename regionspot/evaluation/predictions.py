@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regionspot.errors import RegionSpotError
+from regionspot.errors import PredictionStoreError
+from regionspot.utils.io import write_json_atomic
 
 __all__ = [
     "PredictionStoreError",
@@ -49,10 +50,6 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
-
-
-class PredictionStoreError(RegionSpotError):
-    """The prediction folder belongs to another run (different data, methods or models)."""
 
 
 def shard_ids(image_ids: Sequence[int], rank: int, world_size: int) -> list[int]:
@@ -121,9 +118,7 @@ def write_manifest(root: str | os.PathLike, manifest: dict[str, Any], overwrite:
                 "or --overwrite to start afresh."
             )
         return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_json_atomic(path, manifest, indent=2, sort_keys=True)
 
 
 class PredictionStore:

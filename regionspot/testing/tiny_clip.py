@@ -18,9 +18,6 @@ from regionspot.backbones.vision_language import save_clip_preprocessor_config
 from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
 from regionspot.text.tokenizer import EOS, train_bpe
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
 TINY_WORDS: tuple[str, ...] = (
     # colours and shapes (ShapesWorld-style tests)
     "red green blue yellow black white orange purple pink brown gray grey cyan magenta",

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from regionspot.backbones.base import VisionLanguage
-from regionspot.backbones.vision_language import PromptTruncatedWarning
-from regionspot.errors import CheckpointError
+from regionspot.errors import CheckpointError, PromptTruncatedWarning
 from regionspot.text.prompts import DEFAULT_TEMPLATES, get_templates, validate_vocabulary
+from regionspot.utils.io import atomic_path
 
 CACHE_FORMAT = 1
 
@@ -164,6 +164,5 @@ def _write_cache(path: Path, embeddings: torch.Tensor, model: VisionLanguage, nu
         "num_classes": str(embeddings.shape[0]),
         "num_templates": str(num_templates),
     }
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file({"embeddings": embeddings.contiguous()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({"embeddings": embeddings.contiguous()}, str(tmp), metadata=metadata)

@@ -11,13 +11,14 @@ from PIL import ImageOps
 
 from regionspot.backbones.segmenter import load_segmenter
 from regionspot.backbones.vision_language import load_vision_language
-from regionspot.cache.extract import cache_is_complete, extract_cache, weight_fingerprint
+from regionspot.cache.extract import cache_is_complete, extract_cache
 from regionspot.cache.store import CacheError, TokenCache
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.shapesworld import generate_shapesworld
 from regionspot.data.transforms import hflip_boxes
 from regionspot.testing.tiny_clip import save_tiny_clip
 from regionspot.testing.tiny_sam import save_tiny_sam
+from regionspot.utils.fingerprint import weights_fingerprint
 
 
 class CountingSegmenter:
@@ -85,7 +86,7 @@ def test_rerun_skips_finished_shards_and_recomputes_only_missing(env, tmp_path):
     victim.unlink()
     victim.with_suffix(".json").unlink()
     counting = CountingSegmenter(env["segmenter"])
-    counting.weights_fingerprint = weight_fingerprint(env["segmenter"])
+    counting.weights_fingerprint = weights_fingerprint(env["segmenter"])
     assert not cache_is_complete(out)
     with pytest.raises(CacheError, match="incomplete"):
         TokenCache(out)

@@ -26,11 +26,9 @@ from regionspot.cache.store import (
     CACHE_FORMAT_VERSION,
     CacheError,
     ShardWriter,
-    TokenCache,
     read_manifest,
     shard_is_finished,
 )
-from regionspot.config import preprocess_preset
 from regionspot.data.transforms import hflip_boxes
 from regionspot.utils.fingerprint import weights_fingerprint
 from regionspot.utils.io import write_json_atomic
@@ -251,65 +249,3 @@ def cache_is_complete(out_dir: str | Path) -> bool:
     """True when every planned shard of the cache has been finalised."""
     manifest = read_manifest(out_dir)
     return all(shard_is_finished(out_dir, s["name"]) for s in manifest["shards"])
-
-
-def cli_cache(
-    dataset: Path,
-    images: Path,
-    out: Path,
-    segmenter: str = "facebook/sam-vit-base",
-    vision_language: str | None = None,
-    image_size: int | None = None,
-    dataset_name: str | None = None,
-    flip: bool = True,
-    shard_size: int = 64,
-    chunk_size: int = 16,
-    device: str | None = None,
-    dtype: str | None = None,
-    limit: int | None = None,
-    preprocess: str = "default",
-) -> CacheStats:
-    """`regionspot cache`: build (or resume) a token cache of a COCO-format ``dataset`` json.
-
-    preprocess: "default" or "released" (``regionspot.config.PREPROCESS_PRESETS``): the SAM decoder eps
-    and CLIP resize the cache is made with; a head trained on it records them.
-
-    Run it as several processes with ``torchrun --nproc_per_node K -m regionspot.cli cache ...`` (or
-    ``accelerate launch``): each process writes its own shards. Prints boxes/s and bytes per box.
-    """
-    from regionspot.backbones.segmenter import load_segmenter
-    from regionspot.data.coco_json import CocoDetectionDataset
-
-    if not Path(dataset).is_file():
-        raise CacheError(f"Annotation file {dataset} not found; pass --dataset path/to/annotations.json.")
-    if not Path(images).is_dir():
-        raise CacheError(f"Image folder {images} not found; pass --images path/to/images.")
-    rank, world, local = distributed_rank()
-    if device is None and torch.cuda.is_available():
-        device = f"cuda:{local % torch.cuda.device_count()}"
-    torch_dtype = {None: None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    try:
-        pre = preprocess_preset(preprocess)
-    except ValueError as error:
-        raise CacheError(str(error)) from None
-    ds = CocoDetectionDataset(dataset, images, dataset_name=dataset_name)
-    seg = load_segmenter(segmenter, device=device, dtype=torch_dtype, decoder_layer_norm_eps=pre.sam_decoder_eps)
-    vl = None
-    if vision_language is not None:
-        from regionspot.backbones.vision_language import load_vision_language
-
-        vl = load_vision_language(vision_language, image_size=image_size, device=device, dtype=torch_dtype,
-                                  resize=pre.clip_resize, antialias=pre.clip_antialias)
-    stats = extract_cache(
-        ds, seg, out, vision_language=vl, flip=flip, shard_size=shard_size, chunk_size=chunk_size,
-        rank=rank, world_size=world, limit=limit,
-    )
-    print(
-        f"rank {rank}/{world}: {stats.images} images, {stats.boxes} boxes in {stats.seconds:.1f} s "
-        f"({stats.boxes_per_second:.2f} boxes/s), {stats.bytes_per_box:.0f} bytes/box on disk; "
-        f"{stats.skipped_shards} finished shards kept, {stats.written_shards} written."
-    )
-    if cache_is_complete(out):
-        cache = TokenCache(out, verify="size")
-        print(f"cache {out} complete: {cache.num_images} images, {cache.num_regions} regions, {cache.nbytes / 1e6:.1f} MB.")
-    return stats

@@ -62,7 +62,7 @@ __all__ = [
     "predict_images",
     "merge_and_evaluate",
     "evaluate_dataset",
-    "cli_eval",
+    "load_parts",
 ]
 
 METHODS = ("regionspot", "clip-box", "clip-mask")
@@ -659,93 +659,22 @@ def evaluate_dataset(
     return merge_and_evaluate(annotation_file, out_dir, options, [r.image_id for r in records], meta)
 
 
-def _read_templates(templates: str | None) -> str | list[str] | None:
-    """A template-set name, or a file with one template per line."""
-    if templates is None:
-        return None
-    path = Path(templates)
-    if path.is_file():
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    return templates
+def load_parts(
+    methods: Sequence[str], head: str | None = None, sam: str | None = None, clip: str | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[Segmenter, VisionLanguage, Any]:
+    """(segmenter, vision_language, model or None) for an evaluation of ``methods``.
 
-
-def cli_eval(
-    data: Path,
-    images: Path,
-    boxes: str = "gt",
-    methods: Sequence[str] = ("regionspot",),
-    head: str | None = None,
-    sam: str | None = None,
-    clip: str | None = None,
-    max_dets_per_image: int = 300,
-    fixed_ap: bool = False,
-    iou_types: str = "bbox,segm",
-    out: Path = Path("eval"),
-    limit: int | None = None,
-    batch_size: int = 4,
-    chunk_size: int | None = None,
-    max_boxes_per_image: int = 300,
-    device: str | None = None,
-    evaluator: str = "faster_coco_eval",
-    templates: str | None = None,
-    text_cache_dir: str | None = None,
-    overwrite: bool = False,
-    merge_only: bool = False,
-    show_progress: bool = True,
-    paper_protocol: bool = False,
-    input_resize: str | None = None,
-    mask_return: str = "sam",
-) -> EvalSummary | None:
-    """``regionspot eval``: box/mask AP of RegionSpot and/or the CLIP crop baselines on a COCO/LVIS json.
-
-    Resumes into ``out`` (finished images are skipped) unless ``overwrite``. Under ``accelerate launch``
-    the images are sharded over processes. ``merge_only`` skips prediction and re-evaluates what is stored.
-    Prints the Markdown table and returns the summary (main process).
+    A head (``head``: checkpoint or registered name; None: the embedded model) is loaded when the
+    "regionspot" method needs it or when a backbone id is missing (its checkpoint names them); the
+    backbones then run with the head's recorded preprocessing. ``sam`` / ``clip`` override its ids.
     """
-    options = EvalOptions(
-        methods=tuple(methods), boxes=str(boxes), iou_types=tuple(t.strip() for t in iou_types.split(",") if t.strip()),
-        max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, limit=limit, batch_size=batch_size,
-        chunk_size=chunk_size, max_boxes_per_image=max_boxes_per_image, evaluator=evaluator,
-        templates=_read_templates(templates), text_cache_dir=text_cache_dir, overwrite=overwrite,
-        input_resize=input_resize, mask_return=mask_return, paper_protocol=paper_protocol,
-    )
-    options.validate()
-    if not Path(data).is_file():
-        raise RegionSpotError(f"Annotation file not found: {data}; pass --data ANN.json.")
-    if not Path(images).is_dir():
-        raise RegionSpotError(f"Image folder not found: {images}; pass --images ROOT.")
-    if merge_only:
-        dataset = CocoDetectionDataset(data, images)
-        ids = [r.image_id for r in select_records(dataset, limit)]
-        summary = merge_and_evaluate(data, out, options, ids, {"dataset": str(data), "merge_only": True})
-    else:
-        from accelerate import Accelerator
+    if "regionspot" in methods or sam is None or clip is None:
+        from regionspot.model import RegionSpot
 
-        accelerator = Accelerator(cpu=device == "cpu")
-        target = device or accelerator.device
-        model = None
-        if "regionspot" in options.methods or sam is None or clip is None:
-            from regionspot.model import RegionSpot
+        model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=device)
+        return model.segmenter, model.vision_language, model if "regionspot" in methods else None
+    from regionspot.backbones.segmenter import load_segmenter
+    from regionspot.backbones.vision_language import load_vision_language
 
-            model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=target)
-            segmenter, vision_language = model.segmenter, model.vision_language
-        else:
-            from regionspot.backbones.segmenter import load_segmenter
-            from regionspot.backbones.vision_language import load_vision_language
-
-            segmenter = load_segmenter(sam, device=target)
-            vision_language = load_vision_language(clip, device=target)
-        if "regionspot" not in options.methods:
-            model = None  # its head is not used; keep it out of the manifest
-        summary = evaluate_dataset(
-            data, images, out, segmenter=segmenter, vision_language=vision_language, model=model,
-            options=options, accelerator=accelerator, show_progress=show_progress,
-        )
-    if summary is not None and show_progress:
-        table = Path(out) / "report.md"
-        if table.is_file():
-            print(table.read_text())
-        failed = summary.meta.get("num_images_failed", 0)
-        if failed:
-            print(f"{failed} image(s) could not be decoded and were skipped; see {Path(out) / 'report.md'}.")
-    return summary
+    return load_segmenter(sam, device=device), load_vision_language(clip, device=device), None

@@ -238,14 +238,11 @@ def subset_metrics(out_dir: Path, sam: str | Path, clip: str | Path, head: str |
     re-measure the shipped models without shipping data. Returns {"RegionSpot": row, "CLIP w/ box": row}.
     """
     from regionspot.data.shapesworld import generate_shapesworld
-    from regionspot.engine.evaluate import cli_eval
-
     out_dir = Path(out_dir)
     info = generate_shapesworld(out_dir / "data", 0, num_val, seed=seed, progress=False)
-    summary = cli_eval(Path(info["val_json"]), Path(info["image_root"]), methods=("regionspot", "clip-box"),
-                       head=str(head), sam=str(sam), clip=str(clip), device="cpu", iou_types="bbox",
-                       out=out_dir / "eval", text_cache_dir=str(out_dir / "text_cache"), overwrite=True,
-                       show_progress=show_progress)
+    summary = _evaluate(Path(info["val_json"]), Path(info["image_root"]), out_dir / "eval", ("regionspot", "clip-box"),
+                        Path(head), Path(sam), Path(clip), None, out_dir / "text_cache", show_progress,
+                        iou_types=("bbox",))
     return _rows(summary, {"regionspot": "RegionSpot", "clip-box": "CLIP w/ box"})
 
 
@@ -318,20 +315,27 @@ def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_
                                   val_image_root=data_dir, val_limit=config.sam_val_limit)
             record["metrics"]["sam"] = {k: v for k, v in asdict(result).items() if k != "folder"}
         elif stage == "cache":
-            from regionspot.cache.extract import cli_cache
+            from regionspot.backbones.segmenter import load_segmenter
+            from regionspot.backbones.vision_language import load_vision_language
+            from regionspot.cache.extract import extract_cache
+            from regionspot.data.coco_json import CocoDetectionDataset
 
-            stats = cli_cache(train_json, data_dir, cache_dir, segmenter=str(sam_dir), vision_language=str(clip_dir),
-                              image_size=config.clip_image_size, dataset_name="shapesworld-train", device="cpu")
-            record["metrics"]["cache"] = asdict(stats) if hasattr(stats, "__dataclass_fields__") else str(stats)
+            dataset = CocoDetectionDataset(train_json, data_dir, dataset_name="shapesworld-train")
+            stats = extract_cache(dataset, load_segmenter(str(sam_dir), device="cpu"), cache_dir,
+                                  vision_language=load_vision_language(str(clip_dir), image_size=config.clip_image_size,
+                                                                       device="cpu"),
+                                  rank=0, world_size=1, show_progress=show_progress)
+            record["metrics"]["cache"] = asdict(stats)
         elif stage == "head":
-            from regionspot.engine.train import cli_train
+            from regionspot.engine.config import TrainConfig
+            from regionspot.engine.train import train
 
             record["seconds"]["heads"] = {}
             for name, depth, use_map in (("regionspot", config.head_depth, True), ("sam_token_only", config.head_depth, False),
                                          ("depth1", 1, True)):
                 t_head = time.perf_counter()
                 recipe = _train_config(config, out, cache_dir, sam_dir, clip_dir, name, depth, use_map)
-                cli_train(recipe, [], resume=False)
+                train(TrainConfig.from_yaml(recipe), resume=False, show_progress=show_progress)
                 record["seconds"]["heads"][name] = time.perf_counter() - t_head
         elif stage == "eval":
             names = [c["name"] for c in json.loads(val_json.read_text())["categories"]]
@@ -386,21 +390,32 @@ def _names(val_json: Path) -> list[str]:
 
 def evaluate_rows(out: Path, config: BuildConfig, show_progress: bool = True) -> dict[str, dict[str, float]]:
     """Run ``regionspot eval`` for the CLIP baselines and the three heads; return the table rows."""
-    from regionspot.engine.evaluate import cli_eval
-
     data_dir = out / "data"
     val_json = data_dir / "annotations" / "val.json"
-    common = dict(boxes="gt", sam=str(out / "sam"), clip=str(out / "clip"), device="cpu", limit=config.eval_limit,
-                  text_cache_dir=str(out / "text_cache"), overwrite=True, show_progress=show_progress)
     rows: dict[str, dict[str, float]] = {}
-    summary = cli_eval(val_json, data_dir, methods=("clip-box", "clip-mask"), out=out / "eval" / "clip", **common)
+    summary = _evaluate(val_json, data_dir, out / "eval" / "clip", ("clip-box", "clip-mask"), None, out / "sam",
+                        out / "clip", config.eval_limit, out / "text_cache", show_progress)
     rows.update(_rows(summary, {"clip-box": "CLIP w/ box", "clip-mask": "CLIP w/ mask"}))
     for name, title in (("regionspot", "RegionSpot (depth 3)"), ("sam_token_only", "RegionSpot, SAM token only"),
                         ("depth1", "RegionSpot, depth 1")):
         head = out / "runs" / name / "final_head.safetensors"
-        summary = cli_eval(val_json, data_dir, methods=("regionspot",), head=str(head), out=out / "eval" / name, **common)
+        summary = _evaluate(val_json, data_dir, out / "eval" / name, ("regionspot",), head, out / "sam", out / "clip",
+                            config.eval_limit, out / "text_cache", show_progress)
         rows.update(_rows(summary, {"regionspot": title}))
     return rows
+
+
+def _evaluate(annotations: Path, image_root: Path, out: Path, methods: tuple[str, ...], head: Path | None, sam: Path,
+              clip: Path, limit: int | None, text_cache: Path, show_progress: bool, iou_types=("bbox", "segm")):
+    """One GT-box evaluation on CPU into ``out`` (started afresh) with ``evaluate_dataset``."""
+    from regionspot.engine.evaluate import EvalOptions, evaluate_dataset, load_parts
+
+    segmenter, vision_language, model = load_parts(methods, None if head is None else str(head), str(sam), str(clip),
+                                                   device="cpu")
+    options = EvalOptions(methods=methods, iou_types=iou_types, limit=limit, text_cache_dir=str(text_cache),
+                          overwrite=True)
+    return evaluate_dataset(annotations, image_root, out, segmenter=segmenter, vision_language=vision_language,
+                            model=model, options=options, show_progress=show_progress)
 
 
 def report_markdown(record: dict[str, Any]) -> str:

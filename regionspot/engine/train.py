@@ -499,15 +499,3 @@ def cache_accuracy(
         total += int(batch.valid.sum())
     head.train(was_training)
     return correct / max(total, 1)
-
-
-def cli_train(config: Path, overrides: list[str], resume: bool | Path = False) -> TrainResult:
-    """`regionspot train --config configs/X.yaml [key=value ...] [--resume [CKPT]]`.
-
-    Launch several processes with ``accelerate launch -m regionspot.cli train ...`` (or torchrun).
-    """
-    cfg = TrainConfig.from_yaml(config, overrides)
-    result = train(cfg, resume=resume)
-    if result.final_head is not None:
-        print(f"trained {result.step} steps; head written to {result.final_head}")
-    return result

@@ -10,7 +10,6 @@ import torch
 
 from regionspot.engine.evaluate import (
     EvalOptions,
-    cli_eval,
     evaluate_dataset,
     load_detections,
     merge_and_evaluate,
@@ -196,13 +195,15 @@ def test_a_different_run_in_the_same_folder_is_refused(model, world, tmp_path):
 
 
 def test_cli_eval_baselines_only(tiny_sam_dir, tiny_clip_dir, world, tmp_path, capsys):
-    summary = cli_eval(
+    from regionspot.cli.evaluate import run_eval
+
+    summary = run_eval(
         world[0], world[1], methods=["clip-box", "clip-mask"], sam=str(tiny_sam_dir), clip=str(tiny_clip_dir),
         iou_types="bbox", out=tmp_path, limit=2, device="cpu", templates="single", text_cache_dir=str(tmp_path / "t"),
     )
     assert summary.meta["num_images"] == 2 and set(summary.results) == {"CLIP w/ box", "CLIP w/ mask"}
     assert "| CLIP w/ box | GT boxes |" in capsys.readouterr().out
-    again = cli_eval(world[0], world[1], methods=["clip-box", "clip-mask"], iou_types="bbox", out=tmp_path, limit=2,
+    again = run_eval(world[0], world[1], methods=["clip-box", "clip-mask"], iou_types="bbox", out=tmp_path, limit=2,
                      merge_only=True, show_progress=False)
     assert numbers(again) == numbers(summary)
 

@@ -1,0 +1,3 @@
+from regionspot.cli import main
+
+main()

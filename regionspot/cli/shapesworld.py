@@ -1,0 +1,40 @@
+"""``regionspot shapesworld generate|build``: the synthetic world and its embedded models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regionspot.cli.app import friendly, shapes_app
+
+
+@shapes_app.command("generate")
+@friendly
+def shapesworld_generate(
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    train: Annotated[int, typer.Option(help="Training images.")] = 1000,
+    val: Annotated[int, typer.Option(help="Validation images.")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
+    image_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 256,
+) -> None:
+    """Generate a ShapesWorld dataset (COCO JSON with RLE masks and LVIS-style frequencies)."""
+    from regionspot.data.shapesworld import cli_generate
+
+    cli_generate(out=out, train=train, val=val, seed=seed, image_size=image_size)
+
+
+@shapes_app.command("build")
+@friendly
+def shapesworld_build(
+    out: Annotated[Path, typer.Option(help="Work folder (data, caches, runs, report.md, build.json).")] = Path("runs/shapesworld_build"),
+    quick: Annotated[bool, typer.Option(help="A few-minute smoke build; installs nothing.")] = False,
+    install: Annotated[bool, typer.Option(help="Copy the models into the package's assets (the embedded default).")] = True,
+    resume: Annotated[bool, typer.Option(help="Skip stages already finished in OUT.")] = False,
+) -> None:
+    """Rebuild the embedded ShapesWorld models (tiny CLIP, tiny SAM, RegionSpot heads) and write the table."""
+    from regionspot.engine.shapesworld_build import cli_build
+
+    cli_build(out=out, quick=quick, install=install and not quick, resume=resume)
+

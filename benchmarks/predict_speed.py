@@ -24,7 +24,7 @@ def build_full_size(work: Path) -> Path:
     """Write sam/, clip/ and head.safetensors for the BL architecture with random weights (cached)."""
     from transformers import CLIPConfig, CLIPModel, SamConfig, SamModel
 
-    from regionspot.backbones.convert_sam import save_sam_processor_config
+    from regionspot.backbones.convert.sam import save_sam_processor_config
     from regionspot.checkpoint import save_head_checkpoint
     from regionspot.config import variant_config
     from regionspot.modeling.head import RegionSpotHead

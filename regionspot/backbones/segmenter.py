@@ -13,7 +13,6 @@ Coordinate frames:
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import nn
 
 from regionspot.backbones.base import SegmenterImageState, SegmenterOutput
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
+from regionspot.backbones.hub import cached_file_or_none, from_pretrained, looks_like_path
 from regionspot.data.images import load_image
 from regionspot.data.transforms import normalize_pixels
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
@@ -412,35 +412,6 @@ def _validate_points(points, labels, height: int, width: int) -> tuple[torch.Ten
 
 
 # --------------------------------------------------------------------- loading
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _looks_like_path(model_id: str) -> bool:
-    # hub ids are "name" or "org/name"; anything else is meant as a folder
-    return model_id.startswith((".", "/", "~")) or model_id.count("/") > 1 or "\\" in model_id
-
-
-def _resolve(model_id: str, loader, **kwargs):
-    """Call ``loader(model_id, local_files_only=...)`` cache-first, then online unless offline."""
-    try:
-        return loader(model_id, local_files_only=True, **kwargs)
-    except (OSError, ValueError) as error:
-        local_error = error
-    if _offline() or Path(model_id).expanduser().is_dir():
-        raise WeightsNotFoundError(
-            f"SAM weights for {model_id!r} are not available offline ({local_error.__class__.__name__}); "
-            + _PROVIDE_WEIGHTS_HINT
-            + "."
-        ) from None
-    try:
-        return loader(model_id, local_files_only=False, **kwargs)
-    except Exception as error:  # network failures come as many types (OSError, httpx, HfHubHTTPError)
-        raise WeightsNotFoundError(
-            f"Cannot fetch SAM weights for {model_id!r} ({error.__class__.__name__}); " + _PROVIDE_WEIGHTS_HINT + "."
-        ) from None
-
-
 def _model_class(model_type: str, model_id: str) -> type[nn.Module]:
     from transformers import SamHQModel, SamModel
 
@@ -483,20 +454,19 @@ def load_segmenter(
     Raises WeightsNotFoundError when the weights are not reachable, CheckpointError for a non-SAM model.
     """
     from transformers import AutoConfig
-    from transformers.utils import cached_file
 
     model_id = str(model_id)
-    if _looks_like_path(model_id) and not Path(model_id).expanduser().is_dir():
+    if looks_like_path(model_id) and not Path(model_id).expanduser().is_dir():
         raise WeightsNotFoundError(f"SAM model folder {model_id} does not exist; " + _PROVIDE_WEIGHTS_HINT + ".")
     if Path(model_id).expanduser().is_dir():
         model_id = str(Path(model_id).expanduser())
-    config = _resolve(model_id, AutoConfig.from_pretrained)
+    config = from_pretrained(AutoConfig.from_pretrained, model_id, "the SAM config", _PROVIDE_WEIGHTS_HINT)
     model_class = _model_class(config.model_type, model_id)
     decoder = config.mask_decoder_config
     if decoder_layer_norm_eps is None:
         decoder_layer_norm_eps = default_decoder_eps(model_id, decoder.layer_norm_eps)
     decoder.layer_norm_eps = float(decoder_layer_norm_eps)
-    model = _resolve(model_id, model_class.from_pretrained, config=config)
+    model = from_pretrained(model_class.from_pretrained, model_id, "the SAM weights", _PROVIDE_WEIGHTS_HINT, config=config)
     model.requires_grad_(False)
     model.eval()
     if device is not None:
@@ -504,11 +474,6 @@ def load_segmenter(
     if dtype is not None:
         model.to(dtype=dtype)
 
-    processor_json = _resolve(
-        model_id,
-        cached_file,
-        filename="preprocessor_config.json",
-        _raise_exceptions_for_missing_entries=False,
-    )
+    processor_json = cached_file_or_none(model_id, "preprocessor_config.json")
     preprocess = SamPreprocess.from_json(processor_json, image_size=int(config.vision_config.image_size))
     return SamSegmenter(model, model_id, preprocess)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
+from regionspot.backbones.hub import cached_file_or_none, from_pretrained
 from regionspot.config import CLIP_RESIZES
 from regionspot.data.transforms import normalize_pixels
 from regionspot.errors import (
@@ -98,56 +98,9 @@ def preprocess_images(
     return normalize_pixels(pixels, tuple(mean), tuple(std))
 
 
-def _hub_offline() -> bool:
-    value = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get("TRANSFORMERS_OFFLINE", "")
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _from_pretrained(loader, model_id: str, what: str, **kwargs):
-    """Call ``loader(model_id, ...)``, trying the local cache first and the hub only when allowed."""
-    is_folder = Path(model_id).is_dir()
-    try:
-        return loader(model_id, local_files_only=True, **kwargs)
-    except (OSError, ValueError) as error:
-        if is_folder or _hub_offline():
-            raise WeightsNotFoundError(
-                f"Cannot load the {what} of {model_id!r} ({_short(error)}): {_FIX_HINT}."
-            ) from None
-    try:
-        return loader(model_id, **kwargs)
-    except (OSError, ValueError, ConnectionError) as error:
-        raise WeightsNotFoundError(
-            f"Cannot load the {what} of {model_id!r} ({_short(error)}): {_FIX_HINT}."
-        ) from None
-
-
-def _short(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:160] if text else type(error).__name__
-
-
 def _preprocessor_stats(model_id: str) -> tuple[tuple[float, ...], tuple[float, ...], int]:
     """(mean, std, resample) from ``preprocessor_config.json`` when present, else CLIP's defaults."""
-    from transformers.utils import cached_file
-
-    path = None
-    try:
-        path = cached_file(
-            model_id,
-            "preprocessor_config.json",
-            local_files_only=True,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-        )
-        if path is None and not _hub_offline() and not Path(model_id).is_dir():
-            path = cached_file(
-                model_id,
-                "preprocessor_config.json",
-                _raise_exceptions_for_missing_entries=False,
-                _raise_exceptions_for_connection_errors=False,
-            )
-    except (OSError, ValueError):
-        path = None
+    path = cached_file_or_none(model_id, "preprocessor_config.json")
     if path is None:
         return CLIP_MEAN, CLIP_STD, int(Image.Resampling.BICUBIC)
     config = json.loads(Path(path).read_text())
@@ -405,7 +358,7 @@ def load_vision_language(
     from transformers import AutoConfig, AutoTokenizer, CLIPModel, SiglipModel
 
     model_id = str(model_id)
-    config = _from_pretrained(AutoConfig.from_pretrained, model_id, "config")
+    config = from_pretrained(AutoConfig.from_pretrained, model_id, "the config", _FIX_HINT)
     model_type = getattr(config, "model_type", "")
     if model_type == "clip":
         model_cls, adapter_cls = CLIPModel, ClipAdapter
@@ -416,13 +369,13 @@ def load_vision_language(
             f"{model_id!r} is a {model_type!r} model; regionspot supports CLIP and SigLIP vision-language models."
         )
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = _from_pretrained(model_cls.from_pretrained, model_id, "weights", **kwargs)
+    model = from_pretrained(model_cls.from_pretrained, model_id, "the weights", _FIX_HINT, **kwargs)
     tokenizer = None
     folder = Path(model_id)
     has_files = not folder.is_dir() or any((folder / name).is_file() for name in _TOKENIZER_FILES)
     if has_files:
         try:
-            tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, model_id, "tokenizer")
+            tokenizer = from_pretrained(AutoTokenizer.from_pretrained, model_id, "the tokenizer", _FIX_HINT)
         except WeightsNotFoundError:
             tokenizer = None
     # transformers v5 builds an (almost empty) tokenizer even without vocabulary files: reject it.

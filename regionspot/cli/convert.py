@@ -33,7 +33,7 @@ def convert_sam(
     model_type: Annotated[str, typer.Option(help="vit_b, vit_l, vit_h or auto.")] = "auto",
 ) -> None:
     """Official SAM .pth → a transformers SamModel folder usable with --sam."""
-    from regionspot.backbones.convert_sam import convert_sam_checkpoint
+    from regionspot.backbones.convert.sam import convert_sam_checkpoint
 
     path = convert_sam_checkpoint(checkpoint, out, model_type=model_type)
     typer.echo(f"wrote {path}")
@@ -47,7 +47,7 @@ def convert_clip(
     tokenizer: Annotated[Path | None, typer.Option(help="Folder with a CLIP tokenizer to copy alongside.")] = None,
 ) -> None:
     """OpenAI CLIP .pt → a transformers CLIPModel folder usable with --clip."""
-    from regionspot.backbones.convert_clip import convert_openai_clip
+    from regionspot.backbones.convert.clip import convert_openai_clip
 
     path = convert_openai_clip(checkpoint, out, tokenizer=tokenizer)
     typer.echo(f"wrote {path}")

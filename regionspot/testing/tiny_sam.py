@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig, SamVisionConfig
 
-from regionspot.backbones.convert_sam import save_sam_processor_config
+from regionspot.backbones.convert.sam import save_sam_processor_config
 
 TINY_IMAGE_SIZE = 128
 TINY_HIDDEN = 32

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from regionspot.backbones.convert_clip import (
+from regionspot.backbones.convert.clip import (
     clip_state_dict_to_openai,
     convert_openai_clip,
     infer_architecture,

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import SamModel
 
-from regionspot.backbones.convert_sam import (
+from regionspot.backbones.convert.sam import (
     convert_sam_checkpoint,
     official_to_hf_state_dict,
     sam_config_for,

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from transformers import SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig, SamVisionConfig
 
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
+from regionspot.backbones.convert.torch_io import read_weights_only_state_dict
 from regionspot.backbones.segmenter import ORIGINAL_DECODER_EPS
-from regionspot.checkpoint import read_weights_only_state_dict
 from regionspot.errors import CheckpointError
 
 __all__ = [

@@ -26,6 +26,7 @@ from regionspot.engine.config import TrainConfig
 from regionspot.engine.optim import build_optimizer
 from regionspot.engine.train import collate, step_generator, train_step
 from regionspot.modeling.head import RegionSpotHead
+from regionspot.modeling.losses import SigmoidFocalLoss
 
 
 def clip_large() -> CLIPModel:
@@ -62,6 +63,7 @@ def main() -> None:
                            feature_map=torch.randn(257, 1024).half() if args.mode == "cached" else None)
              for i in range(args.batch)]
     config = TrainConfig()
+    criterion = SigmoidFocalLoss(config.focal_alpha, config.focal_gamma)
     times = []
     for step in range(args.steps + 1):
         t0 = time.perf_counter()
@@ -69,7 +71,7 @@ def main() -> None:
         if vl is not None:
             with accelerator.autocast():
                 batch.feature_map = vl.feature_map(images).float()
-        train_step(head, optimizer, accelerator, batch, text, 100.0, config)
+        train_step(head, criterion, optimizer, accelerator, batch, text, 100.0, config.clip_grad_norm)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)

@@ -13,6 +13,7 @@ from regionspot.checkpoint import load_head_checkpoint, load_head_state, save_he
 from regionspot.config import RegionSpotConfig
 from regionspot.errors import CheckpointError
 from regionspot.modeling.head import RegionSpotHead, region_text_logits
+from regionspot.modeling.outputs import RegionSpotOutput
 from regionspot.registry import list_pretrained
 
 
@@ -142,10 +143,12 @@ class RegionSpot(nn.Module):
         feature_map: torch.Tensor | None,
         text_embeddings: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """tokens (B, N, 256), feature_map (B, T, C), text_embeddings (V, D) → logits (B, N, V) float32."""
+    ) -> RegionSpotOutput:
+        """tokens (B, N, 256), feature_map (B, T, C), text_embeddings (V, D) L2-normalised, padding_mask
+        (B, N) bool (True = padding) → RegionSpotOutput with logits (B, N, V) float32."""
         regions = self.embed_regions(tokens, feature_map, padding_mask)
-        return region_text_logits(regions, text_embeddings.to(regions.device), self.logit_scale)
+        logits = region_text_logits(regions, text_embeddings.to(regions.device), self.logit_scale)
+        return RegionSpotOutput(logits=logits, region_embeddings=regions)
 
     def text_embeddings(
         self, class_names: Sequence[str], templates: str | list[str] | None = None, cache_dir: str | Path | None = None,

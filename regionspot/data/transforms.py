@@ -84,6 +84,15 @@ def box_area(boxes: Array) -> Array:
     return np.clip(w, 0, None) * np.clip(h, 0, None)
 
 
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, 4), (M, 4) XYXY boxes in one frame -> (N, M) intersection over union (torch)."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    return inter / union.clamp(min=1e-6)
+
+
 def hflip_masks(masks: Array) -> Array:
     """Mirror (..., H, W) masks left-right (matches :func:`hflip_boxes`)."""
     if isinstance(masks, torch.Tensor):

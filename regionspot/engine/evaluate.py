@@ -454,7 +454,7 @@ def _score_image(
     for method in options.methods:
         if method == "regionspot":
             with timer("head"):
-                logits = model(seg.tokens[None], feature_map, text)[0]  # (N, V)
+                logits = model(seg.tokens[None], feature_map, text).logits[0]  # (N, V)
         else:
             with timer("crops"):
                 logits = baseline_logits(method, vision_language, image, boxes_np, text, masks=masks_np,

@@ -40,7 +40,7 @@ from regionspot.engine.config import TrainConfig
 from regionspot.engine.optim import build_optimizer, build_scheduler
 from regionspot.errors import CheckpointError, RegionSpotError, TrainingDivergedError
 from regionspot.modeling.head import RegionSpotHead, region_text_logits
-from regionspot.modeling.losses import sigmoid_focal_loss
+from regionspot.modeling.losses import SigmoidFocalLoss
 from regionspot.utils.io import fsync_folder_files, write_json_atomic
 
 
@@ -123,14 +123,18 @@ def online_feature_maps(
 
 def train_step(
     head: nn.Module,
+    criterion: nn.Module,
     optimizer: torch.optim.Optimizer,
     accelerator: Any,
     batch: Batch,
     text_embeddings: torch.Tensor,
     logit_scale: float,
-    config: TrainConfig,
+    clip_grad_norm: float | None = None,
 ) -> dict[str, float]:
-    """Forward, focal loss averaged per region over the *global* batch, backward, clip, optimizer step.
+    """Forward, loss averaged per region over the *global* batch, backward, clip, optimizer step.
+
+    criterion: ``criterion(logits (B, N, V), labels (B, N), valid (B, N))`` → the mean loss per valid
+    region of this process (the paper's: ``SigmoidFocalLoss``).
 
     Averaging over the global number of valid regions (all-reduced) makes N processes with B/N images
     each produce the same update as one process with B images (DDP averages gradients over processes).
@@ -146,7 +150,7 @@ def train_step(
     with accelerator.autocast():
         out = head(tokens, fmap, padding_mask=~valid)
         logits = region_text_logits(out.region_embeddings, text_embeddings.to(device), logit_scale)  # (B, N, V)
-    local_mean = sigmoid_focal_loss(logits, labels, valid, config.focal_alpha, config.focal_gamma)
+    local_mean = criterion(logits, labels, valid)
     loss = local_mean * n_local / n_global.clamp(min=1.0) * accelerator.num_processes
     finite = torch.isfinite(loss.detach()).float().reshape(1)
     if accelerator.num_processes > 1:
@@ -155,8 +159,8 @@ def train_step(
         raise TrainingDivergedError("non-finite loss")
     accelerator.backward(loss)
     grad_norm = float("nan")
-    if config.clip_grad_norm is not None:
-        grad_norm = float(accelerator.clip_grad_norm_(head.parameters(), config.clip_grad_norm))
+    if clip_grad_norm is not None:
+        grad_norm = float(accelerator.clip_grad_norm_(head.parameters(), clip_grad_norm))
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     with torch.no_grad():
@@ -370,6 +374,7 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
 
         state, _, _ = load_head_checkpoint(config.init_head)
         head.load_state_dict(state, strict=True)
+    criterion = SigmoidFocalLoss(config.focal_alpha, config.focal_gamma)
     optimizer = build_optimizer(head, config.lr, config.weight_decay, tuple(config.betas))
     scheduler = build_scheduler(optimizer, config.warmup_iters, config.warmup_factor, config.lr_steps, config.lr_gamma)
     sampler = _make_sampler(
@@ -419,7 +424,8 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
                 batch.feature_map = online_feature_maps(vl, cache, items, config.color_jitter, gen)
             torch.manual_seed(config.seed + 7919 * (step + 1) + rank)  # dropout draws of this step
             try:
-                metrics = train_step(head, optimizer, accelerator, batch, texts[ds_index], logit_scale, config)
+                metrics = train_step(head, criterion, optimizer, accelerator, batch, texts[ds_index], logit_scale,
+                                     config.clip_grad_norm)
             except TrainingDivergedError:
                 where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
                 raise TrainingDivergedError(

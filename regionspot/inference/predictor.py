@@ -19,6 +19,7 @@ from regionspot.data.transforms import mask_to_box
 from regionspot.errors import PromptError, RegionSpotError
 from regionspot.inference.results import RegionResult
 from regionspot.model import RegionSpot
+from regionspot.modeling.postprocess import top_classes
 from regionspot.text.prompts import validate_vocabulary
 
 
@@ -149,10 +150,8 @@ class RegionSpotPredictor:
                                 np.zeros((0, len(vocab)), np.float32), np.zeros((0, 0), np.int64),
                                 np.zeros((0, 0), np.float32), empty, vocab, self._state.original_size,
                                 None, messages)
-        logits = self.model(seg.tokens[None], self._feature_map, self._text)[0]  # (N, V)
-        probs = logits.softmax(-1)
-        k = max(1, min(top_k, probs.shape[-1]))
-        top_scores, top_ids = probs.topk(k, dim=-1)  # (N, k)
+        logits = self.model(seg.tokens[None], self._feature_map, self._text).logits[0]  # (N, V)
+        probs, top_scores, top_ids = top_classes(logits, top_k)  # (N, V), (N, k), (N, k)
         masks = seg.masks.cpu().numpy() if seg.masks is not None else None
         if box_tensor is not None:
             height, width = self._state.original_size

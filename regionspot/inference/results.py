@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from regionspot.modeling.postprocess import to_coco_results
+
 
 @dataclass
 class RegionResult:
@@ -48,30 +50,13 @@ class RegionResult:
         bbox is [x, y, w, h] in original pixels; ``segmentation`` is a compressed RLE when masks exist.
         category_ids maps vocabulary index → category id (default: index + 1).
         """
-        from pycocotools import mask as mask_utils
-
-        ids = category_ids or list(range(1, len(self.vocabulary) + 1))
         k = self.topk_ids.shape[1] if top_k is None else min(top_k, self.topk_ids.shape[1])
-        rles = None
-        if self.masks is not None and len(self.masks):
-            rles = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))
-        out = []
-        for i, box in enumerate(self.boxes):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            for j in range(k):
-                entry: dict[str, Any] = {
-                    "image_id": image_id,
-                    "category_id": int(ids[int(self.topk_ids[i, j])]),
-                    "category_name": self.vocabulary[int(self.topk_ids[i, j])],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": float(self.topk_scores[i, j]),
-                }
-                if rles is not None:
-                    rle = dict(rles[i])
-                    rle["counts"] = rle["counts"].decode("ascii")
-                    entry["segmentation"] = rle
-                out.append(entry)
-        return out
+        n = len(self.boxes)
+        return to_coco_results(
+            image_id, self.boxes, np.repeat(np.arange(n), k), self.topk_ids[:, :k].reshape(-1),
+            self.topk_scores[:, :k].reshape(-1), category_ids or list(range(1, len(self.vocabulary) + 1)),
+            masks=self.masks if self.masks is not None and len(self.masks) else None, category_names=self.vocabulary,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (no masks): one entry per region with its top-k labels."""

@@ -16,17 +16,12 @@ class HeadOutput:
 
 @dataclass
 class RegionSpotOutput:
-    """One image's regions scored against a vocabulary.
+    """What ``RegionSpot.forward`` returns: B images' regions scored against a vocabulary.
 
-    logits: (N, V) float32, logit_scale · cos(region, class).
-    region_embeddings: (N, D) float32.
-    tokens: (N, token_dim) float32, the segmenter's position-aware tokens.
-    iou: (N,) float32 predicted mask IoU.
-    masks: (N, H, W) bool at the original image size, or None.
+    logits: (B, N, V) float32, logit_scale · cos(region, class); a softmax over V gives the class
+        probabilities (``regionspot.modeling.postprocess``), a sigmoid focal loss trains them.
+    region_embeddings: (B, N, D) float, un-normalised region embeddings in the joint space.
     """
 
     logits: torch.Tensor
     region_embeddings: torch.Tensor
-    tokens: torch.Tensor
-    iou: torch.Tensor
-    masks: torch.Tensor | None = None

@@ -18,7 +18,7 @@ import torch
 
 from regionspot.errors import PromptError, VocabularyError
 
-__all__ = ["softmax_probs", "image_topk_pairs", "to_coco_results", "encode_rle"]
+__all__ = ["softmax_probs", "top_classes", "image_topk_pairs", "to_coco_results", "encode_rle"]
 
 
 def softmax_probs(logits: torch.Tensor) -> torch.Tensor:
@@ -32,6 +32,17 @@ def softmax_probs(logits: torch.Tensor) -> torch.Tensor:
             f"logits must be (N, V), got shape {tuple(logits.shape)}; pass one image at a time"
         )
     return torch.softmax(logits.float(), dim=-1)
+
+
+def top_classes(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each region's ``k`` most probable classes.
+
+    logits: (N, V) float. Returns probs (N, V) float32 (softmax over V), scores (N, k') and ids (N, k')
+    int64, best first, with k' = min(max(k, 1), V).
+    """
+    probs = softmax_probs(logits)
+    scores, ids = probs.topk(max(1, min(k, probs.shape[-1])), dim=-1)
+    return probs, scores, ids
 
 
 def image_topk_pairs(
@@ -123,6 +134,7 @@ def to_coco_results(
     scores: torch.Tensor | np.ndarray,
     category_ids: Sequence[int],
     masks: torch.Tensor | np.ndarray | None = None,
+    category_names: Sequence[str] | None = None,
 ) -> list[dict]:
     """Detections of one image in COCO results format.
 
@@ -130,6 +142,8 @@ def to_coco_results(
     box_index, class_index, scores: (K,) as returned by :func:`image_topk_pairs`.
     category_ids: length V, maps a vocabulary index to the dataset's category id.
     masks: (N, H, W) bool at the original image size, or None.
+
+    category_names: length V, adds "category_name" to each entry when given.
 
     Returns K dicts {"image_id", "category_id", "bbox": [x, y, w, h] floats, "score"} plus
     "segmentation" (compressed RLE, str counts) when masks are given.
@@ -166,6 +180,8 @@ def to_coco_results(
             "bbox": [x1, y1, x2 - x1, y2 - y1],
             "score": float(s),
         }
+        if category_names is not None:
+            det["category_name"] = category_names[c]
         if mask_np is not None:
             if b not in rle_cache:  # one box may carry several labels: encode its mask once
                 rle_cache[b] = encode_rle(mask_np[b])

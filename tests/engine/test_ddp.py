@@ -14,6 +14,7 @@ from regionspot.config import HeadConfig
 from regionspot.engine.config import TrainConfig
 from regionspot.engine.train import Batch, train_step
 from regionspot.modeling.head import RegionSpotHead
+from regionspot.modeling.losses import SigmoidFocalLoss
 
 HEAD = HeadConfig(token_dim=16, feature_dim=32, embed_dim=24, depth=1, num_heads=2, ffn_dim=64, dropout=0.0)
 V = 5
@@ -45,7 +46,8 @@ def one_step(accelerator, batch: Batch, text: torch.Tensor) -> dict[str, torch.T
     optimizer = torch.optim.SGD(head.parameters(), lr=0.5)
     head, optimizer = accelerator.prepare(head, optimizer)
     config = TrainConfig(clip_grad_norm=None)
-    train_step(head, optimizer, accelerator, batch, text, 10.0, config)
+    train_step(head, SigmoidFocalLoss(config.focal_alpha, config.focal_gamma), optimizer, accelerator, batch, text, 10.0,
+               config.clip_grad_norm)
     return {k: v.detach().clone() for k, v in accelerator.unwrap_model(head).state_dict().items()}
 
 

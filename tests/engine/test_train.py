@@ -117,7 +117,9 @@ def test_resume_reproduces_uninterrupted_run(env, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(env, tmp_path, monkeypatch):
-    real = train_module.sigmoid_focal_loss
+    import regionspot.modeling.losses as losses
+
+    real = losses.sigmoid_focal_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -125,7 +127,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(env, tmp_path, monkeypatc
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] >= 4 else loss
 
-    monkeypatch.setattr(train_module, "sigmoid_focal_loss", poisoned)
+    monkeypatch.setattr(losses, "sigmoid_focal_loss", poisoned)
     config = make_config(env, tmp_path / "run", checkpoint_every=2)
     with pytest.raises(TrainingDivergedError, match="step 4.*step_00000002"):
         train(config, show_progress=False)

@@ -1,7 +1,8 @@
 import torch
 
 from regionspot.backbones.base import SegmenterImageState, SegmenterOutput
-from regionspot.inference.proposals import box_iou, nms, propose_regions
+from regionspot.data.transforms import box_iou
+from regionspot.inference.proposals import nms, propose_regions
 
 
 class FakeSegmenter:

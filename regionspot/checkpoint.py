@@ -82,6 +82,29 @@ def load_head_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Reg
     return state, config, meta
 
 
+def find_head_file(folder: str | Path) -> Path:
+    """The head checkpoint a folder stands for.
+
+    A model folder holds ``head.safetensors``; a finished training run ``final_head.safetensors``; a run in
+    progress ``checkpoints/latest.json`` naming its newest ``checkpoints/step_*/head.safetensors``.
+    """
+    folder = Path(folder)
+    for name in ("head.safetensors", "final_head.safetensors"):
+        if (folder / name).is_file():
+            return folder / name
+    latest = folder / "checkpoints" / "latest.json"
+    if latest.is_file():
+        try:
+            step_dir = json.loads(latest.read_text())["path"]
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(f"{latest} is unreadable ({error}); pass a step_* checkpoint folder instead.") from None
+        return folder / "checkpoints" / step_dir / "head.safetensors"
+    raise CheckpointError(
+        f"{folder} holds no head checkpoint (head.safetensors, final_head.safetensors or checkpoints/latest.json); "
+        "pass a .safetensors file or a model / training-run folder."
+    )
+
+
 _WARNED_LEGACY: set[str] = set()
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from regionspot.backbones.base import Segmenter, VisionLanguage
-from regionspot.checkpoint import load_head_checkpoint, load_head_state, save_head_checkpoint
+from regionspot.checkpoint import find_head_file, load_head_checkpoint, load_head_state, save_head_checkpoint
 from regionspot.config import RegionSpotConfig
 from regionspot.errors import CheckpointError
 from regionspot.modeling.head import RegionSpotHead, region_text_logits
@@ -84,8 +84,9 @@ class RegionSpot(nn.Module):
         """Load a trained RegionSpot.
 
         name_or_path: None (the embedded ShapesWorld model), a registered name (``regionspot.list_models()``),
-            a regionspot head ``.safetensors``, a folder holding ``head.safetensors``, or an official
-            RegionSpot ``.pth`` (converted on the fly).
+            a regionspot head ``.safetensors``, a model folder (``head.safetensors``), a training run folder
+            (its final head, or its latest checkpoint while it runs), or an official RegionSpot ``.pth``
+            (converted on the fly).
         segmenter / vision_language: override the backbone ids stored in the checkpoint (hub id or folder).
         """
         registry = list_pretrained()
@@ -108,7 +109,7 @@ class RegionSpot(nn.Module):
         else:
             path = Path(name)
             if path.is_dir():
-                path = path / "head.safetensors"
+                path = find_head_file(path)
         state, config, _meta = load_head_checkpoint(path)
         base = path.parent
         config.segmenter = segmenter or _resolve_backbone(config.segmenter, base)

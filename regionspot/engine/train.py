@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,18 +27,21 @@ from typing import Any
 
 import torch
 from PIL import Image, ImageEnhance, ImageOps
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from regionspot.cache.store import CachedRegions, CacheError, TokenCache
 from regionspot.config import PreprocessConfig
+from regionspot.engine.checkpointing import (
+    find_checkpoint,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
 from regionspot.engine.config import TrainConfig
 from regionspot.engine.optim import build_optimizer, build_scheduler
 from regionspot.errors import CheckpointError, RegionSpotError, TrainingDivergedError
 from regionspot.modeling.head import RegionSpotHead, region_text_logits
 from regionspot.modeling.losses import SigmoidFocalLoss
-from regionspot.utils.io import fsync_folder_files, write_json_atomic
 
 
 @dataclass
@@ -170,73 +170,6 @@ def train_step(
         "accuracy": float(correct / n_local.clamp(min=1.0)),
         "grad_norm": grad_norm,
     }
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def save_training_checkpoint(
-    run_dir: Path,
-    step: int,
-    head: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    sampler_states: list[dict[str, Any]],
-    keep: int,
-) -> Path:
-    """Write ``run_dir/checkpoints/step_XXXXXXXX`` atomically (temp folder, fsync, rename), then ``latest``.
-
-    Holds head weights (safetensors), optimizer + scheduler + RNG state (.pt, tensors and plain types
-    only: loads with weights_only=True) and the step and per-rank sampler states (JSON).
-    """
-    ckpt_root = run_dir / "checkpoints"
-    ckpt_root.mkdir(parents=True, exist_ok=True)
-    final = ckpt_root / f"step_{step:08d}"
-    tmp = ckpt_root / f".step_{step:08d}.tmp{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors"))
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
-        tmp / "optim.pt",
-    )
-    (tmp / "state.json").write_text(json.dumps({"step": step, "sampler": sampler_states}))
-    fsync_folder_files(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    write_json_atomic(ckpt_root / "latest.json", {"step": step, "path": final.name})
-    done = sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())
-    for old in done[:-keep] if keep > 0 else []:
-        shutil.rmtree(old)
-    return final
-
-
-def find_checkpoint(run_dir: Path, resume: bool | Path) -> Path | None:
-    """The checkpoint folder to resume from: ``latest`` of the run for True, the given folder for a path."""
-    if resume is False or resume is None:
-        return None
-    if resume is True:
-        latest = run_dir / "checkpoints" / "latest.json"
-        if not latest.is_file():
-            return None
-        return run_dir / "checkpoints" / json.loads(latest.read_text())["path"]
-    path = Path(resume)
-    if not (path / "state.json").is_file():
-        raise CheckpointError(f"{path} is not a training checkpoint folder (no state.json); pass a checkpoints/step_* folder.")
-    return path
-
-
-def load_training_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    """(head state dict, optim.pt contents, state.json contents) of a checkpoint folder."""
-    try:
-        head_state = load_file(str(path / "head.safetensors"))
-        optim = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
-        state = json.loads((path / "state.json").read_text())
-    except (OSError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"Cannot read training checkpoint {path} ({e}); resume from an older one.") from e
-    return head_state, optim, state
 
 
 # --------------------------------------------------------------------------- the run
@@ -451,7 +384,8 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
                 states = gather_object([sampler.state_dict()]) if world > 1 else [sampler.state_dict()]
                 if main:
                     last_good = save_training_checkpoint(
-                        run_dir, step, accelerator.unwrap_model(head), optimizer, scheduler, states, config.keep_checkpoints
+                        run_dir, step, accelerator.unwrap_model(head), config.model, optimizer, scheduler, states,
+                        config.keep_checkpoints
                     )
                 accelerator.wait_for_everyone()
     finally:

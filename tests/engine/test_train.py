@@ -213,3 +213,19 @@ def test_cache_and_config_preprocessing_must_agree_and_the_head_records_them(env
     config.model.preprocess = dataclasses.replace(config.model.preprocess, class_names="raw")
     with pytest.raises(CacheError, match="raw class names"):
         train(config, show_progress=False)
+
+
+def test_a_run_folder_loads_with_from_pretrained(env, tmp_path):
+    from regionspot.model import RegionSpot
+
+    result = train(make_config(env, tmp_path / "run", max_iters=4, checkpoint_every=2), show_progress=False)
+    final = load_file(str(result.final_head))
+    model = RegionSpot.from_pretrained(result.run_dir)
+    assert all(torch.equal(model.head.state_dict()[k], v) for k, v in final.items())
+    # While a run is in progress (no final head yet) the folder stands for its latest checkpoint,
+    # which is written in the same head format.
+    result.final_head.unlink()
+    latest = RegionSpot.from_pretrained(result.run_dir)
+    step4 = load_head_checkpoint(result.run_dir / "checkpoints" / "step_00000004" / "head.safetensors")
+    assert step4[2]["step"] == 4 and step4[1].preprocess.sam_decoder_eps == 1e-6
+    assert all(torch.equal(latest.head.state_dict()[k], v) for k, v in step4[0].items())

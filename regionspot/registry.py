@@ -10,16 +10,31 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from regionspot.config import VARIANTS, variant_config
+
 
 @dataclass(frozen=True)
 class PretrainedWeights:
-    """Where a named model's parts live: hub ids / folders for the backbones, a head file."""
+    """Where a named model's weights live: a head file, and the architecture it belongs to.
+
+    variant: a name in ``regionspot.config.VARIANTS`` whose backbone ids the head runs with, or None for a
+        model whose backbones ship as folders (``backbones``: (segmenter, vision_language)).
+    head: the head checkpoint, or None when it must be provided by the user (official releases).
+    """
 
     name: str
-    segmenter: str
-    vision_language: str
+    variant: str | None
     head: str | None
     description: str
+    backbones: tuple[str, str] | None = None
+
+    @property
+    def segmenter(self) -> str:
+        return self.backbones[0] if self.backbones else variant_config(self.variant).segmenter
+
+    @property
+    def vision_language(self) -> str:
+        return self.backbones[1] if self.backbones else variant_config(self.variant).vision_language
 
 
 def assets_dir() -> Path:
@@ -31,18 +46,17 @@ def _shapesworld() -> PretrainedWeights:
     root = assets_dir() / "shapesworld"
     return PretrainedWeights(
         name="shapesworld",
-        segmenter=str(root / "sam"),
-        vision_language=str(root / "clip"),
+        variant=None,
         head=str(root / "head.safetensors"),
         description="Tiny SAM + tiny CLIP + head trained on ShapesWorld (embedded; offline).",
+        backbones=(str(root / "sam"), str(root / "clip")),
     )
 
 
-def _hub(variant: str, clip: str) -> PretrainedWeights:
+def _official(variant: str) -> PretrainedWeights:
     return PretrainedWeights(
         name=variant,
-        segmenter="facebook/sam-vit-base",
-        vision_language=clip,
+        variant=variant,
         head=None,
         description=f"RegionSpot-{variant}: the official head must be provided (regionspot convert regionspot FILE.pth).",
     )
@@ -50,16 +64,7 @@ def _hub(variant: str, clip: str) -> PretrainedWeights:
 
 def list_pretrained() -> dict[str, PretrainedWeights]:
     """All registered weights by name."""
-    return {
-        "shapesworld": _shapesworld(),
-        "BB": _hub("BB", "openai/clip-vit-base-patch16"),
-        "BL": _hub("BL", "openai/clip-vit-large-patch14"),
-        "BL@336": _hub("BL@336", "openai/clip-vit-large-patch14-336"),
-    }
-
-
-def default_weights() -> PretrainedWeights:
-    return list_pretrained()["shapesworld"]
+    return {"shapesworld": _shapesworld(), **{name: _official(name) for name in VARIANTS}}
 
 
 def list_models() -> list[str]:

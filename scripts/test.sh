@@ -10,4 +10,4 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 .venv/bin/ruff check regionspot tests benchmarks
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-.venv/bin/python -m pytest -q -m "not slow" "$@"
+.venv/bin/python -m pytest -q "$@"

@@ -48,10 +48,25 @@ class SegmenterOutput:
 
 @runtime_checkable
 class Segmenter(Protocol):
-    """A promptable segmenter that yields a position-aware token per prompt."""
+    """A promptable segmenter that yields a position-aware token per prompt.
+
+    model_id: hub id or folder it was loaded from; token_dim: width of the token (SAM: 256);
+    weights_fingerprint: identity of its weights (``regionspot.utils.fingerprint``) for cache manifests;
+    decoder_layer_norm_eps: eps of its mask decoder's LayerNorms (recorded with caches and heads; None
+    for a segmenter without one); device: where it runs.
+    """
 
     model_id: str
     token_dim: int
+
+    @property
+    def weights_fingerprint(self) -> str: ...
+
+    @property
+    def decoder_layer_norm_eps(self) -> float | None: ...
+
+    @property
+    def device(self) -> torch.device: ...
 
     def encode_image(self, image: Image.Image) -> SegmenterImageState: ...
 
@@ -74,10 +89,19 @@ class VisionLanguage(Protocol):
     model_id: str
     feature_dim: int  # C: width of the feature map
     embed_dim: int  # D: width of the joint image-text space
-    image_size: int
+    image_size: int  # side of the square input in pixels
+    num_tokens: int  # T: feature-map tokens at image_size
+    weights_fingerprint: str  # identity of the weights, for cache keys
+    resize: str  # "pil" or "torch-bilinear" (PreprocessConfig.clip_resize)
+    antialias: bool
+    mean: tuple[float, ...]  # pixel normalisation on the 0..1 scale
+    std: tuple[float, ...]
 
     @property
     def logit_scale(self) -> float: ...
+
+    @property
+    def device(self) -> torch.device: ...
 
     def feature_map(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm."""

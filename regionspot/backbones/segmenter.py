@@ -29,6 +29,7 @@ from regionspot.backbones.hub import cached_file_or_none, from_pretrained, looks
 from regionspot.data.images import load_image
 from regionspot.data.transforms import normalize_pixels
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
+from regionspot.utils.fingerprint import weights_fingerprint
 
 __all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "resized_shape"]
 
@@ -109,6 +110,7 @@ class SamSegmenter:
         self._model_id = model_id
         self._pre = preprocess
         self._is_hq = model.config.model_type == "sam_hq"
+        self._fingerprint: str | None = None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -136,6 +138,13 @@ class SamSegmenter:
     @property
     def preprocess(self) -> SamPreprocess:
         return self._pre
+
+    @property
+    def weights_fingerprint(self) -> str:
+        """Identity of the weights (computed once)."""
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self._model)
+        return self._fingerprint
 
     @property
     def decoder_layer_norm_eps(self) -> float:

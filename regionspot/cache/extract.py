@@ -30,7 +30,6 @@ from regionspot.cache.store import (
     shard_is_finished,
 )
 from regionspot.data.transforms import hflip_boxes
-from regionspot.utils.fingerprint import weights_fingerprint
 from regionspot.utils.io import write_json_atomic
 
 # Manifest fields that must match when a cache directory is reused (resume or another rank).
@@ -164,23 +163,23 @@ def extract_cache(
     vl_info = None
     if vision_language is not None:
         vl_info = {"id": vision_language.model_id, "image_size": int(vision_language.image_size)}
-    eps = getattr(segmenter, "decoder_layer_norm_eps", None)
+    eps = segmenter.decoder_layer_norm_eps
     preprocess = {
         "sam_decoder_eps": float(eps) if eps is not None else None,
-        "clip_resize": getattr(vision_language, "resize", "pil") if vision_language is not None else None,
-        "clip_antialias": bool(getattr(vision_language, "antialias", False)) if vision_language is not None else None,
+        "clip_resize": vision_language.resize if vision_language is not None else None,
+        "clip_antialias": bool(vision_language.antialias) if vision_language is not None else None,
     }
     plan = plan_shards(len(positions), world_size, shard_size)
     manifest = {
         "format_version": CACHE_FORMAT_VERSION,
         "code_version": regionspot.__version__,
         "segmenter": segmenter.model_id,
-        "segmenter_fingerprint": weights_fingerprint(segmenter),
+        "segmenter_fingerprint": segmenter.weights_fingerprint,
         "prompt_type": "box",
         "token_dim": int(segmenter.token_dim),
         "token_dtype": "float16",
         "vision_language": vl_info,
-        "vision_language_fingerprint": weights_fingerprint(vision_language) if vision_language else None,
+        "vision_language_fingerprint": vision_language.weights_fingerprint if vision_language else None,
         "feature_dtype": "float16" if vl_info else None,
         "flip": bool(flip),
         "dataset_name": str(getattr(dataset, "name", None) or "dataset"),

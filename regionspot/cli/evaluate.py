@@ -116,6 +116,9 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Output folder (predictions, report.md, metrics.json, per-category CSV, PNG).")] = Path("eval"),
     limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 4,
+    chunk_size: Annotated[int | None, typer.Option(help="Boxes per SAM decoder call (default: all boxes of an image).")] = None,
+    max_boxes_per_image: Annotated[int, typer.Option(help="With a detections file: keep the top N boxes per image.")] = 300,
+    text_cache_dir: Annotated[str | None, typer.Option(help="Text-embedding cache folder (default: ~/.cache/regionspot/text).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     evaluator: Annotated[str, typer.Option(help="faster_coco_eval or lvis.")] = "faster_coco_eval",
     templates: Annotated[str | None, typer.Option(help="Template set name (default: the model's).")] = None,
@@ -135,6 +138,7 @@ def evaluate(
     run_eval(data=data, images=images, boxes=boxes, methods=tuple(method or ["regionspot"]), head=head, sam=sam, clip=clip,
              max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, iou_types=iou_types, out=out, limit=limit,
              batch_size=batch_size, device=device, evaluator=evaluator, templates=templates, overwrite=overwrite,
-             merge_only=merge_only, paper_protocol=paper_protocol, input_resize=input_resize, mask_return=mask_return)
+             merge_only=merge_only, paper_protocol=paper_protocol, input_resize=input_resize, mask_return=mask_return,
+             chunk_size=chunk_size, max_boxes_per_image=max_boxes_per_image, text_cache_dir=text_cache_dir)
 
 

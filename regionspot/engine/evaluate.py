@@ -348,7 +348,7 @@ def predict_images(
     by_id = {r.image_id: r for r in records}
     todo = [by_id[i] for i in mine if i not in done]
     stats = PredictStats(skipped_done=len(mine) - len(todo))
-    device = getattr(vision_language, "device", torch.device("cpu"))
+    device = vision_language.device
     timer = _Timer(stats.stage_seconds, torch.device(device))
     text = text.float()
     start = time.perf_counter()

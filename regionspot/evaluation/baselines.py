@@ -53,7 +53,7 @@ def mean_fill_colour(vision_language: VisionLanguage) -> tuple[int, int, int]:
     """RGB 0..255 of the model's normalisation mean (CLIP's when the adapter does not say)."""
     from regionspot.backbones.constants import CLIP_MEAN
 
-    mean = getattr(vision_language, "mean", None) or CLIP_MEAN
+    mean = vision_language.mean or CLIP_MEAN
     return tuple(int(round(float(m) * 255)) for m in mean)  # type: ignore[return-value]
 
 

@@ -79,11 +79,11 @@ def resolve_protocol(
         resize, lo, hi = preprocess.eval_resize, preprocess.eval_min_size, preprocess.eval_max_size
     else:
         resize, lo, hi = "none", min_size, max_size
-    eps = getattr(segmenter, "decoder_layer_norm_eps", None)
+    eps = segmenter.decoder_layer_norm_eps
     return Protocol(
         input_resize=resize, min_size=int(lo), max_size=int(hi), mask_return=mask_return,
         class_names=preprocess.class_names if preprocess is not None else "clean",
-        clip_resize=getattr(vision_language, "resize", "pil"),
-        clip_antialias=bool(getattr(vision_language, "antialias", False)),
+        clip_resize=vision_language.resize,
+        clip_antialias=bool(vision_language.antialias),
         sam_decoder_eps=float(eps) if eps is not None else None,
     )

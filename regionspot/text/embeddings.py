@@ -58,8 +58,8 @@ def text_cache_key(
     """A hex digest identifying (model, weights fingerprint, templates, class names, ensemble mode)."""
     payload = {
         "format": CACHE_FORMAT,
-        "model_id": getattr(model, "model_id", ""),
-        "fingerprint": getattr(model, "weights_fingerprint", ""),
+        "model_id": model.model_id,
+        "fingerprint": model.weights_fingerprint,
         "templates": list(templates),
         "class_names": list(class_names),
         "ensemble": ensemble,
@@ -160,7 +160,7 @@ def _write_cache(path: Path, embeddings: torch.Tensor, model: VisionLanguage, nu
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "format": str(CACHE_FORMAT),
-        "model_id": str(getattr(model, "model_id", "")),
+        "model_id": str(model.model_id),
         "num_classes": str(embeddings.shape[0]),
         "num_templates": str(num_templates),
     }

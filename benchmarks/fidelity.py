@@ -38,7 +38,8 @@ from regionspot.checkpoint import load_head_state
 from regionspot.config import PreprocessConfig, preprocess_preset
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.transforms import scale_boxes
-from regionspot.engine.evaluate import EvalOptions, evaluate_dataset, select_records
+from regionspot.engine.config import EvalOptions
+from regionspot.engine.evaluate import evaluate_dataset, select_records
 from regionspot.evaluation.protocol import Protocol, resolve_protocol
 from regionspot.model import RegionSpot
 

@@ -21,8 +21,8 @@ def run_cache(
     dataset: Path,
     images: Path,
     out: Path,
-    segmenter: str = "facebook/sam-vit-base",
-    vision_language: str | None = None,
+    sam: str = "facebook/sam-vit-base",
+    clip: str | None = None,
     image_size: int | None = None,
     dataset_name: str | None = None,
     flip: bool = True,
@@ -61,10 +61,10 @@ def run_cache(
     device = device or best_device(local)
     torch_dtype = {None: None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
     ds = CocoDetectionDataset(dataset, images, dataset_name=dataset_name)
-    seg = load_segmenter(segmenter, device=device, dtype=torch_dtype, decoder_layer_norm_eps=pre.sam_decoder_eps)
+    seg = load_segmenter(sam, device=device, dtype=torch_dtype, decoder_layer_norm_eps=pre.sam_decoder_eps)
     vl = None
-    if vision_language is not None:
-        vl = load_vision_language(vision_language, image_size=image_size, device=device, dtype=torch_dtype,
+    if clip is not None:
+        vl = load_vision_language(clip, image_size=image_size, device=device, dtype=torch_dtype,
                                   resize=pre.clip_resize, antialias=pre.clip_antialias)
     stats = extract_cache(ds, seg, out, vision_language=vl, flip=flip, shard_size=shard_size, chunk_size=chunk_size,
                           rank=rank, world_size=world, limit=limit)
@@ -100,7 +100,7 @@ def cache(
              "resize); a head trained on the cache records it (set model.preprocess in the training config to match).")] = "default",
 ) -> None:
     """Run SAM once over every annotated box and store the tokens in sharded, memory-mapped files (resumable)."""
-    run_cache(dataset=dataset, images=images, out=out, segmenter=sam, vision_language=clip, image_size=image_size,
+    run_cache(dataset=dataset, images=images, out=out, sam=sam, clip=clip, image_size=image_size,
               dataset_name=dataset_name, flip=flip, shard_size=shard_size, chunk_size=chunk_size, device=device,
               dtype=dtype, limit=limit, preprocess=preprocess)
 

@@ -11,8 +11,8 @@ import typer
 
 from regionspot.cli.app import app, friendly
 from regionspot.data.coco_json import CocoDetectionDataset
+from regionspot.engine.config import EvalOptions
 from regionspot.engine.evaluate import (
-    EvalOptions,
     EvalSummary,
     evaluate_dataset,
     load_parts,

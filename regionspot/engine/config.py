@@ -1,4 +1,5 @@
-"""Training configuration: a dataclass, read from YAML, with ``key=value`` overrides from the command line.
+"""Run configurations: training (``TrainConfig``, read from YAML with ``key=value`` overrides from the command
+line) and evaluation (``EvalOptions``). Both reject bad values with one ``ConfigError`` line naming the fix.
 
 Overrides use dotted keys into the nested config and YAML values, e.g.
 ``lr=1e-4 model.head.dropout=0 lr_steps=[300,400] datasets.0.weight=2``.
@@ -14,8 +15,11 @@ from typing import Any
 
 import yaml
 
-from regionspot.config import RegionSpotConfig
+from regionspot.config import INPUT_RESIZES, RegionSpotConfig
 from regionspot.errors import ConfigError
+
+METHODS = ("regionspot", "clip-box", "clip-mask")
+MASK_RETURNS = ("sam", "nearest")
 
 
 @dataclass
@@ -159,3 +163,100 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         else:
             node[last] = value
     return data
+
+
+@dataclass
+class EvalOptions:
+    """What to evaluate and how (no model parts: those are passed built).
+
+    methods: rows of the table, a subset of ``METHODS``, in order.
+    boxes: "gt" (every ground-truth box is a prompt) or a COCO-results json of detections.
+    iou_types: ("bbox",), ("segm",) or both; "segm" scores the segmenter's masks.
+    max_dets_per_image: the evaluator's per-image cap (LVIS: 300); also how many (box, class) pairs an
+        image keeps in the prediction store. fixed_ap: Dave et al.'s fixed AP (no per-image cap, top
+        10,000 per class); the store then keeps ``fixed_ap_pairs_per_image`` pairs per image.
+    limit: evaluate only the first ``limit`` images (by id). batch_size: images per CLIP feature-map
+        call. chunk_size: boxes per SAM decoder call (None: all boxes of an image in one call).
+    crop_batch_size: crops per CLIP call for the baselines.
+    max_boxes_per_image / min_box_score: detections source only: keep the top boxes by detector score.
+    evaluator: "faster_coco_eval" or "lvis". templates: set name or list (None: the model's / "imagenet").
+    text_cache_dir: text-embedding cache (None: the default cache; False: none).
+    overwrite: discard predictions already in ``out_dir`` instead of resuming.
+    input_resize: the image both backbones see: "none" (original), "shortest-edge" (detectron2's
+        ResizeShortestEdge(input_min_size, input_max_size), PIL bilinear; boxes scaled with it) or None
+        (the head's ``preprocess.eval_resize``; "none" without a head).
+    mask_return: "sam" (SAM's bilinear upsampling of the mask logits straight to the original size) or
+        "nearest" (masks at the input scale, then torch's nearest-neighbour to the original size, as the
+        released evaluation does).
+    paper_protocol: the released evaluation: input_resize "shortest-edge" 800/1333 and mask_return
+        "nearest" (the head's CLIP resize, class names and SAM eps come from its checkpoint as always).
+    """
+
+    methods: tuple[str, ...] = ("regionspot",)
+    boxes: str = "gt"
+    iou_types: tuple[str, ...] = ("bbox", "segm")
+    max_dets_per_image: int | None = 300
+    fixed_ap: bool = False
+    fixed_ap_pairs_per_image: int = 1000
+    limit: int | None = None
+    batch_size: int = 4
+    chunk_size: int | None = None
+    crop_batch_size: int = 64
+    max_boxes_per_image: int = 300
+    min_box_score: float = 0.0
+    evaluator: str = "faster_coco_eval"
+    templates: str | list[str] | None = None
+    text_cache_dir: str | None | bool = None
+    overwrite: bool = False
+    input_resize: str | None = None
+    input_min_size: int = 800
+    input_max_size: int = 1333
+    mask_return: str = "sam"
+    paper_protocol: bool = False
+
+    def __post_init__(self) -> None:
+        if self.paper_protocol:
+            self.input_resize, self.input_min_size, self.input_max_size = "shortest-edge", 800, 1333
+            self.mask_return = "nearest"
+
+    def validate(self) -> None:
+        if not self.methods:
+            raise ConfigError(f"No method given; pass --method with one of {', '.join(METHODS)}.")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ConfigError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"A method is given twice in {list(self.methods)}; pass each once.")
+        bad = [t for t in self.iou_types if t not in ("bbox", "segm")]
+        if bad or not self.iou_types:
+            raise ConfigError(f"--iou-types must be bbox, segm or bbox,segm; got {','.join(self.iou_types)}.")
+        if self.evaluator not in ("faster_coco_eval", "lvis"):
+            raise ConfigError(f"--evaluator must be faster_coco_eval or lvis, got {self.evaluator!r}.")
+        for name in ("batch_size", "crop_batch_size", "max_boxes_per_image", "fixed_ap_pairs_per_image"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1 or None, got {self.chunk_size}.")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {self.limit}.")
+        if self.max_dets_per_image is not None and self.max_dets_per_image < 1:
+            raise ConfigError(f"--max-dets-per-image must be >= 1, got {self.max_dets_per_image}.")
+        if self.input_resize is not None and self.input_resize not in INPUT_RESIZES:
+            raise ConfigError(f"--input-resize must be one of {', '.join(INPUT_RESIZES)}, got {self.input_resize!r}.")
+        if self.mask_return not in MASK_RETURNS:
+            raise ConfigError(f"--mask-return must be one of {', '.join(MASK_RETURNS)}, got {self.mask_return!r}.")
+        if not 1 <= self.input_min_size <= self.input_max_size:
+            raise ConfigError(
+                f"input sizes must satisfy 1 <= min <= max, got {self.input_min_size}/{self.input_max_size}."
+            )
+        if self.boxes != "gt" and not Path(self.boxes).is_file():
+            raise ConfigError(f"Detections file not found: {self.boxes}; pass --boxes gt or a COCO results json.")
+
+    @property
+    def pairs_per_image(self) -> int | None:
+        """How many (box, class) pairs an image keeps in the store."""
+        return self.fixed_ap_pairs_per_image if self.fixed_ap else self.max_dets_per_image
+
+    @property
+    def needs_masks(self) -> bool:
+        return "segm" in self.iou_types or "clip-mask" in self.methods

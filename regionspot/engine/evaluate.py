@@ -24,7 +24,6 @@ over accelerate processes; rank 0 merges the shards and evaluates after all fini
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import warnings
@@ -40,14 +39,15 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from regionspot.backbones.base import Segmenter, VisionLanguage
-from regionspot.config import INPUT_RESIZES
 from regionspot.data.coco_json import CocoDetectionDataset, ImageRecord
 from regionspot.data.images import load_image
 from regionspot.data.transforms import resize_masks, scale_boxes
+from regionspot.engine.config import METHODS, EvalOptions
 from regionspot.errors import ImageError, RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.baselines import baseline_logits
-from regionspot.evaluation.protocol import MASK_RETURNS, Protocol, resolve_protocol
+from regionspot.evaluation.detections import load_detections
+from regionspot.evaluation.protocol import Protocol, resolve_protocol
 from regionspot.modeling.postprocess import encode_rle, image_topk_pairs, softmax_probs
 from regionspot.utils.fingerprint import weights_fingerprint
 
@@ -65,107 +65,9 @@ __all__ = [
     "load_parts",
 ]
 
-METHODS = ("regionspot", "clip-box", "clip-mask")
 ROW_NAMES = {"clip-box": "CLIP w/ box", "clip-mask": "CLIP w/ mask", "regionspot": "RegionSpot"}
 STAGES = ("decode", "sam_encoder", "sam_decoder", "clip_map", "head", "crops", "postprocess")
 PREDICTIONS_DIR = "predictions"
-
-
-@dataclass
-class EvalOptions:
-    """What to evaluate and how (no model parts: those are passed built).
-
-    methods: rows of the table, a subset of ``METHODS``, in order.
-    boxes: "gt" (every ground-truth box is a prompt) or a COCO-results json of detections.
-    iou_types: ("bbox",), ("segm",) or both; "segm" scores the segmenter's masks.
-    max_dets_per_image: the evaluator's per-image cap (LVIS: 300); also how many (box, class) pairs an
-        image keeps in the prediction store. fixed_ap: Dave et al.'s fixed AP (no per-image cap, top
-        10,000 per class); the store then keeps ``fixed_ap_pairs_per_image`` pairs per image.
-    limit: evaluate only the first ``limit`` images (by id). batch_size: images per CLIP feature-map
-        call. chunk_size: boxes per SAM decoder call (None: all boxes of an image in one call).
-    crop_batch_size: crops per CLIP call for the baselines.
-    max_boxes_per_image / min_box_score: detections source only: keep the top boxes by detector score.
-    evaluator: "faster_coco_eval" or "lvis". templates: set name or list (None: the model's / "imagenet").
-    text_cache_dir: text-embedding cache (None: the default cache; False: none).
-    overwrite: discard predictions already in ``out_dir`` instead of resuming.
-    input_resize: the image both backbones see: "none" (original), "shortest-edge" (detectron2's
-        ResizeShortestEdge(input_min_size, input_max_size), PIL bilinear; boxes scaled with it) or None
-        (the head's ``preprocess.eval_resize``; "none" without a head).
-    mask_return: "sam" (SAM's bilinear upsampling of the mask logits straight to the original size) or
-        "nearest" (masks at the input scale, then torch's nearest-neighbour to the original size, as the
-        released evaluation does).
-    paper_protocol: the released evaluation: input_resize "shortest-edge" 800/1333 and mask_return
-        "nearest" (the head's CLIP resize, class names and SAM eps come from its checkpoint as always).
-    """
-
-    methods: tuple[str, ...] = ("regionspot",)
-    boxes: str = "gt"
-    iou_types: tuple[str, ...] = ("bbox", "segm")
-    max_dets_per_image: int | None = 300
-    fixed_ap: bool = False
-    fixed_ap_pairs_per_image: int = 1000
-    limit: int | None = None
-    batch_size: int = 4
-    chunk_size: int | None = None
-    crop_batch_size: int = 64
-    max_boxes_per_image: int = 300
-    min_box_score: float = 0.0
-    evaluator: str = "faster_coco_eval"
-    templates: str | list[str] | None = None
-    text_cache_dir: str | None | bool = None
-    overwrite: bool = False
-    input_resize: str | None = None
-    input_min_size: int = 800
-    input_max_size: int = 1333
-    mask_return: str = "sam"
-    paper_protocol: bool = False
-
-    def __post_init__(self) -> None:
-        if self.paper_protocol:
-            self.input_resize, self.input_min_size, self.input_max_size = "shortest-edge", 800, 1333
-            self.mask_return = "nearest"
-
-    def validate(self) -> None:
-        if not self.methods:
-            raise RegionSpotError(f"No method given; pass --method with one of {', '.join(METHODS)}.")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise RegionSpotError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
-        if len(set(self.methods)) != len(self.methods):
-            raise RegionSpotError(f"A method is given twice in {list(self.methods)}; pass each once.")
-        bad = [t for t in self.iou_types if t not in ("bbox", "segm")]
-        if bad or not self.iou_types:
-            raise RegionSpotError(f"--iou-types must be bbox, segm or bbox,segm; got {','.join(self.iou_types)}.")
-        if self.evaluator not in ("faster_coco_eval", "lvis"):
-            raise RegionSpotError(f"--evaluator must be faster_coco_eval or lvis, got {self.evaluator!r}.")
-        for name in ("batch_size", "crop_batch_size", "max_boxes_per_image", "fixed_ap_pairs_per_image"):
-            if int(getattr(self, name)) < 1:
-                raise RegionSpotError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise RegionSpotError(f"chunk_size must be >= 1 or None, got {self.chunk_size}.")
-        if self.limit is not None and self.limit < 1:
-            raise RegionSpotError(f"--limit must be >= 1, got {self.limit}.")
-        if self.max_dets_per_image is not None and self.max_dets_per_image < 1:
-            raise RegionSpotError(f"--max-dets-per-image must be >= 1, got {self.max_dets_per_image}.")
-        if self.input_resize is not None and self.input_resize not in INPUT_RESIZES:
-            raise RegionSpotError(f"--input-resize must be one of {', '.join(INPUT_RESIZES)}, got {self.input_resize!r}.")
-        if self.mask_return not in MASK_RETURNS:
-            raise RegionSpotError(f"--mask-return must be one of {', '.join(MASK_RETURNS)}, got {self.mask_return!r}.")
-        if not 1 <= self.input_min_size <= self.input_max_size:
-            raise RegionSpotError(
-                f"input sizes must satisfy 1 <= min <= max, got {self.input_min_size}/{self.input_max_size}."
-            )
-        if self.boxes != "gt" and not Path(self.boxes).is_file():
-            raise RegionSpotError(f"Detections file not found: {self.boxes}; pass --boxes gt or a COCO results json.")
-
-    @property
-    def pairs_per_image(self) -> int | None:
-        """How many (box, class) pairs an image keeps in the store."""
-        return self.fixed_ap_pairs_per_image if self.fixed_ap else self.max_dets_per_image
-
-    @property
-    def needs_masks(self) -> bool:
-        return "segm" in self.iou_types or "clip-mask" in self.methods
 
 
 @dataclass
@@ -208,60 +110,6 @@ def select_records(dataset: CocoDetectionDataset, limit: int | None = None) -> l
     """The images to evaluate, in id order: all, or the first ``limit``."""
     records = [dataset[i] for i in range(len(dataset))]
     return records if limit is None else records[:limit]
-
-
-def load_detections(
-    path: str | os.PathLike,
-    sizes: dict[int, tuple[int, int]],
-    max_boxes_per_image: int = 300,
-    min_score: float = 0.0,
-) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[str, int]]:
-    """Box prompts from a detector's COCO results file, grouped by image.
-
-    path: [{"image_id", "bbox": [x, y, w, h], "score", ...}, ...] (category_id, if any, is ignored:
-        boxes are class-agnostic prompts; a box listed under several categories is kept once with its
-        highest score).
-    sizes: image_id -> (height, width) of the evaluated images; detections of other images are ignored.
-    Returns ({image_id: (boxes (N, 4) float32 XYXY clipped to the image, scores (N,) float32)}, counts),
-    boxes sorted by score (highest first), at most ``max_boxes_per_image`` per image, each ≥ 1 px wide
-    and high after clipping.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise RegionSpotError(f"Cannot read detections {path} ({error}); pass a COCO results json.") from None
-    if isinstance(data, dict) and "annotations" in data:
-        data = data["annotations"]
-    if not isinstance(data, list):
-        raise RegionSpotError(f"{path} must be a list of {{'image_id', 'bbox', 'score'}} detections (COCO results).")
-    best: dict[int, dict[tuple[float, ...], float]] = {}
-    counts = {"read": len(data), "other_images": 0, "degenerate": 0}
-    for i, det in enumerate(data):
-        try:
-            image_id, (x, y, w, h), score = int(det["image_id"]), det["bbox"], float(det.get("score", 1.0))
-        except (KeyError, TypeError, ValueError):
-            raise RegionSpotError(
-                f"{path}: detection {i} lacks image_id or a 4-number bbox; expected COCO results format."
-            ) from None
-        if image_id not in sizes:
-            counts["other_images"] += 1
-            continue
-        height, width = sizes[image_id]
-        box = (max(float(x), 0.0), max(float(y), 0.0), min(float(x) + float(w), width), min(float(y) + float(h), height))
-        if not all(math.isfinite(v) for v in box) or box[2] - box[0] < 1 or box[3] - box[1] < 1 or score < min_score:
-            counts["degenerate"] += 1
-            continue
-        per_image = best.setdefault(image_id, {})
-        per_image[box] = max(score, per_image.get(box, -math.inf))
-    out = {}
-    for image_id, per_image in best.items():
-        ranked = sorted(per_image.items(), key=lambda kv: -kv[1])[:max_boxes_per_image]
-        boxes = np.asarray([b for b, _ in ranked], dtype=np.float32).reshape(-1, 4)
-        scores = np.asarray([s for _, s in ranked], dtype=np.float32)
-        out[image_id] = (boxes, scores)
-    counts["kept"] = sum(len(s) for _, s in out.values())
-    return out, counts
 
 
 def _iter_images(

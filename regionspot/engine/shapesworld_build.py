@@ -408,7 +408,8 @@ def evaluate_rows(out: Path, config: BuildConfig, show_progress: bool = True) ->
 def _evaluate(annotations: Path, image_root: Path, out: Path, methods: tuple[str, ...], head: Path | None, sam: Path,
               clip: Path, limit: int | None, text_cache: Path, show_progress: bool, iou_types=("bbox", "segm")):
     """One GT-box evaluation on CPU into ``out`` (started afresh) with ``evaluate_dataset``."""
-    from regionspot.engine.evaluate import EvalOptions, evaluate_dataset, load_parts
+    from regionspot.engine.config import EvalOptions
+    from regionspot.engine.evaluate import evaluate_dataset, load_parts
 
     segmenter, vision_language, model = load_parts(methods, None if head is None else str(head), str(sam), str(clip),
                                                    device="cpu")

@@ -18,8 +18,6 @@ from PIL import Image
 from regionspot.backbones.base import Segmenter, VisionLanguage
 from regionspot.data.transforms import shortest_edge_size
 
-MASK_RETURNS = ("sam", "nearest")
-
 
 @dataclass(frozen=True)
 class Protocol:

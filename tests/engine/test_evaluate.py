@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from regionspot.engine.evaluate import (
-    EvalOptions,
-    evaluate_dataset,
-    load_detections,
-    merge_and_evaluate,
-)
+from regionspot.engine.config import EvalOptions
+from regionspot.engine.evaluate import evaluate_dataset, merge_and_evaluate
 from regionspot.errors import RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 
@@ -145,27 +141,6 @@ def test_undecodable_image_is_skipped_counted_and_listed(model, world, tmp_path)
     assert f"- {bad['id']}: " in (tmp_path / "out" / "report.md").read_text()
     again = evaluate(model, (world[0], str(root)), tmp_path / "out", methods=("clip-box",), iou_types=("bbox",))
     assert again.meta["this_run"]["scored"] == 0 and again.meta["this_run"]["skipped_done"] == NUM_IMAGES
-
-
-def test_load_detections_groups_clips_dedupes_and_caps(tmp_path):
-    dets = [
-        {"image_id": 1, "bbox": [10, 10, 20, 20], "score": 0.5, "category_id": 1},
-        {"image_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9, "category_id": 2},  # same box, higher score
-        {"image_id": 1, "bbox": [50, 40, 30, 30], "score": 0.7},  # clipped to 64×48
-        {"image_id": 1, "bbox": [5, 5, 0.2, 10], "score": 0.99},  # degenerate
-        {"image_id": 1, "bbox": [0, 0, 5, 5], "score": 0.1},  # cut by the cap
-        {"image_id": 2, "bbox": [0, 0, 5, 5], "score": 0.3},  # not evaluated
-    ]
-    path = tmp_path / "dets.json"
-    path.write_text(json.dumps(dets))
-    out, counts = load_detections(path, {1: (48, 64)}, max_boxes_per_image=2)
-    boxes, scores = out[1]
-    np.testing.assert_allclose(boxes, [[10, 10, 30, 30], [50, 40, 64, 48]])
-    np.testing.assert_allclose(scores, [0.9, 0.7])
-    assert counts == {"read": 6, "other_images": 1, "degenerate": 1, "kept": 2}
-    path.write_text(json.dumps([{"bbox": [1, 2]}]))
-    with pytest.raises(RegionSpotError, match="COCO results"):
-        load_detections(path, {1: (48, 64)})
 
 
 def test_detector_boxes_score_is_detector_score_times_probability(model, world, reference, tmp_path):

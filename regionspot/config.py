@@ -34,6 +34,14 @@ class HeadConfig:
     use_feature_map: bool = True
 
 
+def check_keys(cls: type, data: dict[str, Any], error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming the keys of ``data`` that are not fields of the dataclass ``cls``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise error(f"Unknown {cls.__name__} keys {unknown}; expected some of {sorted(known)}.")
+
+
 CLIP_RESIZES = ("pil", "torch-bilinear")
 INPUT_RESIZES = ("none", "shortest-edge")
 NAME_STYLES = ("clean", "raw")
@@ -81,9 +89,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(data) - known:
-            raise ValueError(f"Unknown PreprocessConfig keys {sorted(set(data) - known)}; expected some of {sorted(known)}.")
+        check_keys(cls, data)
         config = cls(**data)
         config.validate()
         return config
@@ -130,14 +136,9 @@ class RegionSpotConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RegionSpotConfig:
         data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"Unknown RegionSpotConfig keys {sorted(unknown)}; expected some of {sorted(known)}.")
+        check_keys(cls, data)
         head = data.pop("head", {}) or {}
-        head_known = {f.name for f in dataclasses.fields(HeadConfig)}
-        if set(head) - head_known:
-            raise ValueError(f"Unknown HeadConfig keys {sorted(set(head) - head_known)}.")
+        check_keys(HeadConfig, head)
         preprocess = PreprocessConfig.from_dict(data.pop("preprocess", None) or {})
         return cls(head=HeadConfig(**head), preprocess=preprocess, **data)
 

@@ -6,6 +6,12 @@ The CLI prints ``str(error)`` of these and exits non-zero, without a traceback.
 from collections.abc import Sequence
 
 
+def preview(items: Sequence[str], limit: int = 3) -> str:
+    """``'a', 'b', 'c' and 4 more``: a short quoted list for a one-line message (long items cut at 60)."""
+    shown = ", ".join(repr(x if len(x) <= 60 else x[:57] + "...") for x in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 class RegionSpotError(Exception):
     """Base class for errors caused by user input (bad image, box, vocabulary, checkpoint)."""
 

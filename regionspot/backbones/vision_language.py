@@ -44,6 +44,7 @@ from regionspot.errors import (
     PromptTruncatedWarning,
     VocabularyError,
     WeightsNotFoundError,
+    preview,
 )
 from regionspot.utils.fingerprint import weights_fingerprint
 
@@ -230,12 +231,10 @@ class ClipAdapter:
                 ids[index] = list(row[: self.context_length - 1]) + [row[-1]]
                 truncated.append(prompts[index])
         if truncated:
-            shown = ", ".join(repr(p if len(p) <= 60 else p[:57] + "...") for p in truncated[:3])
-            more = f" and {len(truncated) - 3} more" if len(truncated) > 3 else ""
             warnings.warn(
                 PromptTruncatedWarning(
                     f"{len(truncated)} prompt(s) are longer than the text encoder's {self.context_length} tokens "
-                    f"and were truncated: {shown}{more}.",
+                    f"and were truncated: {preview(truncated)}.",
                     truncated,
                 ),
                 stacklevel=3,

@@ -17,27 +17,27 @@ from regionspot.errors import CacheError
 DTYPES = ("fp32", "fp16", "bf16")
 
 
-def run_cache(
-    dataset: Path,
-    images: Path,
-    out: Path,
-    sam: str = "facebook/sam-vit-base",
-    clip: str | None = None,
-    image_size: int | None = None,
-    dataset_name: str | None = None,
-    flip: bool = True,
-    shard_size: int = 64,
-    chunk_size: int = 16,
-    device: str | None = None,
-    dtype: str | None = None,
-    limit: int | None = None,
-    preprocess: str = "default",
-):
-    """Build (or resume) the cache and print boxes/s and bytes per box; returns the ``CacheStats``.
-
-    preprocess: "default" or "released" (``regionspot.config.PREPROCESS_PRESETS``): the SAM decoder eps
-    and CLIP resize the cache is made with; a head trained on it records them.
-    """
+@app.command()
+@friendly
+def cache(
+    dataset: Annotated[Path, typer.Option(help="COCO-format annotation JSON (COCO, LVIS, Objects365, V3Det, ShapesWorld).")],
+    images: Annotated[Path, typer.Option(help="Image root the JSON's file names are relative to.")],
+    out: Annotated[Path, typer.Option(help="Cache folder (shards + index + manifest).")],
+    sam: Annotated[str, typer.Option(help="Segmenter: hub id or local folder.")] = "facebook/sam-vit-base",
+    clip: Annotated[str | None, typer.Option(help="Also cache this vision-language model's feature maps (fp16).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Vision-language input size (with --clip).")] = None,
+    dataset_name: Annotated[str | None, typer.Option(help="Name recorded with every record (default: file stem).")] = None,
+    flip: Annotated[bool, typer.Option(help="Also cache tokens of the horizontally flipped image (for consistent augmentation).")] = True,
+    shard_size: Annotated[int, typer.Option(help="Images per shard.")] = 64,
+    chunk_size: Annotated[int, typer.Option(help="Boxes per SAM decoder call.")] = 16,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    dtype: Annotated[str | None, typer.Option(help="fp32, fp16 or bf16 for the backbones.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
+    preprocess: Annotated[str, typer.Option(
+        help="'default' (regionspot's) or 'released' (the released RegionSpot code's SAM eps 1e-5 and bilinear CLIP "
+             "resize); a head trained on the cache records it (set model.preprocess in the training config to match).")] = "default",
+) -> None:
+    """Run SAM once over every annotated box and store the tokens in sharded, memory-mapped files (resumable)."""
     import torch
 
     from regionspot.backbones.segmenter import load_segmenter
@@ -76,31 +76,3 @@ def run_cache(
     if cache_is_complete(out):
         cache = TokenCache(out, verify="size")
         typer.echo(f"cache {out} complete: {cache.num_images} images, {cache.num_regions} regions, {cache.nbytes / 1e6:.1f} MB.")
-    return stats
-
-
-@app.command()
-@friendly
-def cache(
-    dataset: Annotated[Path, typer.Option(help="COCO-format annotation JSON (COCO, LVIS, Objects365, V3Det, ShapesWorld).")],
-    images: Annotated[Path, typer.Option(help="Image root the JSON's file names are relative to.")],
-    out: Annotated[Path, typer.Option(help="Cache folder (shards + index + manifest).")],
-    sam: Annotated[str, typer.Option(help="Segmenter: hub id or local folder.")] = "facebook/sam-vit-base",
-    clip: Annotated[str | None, typer.Option(help="Also cache this vision-language model's feature maps (fp16).")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Vision-language input size (with --clip).")] = None,
-    dataset_name: Annotated[str | None, typer.Option(help="Name recorded with every record (default: file stem).")] = None,
-    flip: Annotated[bool, typer.Option(help="Also cache tokens of the horizontally flipped image (for consistent augmentation).")] = True,
-    shard_size: Annotated[int, typer.Option(help="Images per shard.")] = 64,
-    chunk_size: Annotated[int, typer.Option(help="Boxes per SAM decoder call.")] = 16,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
-    dtype: Annotated[str | None, typer.Option(help="fp32, fp16 or bf16 for the backbones.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
-    preprocess: Annotated[str, typer.Option(
-        help="'default' (regionspot's) or 'released' (the released RegionSpot code's SAM eps 1e-5 and bilinear CLIP "
-             "resize); a head trained on the cache records it (set model.preprocess in the training config to match).")] = "default",
-) -> None:
-    """Run SAM once over every annotated box and store the tokens in sharded, memory-mapped files (resumable)."""
-    run_cache(dataset=dataset, images=images, out=out, sam=sam, clip=clip, image_size=image_size,
-              dataset_name=dataset_name, flip=flip, shard_size=shard_size, chunk_size=chunk_size, device=device,
-              dtype=dtype, limit=limit, preprocess=preprocess)
-

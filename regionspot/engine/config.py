@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from regionspot.config import INPUT_RESIZES, RegionSpotConfig
+from regionspot.config import INPUT_RESIZES, RegionSpotConfig, check_keys
 from regionspot.errors import ConfigError
 
 METHODS = ("regionspot", "clip-box", "clip-mask")
@@ -95,10 +95,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"Unknown training config keys {sorted(unknown)}; known keys: {sorted(known)}.")
+        check_keys(cls, data, ConfigError)
         try:
             model = RegionSpotConfig.from_dict(data.pop("model", {}) or {})
         except (ValueError, TypeError) as e:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from regionspot.backbones.base import VisionLanguage
-from regionspot.errors import CheckpointError, PromptTruncatedWarning
+from regionspot.errors import CheckpointError, PromptTruncatedWarning, preview
 from regionspot.text.prompts import DEFAULT_TEMPLATES, get_templates, validate_vocabulary
 from regionspot.utils.io import atomic_path
 
@@ -129,11 +129,9 @@ def _rewarn(caught: list, prompts: list[str], names: list[str], num_templates: i
         else:
             warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
     if truncated_classes:
-        shown = ", ".join(repr(n if len(n) <= 60 else n[:57] + "...") for n in truncated_classes[:5])
-        more = f" and {len(truncated_classes) - 5} more" if len(truncated_classes) > 5 else ""
         warnings.warn(
             PromptTruncatedWarning(
-                f"Class name(s) {shown}{more} make prompts longer than the text encoder's context; "
+                f"Class name(s) {preview(truncated_classes, 5)} make prompts longer than the text encoder's context; "
                 "those prompts were truncated (shorten the names to avoid this).",
                 truncated_classes,
             ),

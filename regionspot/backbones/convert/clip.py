@@ -287,29 +287,14 @@ def clip_config_from_architecture(
 
     vocab = arch["vocab_size"]
     eos = vocab - 1 if eos_token_id is None else eos_token_id
-    text = dict(
-        vocab_size=vocab,
-        hidden_size=arch["text_width"],
-        intermediate_size=arch["text_mlp"],
-        num_hidden_layers=arch["text_layers"],
-        num_attention_heads=arch["text_heads"],
-        max_position_embeddings=arch["context_length"],
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-        bos_token_id=vocab - 2 if bos_token_id is None else bos_token_id,
-        eos_token_id=eos,
-        pad_token_id=eos,
-    )
-    vision = dict(
-        hidden_size=arch["vision_width"],
-        intermediate_size=arch["vision_mlp"],
-        num_hidden_layers=arch["vision_layers"],
-        num_attention_heads=arch["vision_heads"],
-        image_size=arch["image_size"],
-        patch_size=arch["patch_size"],
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-    )
+    def tower(prefix: str) -> dict:  # OpenAI CLIP: QuickGELU, LayerNorm eps 1e-5 in both towers
+        return dict(hidden_size=arch[f"{prefix}_width"], intermediate_size=arch[f"{prefix}_mlp"],
+                    num_hidden_layers=arch[f"{prefix}_layers"], num_attention_heads=arch[f"{prefix}_heads"],
+                    hidden_act="quick_gelu", layer_norm_eps=1e-5)
+
+    text = dict(tower("text"), vocab_size=vocab, max_position_embeddings=arch["context_length"],
+                bos_token_id=vocab - 2 if bos_token_id is None else bos_token_id, eos_token_id=eos, pad_token_id=eos)
+    vision = dict(tower("vision"), image_size=arch["image_size"], patch_size=arch["patch_size"])
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=arch["embed_dim"])
 
 

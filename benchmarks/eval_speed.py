@@ -93,7 +93,7 @@ def write_dataset(root: Path, num_images: int, boxes_per_image: int, seed: int =
 def time_model(args: argparse.Namespace, root: Path) -> dict[str, float]:
     from regionspot.data.coco_json import CocoDetectionDataset
     from regionspot.engine.config import EvalOptions
-    from regionspot.engine.evaluate import predict_images
+    from regionspot.engine.eval_loop import predict_images
 
     ann = write_dataset(root, args.images, args.boxes)
     dataset = CocoDetectionDataset(ann, root)

@@ -13,7 +13,6 @@ Coordinate frames:
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from torch import nn
 from regionspot.backbones.base import SegmenterImageState, SegmenterOutput
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.backbones.hub import cached_file_or_none, from_pretrained, looks_like_path
+from regionspot.backbones.prompts import validate_boxes, validate_points
 from regionspot.data.images import load_image
 from regionspot.data.transforms import normalize_pixels
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
@@ -220,10 +220,10 @@ class SamSegmenter:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise PromptError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
         height, width = state.original_size
-        boxes_t = _validate_boxes(boxes, height, width) if boxes is not None else None
+        boxes_t = validate_boxes(boxes, height, width) if boxes is not None else None
         points_t, labels_t = (None, None)
         if points is not None:
-            points_t, labels_t = _validate_points(points, point_labels, height, width)
+            points_t, labels_t = validate_points(points, point_labels, height, width)
         elif point_labels is not None:
             raise PromptError("point_labels were given without points; pass points (N, P, 2) too.")
         if boxes_t is None and points_t is None:
@@ -341,83 +341,6 @@ class SamSegmenter:
             iou=torch.zeros(0, device=device),
             masks=torch.zeros(0, height, width, dtype=torch.bool, device=device) if return_masks else None,
         )
-
-
-# --------------------------------------------------------------------- validation
-def _as_float_tensor(value, name: str, shape_hint: str) -> torch.Tensor:
-    try:
-        tensor = torch.as_tensor(value, dtype=torch.float32)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise PromptError(f"{name} must be numeric {shape_hint}; got {type(value).__name__} ({error}).") from None
-    return tensor.detach().cpu()
-
-
-def _validate_boxes(boxes, height: int, width: int) -> torch.Tensor:
-    """(N, 4) float32 XYXY original pixels, clipped to the image (warning per clipped box)."""
-    boxes_t = _as_float_tensor(boxes, "boxes", "(N, 4) XYXY")
-    if boxes_t.ndim == 1 and boxes_t.numel() == 0:
-        boxes_t = boxes_t.reshape(0, 4)
-    if boxes_t.ndim != 2 or boxes_t.shape[1] != 4:
-        raise PromptError(f"boxes must have shape (N, 4) XYXY in image pixels; got {tuple(boxes_t.shape)}.")
-    finite = torch.isfinite(boxes_t).all(dim=1)
-    if not finite.all():
-        index = int((~finite).nonzero()[0])
-        raise PromptError(f"box {index} has a NaN or infinite coordinate {boxes_t[index].tolist()}; pass finite XYXY pixels.")
-    x1, y1, x2, y2 = boxes_t.unbind(1)
-    bad = (x2 <= x1) | (y2 <= y1)
-    if bad.any():
-        index = int(bad.nonzero()[0])
-        raise PromptError(
-            f"box {index} {boxes_t[index].tolist()} has zero or negative area; pass XYXY with x2 > x1 and y2 > y1."
-        )
-    outside = (x1 >= width) | (y1 >= height) | (x2 <= 0) | (y2 <= 0)
-    if outside.any():
-        index = int(outside.nonzero()[0])
-        raise PromptError(
-            f"box {index} {boxes_t[index].tolist()} lies entirely outside the {width}x{height} image; "
-            "pass boxes in original-image pixels."
-        )
-    clipped = torch.stack([x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)], dim=1)
-    changed = (clipped != boxes_t).any(dim=1)
-    for index in changed.nonzero().flatten().tolist():
-        warnings.warn(
-            f"box {index} clipped to the image ({width}x{height}): "
-            f"{[round(v, 2) for v in boxes_t[index].tolist()]} -> {[round(v, 2) for v in clipped[index].tolist()]}",
-            stacklevel=3,
-        )
-    return clipped
-
-
-def _validate_points(points, labels, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, P, 2) float32 xy original pixels and (N, P) int64 labels in {-1, 0, 1}."""
-    points_t = _as_float_tensor(points, "points", "(N, P, 2) xy")
-    if points_t.ndim != 3 or points_t.shape[2] != 2:
-        raise PromptError(f"points must have shape (N, P, 2) xy in image pixels; got {tuple(points_t.shape)}.")
-    if labels is None:
-        labels_t = torch.ones(points_t.shape[:2], dtype=torch.int64)
-    else:
-        labels_t = _as_float_tensor(labels, "point_labels", "(N, P)")
-        if tuple(labels_t.shape) != tuple(points_t.shape[:2]):
-            raise PromptError(
-                f"point_labels must have shape (N, P) = {tuple(points_t.shape[:2])}; got {tuple(labels_t.shape)}."
-            )
-        if not bool(torch.isin(labels_t, torch.tensor([-1.0, 0.0, 1.0])).all()):
-            raise PromptError("point_labels must be 1 (foreground), 0 (background) or -1 (padding).")
-        labels_t = labels_t.long()
-    real = labels_t != -1
-    if not bool(torch.isfinite(points_t[real]).all()):
-        raise PromptError("points contain NaN or infinite coordinates; pass finite xy pixels.")
-    x, y = points_t[..., 0], points_t[..., 1]
-    outside = real & ((x < 0) | (x > width) | (y < 0) | (y > height))
-    if outside.any():
-        i, j = (int(v) for v in outside.nonzero()[0])
-        raise PromptError(
-            f"point {j} of prompt {i} {points_t[i, j].tolist()} lies outside the {width}x{height} image; "
-            "pass xy in original-image pixels."
-        )
-    # padding points may hold anything: SAM ignores their coordinates, keep them finite
-    points_t = torch.where(real.unsqueeze(-1), points_t, torch.zeros_like(points_t))
-    return points_t, labels_t
 
 
 # --------------------------------------------------------------------- loading

@@ -17,6 +17,7 @@ import yaml
 
 from regionspot.config import INPUT_RESIZES, RegionSpotConfig, check_keys
 from regionspot.errors import ConfigError
+from regionspot.evaluation.protocol import Protocol, resolve_protocol
 
 METHODS = ("regionspot", "clip-box", "clip-mask")
 MASK_RETURNS = ("sam", "nearest")
@@ -248,6 +249,12 @@ class EvalOptions:
             )
         if self.boxes != "gt" and not Path(self.boxes).is_file():
             raise ConfigError(f"Detections file not found: {self.boxes}; pass --boxes gt or a COCO results json.")
+
+    def protocol(self, segmenter: Any, vision_language: Any, model: Any = None) -> Protocol:
+        """The run's pipeline (input size, mask return, the head's recorded preprocessing); see
+        ``regionspot.evaluation.protocol.resolve_protocol``."""
+        return resolve_protocol(segmenter, vision_language, model, input_resize=self.input_resize,
+                                min_size=self.input_min_size, max_size=self.input_max_size, mask_return=self.mask_return)
 
     @property
     def pairs_per_image(self) -> int | None:

@@ -35,19 +35,16 @@ import torch
 
 from regionspot.backbones.base import Segmenter, VisionLanguage
 from regionspot.data.coco_json import CocoDetectionDataset, ImageRecord
-from regionspot.engine.config import METHODS, EvalOptions
-from regionspot.engine.eval_loop import PredictStats, predict_images
+from regionspot.engine.config import EvalOptions
+from regionspot.engine.eval_loop import predict_images
 from regionspot.errors import RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.detections import load_detections
 from regionspot.utils.fingerprint import weights_fingerprint
 
 __all__ = [
-    "METHODS",
     "ROW_NAMES",
-    "EvalOptions",
     "EvalSummary",
-    "load_detections",
     "select_records",
     "merge_and_evaluate",
     "evaluate_dataset",

@@ -20,9 +20,16 @@ def shapesworld_generate(
     image_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 256,
 ) -> None:
     """Generate a ShapesWorld dataset (COCO JSON with RLE masks and LVIS-style frequencies)."""
-    from regionspot.data.shapesworld import cli_generate
+    from regionspot.shapesworld.generate import generate_shapesworld
 
-    cli_generate(out=out, train=train, val=val, seed=seed, image_size=image_size)
+    result = generate_shapesworld(out, train, val, seed=seed, image_size=image_size)
+    buckets = result["buckets"]
+    typer.echo(
+        f"ShapesWorld written to {result['root']}: {result['train']['images']} train / "
+        f"{result['val']['images']} val images, {result['num_categories']} categories "
+        f"(f={buckets['f']}, c={buckets['c']}, r={buckets['r']}), {result['images_per_second']:.1f} images/s.\n"
+        f"  train: {result['train_json']}\n  val:   {result['val_json']}\n  image root: {result['image_root']}"
+    )
 
 
 @shapes_app.command("build")

@@ -39,10 +39,10 @@ from tqdm.auto import tqdm
 
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
 from regionspot.backbones.vision_language import save_clip_preprocessor_config
-from regionspot.data.shapesworld import MAX_RADIUS, MIN_RADIUS, render_image, shapesworld_categories
 from regionspot.data.transforms import normalize_pixels
 from regionspot.engine.optim import cosine_lr, param_groups
 from regionspot.engine.pretrain_sam import _advance, _progress_bar
+from regionspot.shapesworld.world import MAX_RADIUS, MIN_RADIUS, render_image, shapesworld_categories
 from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
 from regionspot.text.tokenizer import save_clip_tokenizer
 

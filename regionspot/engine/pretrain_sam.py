@@ -29,9 +29,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
-from regionspot.data.shapesworld import render_image, shapesworld_categories
 from regionspot.data.transforms import normalize_pixels
 from regionspot.engine.optim import cosine_lr, param_groups
+from regionspot.shapesworld.world import render_image, shapesworld_categories
 
 POOL_KEY, HELDOUT_KEY = 81, 83  # rng stream ids, distinct from the dataset's splits (0, 1)
 

@@ -2,7 +2,7 @@
 
 Stages (one progress bar over them; each stage shows its own bar below it):
 
-1. ``data``: generate ShapesWorld (COCO json + images) with ``regionspot.data.shapesworld``.
+1. ``data``: generate ShapesWorld (COCO json + images) with ``regionspot.shapesworld.generate``.
 2. ``clip``: pre-train the tiny CLIP on its own renders covering all categories (``pretrain_clip``).
 3. ``sam``: pre-train the tiny SAM class-agnostically (``pretrain_sam``), mIoU on val.
 4. ``cache``: SAM tokens (+ CLIP maps) of every train box (``regionspot cache``).
@@ -175,9 +175,9 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
     import numpy as np
     from PIL import Image
 
-    from regionspot.data.shapesworld import render_image, shapesworld_categories
     from regionspot.inference.predictor import RegionSpotPredictor
     from regionspot.model import RegionSpot
+    from regionspot.shapesworld.world import render_image, shapesworld_categories
 
     categories = shapesworld_categories(seed)
     names = [c.name for c in categories]
@@ -237,7 +237,7 @@ def subset_metrics(out_dir: Path, sam: str | Path, clip: str | Path, head: str |
     The images are regenerated into ``out_dir`` (identical to the build's first val images), so CI can
     re-measure the shipped models without shipping data. Returns {"RegionSpot": row, "CLIP w/ box": row}.
     """
-    from regionspot.data.shapesworld import generate_shapesworld
+    from regionspot.shapesworld.generate import generate_shapesworld
     out_dir = Path(out_dir)
     info = generate_shapesworld(out_dir / "data", 0, num_val, seed=seed, progress=False)
     summary = _evaluate(Path(info["val_json"]), Path(info["image_root"]), out_dir / "eval", ("regionspot", "clip-box"),
@@ -269,7 +269,7 @@ def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_
     stop_after: a stage name to stop after (e.g. "sam" builds the backbones only).
     resume: skip stages whose outputs a previous run into ``out`` finished (data, clip, sam, cache, head).
     """
-    from regionspot.data.shapesworld import generate_shapesworld
+    from regionspot.shapesworld.generate import generate_shapesworld
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

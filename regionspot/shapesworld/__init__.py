@@ -1,0 +1,7 @@
+"""ShapesWorld, the miniature in one room: the world and its datasets, the tiny SAM and CLIP that play the
+real backbones, their pre-training, and the build that trains everything and ships the embedded model.
+
+``world`` (rendering), ``generate`` (datasets), ``streams`` (every random stream id), ``tiny_models``
+(architectures, init, tokenizer, fp16 folders), ``progress`` (time-budgeted schedules),
+``pretrain_clip`` / ``pretrain_sam``, ``report`` (the AP table) and ``build``.
+"""

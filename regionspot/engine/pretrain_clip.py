@@ -36,12 +36,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
+from transformers import CLIPModel
 
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
-from regionspot.backbones.vision_language import save_clip_preprocessor_config
 from regionspot.data.transforms import normalize_pixels
 from regionspot.engine.optim import cosine_lr, param_groups
-from regionspot.engine.pretrain_sam import _advance, _progress_bar
+from regionspot.shapesworld.progress import advance, progress_bar, schedule_progress
+from regionspot.shapesworld.tiny_models import build_clip, clip_config, folder_size_mb, save_clip_folder
 from regionspot.shapesworld.world import MAX_RADIUS, MIN_RADIUS, render_image, shapesworld_categories
 from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
 from regionspot.text.tokenizer import save_clip_tokenizer
@@ -266,33 +267,14 @@ def sample_captions(names: list[str], labels: np.ndarray, rng: np.random.Generat
 # Model
 
 
-def build_clip_model(config: ClipPretrainConfig, vocab_size: int):
-    """A CLIPModel with the tiny architecture of ``config``; special tokens are the last two ids."""
-    from transformers import CLIPConfig, CLIPModel
-
-    text = dict(
-        vocab_size=vocab_size,
-        hidden_size=config.text_width,
-        intermediate_size=config.text_width * 4,
-        num_hidden_layers=config.text_layers,
-        num_attention_heads=config.text_heads,
-        max_position_embeddings=config.context_length,
-        bos_token_id=vocab_size - 2,
-        eos_token_id=vocab_size - 1,
-        pad_token_id=vocab_size - 1,
-        hidden_act="quick_gelu",
-    )
-    vision = dict(
-        hidden_size=config.vision_width,
-        intermediate_size=config.vision_width * 4,
-        num_hidden_layers=config.vision_layers,
-        num_attention_heads=config.vision_heads,
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        hidden_act="quick_gelu",
-    )
-    clip_config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=config.projection_dim)
-    return CLIPModel(clip_config)
+def build_clip_model(config: ClipPretrainConfig, vocab_size: int, seed: int = 0) -> CLIPModel:
+    """A CLIPModel with the tiny architecture of ``config``, its init drawn under ``seed``."""
+    architecture = clip_config(vocab_size, image_size=config.image_size, patch_size=config.patch_size,
+                               vision_width=config.vision_width, vision_layers=config.vision_layers,
+                               vision_heads=config.vision_heads, text_width=config.text_width,
+                               text_layers=config.text_layers, text_heads=config.text_heads,
+                               context_length=config.context_length, projection_dim=config.projection_dim)
+    return build_clip(architecture, seed=seed)
 
 
 def _tokenize(tokenizer, captions: list[str], context: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,42 +303,8 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, labels: to
     return (loss_i + loss_t) / 2
 
 
-def _progress(step: int, elapsed: float, config: ClipPretrainConfig) -> float:
-    by_time = elapsed / config.max_seconds if config.max_seconds else 0.0
-    return max(step / max(1, config.steps), by_time)
-
-
 # ------------------------------------------------------------------------------------------------
 # Saving and evaluation
-
-
-def save_clip_folder(model, tokenizer, folder: Path, half: bool = True) -> Path:
-    """Write ``model`` + ``tokenizer`` + preprocessor config so ``load_vision_language(folder)`` works.
-
-    half: store weights as fp16 safetensors; the config keeps ``dtype: float32`` so loaders upcast.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    to_save = model
-    if half:
-        import copy
-
-        to_save = copy.deepcopy(model).to(torch.float16)
-    to_save.save_pretrained(str(folder), safe_serialization=True)
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text())
-    config["dtype"] = "float32"
-    for sub in ("text_config", "vision_config"):
-        if isinstance(config.get(sub), dict) and "dtype" in config[sub]:
-            config[sub]["dtype"] = "float32"
-    config_path.write_text(json.dumps(config, indent=2))
-    tokenizer.save_pretrained(str(folder))
-    size = int(model.config.vision_config.image_size)
-    save_clip_preprocessor_config(folder, size)
-    return folder
-
-
-def folder_size_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
 
 
 @torch.no_grad()
@@ -417,19 +365,16 @@ def pretrain_clip(
         else (None, None)
     )
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = build_clip_model(config, len(tokenizer))
-    model.train()
+    model = build_clip_model(config, len(tokenizer), seed=config.seed).train()
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, ("embedding", "logit_scale")), lr=config.lr,
                                   betas=(0.9, 0.98), eps=1e-6)
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng([config.seed, 99])
     losses: list[float] = []
     train_start = time.perf_counter()
-    bar = _progress_bar("CLIP", config, show_progress)
+    bar = progress_bar("CLIP", config, show_progress)
     for step in range(config.steps):
-        progress = _progress(step, time.perf_counter() - train_start, config)
+        progress = schedule_progress(step, time.perf_counter() - train_start, config)
         if progress >= 1.0:
             break
         scene_step = scenes is not None and config.scene_every > 0 and step % config.scene_every == config.scene_every - 1
@@ -455,7 +400,7 @@ def pretrain_clip(
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100.0))
         losses.append(float(loss.detach()))
-        _advance(bar, step, time.perf_counter() - train_start, config)
+        advance(bar, step, time.perf_counter() - train_start, config)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
     bar.close()

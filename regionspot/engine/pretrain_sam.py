@@ -7,7 +7,7 @@ probabilities under their own seed (SAM is class-agnostic, so every category may
 Each step encodes a few images once and decodes two prompt sets on the same embeddings: jittered GT
 boxes and one random foreground point per object. The loss is BCE + dice on the single-mask low-res
 logits (B, N, 1, s/4, s/4) against the area-averaged GT mask, plus an MSE that teaches the IoU head
-the IoU of its own mask. Initialisation is SAM-style (``regionspot.testing.tiny_sam.sam_style_init_``):
+the IoU of its own mask. Initialisation is SAM-style (``regionspot.shapesworld.tiny_models.sam_style_init_``):
 transformers' own init gives the prompt positional encoding a huge scale.
 
 ``pretrain_sam(out_dir, config)`` saves a folder (fp16 safetensors, config dtype float32, SAM processor
@@ -27,10 +27,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
+from transformers import SamModel
 
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.data.transforms import normalize_pixels
 from regionspot.engine.optim import cosine_lr, param_groups
+from regionspot.shapesworld.progress import advance, progress_bar, schedule_progress
+from regionspot.shapesworld.tiny_models import build_sam, folder_size_mb, sam_config, save_sam_folder
 from regionspot.shapesworld.world import render_image, shapesworld_categories
 
 POOL_KEY, HELDOUT_KEY = 81, 83  # rng stream ids, distinct from the dataset's splits (0, 1)
@@ -92,47 +95,13 @@ class SamPretrainResult:
 # Model
 
 
-def build_sam_model(config: SamPretrainConfig, seed: int = 0):
+def build_sam_model(config: SamPretrainConfig, seed: int = 0) -> SamModel:
     """A ``SamModel`` of the tiny architecture with SAM-style random initialisation."""
-    from transformers import (
-        SamConfig,
-        SamMaskDecoderConfig,
-        SamModel,
-        SamPromptEncoderConfig,
-        SamVisionConfig,
-    )
-
-    from regionspot.testing.tiny_sam import sam_style_init_
-
-    grid = config.image_size // config.patch_size
-    vision = SamVisionConfig(
-        hidden_size=config.vision_width,
-        output_channels=config.width,
-        num_hidden_layers=config.vision_layers,
-        num_attention_heads=config.vision_heads,
-        mlp_dim=4 * config.vision_width,
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        window_size=max(grid // 2, 1),
-        global_attn_indexes=list(range(config.vision_layers - 1, 0, -2))[::-1] or [0],
-        num_pos_feats=config.width // 2,
-    )
-    prompt = SamPromptEncoderConfig(
-        hidden_size=config.width,
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        mask_input_channels=16,
-    )
-    prompt.image_embedding_size = grid
-    decoder = SamMaskDecoderConfig(
-        hidden_size=config.width,
-        mlp_dim=config.decoder_mlp,
-        num_attention_heads=config.decoder_heads,
-        num_hidden_layers=2,
-        iou_head_hidden_dim=config.width,
-    )
-    model = SamModel(SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder))
-    return sam_style_init_(model, seed=seed)
+    return build_sam(sam_config(image_size=config.image_size, patch_size=config.patch_size,
+                                vision_width=config.vision_width, vision_layers=config.vision_layers,
+                                vision_heads=config.vision_heads, vision_mlp=4 * config.vision_width,
+                                width=config.width, decoder_mlp=config.decoder_mlp,
+                                decoder_heads=config.decoder_heads, mask_input_channels=16), seed=seed)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -238,48 +207,8 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor
     return bce + dice.mean() + F.mse_loss(iou_pred, iou.float())
 
 
-def _progress(step: int, elapsed: float, config: SamPretrainConfig) -> float:
-    by_step = step / max(1, config.steps)
-    by_time = elapsed / config.max_seconds if config.max_seconds else 0.0
-    return max(by_step, by_time)
-
-
-def _progress_bar(desc: str, config, show: bool) -> tqdm:
-    """Steps, or seconds when the run has a time budget (``config.max_seconds``)."""
-    if config.max_seconds:
-        return tqdm(total=int(config.max_seconds), desc=f"{desc} (s)", disable=not show, leave=False)
-    return tqdm(total=config.steps, desc=desc, disable=not show, leave=False)
-
-
-def _advance(bar: tqdm, step: int, elapsed: float, config) -> None:
-    bar.update((min(int(elapsed), int(config.max_seconds)) if config.max_seconds else step + 1) - bar.n)
-
-
 # ------------------------------------------------------------------------------------------------
 # Saving and evaluation
-
-
-def save_sam_folder(model, folder: Path, half: bool = True) -> Path:
-    """Write ``model`` and the SAM processor config so ``load_segmenter(folder)`` works offline.
-
-    half: store weights as fp16 safetensors; the config keeps ``dtype: float32`` so loaders upcast.
-    """
-    import copy
-
-    from regionspot.testing.tiny_sam import save_sam_processor_config
-
-    folder.mkdir(parents=True, exist_ok=True)
-    to_save = copy.deepcopy(model).to(torch.float16) if half else model
-    to_save.save_pretrained(str(folder), safe_serialization=True)
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text())
-    config["dtype"] = "float32"
-    for sub in ("vision_config", "prompt_encoder_config", "mask_decoder_config"):
-        if isinstance(config.get(sub), dict) and "dtype" in config[sub]:
-            config[sub]["dtype"] = "float32"
-    config_path.write_text(json.dumps(config, indent=2))
-    save_sam_processor_config(folder, int(model.config.vision_config.image_size))
-    return folder
 
 
 def _iou(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -379,10 +308,6 @@ def coco_objects(annotation_file: str | Path, image_root: str | Path, image_size
     return images, boxes, masks
 
 
-def folder_size_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
-
-
 # ------------------------------------------------------------------------------------------------
 # Training
 
@@ -411,9 +336,9 @@ def pretrain_sam(
     rng = np.random.default_rng([config.seed, 5])
     losses: list[float] = []
     train_start = time.perf_counter()
-    bar = _progress_bar("SAM", config, show_progress)
+    bar = progress_bar("SAM", config, show_progress)
     for step in range(config.steps):
-        progress = _progress(step, time.perf_counter() - train_start, config)
+        progress = schedule_progress(step, time.perf_counter() - train_start, config)
         if progress >= 1.0:
             break
         for group in optimizer.param_groups:
@@ -433,7 +358,7 @@ def pretrain_sam(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(float(loss.detach()))
-        _advance(bar, step, time.perf_counter() - train_start, config)
+        advance(bar, step, time.perf_counter() - train_start, config)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     bar.close()

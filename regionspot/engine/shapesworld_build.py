@@ -32,9 +32,9 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from regionspot.engine.pretrain_clip import ClipPretrainConfig, pretrain_clip
-from regionspot.engine.pretrain_sam import SamPretrainConfig, pretrain_sam
 from regionspot.errors import RegionSpotError
+from regionspot.shapesworld.pretrain_clip import ClipPretrainConfig, pretrain_clip
+from regionspot.shapesworld.pretrain_sam import SamPretrainConfig, pretrain_sam
 
 ASSET_FILES = ("sam", "clip", "head.safetensors", "example.png", "example.json", "vocabulary.txt", "metrics.json")
 CI_SUBSET_IMAGES = 60

@@ -2,13 +2,14 @@
 
 The model plays SAM in the ShapesWorld pipeline: given a box or a point on an object it predicts the
 object's (visible) mask, whatever its class. Training images are rendered here with uniform category
-probabilities under their own seed (SAM is class-agnostic, so every category may appear).
+probabilities on their own stream (``streams.SAM_POOL``; SAM is class-agnostic, so every category may
+appear).
 
 Each step encodes a few images once and decodes two prompt sets on the same embeddings: jittered GT
 boxes and one random foreground point per object. The loss is BCE + dice on the single-mask low-res
 logits (B, N, 1, s/4, s/4) against the area-averaged GT mask, plus an MSE that teaches the IoU head
-the IoU of its own mask. Initialisation is SAM-style (``regionspot.shapesworld.tiny_models.sam_style_init_``):
-transformers' own init gives the prompt positional encoding a huge scale.
+the IoU of its own mask. Initialisation is SAM-style (``tiny_models.sam_style_init_``): transformers' own
+init gives the prompt positional encoding a huge scale.
 
 ``pretrain_sam(out_dir, config)`` saves a folder (fp16 safetensors, config dtype float32, SAM processor
 config) that ``load_segmenter(out_dir)`` reads offline, and reports the mask mIoU on held-out images or
@@ -30,13 +31,13 @@ from tqdm.auto import tqdm
 from transformers import SamModel
 
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
+from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.transforms import normalize_pixels
 from regionspot.engine.optim import cosine_lr, param_groups
 from regionspot.shapesworld.progress import advance, progress_bar, schedule_progress
+from regionspot.shapesworld.streams import SAM_BATCHES, SAM_HELDOUT, SAM_POOL, stream_rng
 from regionspot.shapesworld.tiny_models import build_sam, folder_size_mb, sam_config, save_sam_folder
-from regionspot.shapesworld.world import render_image, shapesworld_categories
-
-POOL_KEY, HELDOUT_KEY = 81, 83  # rng stream ids, distinct from the dataset's splits (0, 1)
+from regionspot.shapesworld.world import render_image, shapesworld_categories, uniform_probabilities
 
 
 @dataclass
@@ -131,13 +132,17 @@ def _low_res(mask: np.ndarray, side: int) -> np.ndarray:
 
 def render_mask_pool(num_images: int, seed: int, key: int, image_size: int, dataset_seed: int = 0,
                      show_progress: bool = False) -> MaskPool:
-    """Render ``num_images`` world images (uniform categories) with boxes and low-res mask targets."""
+    """Render ``num_images`` world images (uniform categories) with boxes and low-res mask targets.
+
+    key: the stream id (``streams.SAM_POOL`` for training); image ``i`` is drawn from
+    ``stream_rng(seed, key, i)``. Images whose objects all cover < 12 pixels are skipped.
+    """
     categories = shapesworld_categories(dataset_seed)
-    probs = np.full(len(categories), 1.0 / len(categories))
+    probs = uniform_probabilities(categories)
     images, boxes, masks = [], [], []
     side = image_size // 4
     for index in tqdm(range(num_images), desc="SAM data", disable=not show_progress, leave=False):
-        rng = np.random.default_rng([seed, key, index])
+        rng = stream_rng(seed, key, index)
         pixels, objects = render_image(rng, categories, probs, image_size=image_size)
         kept = [o for o in objects if o.mask.sum() >= 12]
         if not kept:
@@ -255,10 +260,10 @@ def evaluate_miou(model, images: list[np.ndarray], boxes: list[np.ndarray], mask
 def heldout_objects(num_images: int, seed: int, image_size: int, dataset_seed: int = 0):
     """Fresh renders for evaluation: (images, boxes, masks) lists as ``evaluate_miou`` takes them."""
     categories = shapesworld_categories(dataset_seed)
-    probs = np.full(len(categories), 1.0 / len(categories))
+    probs = uniform_probabilities(categories)
     images, boxes, masks = [], [], []
     for index in range(num_images):
-        pixels, objects = render_image(np.random.default_rng([seed, HELDOUT_KEY, index]), categories, probs,
+        pixels, objects = render_image(stream_rng(seed, SAM_HELDOUT, index), categories, probs,
                                        image_size=image_size)
         kept = [o.mask for o in objects if o.mask.sum() >= 12]
         if not kept:
@@ -275,35 +280,32 @@ def heldout_objects(num_images: int, seed: int, image_size: int, dataset_seed: i
 
 
 def coco_objects(annotation_file: str | Path, image_root: str | Path, image_size: int, limit: int | None = None):
-    """(images, boxes, masks) of a COCO-format split (e.g. ShapesWorld val), resized to ``image_size``."""
-    import pycocotools.mask as mask_utils
+    """(images, boxes, masks) of a COCO-format split (e.g. ShapesWorld val) as ``evaluate_miou`` takes them.
 
-    data = json.loads(Path(annotation_file).read_text())
-    by_image: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
+    The first ``limit`` images of the file (by id) that have annotations, read with
+    :class:`CocoDetectionDataset`. Each image is resized (bilinear) so its longer side is ``image_size``
+    and placed at the top-left of a black canvas: images (S, S, 3) uint8; boxes (K, 4) float32 XYXY and
+    masks (K, S, S) bool (nearest-resized), both in canvas pixels.
+    """
+    dataset = CocoDetectionDataset(annotation_file, image_root)
     images, boxes, masks = [], [], []
-    for info in data["images"][:limit]:
-        anns = by_image.get(info["id"], [])
-        if not anns:
+    for index in range(len(dataset))[:limit]:
+        record = dataset[index]
+        if len(record) == 0:
             continue
-        image = Image.open(Path(image_root) / info["file_name"]).convert("RGB")
+        image = dataset.load_image(index)
         scale = image_size / max(image.size)
         if scale != 1:
             image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
         canvas = np.zeros((image_size, image_size, 3), dtype=np.uint8)
         canvas[: image.height, : image.width] = np.asarray(image)
-        object_masks = np.zeros((len(anns), image_size, image_size), dtype=bool)
-        object_boxes = np.zeros((len(anns), 4), dtype=np.float32)
-        for j, ann in enumerate(anns):
-            m = mask_utils.decode(ann["segmentation"]).astype(bool)
+        object_masks = np.zeros((len(record), image_size, image_size), dtype=bool)
+        for j, m in enumerate(dataset.load_masks(index)):
             if scale != 1:
                 m = np.asarray(Image.fromarray(m).resize((image.width, image.height), Image.Resampling.NEAREST))
             object_masks[j, : m.shape[0], : m.shape[1]] = m
-            x, y, w, h = ann["bbox"]
-            object_boxes[j] = np.array([x, y, x + w, y + h]) * scale
         images.append(canvas)
-        boxes.append(object_boxes)
+        boxes.append((record.boxes.astype(np.float64) * scale).astype(np.float32))
         masks.append(object_masks)
     return images, boxes, masks
 
@@ -329,11 +331,11 @@ def pretrain_sam(
     config = config or SamPretrainConfig()
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    pool = render_mask_pool(config.pool_images, config.seed, POOL_KEY, config.image_size, config.dataset_seed,
+    pool = render_mask_pool(config.pool_images, config.seed, SAM_POOL, config.image_size, config.dataset_seed,
                             show_progress)
     model = build_sam_model(config, seed=config.seed).train()
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, ("pos", "embed")), lr=config.lr)
-    rng = np.random.default_rng([config.seed, 5])
+    rng = stream_rng(config.seed, SAM_BATCHES)
     losses: list[float] = []
     train_start = time.perf_counter()
     bar = progress_bar("SAM", config, show_progress)

@@ -41,7 +41,11 @@ def shapesworld_build(
     resume: Annotated[bool, typer.Option(help="Skip stages already finished in OUT.")] = False,
 ) -> None:
     """Rebuild the embedded ShapesWorld models (tiny CLIP, tiny SAM, RegionSpot heads) and write the table."""
-    from regionspot.engine.shapesworld_build import cli_build
+    from regionspot.shapesworld.build import BuildConfig, run_build
 
-    cli_build(out=out, quick=quick, install=install and not quick, resume=resume)
+    config = BuildConfig.quick() if quick else BuildConfig.full()
+    run_build(out, config, install=install and not quick, resume=resume)
+    report = out / "report.md"  # written by the eval stage (this run's or, with --resume, an earlier one's)
+    if report.is_file():
+        typer.echo(report.read_text())
 

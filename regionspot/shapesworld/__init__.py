@@ -2,6 +2,7 @@
 real backbones, their pre-training, and the build that trains everything and ships the embedded model.
 
 ``world`` (rendering), ``generate`` (datasets), ``streams`` (every random stream id), ``tiny_models``
-(architectures, init, tokenizer, fp16 folders), ``progress`` (time-budgeted schedules),
-``pretrain_clip`` / ``pretrain_sam``, ``report`` (the AP table) and ``build``.
+(architectures, init, the test tokenizer, fp16 folders), ``progress`` (budgeted schedules),
+``captions`` (CLIP's caption text), ``pretrain_clip`` / ``pretrain_sam``, ``report`` (the AP table) and
+``build``.
 """

@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     if args.data is None:
-        from regionspot.data.shapesworld import generate_shapesworld
+        from regionspot.shapesworld.generate import generate_shapesworld
 
         info = generate_shapesworld(out / "data", 0, args.num_val, seed=0, image_size=args.image_size, progress=False)
         args.data, args.images = info["val_json"], info["image_root"]

@@ -24,12 +24,12 @@ def build_full_size(work: Path) -> Path:
     """Write sam/, clip/ and head.safetensors for the BL architecture with random weights (cached)."""
     from transformers import CLIPConfig, CLIPModel, SamConfig, SamModel
 
+    from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
     from regionspot.backbones.convert.sam import save_sam_processor_config
     from regionspot.checkpoint import save_head_checkpoint
     from regionspot.config import variant_config
     from regionspot.modeling.head import RegionSpotHead
-    from regionspot.testing.tiny_clip import CLIP_MEAN, CLIP_STD, tiny_clip_tokenizer
-    from regionspot.testing.tiny_sam import sam_style_init_
+    from regionspot.shapesworld.tiny_models import sam_style_init_, tiny_clip_tokenizer
 
     root = work / "bl-random"
     if (root / "head.safetensors").exists():

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from regionspot.cli import app
-from regionspot.engine.shapesworld_build import ASSET_FILES, subset_metrics
 from regionspot.model import RegionSpot
 from regionspot.registry import assets_dir, list_pretrained
+from regionspot.shapesworld.build import ASSET_FILES, subset_metrics
 
 SHIPPED = assets_dir() / "shapesworld"
 AP_MARGIN = 0.01  # AP as a fraction: one point; CPU numerics move subset AP by far less

@@ -20,9 +20,16 @@ def shapesworld_generate(
     image_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 256,
 ) -> None:
     """Generate a ShapesWorld dataset (COCO JSON with RLE masks and LVIS-style frequencies)."""
-    from regionspot.data.shapesworld import cli_generate
+    from regionspot.shapesworld.generate import generate_shapesworld
 
-    cli_generate(out=out, train=train, val=val, seed=seed, image_size=image_size)
+    result = generate_shapesworld(out, train, val, seed=seed, image_size=image_size)
+    buckets = result["buckets"]
+    typer.echo(
+        f"ShapesWorld written to {result['root']}: {result['train']['images']} train / "
+        f"{result['val']['images']} val images, {result['num_categories']} categories "
+        f"(f={buckets['f']}, c={buckets['c']}, r={buckets['r']}), {result['images_per_second']:.1f} images/s.\n"
+        f"  train: {result['train_json']}\n  val:   {result['val_json']}\n  image root: {result['image_root']}"
+    )
 
 
 @shapes_app.command("build")
@@ -34,7 +41,11 @@ def shapesworld_build(
     resume: Annotated[bool, typer.Option(help="Skip stages already finished in OUT.")] = False,
 ) -> None:
     """Rebuild the embedded ShapesWorld models (tiny CLIP, tiny SAM, RegionSpot heads) and write the table."""
-    from regionspot.engine.shapesworld_build import cli_build
+    from regionspot.shapesworld.build import BuildConfig, run_build
 
-    cli_build(out=out, quick=quick, install=install and not quick, resume=resume)
+    config = BuildConfig.quick() if quick else BuildConfig.full()
+    run_build(out, config, install=install and not quick, resume=resume)
+    report = out / "report.md"  # written by the eval stage (this run's or, with --resume, an earlier one's)
+    if report.is_file():
+        typer.echo(report.read_text())
 

@@ -14,8 +14,8 @@ from regionspot.backbones.vision_language import load_vision_language
 from regionspot.cache.extract import cache_is_complete, extract_cache
 from regionspot.cache.store import CacheError, TokenCache
 from regionspot.data.coco_json import CocoDetectionDataset
-from regionspot.data.shapesworld import generate_shapesworld
 from regionspot.data.transforms import hflip_boxes
+from regionspot.shapesworld.generate import generate_shapesworld
 from regionspot.testing.tiny_clip import save_tiny_clip
 from regionspot.testing.tiny_sam import save_tiny_sam
 from regionspot.utils.fingerprint import weights_fingerprint

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from regionspot.data.coco_json import CocoDetectionDataset, resolve_image_path
-from regionspot.data.shapesworld import generate_shapesworld
 from regionspot.errors import ImageError, RegionSpotError
+from regionspot.shapesworld.generate import generate_shapesworld
 
 
 @pytest.fixture(scope="module")

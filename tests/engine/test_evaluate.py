@@ -40,7 +40,7 @@ def model(tmp_path_factory, tiny_sam_dir, tiny_clip_dir):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from regionspot.data.shapesworld import generate_shapesworld
+    from regionspot.shapesworld.generate import generate_shapesworld
 
     info = generate_shapesworld(tmp_path_factory.mktemp("sw"), 0, NUM_IMAGES, seed=0, image_size=64, max_objects=3,
                                 max_distractors=1, progress=False)

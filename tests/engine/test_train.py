@@ -15,7 +15,6 @@ from regionspot.cache.extract import extract_cache
 from regionspot.cache.store import TokenCache
 from regionspot.checkpoint import load_head_checkpoint
 from regionspot.data.coco_json import CocoDetectionDataset
-from regionspot.data.shapesworld import generate_shapesworld
 from regionspot.engine.config import ConfigError, TrainConfig
 from regionspot.engine.optim import lr_factor
 from regionspot.engine.train import (
@@ -26,6 +25,7 @@ from regionspot.engine.train import (
     train,
 )
 from regionspot.modeling.head import RegionSpotHead
+from regionspot.shapesworld.generate import generate_shapesworld
 from regionspot.testing.tiny_clip import save_tiny_clip
 from regionspot.testing.tiny_sam import save_tiny_sam
 

@@ -343,7 +343,7 @@ def test_backends_agree_on_generated_lvis_segm():
 def shapesworld_case(tmp_path_factory):
     """A small ShapesWorld val split (64 px, sampled negatives so some categories are unlabelled) and
     detections: mask-tight GT boxes jittered, with their GT masks shifted, plus false positives."""
-    from regionspot.data.shapesworld import generate_shapesworld
+    from regionspot.shapesworld.generate import generate_shapesworld
 
     out = tmp_path_factory.mktemp("shapesworld")
     info = generate_shapesworld(out, 0, 12, seed=0, image_size=64, neg_category_sample=6, progress=False)

@@ -2,13 +2,14 @@
 
 The model plays SAM in the ShapesWorld pipeline: given a box or a point on an object it predicts the
 object's (visible) mask, whatever its class. Training images are rendered here with uniform category
-probabilities under their own seed (SAM is class-agnostic, so every category may appear).
+probabilities on their own stream (``streams.SAM_POOL``; SAM is class-agnostic, so every category may
+appear).
 
 Each step encodes a few images once and decodes two prompt sets on the same embeddings: jittered GT
 boxes and one random foreground point per object. The loss is BCE + dice on the single-mask low-res
 logits (B, N, 1, s/4, s/4) against the area-averaged GT mask, plus an MSE that teaches the IoU head
-the IoU of its own mask. Initialisation is SAM-style (``regionspot.testing.tiny_sam.sam_style_init_``):
-transformers' own init gives the prompt positional encoding a huge scale.
+the IoU of its own mask. Initialisation is SAM-style (``tiny_models.sam_style_init_``): transformers' own
+init gives the prompt positional encoding a huge scale.
 
 ``pretrain_sam(out_dir, config)`` saves a folder (fp16 safetensors, config dtype float32, SAM processor
 config) that ``load_segmenter(out_dir)`` reads offline, and reports the mask mIoU on held-out images or
@@ -27,13 +28,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
+from transformers import SamModel
 
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
-from regionspot.data.shapesworld import render_image, shapesworld_categories
+from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.transforms import normalize_pixels
 from regionspot.engine.optim import cosine_lr, param_groups
-
-POOL_KEY, HELDOUT_KEY = 81, 83  # rng stream ids, distinct from the dataset's splits (0, 1)
+from regionspot.shapesworld.progress import advance, progress_bar, schedule_progress
+from regionspot.shapesworld.streams import SAM_BATCHES, SAM_HELDOUT, SAM_POOL, stream_rng
+from regionspot.shapesworld.tiny_models import build_sam, folder_size_mb, sam_config, save_sam_folder
+from regionspot.shapesworld.world import render_image, shapesworld_categories, uniform_probabilities
 
 
 @dataclass
@@ -92,47 +96,13 @@ class SamPretrainResult:
 # Model
 
 
-def build_sam_model(config: SamPretrainConfig, seed: int = 0):
+def build_sam_model(config: SamPretrainConfig, seed: int = 0) -> SamModel:
     """A ``SamModel`` of the tiny architecture with SAM-style random initialisation."""
-    from transformers import (
-        SamConfig,
-        SamMaskDecoderConfig,
-        SamModel,
-        SamPromptEncoderConfig,
-        SamVisionConfig,
-    )
-
-    from regionspot.testing.tiny_sam import sam_style_init_
-
-    grid = config.image_size // config.patch_size
-    vision = SamVisionConfig(
-        hidden_size=config.vision_width,
-        output_channels=config.width,
-        num_hidden_layers=config.vision_layers,
-        num_attention_heads=config.vision_heads,
-        mlp_dim=4 * config.vision_width,
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        window_size=max(grid // 2, 1),
-        global_attn_indexes=list(range(config.vision_layers - 1, 0, -2))[::-1] or [0],
-        num_pos_feats=config.width // 2,
-    )
-    prompt = SamPromptEncoderConfig(
-        hidden_size=config.width,
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        mask_input_channels=16,
-    )
-    prompt.image_embedding_size = grid
-    decoder = SamMaskDecoderConfig(
-        hidden_size=config.width,
-        mlp_dim=config.decoder_mlp,
-        num_attention_heads=config.decoder_heads,
-        num_hidden_layers=2,
-        iou_head_hidden_dim=config.width,
-    )
-    model = SamModel(SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder))
-    return sam_style_init_(model, seed=seed)
+    return build_sam(sam_config(image_size=config.image_size, patch_size=config.patch_size,
+                                vision_width=config.vision_width, vision_layers=config.vision_layers,
+                                vision_heads=config.vision_heads, vision_mlp=4 * config.vision_width,
+                                width=config.width, decoder_mlp=config.decoder_mlp,
+                                decoder_heads=config.decoder_heads, mask_input_channels=16), seed=seed)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -162,13 +132,17 @@ def _low_res(mask: np.ndarray, side: int) -> np.ndarray:
 
 def render_mask_pool(num_images: int, seed: int, key: int, image_size: int, dataset_seed: int = 0,
                      show_progress: bool = False) -> MaskPool:
-    """Render ``num_images`` world images (uniform categories) with boxes and low-res mask targets."""
+    """Render ``num_images`` world images (uniform categories) with boxes and low-res mask targets.
+
+    key: the stream id (``streams.SAM_POOL`` for training); image ``i`` is drawn from
+    ``stream_rng(seed, key, i)``. Images whose objects all cover < 12 pixels are skipped.
+    """
     categories = shapesworld_categories(dataset_seed)
-    probs = np.full(len(categories), 1.0 / len(categories))
+    probs = uniform_probabilities(categories)
     images, boxes, masks = [], [], []
     side = image_size // 4
     for index in tqdm(range(num_images), desc="SAM data", disable=not show_progress, leave=False):
-        rng = np.random.default_rng([seed, key, index])
+        rng = stream_rng(seed, key, index)
         pixels, objects = render_image(rng, categories, probs, image_size=image_size)
         kept = [o for o in objects if o.mask.sum() >= 12]
         if not kept:
@@ -238,48 +212,8 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor
     return bce + dice.mean() + F.mse_loss(iou_pred, iou.float())
 
 
-def _progress(step: int, elapsed: float, config: SamPretrainConfig) -> float:
-    by_step = step / max(1, config.steps)
-    by_time = elapsed / config.max_seconds if config.max_seconds else 0.0
-    return max(by_step, by_time)
-
-
-def _progress_bar(desc: str, config, show: bool) -> tqdm:
-    """Steps, or seconds when the run has a time budget (``config.max_seconds``)."""
-    if config.max_seconds:
-        return tqdm(total=int(config.max_seconds), desc=f"{desc} (s)", disable=not show, leave=False)
-    return tqdm(total=config.steps, desc=desc, disable=not show, leave=False)
-
-
-def _advance(bar: tqdm, step: int, elapsed: float, config) -> None:
-    bar.update((min(int(elapsed), int(config.max_seconds)) if config.max_seconds else step + 1) - bar.n)
-
-
 # ------------------------------------------------------------------------------------------------
 # Saving and evaluation
-
-
-def save_sam_folder(model, folder: Path, half: bool = True) -> Path:
-    """Write ``model`` and the SAM processor config so ``load_segmenter(folder)`` works offline.
-
-    half: store weights as fp16 safetensors; the config keeps ``dtype: float32`` so loaders upcast.
-    """
-    import copy
-
-    from regionspot.testing.tiny_sam import save_sam_processor_config
-
-    folder.mkdir(parents=True, exist_ok=True)
-    to_save = copy.deepcopy(model).to(torch.float16) if half else model
-    to_save.save_pretrained(str(folder), safe_serialization=True)
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text())
-    config["dtype"] = "float32"
-    for sub in ("vision_config", "prompt_encoder_config", "mask_decoder_config"):
-        if isinstance(config.get(sub), dict) and "dtype" in config[sub]:
-            config[sub]["dtype"] = "float32"
-    config_path.write_text(json.dumps(config, indent=2))
-    save_sam_processor_config(folder, int(model.config.vision_config.image_size))
-    return folder
 
 
 def _iou(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -326,10 +260,10 @@ def evaluate_miou(model, images: list[np.ndarray], boxes: list[np.ndarray], mask
 def heldout_objects(num_images: int, seed: int, image_size: int, dataset_seed: int = 0):
     """Fresh renders for evaluation: (images, boxes, masks) lists as ``evaluate_miou`` takes them."""
     categories = shapesworld_categories(dataset_seed)
-    probs = np.full(len(categories), 1.0 / len(categories))
+    probs = uniform_probabilities(categories)
     images, boxes, masks = [], [], []
     for index in range(num_images):
-        pixels, objects = render_image(np.random.default_rng([seed, HELDOUT_KEY, index]), categories, probs,
+        pixels, objects = render_image(stream_rng(seed, SAM_HELDOUT, index), categories, probs,
                                        image_size=image_size)
         kept = [o.mask for o in objects if o.mask.sum() >= 12]
         if not kept:
@@ -346,41 +280,34 @@ def heldout_objects(num_images: int, seed: int, image_size: int, dataset_seed: i
 
 
 def coco_objects(annotation_file: str | Path, image_root: str | Path, image_size: int, limit: int | None = None):
-    """(images, boxes, masks) of a COCO-format split (e.g. ShapesWorld val), resized to ``image_size``."""
-    import pycocotools.mask as mask_utils
+    """(images, boxes, masks) of a COCO-format split (e.g. ShapesWorld val) as ``evaluate_miou`` takes them.
 
-    data = json.loads(Path(annotation_file).read_text())
-    by_image: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
+    The first ``limit`` images of the file (by id) that have annotations, read with
+    :class:`CocoDetectionDataset`. Each image is resized (bilinear) so its longer side is ``image_size``
+    and placed at the top-left of a black canvas: images (S, S, 3) uint8; boxes (K, 4) float32 XYXY and
+    masks (K, S, S) bool (nearest-resized), both in canvas pixels.
+    """
+    dataset = CocoDetectionDataset(annotation_file, image_root)
     images, boxes, masks = [], [], []
-    for info in data["images"][:limit]:
-        anns = by_image.get(info["id"], [])
-        if not anns:
+    for index in range(len(dataset))[:limit]:
+        record = dataset[index]
+        if len(record) == 0:
             continue
-        image = Image.open(Path(image_root) / info["file_name"]).convert("RGB")
+        image = dataset.load_image(index)
         scale = image_size / max(image.size)
         if scale != 1:
             image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
         canvas = np.zeros((image_size, image_size, 3), dtype=np.uint8)
         canvas[: image.height, : image.width] = np.asarray(image)
-        object_masks = np.zeros((len(anns), image_size, image_size), dtype=bool)
-        object_boxes = np.zeros((len(anns), 4), dtype=np.float32)
-        for j, ann in enumerate(anns):
-            m = mask_utils.decode(ann["segmentation"]).astype(bool)
+        object_masks = np.zeros((len(record), image_size, image_size), dtype=bool)
+        for j, m in enumerate(dataset.load_masks(index)):
             if scale != 1:
                 m = np.asarray(Image.fromarray(m).resize((image.width, image.height), Image.Resampling.NEAREST))
             object_masks[j, : m.shape[0], : m.shape[1]] = m
-            x, y, w, h = ann["bbox"]
-            object_boxes[j] = np.array([x, y, x + w, y + h]) * scale
         images.append(canvas)
-        boxes.append(object_boxes)
+        boxes.append((record.boxes.astype(np.float64) * scale).astype(np.float32))
         masks.append(object_masks)
     return images, boxes, masks
-
-
-def folder_size_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
 
 
 # ------------------------------------------------------------------------------------------------
@@ -404,16 +331,16 @@ def pretrain_sam(
     config = config or SamPretrainConfig()
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    pool = render_mask_pool(config.pool_images, config.seed, POOL_KEY, config.image_size, config.dataset_seed,
+    pool = render_mask_pool(config.pool_images, config.seed, SAM_POOL, config.image_size, config.dataset_seed,
                             show_progress)
     model = build_sam_model(config, seed=config.seed).train()
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, ("pos", "embed")), lr=config.lr)
-    rng = np.random.default_rng([config.seed, 5])
+    rng = stream_rng(config.seed, SAM_BATCHES)
     losses: list[float] = []
     train_start = time.perf_counter()
-    bar = _progress_bar("SAM", config, show_progress)
+    bar = progress_bar("SAM", config, show_progress)
     for step in range(config.steps):
-        progress = _progress(step, time.perf_counter() - train_start, config)
+        progress = schedule_progress(step, time.perf_counter() - train_start, config)
         if progress >= 1.0:
             break
         for group in optimizer.param_groups:
@@ -433,7 +360,7 @@ def pretrain_sam(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(float(loss.detach()))
-        _advance(bar, step, time.perf_counter() - train_start, config)
+        advance(bar, step, time.perf_counter() - train_start, config)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     bar.close()

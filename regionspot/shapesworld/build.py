@@ -2,7 +2,7 @@
 
 Stages (one progress bar over them; each stage shows its own bar below it):
 
-1. ``data``: generate ShapesWorld (COCO json + images) with ``regionspot.data.shapesworld``.
+1. ``data``: generate ShapesWorld (COCO json + images) with ``regionspot.shapesworld.generate``.
 2. ``clip``: pre-train the tiny CLIP on its own renders covering all categories (``pretrain_clip``).
 3. ``sam``: pre-train the tiny SAM class-agnostically (``pretrain_sam``), mIoU on val.
 4. ``cache``: SAM tokens (+ CLIP maps) of every train box (``regionspot cache``).
@@ -14,14 +14,14 @@ Stages (one progress bar over them; each stage shows its own bar below it):
    metrics, the build times and the AP of RegionSpot and CLIP w/ box on the fixed val subset that CI
    re-measures (the first ``CI_SUBSET_IMAGES`` val images of the seed, regenerated bit-identically).
 
-Writes ``OUT/report.md`` (the table), ``OUT/build.json`` (timings, metrics, sizes). ``quick=True`` is a
-few-minute smoke version with tiny data and short schedules (numbers meaningless).
+Writes ``OUT/report.md`` (the table, :mod:`regionspot.shapesworld.report`) and ``OUT/build.json``
+(timings, metrics, sizes). ``BuildConfig.quick()`` is a few-minute smoke version with tiny data and short
+schedules (numbers meaningless); the CLI command chooses the config and prints the report.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,9 +32,13 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from regionspot.engine.pretrain_clip import ClipPretrainConfig, pretrain_clip
-from regionspot.engine.pretrain_sam import SamPretrainConfig, pretrain_sam
 from regionspot.errors import RegionSpotError
+from regionspot.shapesworld.generate import generate_shapesworld
+from regionspot.shapesworld.pretrain_clip import ClipPretrainConfig, pretrain_clip
+from regionspot.shapesworld.pretrain_sam import SamPretrainConfig, pretrain_sam
+from regionspot.shapesworld.report import evaluate_methods, evaluate_rows, report_markdown, table_rows
+from regionspot.shapesworld.streams import EXAMPLE_CANDIDATES, stream_rng
+from regionspot.shapesworld.world import render_image, shapesworld_categories, uniform_probabilities
 
 ASSET_FILES = ("sam", "clip", "head.safetensors", "example.png", "example.json", "vocabulary.txt", "metrics.json")
 CI_SUBSET_IMAGES = 60
@@ -129,40 +133,6 @@ def _train_config(build: BuildConfig, out: Path, cache: Path, sam_dir: Path, cli
     return path
 
 
-def _rows(summary: Any, names: dict[str, str]) -> dict[str, dict[str, float]]:
-    """{row title: {APr, APc, APf, AP, mask AP...}} from an EvalSummary."""
-    from regionspot.engine.evaluate import ROW_NAMES
-
-    rows = {}
-    for key, title in names.items():
-        result = summary.results.get(ROW_NAMES.get(key, key)) if summary is not None else None
-        if not result:
-            continue
-        box = result.get("bbox")
-        mask = result.get("segm")
-        row = {m: getattr(box, m) for m in ("APr", "APc", "APf", "AP")} if box is not None else {}
-        if mask is not None:
-            row["mask AP"] = mask.AP
-        rows[title] = row
-    return rows
-
-
-def _fmt(value: float | None) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
-
-
-def table_markdown(rows: dict[str, dict[str, float]], title: str) -> str:
-    """The Markdown table: box AP by frequency bucket (+ mask AP), × 100."""
-    lines = [f"### {title}", "", "| Method | APr | APc | APf | AP | mask AP |", "|---|---:|---:|---:|---:|---:|"]
-    for name, row in rows.items():
-        cells = [_fmt(row.get(m)) for m in ("APr", "APc", "APf", "AP", "mask AP")]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-EXAMPLE_KEY = 75  # rng stream of the example candidates, apart from the dataset's splits and CLIP's pools
-
-
 def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: int = 0, candidates: int = 1000,
                    max_objects: int = 3) -> dict[str, Any] | None:
     """A showcase image for ``regionspot predict``: among ``candidates`` fresh renders (all categories
@@ -172,22 +142,20 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
     This is a demo picked for being right, not a measurement (the table is). Writes OUT/example.png;
     returns {"file", "boxes", "labels"} or None when no candidate qualifies.
     """
-    import numpy as np
     from PIL import Image
 
-    from regionspot.data.shapesworld import render_image, shapesworld_categories
     from regionspot.inference.predictor import RegionSpotPredictor
     from regionspot.model import RegionSpot
 
     categories = shapesworld_categories(seed)
     names = [c.name for c in categories]
-    probs = np.full(len(categories), 1.0 / len(categories))
+    probs = uniform_probabilities(categories)
     model = RegionSpot.from_pretrained(str(head), segmenter=str(sam_dir), vision_language=str(clip_dir), device="cpu")
     predictor = RegionSpotPredictor(model)
     predictor.set_vocabulary(names)
     best, best_key = None, None
     for index in range(candidates):
-        pixels, objects = render_image(np.random.default_rng([seed, EXAMPLE_KEY, index]), categories, probs,
+        pixels, objects = render_image(stream_rng(seed, EXAMPLE_CANDIDATES, index), categories, probs,
                                        max_objects=max_objects)
         truth = [names[o.category_index] for o in objects]
         if not objects or len(set(truth)) != len(truth):
@@ -237,13 +205,12 @@ def subset_metrics(out_dir: Path, sam: str | Path, clip: str | Path, head: str |
     The images are regenerated into ``out_dir`` (identical to the build's first val images), so CI can
     re-measure the shipped models without shipping data. Returns {"RegionSpot": row, "CLIP w/ box": row}.
     """
-    from regionspot.data.shapesworld import generate_shapesworld
     out_dir = Path(out_dir)
     info = generate_shapesworld(out_dir / "data", 0, num_val, seed=seed, progress=False)
-    summary = _evaluate(Path(info["val_json"]), Path(info["image_root"]), out_dir / "eval", ("regionspot", "clip-box"),
-                        Path(head), Path(sam), Path(clip), None, out_dir / "text_cache", show_progress,
-                        iou_types=("bbox",))
-    return _rows(summary, {"regionspot": "RegionSpot", "clip-box": "CLIP w/ box"})
+    summary = evaluate_methods(Path(info["val_json"]), Path(info["image_root"]), out_dir / "eval",
+                               ("regionspot", "clip-box"), Path(head), Path(sam), Path(clip), None,
+                               out_dir / "text_cache", show_progress, iou_types=("bbox",))
+    return table_rows(summary, {"regionspot": "RegionSpot", "clip-box": "CLIP w/ box"})
 
 
 def shipped_metrics(out: Path, record: dict[str, Any], config: BuildConfig) -> dict[str, Any]:
@@ -269,8 +236,6 @@ def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_
     stop_after: a stage name to stop after (e.g. "sam" builds the backbones only).
     resume: skip stages whose outputs a previous run into ``out`` finished (data, clip, sam, cache, head).
     """
-    from regionspot.data.shapesworld import generate_shapesworld
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
@@ -339,7 +304,7 @@ def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_
                 record["seconds"]["heads"][name] = time.perf_counter() - t_head
         elif stage == "eval":
             names = [c["name"] for c in json.loads(val_json.read_text())["categories"]]
-            record["metrics"]["table"] = evaluate_rows(out, config, show_progress)
+            record["metrics"]["table"] = evaluate_rows(out, config.eval_limit, show_progress)
         elif stage == "ship":
             from regionspot.registry import assets_dir
 
@@ -386,68 +351,3 @@ def _stage_done(stage: str, out: Path) -> bool:
 
 def _names(val_json: Path) -> list[str]:
     return [c["name"] for c in json.loads(val_json.read_text())["categories"]]
-
-
-def evaluate_rows(out: Path, config: BuildConfig, show_progress: bool = True) -> dict[str, dict[str, float]]:
-    """Run ``regionspot eval`` for the CLIP baselines and the three heads; return the table rows."""
-    data_dir = out / "data"
-    val_json = data_dir / "annotations" / "val.json"
-    rows: dict[str, dict[str, float]] = {}
-    summary = _evaluate(val_json, data_dir, out / "eval" / "clip", ("clip-box", "clip-mask"), None, out / "sam",
-                        out / "clip", config.eval_limit, out / "text_cache", show_progress)
-    rows.update(_rows(summary, {"clip-box": "CLIP w/ box", "clip-mask": "CLIP w/ mask"}))
-    for name, title in (("regionspot", "RegionSpot (depth 3)"), ("sam_token_only", "RegionSpot, SAM token only"),
-                        ("depth1", "RegionSpot, depth 1")):
-        head = out / "runs" / name / "final_head.safetensors"
-        summary = _evaluate(val_json, data_dir, out / "eval" / name, ("regionspot",), head, out / "sam", out / "clip",
-                            config.eval_limit, out / "text_cache", show_progress)
-        rows.update(_rows(summary, {"regionspot": title}))
-    return rows
-
-
-def _evaluate(annotations: Path, image_root: Path, out: Path, methods: tuple[str, ...], head: Path | None, sam: Path,
-              clip: Path, limit: int | None, text_cache: Path, show_progress: bool, iou_types=("bbox", "segm")):
-    """One GT-box evaluation on CPU into ``out`` (started afresh) with ``evaluate_dataset``."""
-    from regionspot.engine.config import EvalOptions
-    from regionspot.engine.evaluate import evaluate_dataset, load_parts
-
-    segmenter, vision_language, model = load_parts(methods, None if head is None else str(head), str(sam), str(clip),
-                                                   device="cpu")
-    options = EvalOptions(methods=methods, iou_types=iou_types, limit=limit, text_cache_dir=str(text_cache),
-                          overwrite=True)
-    return evaluate_dataset(annotations, image_root, out, segmenter=segmenter, vision_language=vision_language,
-                            model=model, options=options, show_progress=show_progress)
-
-
-def report_markdown(record: dict[str, Any]) -> str:
-    """The build report: the AP table, backbone metrics and stage timings."""
-    metrics = record["metrics"]
-    text = table_markdown(metrics.get("table", {}), "ShapesWorld val, GT boxes (box AP × 100; mask AP from SAM)")
-    clip = metrics.get("clip", {})
-    sam = metrics.get("sam", {})
-    if clip:
-        buckets = ", ".join(f"{k}: {100 * v:.1f}" for k, v in clip.get("zero_shot_by_bucket", {}).items())
-        text += (f"\nTiny CLIP zero-shot top-1 on held-out crops (all 144 classes, template ensemble): "
-                 f"{100 * clip['zero_shot_top1']:.1f}% ({buckets}); {clip['steps']} steps.\n")
-    if sam:
-        text += (f"\nTiny SAM val mask mIoU: box {100 * sam['miou_box']:.1f}, point {100 * sam['miou_point']:.1f}; "
-                 f"{sam['steps']} steps.\n")
-    seconds = {k: v for k, v in record["seconds"].items() if isinstance(v, (int, float))}
-    text += "\nStage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n"
-    return text
-
-
-def cli_build(out: Path, quick: bool = False, install: bool = True, stop_after: str | None = None,
-              resume: bool = False) -> dict[str, Any]:
-    """``regionspot shapesworld build``: rebuild data, CLIP, SAM, heads and the table into ``out``.
-
-    quick: a few-minute smoke run (tiny data and schedules; never installed). install: copy the models
-    into the package's assets (full builds only). stop_after / resume: see ``run_build``. Prints the table
-    and the stage times.
-    """
-    config = BuildConfig.quick() if quick else BuildConfig.full()
-    record = run_build(out, config, install=install and not quick, stop_after=stop_after, resume=resume)
-    report = Path(out) / "report.md"
-    if report.is_file():
-        print(report.read_text())
-    return record

@@ -9,16 +9,17 @@ import torch.nn.functional as F
 from transformers import CLIPTokenizerFast
 
 from regionspot.backbones.vision_language import load_vision_language
-from regionspot.engine import pretrain_clip as pc
 from regionspot.errors import VocabularyError
 from regionspot.registry import assets_dir
+from regionspot.shapesworld import captions, streams
+from regionspot.shapesworld import pretrain_clip as pc
 from regionspot.text.tokenizer import BOS, EOS, build_clip_tokenizer, save_clip_tokenizer, train_bpe
 
 NAMES = ["red star", "blue circle", "green square", "yellow ring"]
 
 
 def test_tokenizer_round_trips_through_clip_tokenizer_fast(tmp_path):
-    saved = save_clip_tokenizer(tmp_path, pc.caption_corpus(NAMES), vocab_size=600, model_max_length=32)
+    saved = save_clip_tokenizer(tmp_path, captions.caption_corpus(NAMES), vocab_size=600, model_max_length=32)
     loaded = CLIPTokenizerFast.from_pretrained(tmp_path)
     text = "a photo of a red star on a cluttered background"
     ids = loaded(text)["input_ids"]
@@ -55,14 +56,14 @@ def test_contrastive_loss_treats_same_class_as_positives():
 def test_contrastive_training_steps_reduce_the_loss():
     config = pc.ClipPretrainConfig(image_size=32, patch_size=8, vision_width=32, vision_layers=1, vision_heads=2,
                                    text_width=32, text_layers=1, text_heads=2, projection_dim=16)
-    tokenizer = build_clip_tokenizer(pc.caption_corpus(NAMES), vocab_size=600)
+    tokenizer = build_clip_tokenizer(captions.caption_corpus(NAMES), vocab_size=600)
     torch.manual_seed(0)
     model = pc.build_clip_model(config, len(tokenizer))
     generator = torch.Generator().manual_seed(0)
     crops = np.random.default_rng(0).integers(0, 255, size=(8, pc.CROP_STORE, pc.CROP_STORE, 3), dtype=np.uint8)
     labels = np.arange(8) % len(NAMES)
     pixels = pc.augment_crops(crops, 32, generator)
-    ids, mask = pc._tokenize(tokenizer, [NAMES[i] for i in labels], 32)
+    ids, mask = captions.tokenize_captions(tokenizer, [NAMES[i] for i in labels], 32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
@@ -107,6 +108,6 @@ def test_shipped_clip_loads_offline_and_knows_the_vocabulary():
 def test_scene_pool_streams_and_object_sizes_differ():
     small, small_labels = pc.render_scene_pool(4, 0, 64, max_radius=0.1)
     large, _ = pc.render_scene_pool(4, 0, 64, max_radius=0.4)
-    held_out, _ = pc.render_scene_pool(4, 0, 64, max_radius=0.1, key=pc.HELDOUT_SCENE_KEY)
+    held_out, _ = pc.render_scene_pool(4, 0, 64, max_radius=0.1, key=streams.CLIP_HELDOUT_SCENES)
     assert small.shape == (4, 64, 64, 3) and small_labels.shape == (4,)
     assert not np.array_equal(small, large) and not np.array_equal(small, held_out)

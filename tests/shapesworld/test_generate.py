@@ -1,3 +1,5 @@
+"""Writing a dataset: determinism, COCO / LVIS layout, masks, frequency buckets, the CLI."""
+
 import hashlib
 import json
 from pathlib import Path
@@ -10,15 +12,11 @@ from faster_coco_eval import COCOeval_faster
 from lvis import LVIS
 from PIL import Image
 from pycocotools.coco import COCO
+from typer.testing import CliRunner
 
-from regionspot.data.shapesworld import (
-    COLOURS,
-    SHAPES,
-    cli_generate,
-    generate_shapesworld,
-    shapesworld_categories,
-)
+from regionspot.cli import app
 from regionspot.errors import RegionSpotError
+from regionspot.shapesworld.generate import generate_shapesworld
 
 SIZE = 64
 
@@ -54,21 +52,6 @@ def test_same_seed_is_identical_other_seed_differs(world, tmp_path):
     other = _generate(tmp_path / "c", seed=1)
     assert _digest(world)["train.json"] != _digest(other)["train.json"]
     assert _digest(world)["00000001.png"] != _digest(other)["00000001.png"]
-
-
-def test_categories_and_buckets():
-    cats = shapesworld_categories(0)
-    assert len(cats) == len(COLOURS) * len(SHAPES) == 144
-    assert {c.name for c in cats} >= {"red circle", "black heart", "white ring"}
-    counts = {b: sum(c.frequency == b for c in cats) for b in "fcr"}
-    assert counts == {"f": 72, "c": 43, "r": 29}
-    # Every colour and shape is seen in some non-rare category.
-    assert {c.colour for c in cats if c.frequency != "r"} == set(COLOURS)
-    assert {c.shape for c in cats if c.frequency != "r"} == set(SHAPES)
-    assert [c.frequency for c in shapesworld_categories(0)] == [c.frequency for c in cats]
-    assert [c.frequency for c in shapesworld_categories(1)] != [c.frequency for c in cats]
-    with pytest.raises(RegionSpotError, match="Unknown ShapesWorld"):
-        shapesworld_categories(0, colours=["mauve"])
 
 
 def test_files_and_json_layout(world, data):
@@ -151,46 +134,14 @@ def test_loads_with_pycocotools_and_lvis_evaluator(world, data):
     assert stats["APr"] == pytest.approx(1.0)
 
 
-def test_cli_generate_and_bad_arguments(tmp_path, capsys):
-    result = cli_generate(tmp_path / "cli", train=1, val=1, seed=2, image_size=48)
-    assert Path(result["train_json"]).is_file() and Path(result["val_json"]).is_file()
-    assert "144 categories" in capsys.readouterr().out
+def test_cli_generate_and_bad_arguments(tmp_path):
+    out = tmp_path / "cli"
+    args = ["shapesworld", "generate", "--out", str(out), "--train", "1", "--val", "1", "--seed", "2", "--image-size", "48"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "annotations" / "train.json").is_file() and (out / "annotations" / "val.json").is_file()
+    assert "144 categories" in result.output
     with pytest.raises(RegionSpotError, match="rare"):
         generate_shapesworld(tmp_path / "x", 1, 1, train_bucket_weights=(1.0, 1.0, 0.5), progress=False)
     with pytest.raises(RegionSpotError, match="image_size"):
         generate_shapesworld(tmp_path / "x", 1, 1, image_size=8, progress=False)
-
-
-def test_every_shape_rasterises_whole_and_distinct():
-    from regionspot.data.shapesworld import _rasterize_shape
-
-    silhouettes = {}
-    for shape in SHAPES:
-        alpha, x0, y0 = _rasterize_shape(shape, 40.0, 40.0, 16.0, 1.0, 0.7)
-        mask = alpha >= 0.5
-        assert mask.sum() > 40, shape
-        # The patch covers every filled polygon of the shape: its border stays empty.
-        assert not mask[0].any() and not mask[-1].any() and not mask[:, 0].any() and not mask[:, -1].any(), shape
-        canvas = np.zeros((80, 80), dtype=bool)
-        canvas[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
-        silhouettes[shape] = canvas
-    for i, a in enumerate(SHAPES):
-        for b in SHAPES[i + 1 :]:
-            iou = (silhouettes[a] & silhouettes[b]).sum() / (silhouettes[a] | silhouettes[b]).sum()
-            assert iou < 0.85, (a, b, iou)
-
-
-def test_radius_range_bounds_the_object_size():
-    from regionspot.data.shapesworld import render_image
-
-    categories = shapesworld_categories(0)
-    probs = np.full(len(categories), 1.0 / len(categories))
-    for index in range(10):
-        for low, high in ((0.06, 0.1), (0.3, 0.4)):
-            _, objects = render_image(np.random.default_rng([3, index]), categories, probs, image_size=128,
-                                      max_objects=1, max_distractors=0, radius_range=(low, high))
-            x0, y0, x1, y1 = objects[0].box
-            # A loose bound: the farthest polygon point is the square's corner (1.13 radii); stretch adds <= e^0.15.
-            assert max(x1 - x0, y1 - y0) <= 2 * high * 128 * 1.31 * 1.17 + 2
-            if low == 0.3:
-                assert max(x1 - x0, y1 - y0) >= 0.3 * 128  # every shape spans at least one radius

@@ -6,14 +6,15 @@ import numpy as np
 import torch
 
 from regionspot.backbones.segmenter import load_segmenter
-from regionspot.engine import pretrain_sam as ps
+from regionspot.shapesworld import pretrain_sam as ps
+from regionspot.shapesworld import streams
 
 TINY = dict(image_size=64, patch_size=16, vision_width=32, vision_layers=2, vision_heads=2, width=32,
             decoder_mlp=64, decoder_heads=2)
 
 
 def test_mask_pool_targets_match_boxes():
-    pool = ps.render_mask_pool(3, seed=0, key=ps.POOL_KEY, image_size=64)
+    pool = ps.render_mask_pool(3, seed=0, key=streams.SAM_POOL, image_size=64)
     assert pool.images.shape[1:] == (64, 64, 3) and pool.images.dtype == np.uint8
     for boxes, masks in zip(pool.boxes, pool.masks):
         assert masks.shape[1:] == (16, 16) and len(masks) == len(boxes)
@@ -38,7 +39,7 @@ def test_mask_loss_prefers_the_right_mask():
 def test_sam_steps_reduce_the_loss():
     config = ps.SamPretrainConfig(**TINY)
     model = ps.build_sam_model(config, seed=0).train()
-    pool = ps.render_mask_pool(2, seed=1, key=ps.POOL_KEY, image_size=64)
+    pool = ps.render_mask_pool(2, seed=1, key=streams.SAM_POOL, image_size=64)
     boxes, _, targets = ps.sample_prompts(pool, np.array([0, 1]), 2, 0.0, np.random.default_rng(0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     pixels = ps.normalise_pixels(pool.images[:2])

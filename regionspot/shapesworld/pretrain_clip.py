@@ -1,8 +1,8 @@
 """Pre-train a tiny CLIP (transformers ``CLIPModel``) contrastively on ShapesWorld image/caption pairs.
 
 The model plays the role of web-scale CLIP in the ShapesWorld pipeline, so it sees EVERY category,
-rare ones included: its pairs come from images rendered here with uniform category probabilities
-under their own seed (never the dataset's train split, where rare classes are absent).
+rare ones included: its pairs come from images rendered here with uniform category probabilities on
+their own streams (``streams.CLIP_*``; never the dataset's train split, where rare classes are absent).
 
 Two kinds of pairs, mixed by ``scene_every``:
 
@@ -14,8 +14,8 @@ Two kinds of pairs, mixed by ``scene_every``:
 
 Captions vary ("red star", "a photo of a red star on a cluttered background", CLIP's ImageNet
 templates, ...). The loss is the symmetric InfoNCE with a learnable logit scale; pairs of the same
-class in a batch are all positives (soft targets). The tokenizer is a BPE trained on the caption
-corpus (``regionspot.text.tokenizer``).
+class in a batch are all positives (soft targets). The tokenizer is a BPE (``regionspot.text.tokenizer``)
+trained on the caption corpus (:mod:`regionspot.shapesworld.captions`).
 
 ``pretrain_clip(out_dir, config)`` trains, writes a folder that ``load_vision_language(out_dir)`` reads
 offline (fp16 safetensors, config dtype float32 so loading upcasts), and reports the zero-shot top-1 on
@@ -36,43 +36,33 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
+from transformers import CLIPModel
 
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
-from regionspot.backbones.vision_language import save_clip_preprocessor_config
-from regionspot.data.shapesworld import MAX_RADIUS, MIN_RADIUS, render_image, shapesworld_categories
 from regionspot.data.transforms import normalize_pixels
 from regionspot.engine.optim import cosine_lr, param_groups
-from regionspot.engine.pretrain_sam import _advance, _progress_bar
-from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
+from regionspot.shapesworld.captions import caption_corpus, sample_captions, tokenize_captions
+from regionspot.shapesworld.progress import advance, progress_bar, schedule_progress
+from regionspot.shapesworld.streams import (
+    CLIP_BATCHES,
+    CLIP_CROPS,
+    CLIP_HELDOUT_CROPS,
+    CLIP_HELDOUT_SCENES,
+    CLIP_SCENES,
+    stream_rng,
+)
+from regionspot.shapesworld.tiny_models import build_clip, clip_config, folder_size_mb, save_clip_folder
+from regionspot.shapesworld.world import (
+    MAX_RADIUS,
+    MIN_RADIUS,
+    render_image,
+    shapesworld_categories,
+    uniform_probabilities,
+)
 from regionspot.text.tokenizer import save_clip_tokenizer
 
 CROP_STORE = 96  # side of the stored object crops (context 2.6× the box side)
 CROP_CONTEXT = 2.6
-CROP_KEY, SCENE_KEY, HELDOUT_KEY, HELDOUT_SCENE_KEY = 71, 72, 73, 74  # rng streams, distinct from the splits (0, 1)
-
-CAPTION_TEMPLATES: tuple[str, ...] = (
-    "{}",
-    "a {}",
-    "the {}",
-    "a photo of a {}",
-    "a photo of a {} on a cluttered background",
-    "a {} on a textured background",
-    "a {} in the scene",
-    "a picture of the {}",
-    "a drawing of a {}",
-    "a close-up of a {}",
-    "there is a {} here",
-    "one {}",
-    "a {} shape",
-    "a small {}",
-    "a large {}",
-)
-COMPOSED_TEMPLATES: tuple[str, ...] = (
-    "a {shape} coloured {colour}",
-    "a {colour} coloured {shape}",
-    "a {shape} that is {colour}",
-)
-
 
 @dataclass
 class ClipPretrainConfig:
@@ -159,13 +149,14 @@ def render_crop_pool(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Object crops from fresh renders with uniform category probabilities.
 
-    Returns (crops (M, out, out, 3) uint8, labels (M,) int64 0-based category indices).
+    key: the stream id (``streams.CLIP_CROPS`` for training, ``CLIP_HELDOUT_CROPS`` for the zero-shot
+    test); image ``i`` is drawn from ``stream_rng(seed, key, i)``. Returns (crops (M, out, out, 3) uint8, labels (M,) int64 0-based category indices).
     """
     categories = shapesworld_categories(dataset_seed)
-    probs = np.full(len(categories), 1.0 / len(categories))
+    probs = uniform_probabilities(categories)
     crops, labels = [], []
     for index in tqdm(range(num_images), desc="CLIP crops", disable=not show_progress, leave=False):
-        rng = np.random.default_rng([seed, key, index])
+        rng = stream_rng(seed, key, index)
         pixels, objects = render_image(rng, categories, probs)
         for obj in objects:
             if obj.mask.sum() < 12:
@@ -177,17 +168,18 @@ def render_crop_pool(
 
 def render_scene_pool(
     num_images: int, seed: int, size: int, dataset_seed: int = 0, show_progress: bool = False,
-    max_radius: float = MAX_RADIUS, key: int = SCENE_KEY,
+    max_radius: float = MAX_RADIUS, key: int = CLIP_SCENES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Whole images with exactly one object, resized to ``size``: ((M, size, size, 3) uint8, (M,) int64).
 
     max_radius: the largest object radius as a fraction of the side (the dataset's own by default).
+    key: the stream id (``streams.CLIP_SCENES`` for training, ``CLIP_HELDOUT_SCENES`` for the test).
     """
     categories = shapesworld_categories(dataset_seed)
-    probs = np.full(len(categories), 1.0 / len(categories))
+    probs = uniform_probabilities(categories)
     images, labels = [], []
     for index in tqdm(range(num_images), desc="CLIP scenes", disable=not show_progress, leave=False):
-        rng = np.random.default_rng([seed, key, index])
+        rng = stream_rng(seed, key, index)
         pixels, objects = render_image(rng, categories, probs, max_objects=1, radius_range=(MIN_RADIUS, max_radius))
         resized = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
         images.append(np.asarray(resized))
@@ -230,82 +222,18 @@ def scene_pixels(scenes: np.ndarray, generator: torch.Generator) -> torch.Tensor
     return _normalise(pixels)
 
 
-def caption_corpus(names: list[str]) -> list[str]:
-    """Every caption the tokenizer should know well (training captions and the zero-shot templates)."""
-    from regionspot.text.prompts import get_templates
-
-    texts = []
-    templates = list(CAPTION_TEMPLATES) + list(get_templates("imagenet"))
-    for name in names:
-        colour, shape = name.split(" ", 1)
-        texts += [t.format(name) for t in templates]
-        texts += [t.format(colour=colour, shape=shape) for t in COMPOSED_TEMPLATES]
-    return texts
-
-
-def sample_captions(names: list[str], labels: np.ndarray, rng: np.random.Generator) -> list[str]:
-    """One random caption per label: own templates (half), CLIP's ImageNet templates, composed forms."""
-    captions = []
-    for label in labels.tolist():
-        name = names[label]
-        r = rng.random()
-        if r < 0.5:
-            template = CAPTION_TEMPLATES[rng.integers(len(CAPTION_TEMPLATES))]
-            captions.append(template.format(name))
-        elif r < 0.9:
-            template = CLIP_IMAGENET_TEMPLATES[rng.integers(len(CLIP_IMAGENET_TEMPLATES))]
-            captions.append(template.format(name))
-        else:
-            colour, shape = name.split(" ", 1)
-            template = COMPOSED_TEMPLATES[rng.integers(len(COMPOSED_TEMPLATES))]
-            captions.append(template.format(colour=colour, shape=shape))
-    return captions
-
-
 # ------------------------------------------------------------------------------------------------
 # Model
 
 
-def build_clip_model(config: ClipPretrainConfig, vocab_size: int):
-    """A CLIPModel with the tiny architecture of ``config``; special tokens are the last two ids."""
-    from transformers import CLIPConfig, CLIPModel
-
-    text = dict(
-        vocab_size=vocab_size,
-        hidden_size=config.text_width,
-        intermediate_size=config.text_width * 4,
-        num_hidden_layers=config.text_layers,
-        num_attention_heads=config.text_heads,
-        max_position_embeddings=config.context_length,
-        bos_token_id=vocab_size - 2,
-        eos_token_id=vocab_size - 1,
-        pad_token_id=vocab_size - 1,
-        hidden_act="quick_gelu",
-    )
-    vision = dict(
-        hidden_size=config.vision_width,
-        intermediate_size=config.vision_width * 4,
-        num_hidden_layers=config.vision_layers,
-        num_attention_heads=config.vision_heads,
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        hidden_act="quick_gelu",
-    )
-    clip_config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=config.projection_dim)
-    return CLIPModel(clip_config)
-
-
-def _tokenize(tokenizer, captions: list[str], context: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, L) input ids and attention mask, padded to the longest caption (at most ``context``)."""
-    ids = tokenizer(captions, add_special_tokens=True, truncation=False)["input_ids"]
-    ids = [row if len(row) <= context else row[: context - 1] + [row[-1]] for row in ids]
-    length = max(len(row) for row in ids)
-    input_ids = torch.full((len(ids), length), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), length), dtype=torch.long)
-    for i, row in enumerate(ids):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-    return input_ids, mask
+def build_clip_model(config: ClipPretrainConfig, vocab_size: int, seed: int = 0) -> CLIPModel:
+    """A CLIPModel with the tiny architecture of ``config``, its init drawn under ``seed``."""
+    architecture = clip_config(vocab_size, image_size=config.image_size, patch_size=config.patch_size,
+                               vision_width=config.vision_width, vision_layers=config.vision_layers,
+                               vision_heads=config.vision_heads, text_width=config.text_width,
+                               text_layers=config.text_layers, text_heads=config.text_heads,
+                               context_length=config.context_length, projection_dim=config.projection_dim)
+    return build_clip(architecture, seed=seed)
 
 
 def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, labels: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -321,42 +249,8 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, labels: to
     return (loss_i + loss_t) / 2
 
 
-def _progress(step: int, elapsed: float, config: ClipPretrainConfig) -> float:
-    by_time = elapsed / config.max_seconds if config.max_seconds else 0.0
-    return max(step / max(1, config.steps), by_time)
-
-
 # ------------------------------------------------------------------------------------------------
 # Saving and evaluation
-
-
-def save_clip_folder(model, tokenizer, folder: Path, half: bool = True) -> Path:
-    """Write ``model`` + ``tokenizer`` + preprocessor config so ``load_vision_language(folder)`` works.
-
-    half: store weights as fp16 safetensors; the config keeps ``dtype: float32`` so loaders upcast.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    to_save = model
-    if half:
-        import copy
-
-        to_save = copy.deepcopy(model).to(torch.float16)
-    to_save.save_pretrained(str(folder), safe_serialization=True)
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text())
-    config["dtype"] = "float32"
-    for sub in ("text_config", "vision_config"):
-        if isinstance(config.get(sub), dict) and "dtype" in config[sub]:
-            config[sub]["dtype"] = "float32"
-    config_path.write_text(json.dumps(config, indent=2))
-    tokenizer.save_pretrained(str(folder))
-    size = int(model.config.vision_config.image_size)
-    save_clip_preprocessor_config(folder, size)
-    return folder
-
-
-def folder_size_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
 
 
 @torch.no_grad()
@@ -408,7 +302,7 @@ def pretrain_clip(
     tokenizer = save_clip_tokenizer(
         out_dir, caption_corpus(names), vocab_size=config.vocab_size, model_max_length=config.context_length
     )
-    crops, crop_labels = render_crop_pool(config.pool_images, config.seed, CROP_KEY, config.dataset_seed,
+    crops, crop_labels = render_crop_pool(config.pool_images, config.seed, CLIP_CROPS, config.dataset_seed,
                                           show_progress=show_progress)
     scenes, scene_labels = (
         render_scene_pool(config.pool_scenes, config.seed, config.scene_size, config.dataset_seed, show_progress,
@@ -417,19 +311,16 @@ def pretrain_clip(
         else (None, None)
     )
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = build_clip_model(config, len(tokenizer))
-    model.train()
+    model = build_clip_model(config, len(tokenizer), seed=config.seed).train()
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, ("embedding", "logit_scale")), lr=config.lr,
                                   betas=(0.9, 0.98), eps=1e-6)
     generator = torch.Generator().manual_seed(config.seed)
-    rng = np.random.default_rng([config.seed, 99])
+    rng = stream_rng(config.seed, CLIP_BATCHES)
     losses: list[float] = []
     train_start = time.perf_counter()
-    bar = _progress_bar("CLIP", config, show_progress)
+    bar = progress_bar("CLIP", config, show_progress)
     for step in range(config.steps):
-        progress = _progress(step, time.perf_counter() - train_start, config)
+        progress = schedule_progress(step, time.perf_counter() - train_start, config)
         if progress >= 1.0:
             break
         scene_step = scenes is not None and config.scene_every > 0 and step % config.scene_every == config.scene_every - 1
@@ -439,7 +330,7 @@ def pretrain_clip(
         else:
             index = rng.choice(len(crops), size=min(config.batch_size, len(crops)), replace=False)
             pixels, labels = augment_crops(crops[index], config.image_size, generator), crop_labels[index]
-        input_ids, attention = _tokenize(tokenizer, sample_captions(names, labels, rng), config.context_length)
+        input_ids, attention = tokenize_captions(tokenizer, sample_captions(names, labels, rng), config.context_length)
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(config.lr, step, config.warmup_steps, progress)
         image_emb = model.get_image_features(
@@ -455,7 +346,7 @@ def pretrain_clip(
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100.0))
         losses.append(float(loss.detach()))
-        _advance(bar, step, time.perf_counter() - train_start, config)
+        advance(bar, step, time.perf_counter() - train_start, config)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
     bar.close()
@@ -468,14 +359,14 @@ def pretrain_clip(
         from regionspot.backbones.vision_language import load_vision_language
 
         heldout, heldout_labels = render_crop_pool(
-            config.heldout_images, config.seed, HELDOUT_KEY, config.dataset_seed, context=1.5, out=config.image_size
+            config.heldout_images, config.seed, CLIP_HELDOUT_CROPS, config.dataset_seed, context=1.5, out=config.image_size
         )
         trained = load_vision_language(str(out_dir))
         top1, by_bucket = zero_shot_accuracy(trained, heldout, heldout_labels, names, buckets, config.templates_zero_shot)
         if scenes is not None:  # whole single-object scenes, the image-level task
             scenes_out, scene_out_labels = render_scene_pool(
                 config.heldout_images, config.seed, config.scene_size, config.dataset_seed,
-                max_radius=config.scene_max_radius, key=HELDOUT_SCENE_KEY,
+                max_radius=config.scene_max_radius, key=CLIP_HELDOUT_SCENES,
             )
             scene_top1, _ = zero_shot_accuracy(
                 trained, scenes_out, scene_out_labels, names, buckets, config.templates_zero_shot

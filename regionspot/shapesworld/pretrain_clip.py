@@ -25,10 +25,9 @@ when it trained on scenes, on held-out single-object scenes.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +39,9 @@ from transformers import CLIPModel
 
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
 from regionspot.data.transforms import normalize_pixels
-from regionspot.engine.optim import cosine_lr, param_groups
+from regionspot.engine.optim import param_groups
 from regionspot.shapesworld.captions import caption_corpus, sample_captions, tokenize_captions
-from regionspot.shapesworld.progress import advance, progress_bar, schedule_progress
+from regionspot.shapesworld.progress import loss_ends, train_on_budget, write_pretrain_metrics
 from regionspot.shapesworld.streams import (
     CLIP_BATCHES,
     CLIP_CROPS,
@@ -316,13 +315,8 @@ def pretrain_clip(
                                   betas=(0.9, 0.98), eps=1e-6)
     generator = torch.Generator().manual_seed(config.seed)
     rng = stream_rng(config.seed, CLIP_BATCHES)
-    losses: list[float] = []
-    train_start = time.perf_counter()
-    bar = progress_bar("CLIP", config, show_progress)
-    for step in range(config.steps):
-        progress = schedule_progress(step, time.perf_counter() - train_start, config)
-        if progress >= 1.0:
-            break
+
+    def step_loss(step: int, progress: float) -> torch.Tensor:
         scene_step = scenes is not None and config.scene_every > 0 and step % config.scene_every == config.scene_every - 1
         if scene_step:
             index = rng.choice(len(scenes), size=min(config.scene_batch_size, len(scenes)), replace=False)
@@ -331,25 +325,19 @@ def pretrain_clip(
             index = rng.choice(len(crops), size=min(config.batch_size, len(crops)), replace=False)
             pixels, labels = augment_crops(crops[index], config.image_size, generator), crop_labels[index]
         input_ids, attention = tokenize_captions(tokenizer, sample_captions(names, labels, rng), config.context_length)
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(config.lr, step, config.warmup_steps, progress)
         image_emb = model.get_image_features(
             pixel_values=pixels, interpolate_pos_encoding=pixels.shape[-1] != config.image_size
         ).pooler_output
         text_emb = model.get_text_features(input_ids=input_ids, attention_mask=attention).pooler_output
-        loss = contrastive_loss(F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1),
+        return contrastive_loss(F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1),
                                 torch.from_numpy(labels), model.logit_scale)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+
+    def clamp_scale() -> None:
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100.0))
-        losses.append(float(loss.detach()))
-        advance(bar, step, time.perf_counter() - train_start, config)
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
-    bar.close()
+
+    losses = train_on_budget("CLIP", config, model, optimizer, step_loss, show_progress, after_step=clamp_scale,
+                             postfix=lambda: {"scale": f"{model.logit_scale.exp().item():.1f}"})
     steps_done = len(losses)
     model.eval()
     save_clip_folder(model, tokenizer, out_dir)
@@ -372,14 +360,11 @@ def pretrain_clip(
                 trained, scenes_out, scene_out_labels, names, buckets, config.templates_zero_shot
             )
     seconds = time.perf_counter() - start
-    first = float(np.mean(losses[:10])) if losses else float("nan")
-    last = float(np.mean(losses[-10:])) if losses else float("nan")
+    first, last = loss_ends(losses)
     result = ClipPretrainResult(
         folder=out_dir, steps=steps_done, seconds=seconds, first_loss=first, last_loss=last,
         zero_shot_top1=top1, zero_shot_by_bucket=by_bucket, size_mb=folder_size_mb(out_dir),
         zero_shot_scene_top1=scene_top1,
     )
-    metrics = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
-    metrics["config"] = asdict(config)
-    (out_dir / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_pretrain_metrics(out_dir, result, config)
     return result

@@ -18,9 +18,8 @@ on a ShapesWorld val split (box and point prompts).
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +32,8 @@ from transformers import SamModel
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.transforms import normalize_pixels
-from regionspot.engine.optim import cosine_lr, param_groups
-from regionspot.shapesworld.progress import advance, progress_bar, schedule_progress
+from regionspot.engine.optim import param_groups
+from regionspot.shapesworld.progress import loss_ends, train_on_budget, write_pretrain_metrics
 from regionspot.shapesworld.streams import SAM_BATCHES, SAM_HELDOUT, SAM_POOL, stream_rng
 from regionspot.shapesworld.tiny_models import build_sam, folder_size_mb, sam_config, save_sam_folder
 from regionspot.shapesworld.world import render_image, shapesworld_categories, uniform_probabilities
@@ -336,15 +335,8 @@ def pretrain_sam(
     model = build_sam_model(config, seed=config.seed).train()
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, ("pos", "embed")), lr=config.lr)
     rng = stream_rng(config.seed, SAM_BATCHES)
-    losses: list[float] = []
-    train_start = time.perf_counter()
-    bar = progress_bar("SAM", config, show_progress)
-    for step in range(config.steps):
-        progress = schedule_progress(step, time.perf_counter() - train_start, config)
-        if progress >= 1.0:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(config.lr, step, config.warmup_steps, progress)
+
+    def step_loss(step: int, progress: float) -> torch.Tensor:
         index = rng.choice(len(pool.images), size=config.images_per_step, replace=False)
         boxes, points, targets = sample_prompts(pool, index, config.prompts_per_image, config.box_jitter, rng)
         embedding = model.get_image_embeddings(pixel_values=normalise_pixels(pool.images[index]))
@@ -352,18 +344,11 @@ def pretrain_sam(
         labels = torch.ones(points.shape[:3], dtype=torch.long)
         point_out = model(image_embeddings=embedding, input_points=points, input_labels=labels, multimask_output=False)
         pos_weight = config.pos_weight_end + (config.pos_weight_start - config.pos_weight_end) * (1 - progress)
-        loss = mask_loss(box_out.pred_masks[:, :, 0], targets, box_out.iou_scores[:, :, 0], pos_weight) + mask_loss(
+        return mask_loss(box_out.pred_masks[:, :, 0], targets, box_out.iou_scores[:, :, 0], pos_weight) + mask_loss(
             point_out.pred_masks[:, :, 0], targets, point_out.iou_scores[:, :, 0], pos_weight
         )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        advance(bar, step, time.perf_counter() - train_start, config)
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    bar.close()
+
+    losses = train_on_budget("SAM", config, model, optimizer, step_loss, show_progress)
     steps_done = len(losses)
     model.eval()
     save_sam_folder(model, out_dir)
@@ -376,13 +361,10 @@ def pretrain_sam(
         else:
             objects = heldout_objects(config.heldout_images, config.seed, config.image_size, config.dataset_seed)
         miou_box, miou_point = evaluate_miou(model, *objects, show_progress=show_progress)
+    first, last = loss_ends(losses)
     result = SamPretrainResult(
-        folder=out_dir, steps=steps_done, seconds=time.perf_counter() - start,
-        first_loss=float(np.mean(losses[:10])) if losses else float("nan"),
-        last_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
+        folder=out_dir, steps=steps_done, seconds=time.perf_counter() - start, first_loss=first, last_loss=last,
         miou_box=miou_box, miou_point=miou_point, size_mb=folder_size_mb(out_dir),
     )
-    metrics = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
-    metrics["config"] = asdict(config)
-    (out_dir / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_pretrain_metrics(out_dir, result, config)
     return result

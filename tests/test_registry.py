@@ -17,6 +17,7 @@ from regionspot.cli import app
 from regionspot.model import RegionSpot
 from regionspot.registry import assets_dir, list_pretrained
 from regionspot.shapesworld.build import ASSET_FILES, subset_metrics
+from regionspot.shapesworld.world import WorldConfig
 
 SHIPPED = assets_dir() / "shapesworld"
 AP_MARGIN = 0.01  # AP as a fraction: one point; CPU numerics move subset AP by far less
@@ -49,7 +50,8 @@ def test_shipped_model_loads_as_the_default():
 def test_shipped_head_reproduces_the_measured_ap(tmp_path, metrics):
     reference = metrics["ci_subset"]
     rows = subset_metrics(tmp_path, SHIPPED / "sam", SHIPPED / "clip", SHIPPED / "head.safetensors",
-                          seed=reference["seed"], num_val=reference["num_val_images"])
+                          seed=reference["seed"], num_val=reference["num_val_images"],
+                          world=WorldConfig(**reference.get("world", {})))
     ours, crop = rows["RegionSpot"]["AP"], rows["CLIP w/ box"]["AP"]
     assert not math.isnan(ours) and not math.isnan(crop)
     assert ours >= reference["rows"]["RegionSpot"]["AP"] - AP_MARGIN, (rows, reference)

@@ -39,11 +39,12 @@ def shapesworld_build(
     quick: Annotated[bool, typer.Option(help="A few-minute smoke build; installs nothing.")] = False,
     install: Annotated[bool, typer.Option(help="Copy the models into the package's assets (the embedded default).")] = True,
     resume: Annotated[bool, typer.Option(help="Skip stages already finished in OUT.")] = False,
+    world: Annotated[str, typer.Option(help="ShapesWorld preset: v1 (12 x 12 classes) or v2 (8 x 8, larger objects).")] = "v1",
 ) -> None:
     """Rebuild the embedded ShapesWorld models (tiny CLIP, tiny SAM, RegionSpot heads) and write the table."""
     from regionspot.shapesworld.build import BuildConfig, run_build
 
-    config = BuildConfig.quick() if quick else BuildConfig.full()
+    config = BuildConfig.quick(world) if quick else BuildConfig.full(world)
     run_build(out, config, install=install and not quick, resume=resume)
     report = out / "report.md"  # written by the eval stage (this run's or, with --resume, an earlier one's)
     if report.is_file():

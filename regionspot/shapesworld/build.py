@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from regionspot.shapesworld.pretrain_clip import ClipPretrainConfig, pretrain_cl
 from regionspot.shapesworld.pretrain_sam import SamPretrainConfig, pretrain_sam
 from regionspot.shapesworld.report import evaluate_methods, evaluate_rows, report_markdown, table_rows
 from regionspot.shapesworld.streams import EXAMPLE_CANDIDATES, stream_rng
-from regionspot.shapesworld.world import render_image, shapesworld_categories, uniform_probabilities
+from regionspot.shapesworld.world import WorldConfig, uniform_probabilities, world_preset
 
 ASSET_FILES = ("sam", "clip", "head.safetensors", "example.png", "example.json", "vocabulary.txt", "metrics.json")
 CI_SUBSET_IMAGES = 60
@@ -48,11 +48,13 @@ CI_SUBSET_IMAGES = 60
 class BuildConfig:
     """Sizes and time budgets of a build (``full()`` for the shipped models, ``quick()`` for a smoke run).
 
+    world: the ShapesWorld of every stage (data, both backbones' pre-training, example, CI subset).
     clip_image_size: the size RegionSpot feeds the whole image to CLIP at (position interpolation).
     head_iters: steps of each head training; head_batch: images per step.
     """
 
     seed: int = 0
+    world: WorldConfig = field(default_factory=WorldConfig)
     num_train: int = 1000
     num_val: int = 200
     clip: ClipPretrainConfig = field(default_factory=ClipPretrainConfig)
@@ -68,15 +70,17 @@ class BuildConfig:
     threads: int = 2
 
     @classmethod
-    def full(cls) -> BuildConfig:
+    def full(cls, world: str = "v1") -> BuildConfig:
         return cls(
+            world=world_preset(world),
             clip=ClipPretrainConfig(steps=100_000, max_seconds=1300),
             sam=SamPretrainConfig(steps=100_000, max_seconds=600),
         )
 
     @classmethod
-    def quick(cls) -> BuildConfig:
+    def quick(cls, world: str = "v1") -> BuildConfig:
         return cls(
+            world=world_preset(world),
             num_train=24,
             num_val=8,
             clip=ClipPretrainConfig(steps=12, warmup_steps=3, pool_images=40, pool_scenes=16, heldout_images=10,
@@ -134,7 +138,7 @@ def _train_config(build: BuildConfig, out: Path, cache: Path, sam_dir: Path, cli
 
 
 def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: int = 0, candidates: int = 1000,
-                   max_objects: int = 3) -> dict[str, Any] | None:
+                   max_objects: int = 3, world: WorldConfig | None = None) -> dict[str, Any] | None:
     """A showcase image for ``regionspot predict``: among ``candidates`` fresh renders (all categories
     equally likely, 1..``max_objects`` objects of distinct classes), the one with the most objects that
     the trained model labels all correctly (top-1 over the whole vocabulary); ties prefer a rare class.
@@ -147,7 +151,8 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
     from regionspot.inference.predictor import RegionSpotPredictor
     from regionspot.model import RegionSpot
 
-    categories = shapesworld_categories(seed)
+    world = WorldConfig() if world is None else world
+    categories = world.categories(seed)
     names = [c.name for c in categories]
     probs = uniform_probabilities(categories)
     model = RegionSpot.from_pretrained(str(head), segmenter=str(sam_dir), vision_language=str(clip_dir), device="cpu")
@@ -155,7 +160,7 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
     predictor.set_vocabulary(names)
     best, best_key = None, None
     for index in range(candidates):
-        pixels, objects = render_image(stream_rng(seed, EXAMPLE_CANDIDATES, index), categories, probs,
+        pixels, objects = world.render(stream_rng(seed, EXAMPLE_CANDIDATES, index), categories, probs,
                                        max_objects=max_objects)
         truth = [names[o.category_index] for o in objects]
         if not objects or len(set(truth)) != len(truth):
@@ -199,14 +204,15 @@ def install_assets(out: Path, assets: Path, example: dict[str, Any] | None, name
 
 
 def subset_metrics(out_dir: Path, sam: str | Path, clip: str | Path, head: str | Path, seed: int = 0,
-                   num_val: int = CI_SUBSET_IMAGES, show_progress: bool = False) -> dict[str, dict[str, float]]:
+                   num_val: int = CI_SUBSET_IMAGES, show_progress: bool = False,
+                   world: WorldConfig | None = None) -> dict[str, dict[str, float]]:
     """Box AP (fractions) of RegionSpot and CLIP w/ box on the first ``num_val`` val images of ``seed``.
 
     The images are regenerated into ``out_dir`` (identical to the build's first val images), so CI can
     re-measure the shipped models without shipping data. Returns {"RegionSpot": row, "CLIP w/ box": row}.
     """
     out_dir = Path(out_dir)
-    info = generate_shapesworld(out_dir / "data", 0, num_val, seed=seed, progress=False)
+    info = generate_shapesworld(out_dir / "data", 0, num_val, seed=seed, progress=False, world=world)
     summary = evaluate_methods(Path(info["val_json"]), Path(info["image_root"]), out_dir / "eval",
                                ("regionspot", "clip-box"), Path(head), Path(sam), Path(clip), None,
                                out_dir / "text_cache", show_progress, iou_types=("bbox",))
@@ -216,11 +222,13 @@ def subset_metrics(out_dir: Path, sam: str | Path, clip: str | Path, head: str |
 def shipped_metrics(out: Path, record: dict[str, Any], config: BuildConfig) -> dict[str, Any]:
     """What ``metrics.json`` in the assets holds (see the module docstring)."""
     head = out / "runs" / "regionspot" / "final_head.safetensors"
-    subset = subset_metrics(out / "ci_subset", out / "sam", out / "clip", head, seed=config.seed)
+    subset = subset_metrics(out / "ci_subset", out / "sam", out / "clip", head, seed=config.seed,
+                            world=config.world)
     metrics = record["metrics"]
     return {
         "table": metrics.get("table", {}),
-        "ci_subset": {"seed": config.seed, "num_val_images": CI_SUBSET_IMAGES, "rows": subset},
+        "ci_subset": {"seed": config.seed, "num_val_images": CI_SUBSET_IMAGES, "rows": subset,
+                      "world": asdict(config.world)},
         "clip_zero_shot_top1": metrics.get("clip", {}).get("zero_shot_top1"),
         "clip_zero_shot_by_bucket": metrics.get("clip", {}).get("zero_shot_by_bucket"),
         "sam_miou": {k: metrics.get("sam", {}).get(k) for k in ("miou_box", "miou_point")},
@@ -239,6 +247,7 @@ def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
+    config = replace(config, clip=replace(config.clip, world=config.world), sam=replace(config.sam, world=config.world))
     record: dict[str, Any] = {"config": asdict(config), "seconds": {}, "metrics": {}}
     stages = ["data", "clip", "sam", "cache", "head", "eval"] + (["ship"] if install else [])
     if stop_after is not None and stop_after not in stages:
@@ -270,7 +279,8 @@ def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_
                 break
             continue
         if stage == "data":
-            info = generate_shapesworld(data_dir, config.num_train, config.num_val, seed=config.seed, progress=show_progress)
+            info = generate_shapesworld(data_dir, config.num_train, config.num_val, seed=config.seed,
+                                       progress=show_progress, world=config.world)
             record["metrics"]["data"] = {"train": info["train"], "val": info["val"], "buckets": info["buckets"]}
         elif stage == "clip":
             result = pretrain_clip(clip_dir, config.clip, show_progress=show_progress)
@@ -309,7 +319,7 @@ def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_
             from regionspot.registry import assets_dir
 
             head = out / "runs" / "regionspot" / "final_head.safetensors"
-            example = choose_example(out, head, sam_dir, clip_dir, seed=config.seed)
+            example = choose_example(out, head, sam_dir, clip_dir, seed=config.seed, world=config.world)
             record["metrics"]["example"] = example
             record["metrics"]["sizes_mb"] = install_assets(out, assets_dir() / "shapesworld", example,
                                                            names or _names(val_json))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,7 @@ from tqdm import tqdm
 
 from regionspot.errors import RegionSpotError
 from regionspot.shapesworld.streams import SPLIT_STREAMS, stream_rng
-from regionspot.shapesworld.world import (
-    ShapesWorldCategory,
-    category_probabilities,
-    render_image,
-    shapesworld_categories,
-)
+from regionspot.shapesworld.world import ShapesWorldCategory, WorldConfig, category_probabilities
 
 VAL_IMAGE_ID_OFFSET = 1_000_000
 
@@ -53,7 +49,8 @@ def _generate_split(
     categories: list[ShapesWorldCategory],
     probabilities: np.ndarray,
     image_size: int,
-    render_kwargs: dict[str, Any],
+    world: WorldConfig,
+    min_visible_fraction: float,
     neg_category_sample: int | None,
     progress: bool,
 ) -> tuple[list[dict], list[dict]]:
@@ -65,7 +62,8 @@ def _generate_split(
     all_ids = np.array([c.id for c in categories])
     for index in tqdm(range(count), desc=f"ShapesWorld {split}", unit="img", disable=not progress):
         rng = stream_rng(seed, SPLIT_STREAMS[split], index)
-        pixels, objects = render_image(rng, categories, probabilities, image_size=image_size, **render_kwargs)
+        pixels, objects = world.render(rng, categories, probabilities, image_size,
+                                       min_visible_fraction=min_visible_fraction)
         image_id = id_offset + index + 1
         file_name = f"{split}/{image_id:08d}.png"
         Image.fromarray(pixels).save(out_dir / file_name, compress_level=1)
@@ -117,21 +115,18 @@ def generate_shapesworld(
     seed: int = 0,
     image_size: int = 256,
     *,
-    colours: list[str] | None = None,
-    shapes: list[str] | None = None,
-    bucket_fractions: tuple[float, float, float] = (0.5, 0.3, 0.2),
+    world: WorldConfig | None = None,
     train_bucket_weights: tuple[float, float, float] = (1.0, 0.2, 0.0),
     val_bucket_weights: tuple[float, float, float] = (1.0, 0.5, 0.5),
-    max_objects: int = 10,
     min_visible_fraction: float = 0.35,
-    max_distractors: int = 5,
     neg_category_sample: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write a ShapesWorld dataset under ``out_dir`` and return its paths and statistics.
 
     num_train / num_val: number of images per split (0 allowed). image_size: square side in pixels.
-    bucket_fractions: share of categories in the f / c / r buckets. *_bucket_weights: relative sampling
+    world: the class grid, object sizes and counts (:class:`WorldConfig`; None: the default world).
+    *_bucket_weights: relative sampling
     weight of one category of each bucket (f, c, r); the train weight of r must be 0 (rare classes are
     never seen in training). neg_category_sample: None lists every absent category in each image's
     ``neg_category_ids`` (annotations are exhaustive), an int lists a random sample of that many.
@@ -143,24 +138,19 @@ def generate_shapesworld(
         raise RegionSpotError(f"Image counts must be >= 0, got train={num_train}, val={num_val}.")
     if image_size < 32:
         raise RegionSpotError(f"image_size must be at least 32 pixels, got {image_size}.")
-    if not 1 <= max_objects <= 99:
-        raise RegionSpotError(f"max_objects must be in 1..99, got {max_objects}.")
     if train_bucket_weights[2] != 0:
         raise RegionSpotError("train_bucket_weights[2] (rare) must be 0: rare classes never appear in training.")
     out = Path(out_dir)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
-    categories = shapesworld_categories(seed, colours, shapes, bucket_fractions)
-    render_kwargs = {
-        "max_objects": max_objects,
-        "min_visible_fraction": min_visible_fraction,
-        "max_distractors": max_distractors,
-    }
+    world = WorldConfig() if world is None else world
+    categories = world.categories(seed)
     start = time.perf_counter()
     splits = {}
     for split, count, weights in (("train", num_train, train_bucket_weights), ("val", num_val, val_bucket_weights)):
         probs = category_probabilities(categories, weights)
         splits[split] = _generate_split(
-            out, split, count, seed, categories, probs, image_size, render_kwargs, neg_category_sample, progress
+            out, split, count, seed, categories, probs, image_size, world, min_visible_fraction,
+            neg_category_sample, progress
         )
     seconds = time.perf_counter() - start
 
@@ -206,13 +196,14 @@ def generate_shapesworld(
             "split": split,
             "seed": seed,
             "image_size": image_size,
+            "world": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(world).items()},
             "frequency_split": {
                 "rule": (
                     "categories are assigned to buckets f/c/r by a seeded permutation; a category's "
                     "sampling weight is its bucket's weight; rare (r) categories never appear in train. "
                     "image_count/instance_count are train-split counts (LVIS convention)."
                 ),
-                "bucket_fractions": list(bucket_fractions),
+                "bucket_fractions": list(world.bucket_fractions),
                 "bucket_weights": list(weights),
                 "f": buckets["f"],
                 "c": buckets["c"],

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +52,7 @@ from regionspot.shapesworld.streams import (
 )
 from regionspot.shapesworld.tiny_models import build_clip, clip_config, folder_size_mb, save_clip_folder
 from regionspot.shapesworld.world import (
-    MAX_RADIUS,
-    MIN_RADIUS,
-    render_image,
-    shapesworld_categories,
+    WorldConfig,
     uniform_probabilities,
 )
 from regionspot.text.tokenizer import save_clip_tokenizer
@@ -71,7 +68,8 @@ class ClipPretrainConfig:
     vision_*/text_*: widths, depths and heads of the two towers; context_length: text positions.
     steps / batch_size / lr: AdamW with linear warm-up and cosine decay; scene_every: every n-th step
     is a batch of ``scene_batch_size`` whole single-object scenes (0 disables, 1 trains on scenes only).
-    scene_max_radius: largest object radius in a scene, as a fraction of its side. pool_images /
+    scene_max_radius: largest object radius in a scene, as a fraction of its side (None: the world's).
+    world: the ShapesWorld the crops and scenes come from. pool_images /
     pool_scenes: rendered images whose crops / scenes form the training pool. heldout_images: fresh
     renders for the zero-shot tests.
     max_seconds: the cosine schedule runs on max(step / steps, elapsed / max_seconds), so a time
@@ -93,7 +91,7 @@ class ClipPretrainConfig:
     steps: int = 2500
     batch_size: int = 96
     scene_batch_size: int = 24
-    scene_max_radius: float = MAX_RADIUS
+    scene_max_radius: float | None = None
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup_steps: int = 100
@@ -103,6 +101,7 @@ class ClipPretrainConfig:
     heldout_images: int = 300
     seed: int = 1234
     dataset_seed: int = 0
+    world: WorldConfig = field(default_factory=WorldConfig)
     max_seconds: float | None = None
     templates_zero_shot: str = "imagenet"
 
@@ -144,19 +143,20 @@ def _square_crop(image: np.ndarray, box: tuple[float, float, float, float], cont
 
 def render_crop_pool(
     num_images: int, seed: int, key: int, dataset_seed: int = 0, context: float = CROP_CONTEXT, out: int = CROP_STORE,
-    show_progress: bool = False,
+    show_progress: bool = False, world: WorldConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Object crops from fresh renders with uniform category probabilities.
 
     key: the stream id (``streams.CLIP_CROPS`` for training, ``CLIP_HELDOUT_CROPS`` for the zero-shot
     test); image ``i`` is drawn from ``stream_rng(seed, key, i)``. Returns (crops (M, out, out, 3) uint8, labels (M,) int64 0-based category indices).
     """
-    categories = shapesworld_categories(dataset_seed)
+    world = WorldConfig() if world is None else world
+    categories = world.categories(dataset_seed)
     probs = uniform_probabilities(categories)
     crops, labels = [], []
     for index in tqdm(range(num_images), desc="CLIP crops", disable=not show_progress, leave=False):
         rng = stream_rng(seed, key, index)
-        pixels, objects = render_image(rng, categories, probs)
+        pixels, objects = world.render(rng, categories, probs)
         for obj in objects:
             if obj.mask.sum() < 12:
                 continue
@@ -167,19 +167,21 @@ def render_crop_pool(
 
 def render_scene_pool(
     num_images: int, seed: int, size: int, dataset_seed: int = 0, show_progress: bool = False,
-    max_radius: float = MAX_RADIUS, key: int = CLIP_SCENES,
+    max_radius: float | None = None, key: int = CLIP_SCENES, world: WorldConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Whole images with exactly one object, resized to ``size``: ((M, size, size, 3) uint8, (M,) int64).
 
-    max_radius: the largest object radius as a fraction of the side (the dataset's own by default).
+    max_radius: the largest object radius as a fraction of the side (None: the world's own).
     key: the stream id (``streams.CLIP_SCENES`` for training, ``CLIP_HELDOUT_SCENES`` for the test).
     """
-    categories = shapesworld_categories(dataset_seed)
+    world = WorldConfig() if world is None else world
+    radius_range = (world.radius_range[0], world.radius_range[1] if max_radius is None else max_radius)
+    categories = world.categories(dataset_seed)
     probs = uniform_probabilities(categories)
     images, labels = [], []
     for index in tqdm(range(num_images), desc="CLIP scenes", disable=not show_progress, leave=False):
         rng = stream_rng(seed, key, index)
-        pixels, objects = render_image(rng, categories, probs, max_objects=1, radius_range=(MIN_RADIUS, max_radius))
+        pixels, objects = world.render(rng, categories, probs, max_objects=1, radius_range=radius_range)
         resized = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
         images.append(np.asarray(resized))
         labels.append(objects[0].category_index)
@@ -294,7 +296,7 @@ def pretrain_clip(
     config = config or ClipPretrainConfig()
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    categories = shapesworld_categories(config.dataset_seed)
+    categories = config.world.categories(config.dataset_seed)
     names = [c.name for c in categories]
     buckets = [c.frequency for c in categories]
 
@@ -302,10 +304,10 @@ def pretrain_clip(
         out_dir, caption_corpus(names), vocab_size=config.vocab_size, model_max_length=config.context_length
     )
     crops, crop_labels = render_crop_pool(config.pool_images, config.seed, CLIP_CROPS, config.dataset_seed,
-                                          show_progress=show_progress)
+                                          show_progress=show_progress, world=config.world)
     scenes, scene_labels = (
         render_scene_pool(config.pool_scenes, config.seed, config.scene_size, config.dataset_seed, show_progress,
-                          config.scene_max_radius)
+                          config.scene_max_radius, world=config.world)
         if config.scene_every > 0 and config.pool_scenes > 0
         else (None, None)
     )
@@ -347,14 +349,15 @@ def pretrain_clip(
         from regionspot.backbones.vision_language import load_vision_language
 
         heldout, heldout_labels = render_crop_pool(
-            config.heldout_images, config.seed, CLIP_HELDOUT_CROPS, config.dataset_seed, context=1.5, out=config.image_size
+            config.heldout_images, config.seed, CLIP_HELDOUT_CROPS, config.dataset_seed, context=1.5, out=config.image_size,
+            world=config.world,
         )
         trained = load_vision_language(str(out_dir))
         top1, by_bucket = zero_shot_accuracy(trained, heldout, heldout_labels, names, buckets, config.templates_zero_shot)
         if scenes is not None:  # whole single-object scenes, the image-level task
             scenes_out, scene_out_labels = render_scene_pool(
                 config.heldout_images, config.seed, config.scene_size, config.dataset_seed,
-                max_radius=config.scene_max_radius, key=CLIP_HELDOUT_SCENES,
+                max_radius=config.scene_max_radius, key=CLIP_HELDOUT_SCENES, world=config.world,
             )
             scene_top1, _ = zero_shot_accuracy(
                 trained, scenes_out, scene_out_labels, names, buckets, config.templates_zero_shot

@@ -19,7 +19,7 @@ on a ShapesWorld val split (box and point prompts).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ from regionspot.engine.optim import param_groups
 from regionspot.shapesworld.progress import loss_ends, train_on_budget, write_pretrain_metrics
 from regionspot.shapesworld.streams import SAM_BATCHES, SAM_HELDOUT, SAM_POOL, stream_rng
 from regionspot.shapesworld.tiny_models import build_sam, folder_size_mb, sam_config, save_sam_folder
-from regionspot.shapesworld.world import render_image, shapesworld_categories, uniform_probabilities
+from regionspot.shapesworld.world import WorldConfig, uniform_probabilities
 
 
 @dataclass
@@ -74,6 +74,7 @@ class SamPretrainConfig:
     heldout_images: int = 60
     seed: int = 4321
     dataset_seed: int = 0
+    world: WorldConfig = field(default_factory=WorldConfig)
     max_seconds: float | None = None
 
 
@@ -130,19 +131,20 @@ def _low_res(mask: np.ndarray, side: int) -> np.ndarray:
 
 
 def render_mask_pool(num_images: int, seed: int, key: int, image_size: int, dataset_seed: int = 0,
-                     show_progress: bool = False) -> MaskPool:
+                     show_progress: bool = False, world: WorldConfig | None = None) -> MaskPool:
     """Render ``num_images`` world images (uniform categories) with boxes and low-res mask targets.
 
     key: the stream id (``streams.SAM_POOL`` for training); image ``i`` is drawn from
     ``stream_rng(seed, key, i)``. Images whose objects all cover < 12 pixels are skipped.
     """
-    categories = shapesworld_categories(dataset_seed)
+    world = WorldConfig() if world is None else world
+    categories = world.categories(dataset_seed)
     probs = uniform_probabilities(categories)
     images, boxes, masks = [], [], []
     side = image_size // 4
     for index in tqdm(range(num_images), desc="SAM data", disable=not show_progress, leave=False):
         rng = stream_rng(seed, key, index)
-        pixels, objects = render_image(rng, categories, probs, image_size=image_size)
+        pixels, objects = world.render(rng, categories, probs, image_size)
         kept = [o for o in objects if o.mask.sum() >= 12]
         if not kept:
             continue
@@ -256,14 +258,15 @@ def evaluate_miou(model, images: list[np.ndarray], boxes: list[np.ndarray], mask
     return float(torch.cat(box_ious).mean()), float(torch.cat(point_ious).mean())
 
 
-def heldout_objects(num_images: int, seed: int, image_size: int, dataset_seed: int = 0):
+def heldout_objects(num_images: int, seed: int, image_size: int, dataset_seed: int = 0,
+                    world: WorldConfig | None = None):
     """Fresh renders for evaluation: (images, boxes, masks) lists as ``evaluate_miou`` takes them."""
-    categories = shapesworld_categories(dataset_seed)
+    world = WorldConfig() if world is None else world
+    categories = world.categories(dataset_seed)
     probs = uniform_probabilities(categories)
     images, boxes, masks = [], [], []
     for index in range(num_images):
-        pixels, objects = render_image(stream_rng(seed, SAM_HELDOUT, index), categories, probs,
-                                       image_size=image_size)
+        pixels, objects = world.render(stream_rng(seed, SAM_HELDOUT, index), categories, probs, image_size)
         kept = [o.mask for o in objects if o.mask.sum() >= 12]
         if not kept:
             continue
@@ -331,7 +334,7 @@ def pretrain_sam(
     out_dir = Path(out_dir)
     start = time.perf_counter()
     pool = render_mask_pool(config.pool_images, config.seed, SAM_POOL, config.image_size, config.dataset_seed,
-                            show_progress)
+                            show_progress, world=config.world)
     model = build_sam_model(config, seed=config.seed).train()
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, ("pos", "embed")), lr=config.lr)
     rng = stream_rng(config.seed, SAM_BATCHES)
@@ -359,7 +362,8 @@ def pretrain_sam(
             objects = coco_objects(val_annotations, val_image_root or Path(val_annotations).parent.parent,
                                    config.image_size, limit=val_limit)
         else:
-            objects = heldout_objects(config.heldout_images, config.seed, config.image_size, config.dataset_seed)
+            objects = heldout_objects(config.heldout_images, config.seed, config.image_size, config.dataset_seed,
+                                      world=config.world)
         miou_box, miou_point = evaluate_miou(model, *objects, show_progress=show_progress)
     first, last = loss_ends(losses)
     result = SamPretrainResult(

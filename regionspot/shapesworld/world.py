@@ -54,6 +54,70 @@ MIN_RADIUS, MAX_RADIUS = 0.045, 0.2
 
 
 @dataclass(frozen=True)
+class WorldConfig:
+    """What a ShapesWorld looks like; one value is shared by the data, both tiny backbones and the build.
+
+    colours / shapes: the class grid (None: all of ``COLOURS`` / ``SHAPES``); radius_range: an object's
+    radius as fractions of the image side (log-uniform); max_objects: objects per image are 1..this;
+    max_distractors: unannotated blobs and lines per image are 0..this; bucket_fractions: share of
+    categories in the f / c / r buckets.
+    """
+
+    colours: tuple[str, ...] | None = None
+    shapes: tuple[str, ...] | None = None
+    radius_range: tuple[float, float] = (MIN_RADIUS, MAX_RADIUS)
+    max_objects: int = 10
+    max_distractors: int = 5
+    bucket_fractions: tuple[float, float, float] = (0.5, 0.3, 0.2)
+
+    def __post_init__(self) -> None:
+        # YAML/JSON give lists; keep the frozen value hashable and comparable.
+        for name in ("colours", "shapes", "radius_range", "bucket_fractions"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        low, high = self.radius_range
+        if not 0 < low <= high <= 0.5:
+            raise RegionSpotError(f"radius_range must satisfy 0 < low <= high <= 0.5 (fractions of the side), got {self.radius_range}.")
+        if not 1 <= self.max_objects <= 99:
+            raise RegionSpotError(f"max_objects must be in 1..99, got {self.max_objects}.")
+
+    def categories(self, seed: int = 0) -> list[ShapesWorldCategory]:
+        """The category list of this world for ``seed`` (see :func:`shapesworld_categories`)."""
+        colours = None if self.colours is None else list(self.colours)
+        shapes = None if self.shapes is None else list(self.shapes)
+        return shapesworld_categories(seed, colours, shapes, self.bucket_fractions)
+
+    def render(self, rng: np.random.Generator, categories: list[ShapesWorldCategory], probabilities: np.ndarray,
+               image_size: int = 256, **overrides: object) -> tuple[np.ndarray, list[RenderedObject]]:
+        """:func:`render_image` with this world's object and distractor settings (``overrides`` win)."""
+        settings = {"max_objects": self.max_objects, "max_distractors": self.max_distractors,
+                    "radius_range": self.radius_range, **overrides}
+        return render_image(rng, categories, probabilities, image_size=image_size, **settings)
+
+
+# The second world the build can use: fewer, clearly distinct classes (no shape that a rotation or an
+# aspect change turns into another: square/diamond, circle/hexagon/pentagon) and larger, fewer objects.
+WORLD_PRESETS: dict[str, WorldConfig] = {
+    "v1": WorldConfig(),
+    "v2": WorldConfig(
+        colours=("red", "green", "blue", "yellow", "purple", "white", "black", "cyan"),
+        shapes=("circle", "square", "triangle", "star", "ring", "cross", "heart", "crescent"),
+        radius_range=(0.08, 0.25),
+        max_objects=6,
+        max_distractors=3,
+    ),
+}
+
+
+def world_preset(name: str) -> WorldConfig:
+    """The :data:`WORLD_PRESETS` entry ``name``; a one-line error naming the choices otherwise."""
+    if name not in WORLD_PRESETS:
+        raise RegionSpotError(f"Unknown ShapesWorld world {name!r}; choose one of {sorted(WORLD_PRESETS)}.")
+    return WORLD_PRESETS[name]
+
+
+@dataclass(frozen=True)
 class ShapesWorldCategory:
     """One class: ``name`` is ``"<colour> <shape>"``; ``frequency`` is 'f', 'c' or 'r'."""
 

@@ -41,9 +41,10 @@ def model(tmp_path_factory, tiny_sam_dir, tiny_clip_dir):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from regionspot.shapesworld.generate import generate_shapesworld
+    from regionspot.shapesworld.world import WorldConfig
 
-    info = generate_shapesworld(tmp_path_factory.mktemp("sw"), 0, NUM_IMAGES, seed=0, image_size=64, max_objects=3,
-                                max_distractors=1, progress=False)
+    info = generate_shapesworld(tmp_path_factory.mktemp("sw"), 0, NUM_IMAGES, seed=0, image_size=64, progress=False,
+                                world=WorldConfig(max_objects=3, max_distractors=1))
     return info["val_json"], info["image_root"]
 
 

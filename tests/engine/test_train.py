@@ -26,6 +26,7 @@ from regionspot.engine.train import (
 )
 from regionspot.modeling.head import RegionSpotHead
 from regionspot.shapesworld.generate import generate_shapesworld
+from regionspot.shapesworld.world import WorldConfig
 from regionspot.testing.tiny_clip import save_tiny_clip
 from regionspot.testing.tiny_sam import save_tiny_sam
 
@@ -36,7 +37,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     info = generate_shapesworld(root / "sw", num_train=12, num_val=0, seed=0, image_size=64, progress=False,
-                                colours=["red", "green", "blue", "yellow"], shapes=["circle", "square"])
+                                world=WorldConfig(colours=("red", "green", "blue", "yellow"), shapes=("circle", "square")))
     dataset = CocoDetectionDataset(info["train_json"], info["image_root"], dataset_name="shapesworld")
     sam_dir, clip_dir = str(save_tiny_sam(root / "sam")), str(save_tiny_clip(root / "clip"))
     segmenter, vl = load_segmenter(sam_dir), load_vision_language(clip_dir)

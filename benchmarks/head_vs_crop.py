@@ -10,7 +10,7 @@ compares, on the regions of the other 20%, the top-1 class of
 against the cache's whole vocabulary. The held-out regions belong to classes the head was trained on,
 so this is the head's *easiest* case: if it loses here, it loses the AP table too.
 
-    python benchmarks/head_vs_crop.py BUILD_DIR [--iters 1500] [--lr 1e-3] [--batch 8]
+    python benchmarks/head_vs_crop.py BUILD_DIR [--iters 1500] [--lr 1e-3] [--batch 8] [--token-only]
 
 BUILD_DIR is a ``regionspot shapesworld build`` output (``cache/``, ``clip/``; the cache must hold
 CLIP maps and its manifest the image root).
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -42,6 +43,28 @@ def batch_inputs(items: list[CachedRegions]) -> tuple[torch.Tensor, torch.Tensor
     return batch.tokens, batch.feature_map, batch.labels, batch.valid
 
 
+def train_head(config: HeadConfig, train: list[CachedRegions], text: torch.Tensor, scale: float,
+               args: argparse.Namespace) -> tuple[RegionSpotHead, float]:
+    """The paper's head on the cached regions (warm-up, one decay step at 80%); returns (head, seconds)."""
+    torch.manual_seed(0)
+    head = RegionSpotHead(config)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=1e-4)
+    start = time.perf_counter()
+    head.train()
+    for step in range(args.iters):
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.iters // 20)) * (0.1 if step > 0.8 * args.iters else 1.0)
+        index = torch.randint(len(train), (args.batch,))
+        tokens, maps, labels, valid = batch_inputs([train[i] for i in index])
+        logits = region_text_logits(head(tokens, maps, ~valid).region_embeddings, text, scale)
+        loss = sigmoid_focal_loss(logits, labels, valid)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+        optimizer.step()
+    return head.eval(), time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("build_dir", type=Path)
@@ -50,9 +73,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--token-only", action="store_true", help="also train the SAM-token-only ablation")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
 
     cache = TokenCache(args.build_dir / "cache", verify="size")
     if cache.image_root is None:
@@ -69,46 +92,33 @@ def main() -> None:
     width = items[0].feature_map.shape[-1]
     config = HeadConfig(token_dim=items[0].tokens.shape[-1], feature_dim=width, embed_dim=text.shape[1],
                         depth=args.depth, num_heads=4, ffn_dim=4 * width, dropout=0.1)
-    head = RegionSpotHead(config)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=1e-4)
-    scale = vl.logit_scale
-    start = time.perf_counter()
-    head.train()
-    for step in range(args.iters):
-        for group in optimizer.param_groups:  # warm-up, then one decay step at 80%
-            group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.iters // 20)) * (0.1 if step > 0.8 * args.iters else 1.0)
-        index = torch.randint(len(train), (args.batch,))
-        tokens, maps, labels, valid = batch_inputs([train[i] for i in index])
-        logits = region_text_logits(head(tokens, maps, ~valid).region_embeddings, text, scale)
-        loss = sigmoid_focal_loss(logits, labels, valid)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-        optimizer.step()
-    train_seconds = time.perf_counter() - start
+    heads = {"head": train_head(config, train, text, vl.logit_scale, args)}
+    if args.token_only:
+        heads["token"] = train_head(replace(config, use_feature_map=False), train, text, vl.logit_scale, args)
 
-    head.eval()
-    correct = {"head": 0, "crop": 0}
-    top5 = {"head": 0, "crop": 0}
+    correct: dict[str, int] = {}
+    top5: dict[str, int] = {}
     total = 0
     with torch.no_grad():
         for it in held_out:
             tokens, maps, labels, valid = batch_inputs([it])
             image = load_image(Path(cache.image_root) / it.file_name)
-            scores = {
-                "head": region_text_logits(head(tokens, maps, ~valid).region_embeddings, text, scale)[0],
-                "crop": crop_logits(vl, region_crops(image, it.boxes), text),
-            }  # (N, V) each
+            scores = {name: region_text_logits(head(tokens, maps, ~valid).region_embeddings, text, vl.logit_scale)[0]
+                      for name, (head, _) in heads.items()}
+            scores["crop"] = crop_logits(vl, region_crops(image, it.boxes), text)  # (N, V) each
             for name, logits in scores.items():
                 ranked = logits.topk(5, dim=-1).indices  # (N, 5)
-                correct[name] += int((ranked[:, 0] == it.labels).sum())
-                top5[name] += int((ranked == it.labels[:, None]).any(-1).sum())
+                correct[name] = correct.get(name, 0) + int((ranked[:, 0] == it.labels).sum())
+                top5[name] = top5.get(name, 0) + int((ranked == it.labels[:, None]).any(-1).sum())
             total += len(it.labels)
-    print(f"\n{cache.num_images} images: head trained on {split} ({args.iters} steps, {train_seconds:.0f} s), "
-          f"{total} held-out regions of trained classes, {len(cache.category_names)}-way\n")
+    print(f"\n{cache.num_images} images: heads trained on {split} ({args.iters} steps, "
+          f"{heads['head'][1]:.0f} s each), {total} held-out regions of trained classes, "
+          f"{len(cache.category_names)}-way\n")
     print("| region classifier | held-out top-1 | top-5 |\n|---|---:|---:|")
-    for name, title in (("head", f"RegionSpot head (depth {args.depth})"), ("crop", "CLIP on the box crop")):
-        print(f"| {title} | {correct[name] / total:.3f} | {top5[name] / total:.3f} |")
+    titles = {"head": f"RegionSpot head (depth {args.depth})", "token": "SAM token only (no CLIP map)",
+              "crop": "CLIP on the box crop"}
+    for name in correct:
+        print(f"| {titles[name]} | {correct[name] / total:.3f} | {top5[name] / total:.3f} |")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,8 @@ class RegionSpotConfig:
     templates: a template-set name from ``regionspot.text.prompts`` or an explicit list.
     preprocess: how the head's inputs are made (CLIP resize, evaluation input size, class names, SAM
         eps); a checkpoint that lacks it was written before these were recorded (see checkpoint.py).
+    display_temperature: the softmax temperature of the *displayed* confidence (fitted by temperature
+        scaling on a validation set; 1.0 = the paper's softmax). Scores used for AP never use it.
     """
 
     segmenter: str = "facebook/sam-vit-base"
@@ -129,6 +131,7 @@ class RegionSpotConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     templates: str | list[str] = "imagenet"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    display_temperature: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

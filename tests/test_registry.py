@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from regionspot.cli import app
 from regionspot.model import RegionSpot
 from regionspot.registry import assets_dir, list_pretrained
-from regionspot.shapesworld.build import ASSET_FILES, subset_metrics
+from regionspot.shapesworld.ship import ASSET_FILES, subset_metrics
 from regionspot.shapesworld.world import WorldConfig
 
 SHIPPED = assets_dir() / "shapesworld"

@@ -146,7 +146,7 @@ def predict(
         draw_result(predictor.image, result).save(viz)
     for i, label in enumerate(result.labels):
         box = ", ".join(f"{v:.0f}" for v in result.boxes[i])
-        typer.echo(f"[{box}]  {label}  {result.scores[i]:.2f}")
+        typer.echo(f"[{box}]  {label}  {result.display_scores[i]:.2f}")
     typer.echo(f"wrote {out}" + (f" and {viz}" if viz else "") + f"  (load {loaded - start:.1f}s, predict {done - loaded:.1f}s)")
 
 

@@ -38,7 +38,8 @@ def shapesworld_build(
     out: Annotated[Path, typer.Option(help="Work folder (data, caches, runs, report.md, build.json).")] = Path("runs/shapesworld_build"),
     quick: Annotated[bool, typer.Option(help="A few-minute smoke build; installs nothing.")] = False,
     install: Annotated[bool, typer.Option(help="Copy the models into the package's assets (the embedded default).")] = True,
-    resume: Annotated[bool, typer.Option(help="Skip stages already finished in OUT.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--fresh", help="Continue after the last stage finished in OUT "
+                                         "(a killed build reruns from there), or start OUT over.")] = True,
     world: Annotated[str, typer.Option(help="ShapesWorld preset: v1 (12 x 12 classes) or v2 (8 x 8, larger objects).")] = "v1",
 ) -> None:
     """Rebuild the embedded ShapesWorld models (tiny CLIP, tiny SAM, RegionSpot heads) and write the table."""

@@ -19,7 +19,7 @@ from regionspot.data.transforms import mask_to_box
 from regionspot.errors import PromptError, RegionSpotError
 from regionspot.inference.results import RegionResult
 from regionspot.model import RegionSpot
-from regionspot.modeling.postprocess import top_classes
+from regionspot.modeling.postprocess import calibrated_confidence, top_classes
 from regionspot.text.prompts import validate_vocabulary
 
 
@@ -174,5 +174,7 @@ class RegionSpotPredictor:
             image_size=self._state.original_size,
             masks=masks if return_masks else None,
             messages=messages,
+            confidence=calibrated_confidence(logits, top_ids[:, 0], self.model.config.display_temperature)
+            .cpu().numpy().astype(np.float32),
         )
 

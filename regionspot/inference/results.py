@@ -17,13 +17,15 @@ class RegionResult:
     boxes: (N, 4) float32 XYXY in original-image pixels (for point prompts: the mask's bounding box).
     labels: N class names, the top-1 of each region.
     class_ids: (N,) int64 index into ``vocabulary`` of the top-1 class.
-    scores: (N,) float32 softmax probability of the top-1 class.
+    scores: (N,) float32 softmax probability of the top-1 class (the paper's score, used for AP).
     probs: (N, V) float32 softmax over the vocabulary per region.
     topk_ids / topk_scores: (N, k) the k best classes per region, best first.
     masks: (N, H, W) bool at the original image size, or None.
     iou: (N,) float32 the segmenter's predicted mask IoU.
     vocabulary: the V class names, in order.
     image_size: (height, width) of the original image.
+    confidence: (N,) float32 the top-1 probability at the head's display temperature (what pictures and
+        the CLI show; see ``RegionSpotConfig.display_temperature``); None: same as ``scores``.
     """
 
     boxes: np.ndarray
@@ -38,6 +40,12 @@ class RegionResult:
     image_size: tuple[int, int]
     masks: np.ndarray | None = None
     messages: list[str] = field(default_factory=list)
+    confidence: np.ndarray | None = None
+
+    @property
+    def display_scores(self) -> np.ndarray:
+        """(N,) the confidence to show a person: ``confidence`` when calibrated, else ``scores``."""
+        return self.scores if self.confidence is None else self.confidence
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -66,6 +74,7 @@ class RegionResult:
                 "box_xyxy": [round(float(v), 2) for v in self.boxes[i]],
                 "label": self.labels[i],
                 "score": round(float(self.scores[i]), 4),
+                "confidence": round(float(self.display_scores[i]), 4),
                 "mask_iou_pred": round(float(self.iou[i]), 4),
                 "top_k": [
                     {"label": self.vocabulary[int(c)], "score": round(float(s), 4)}

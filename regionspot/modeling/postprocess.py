@@ -18,7 +18,7 @@ import torch
 
 from regionspot.errors import PromptError, VocabularyError
 
-__all__ = ["softmax_probs", "top_classes", "image_topk_pairs", "to_coco_results", "encode_rle"]
+__all__ = ["softmax_probs", "top_classes", "calibrated_confidence", "fit_temperature", "image_topk_pairs", "to_coco_results", "encode_rle"]
 
 
 def softmax_probs(logits: torch.Tensor) -> torch.Tensor:
@@ -43,6 +43,51 @@ def top_classes(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     probs = softmax_probs(logits)
     scores, ids = probs.topk(max(1, min(k, probs.shape[-1])), dim=-1)
     return probs, scores, ids
+
+
+def calibrated_confidence(logits: torch.Tensor, class_ids: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The probability shown to a person: softmax(logits / temperature) at the chosen classes.
+
+    logits: (N, V); class_ids: (N,) or (N, k) int64 indices into V. Returns float32 of class_ids' shape.
+    The paper's softmax (temperature 1) stays the score used for AP; this only changes what is displayed.
+    """
+    if temperature <= 0:
+        raise VocabularyError(f"display temperature must be > 0, got {temperature}.")
+    probs = softmax_probs(logits.float() / temperature)
+    ids = class_ids if class_ids.ndim == 2 else class_ids[:, None]
+    picked = probs.gather(1, ids.long())
+    return picked if class_ids.ndim == 2 else picked[:, 0]
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, low: float = 0.01, high: float = 100.0,
+                    steps: int = 60) -> float:
+    """Temperature scaling: the T that minimises the mean negative log-likelihood of softmax(logits / T).
+
+    logits: (R, V) float of R labelled regions; labels: (R,) int64 true class indices. A golden-section
+    search over log T in [low, high] (the NLL is unimodal in log T for fixed logits). Returns T.
+    """
+    if logits.ndim != 2 or labels.shape != logits.shape[:1] or len(labels) == 0:
+        raise VocabularyError(f"fit_temperature needs (R, V) logits and (R,) labels, R > 0; got {tuple(logits.shape)}, "
+                              f"{tuple(labels.shape)}.")
+    logits, labels = logits.double(), labels.long()
+
+    def nll(log_t: float) -> float:
+        return float(torch.nn.functional.cross_entropy(logits / np.exp(log_t), labels))
+
+    ratio = (np.sqrt(5.0) - 1) / 2
+    a, b = np.log(low), np.log(high)
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = nll(c), nll(d)
+    for _ in range(steps):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = nll(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = nll(d)
+    return float(np.exp((a + b) / 2))
 
 
 def image_topk_pairs(

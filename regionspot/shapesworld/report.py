@@ -92,11 +92,17 @@ def report_markdown(record: dict[str, Any]) -> str:
     sam = metrics.get("sam", {})
     if clip:
         buckets = ", ".join(f"{k}: {100 * v:.1f}" for k, v in clip.get("zero_shot_by_bucket", {}).items())
-        text += (f"\nTiny CLIP zero-shot top-1 on held-out crops (all 144 classes, template ensemble): "
+        classes = sum(metrics.get("data", {}).get("buckets", {}).values()) or "all"
+        text += (f"\nTiny CLIP zero-shot top-1 on held-out crops ({classes} classes, template ensemble): "
                  f"{100 * clip['zero_shot_top1']:.1f}% ({buckets}); {clip['steps']} steps.\n")
     if sam:
         text += (f"\nTiny SAM val mask mIoU: box {100 * sam['miou_box']:.1f}, point {100 * sam['miou_point']:.1f}; "
                  f"{sam['steps']} steps.\n")
+    calibration = metrics.get("calibrate", {})
+    if calibration:
+        text += (f"\nDisplay temperature {calibration['temperature']:.3f} (fitted on {calibration['regions']} val "
+                 f"regions): mean top-1 confidence {100 * calibration['mean_confidence_before']:.1f}% → "
+                 f"{100 * calibration['mean_confidence_after']:.1f}% at top-1 accuracy {100 * calibration['top1']:.1f}%.\n")
     seconds = {k: v for k, v in record["seconds"].items() if isinstance(v, (int, float))}
     text += "\nStage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n"
     return text

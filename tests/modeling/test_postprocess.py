@@ -104,3 +104,26 @@ def test_encode_rle_matches_pycocotools():
         ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
         ours = encode_rle(m)
         assert ours["counts"] == ref["counts"].decode() and ours["size"] == list(ref["size"])
+
+
+def test_fit_temperature_recovers_the_temperature_that_made_the_labels():
+    from regionspot.modeling.postprocess import fit_temperature
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4000, 20, generator=generator) * 3
+    labels = torch.multinomial(torch.softmax(logits / 0.5, -1), 1, generator=generator)[:, 0]  # sharper than logits
+    assert abs(fit_temperature(logits, labels) - 0.5) < 0.05
+    assert abs(fit_temperature(logits * 4, labels) - 2.0) < 0.2
+
+
+def test_calibrated_confidence_is_the_tempered_softmax_and_keeps_the_ranking():
+    from regionspot.modeling.postprocess import calibrated_confidence
+
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.5, 0.1]])
+    ids = logits.argmax(-1)
+    assert torch.allclose(calibrated_confidence(logits, ids, 1.0), torch.softmax(logits, -1).max(-1).values)
+    sharp = calibrated_confidence(logits, ids, 0.25)
+    assert torch.allclose(sharp, torch.softmax(logits * 4, -1).max(-1).values)
+    assert (sharp > calibrated_confidence(logits, ids, 1.0)).all()
+    with pytest.raises(VocabularyError):
+        calibrated_confidence(logits, ids, 0.0)

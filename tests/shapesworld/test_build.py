@@ -3,28 +3,44 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import pytest
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from regionspot.cli import app
+from regionspot.errors import RegionSpotError
 from regionspot.inference.predictor import RegionSpotPredictor
 from regionspot.model import RegionSpot
 from regionspot.registry import assets_dir
 from regionspot.shapesworld import build
-from regionspot.shapesworld.build import BuildConfig, choose_example, run_build
+from regionspot.shapesworld.build import BuildConfig, run_build
+from regionspot.shapesworld.ship import choose_example
 
 ROWS = ("CLIP w/ box", "CLIP w/ mask", "RegionSpot (depth 3)", "RegionSpot, SAM token only", "RegionSpot, depth 1")
 
 
-def test_quick_build_runs_every_stage_and_writes_the_table(tmp_path):
-    record = run_build(tmp_path, BuildConfig.quick(), install=False, show_progress=False)
+@pytest.fixture(scope="module")
+def quick_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    return out, run_build(out, BuildConfig.quick(), install=False, show_progress=False)
+
+
+def test_quick_build_runs_every_stage_and_writes_the_table(quick_build):
+    tmp_path, record = quick_build
     table = record["metrics"]["table"]
     assert set(table) == set(ROWS)
     assert all(0.0 <= row["AP"] <= 1.0 for row in table.values())
     report = (tmp_path / "report.md").read_text()
     assert all(f"| {name} |" in report for name in ROWS)
     seconds = json.loads((tmp_path / "build.json").read_text())["seconds"]
-    assert {"data", "clip", "sam", "cache", "head", "eval", "total"} <= set(seconds)
+    assert {"data", "clip", "sam", "cache", "head", "calibrate", "eval", "total"} <= set(seconds)
+    assert record["metrics"]["calibrate"]["temperature"] > 0
     for name in ("regionspot", "sam_token_only", "depth1"):
         assert (tmp_path / "runs" / name / "final_head.safetensors").is_file()
 
@@ -52,5 +68,42 @@ def test_cli_build_chooses_the_config_and_prints_the_report(tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     assert "| RegionSpot (depth 3) | 1.0 |" in result.output
     config, install, resume = calls[0]
-    assert config == BuildConfig.quick() and install is False and resume is False
+    assert config == BuildConfig.quick() and install is False and resume is True
+    CliRunner().invoke(app, ["shapesworld", "build", "--quick", "--fresh", "--out", str(tmp_path)])
+    assert calls[1][2] is False
 
+
+
+BUILD_SCRIPT = """
+import sys
+from regionspot.shapesworld.build import BuildConfig, run_build
+run_build(sys.argv[1], BuildConfig.quick(), install=False, show_progress=False)
+"""
+
+
+def test_build_killed_mid_stage_resumes_and_gives_the_same_result(tmp_path, quick_build):
+    reference, record = quick_build
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, str(out)], env={**os.environ, "PYTHONHASHSEED": "0"})
+    try:
+        deadline = time.monotonic() + 600
+        while not (out / "stages" / "sam.json").is_file():  # kill while the cache stage runs
+            assert process.poll() is None and time.monotonic() < deadline, "the build ended before it could be killed"
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not (out / "stages" / "eval.json").is_file()
+
+    resumed = run_build(out, BuildConfig.quick(), install=False, show_progress=False)
+    assert resumed["metrics"]["table"] == record["metrics"]["table"]
+    assert resumed["metrics"]["calibrate"] == record["metrics"]["calibrate"]
+    for name in ("regionspot", "sam_token_only", "depth1"):
+        ours = load_file(out / "runs" / name / "final_head.safetensors")
+        theirs = load_file(reference / "runs" / name / "final_head.safetensors")
+        assert ours.keys() == theirs.keys() and all((ours[k] == theirs[k]).all() for k in ours), name
+    for backbone in ("clip", "sam"):  # finished before the kill: kept, not retrained
+        assert resumed["seconds"][backbone] == json.loads((out / "stages" / f"{backbone}.json").read_text())["seconds"]
+    with pytest.raises(RegionSpotError, match="--fresh"):
+        run_build(out, BuildConfig.quick("v2"), install=False, show_progress=False)

@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 
 from regionspot.errors import RegionSpotError
-from regionspot.shapesworld.world import (
-    COLOURS,
-    SHAPES,
-    rasterize_shape,
-    render_image,
-    shapesworld_categories,
-)
+from regionspot.shapesworld.shapes import SHAPES, rasterize_shape
+from regionspot.shapesworld.world import COLOURS, render_image, shapesworld_categories
 
 
 def test_categories_and_buckets():

@@ -1,0 +1,116 @@
+"""The last stage of a ShapesWorld build: a showcase example, the assets the package embeds, and the
+fixed val subset that CI re-measures (``metrics.json``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from regionspot.shapesworld.generate import generate_shapesworld
+from regionspot.shapesworld.report import evaluate_methods, table_rows
+from regionspot.shapesworld.streams import EXAMPLE_CANDIDATES, stream_rng
+from regionspot.shapesworld.world import WorldConfig, uniform_probabilities
+
+ASSET_FILES = ("sam", "clip", "head.safetensors", "example.png", "example.json", "vocabulary.txt", "metrics.json")
+CI_SUBSET_IMAGES = 60
+
+
+def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: int = 0, candidates: int = 1000,
+                   max_objects: int = 3, world: WorldConfig | None = None) -> dict[str, Any] | None:
+    """A showcase image for ``regionspot predict``: among ``candidates`` fresh renders (all categories
+    equally likely, 1..``max_objects`` objects of distinct classes), the one with the most objects that
+    the trained model labels all correctly (top-1 over the whole vocabulary); ties prefer a rare class.
+
+    This is a demo picked for being right, not a measurement (the table is). Writes OUT/example.png;
+    returns {"file", "boxes", "labels"} or None when no candidate qualifies.
+    """
+    from PIL import Image
+
+    from regionspot.inference.predictor import RegionSpotPredictor
+    from regionspot.model import RegionSpot
+
+    world = WorldConfig() if world is None else world
+    categories = world.categories(seed)
+    names = [c.name for c in categories]
+    probs = uniform_probabilities(categories)
+    model = RegionSpot.from_pretrained(str(head), segmenter=str(sam_dir), vision_language=str(clip_dir), device="cpu")
+    predictor = RegionSpotPredictor(model)
+    predictor.set_vocabulary(names)
+    best, best_key = None, None
+    for index in range(candidates):
+        pixels, objects = world.render(stream_rng(seed, EXAMPLE_CANDIDATES, index), categories, probs,
+                                       max_objects=max_objects)
+        truth = [names[o.category_index] for o in objects]
+        if not objects or len(set(truth)) != len(truth):
+            continue
+        key = (len(objects), any(categories[o.category_index].frequency == "r" for o in objects))
+        if best_key is not None and key <= best_key:
+            continue
+        boxes = [list(obj.box) for obj in objects]
+        image = Image.fromarray(pixels)
+        predictor.set_image(image)
+        result = predictor.predict(boxes=boxes, top_k=1, return_masks=False)
+        if list(result.labels) == truth:
+            path = Path(out) / "example.png"
+            image.save(path)
+            best, best_key = {"file": str(path), "boxes": boxes, "labels": truth}, key
+    return best
+
+
+def install_assets(out: Path, assets: Path, example: dict[str, Any] | None, names: list[str]) -> dict[str, float]:
+    """Copy the built models (+ example and vocabulary) into ``assets``; return sizes in MB."""
+    assets.mkdir(parents=True, exist_ok=True)
+    for name in ("sam", "clip"):
+        target = assets / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(out / name, target)
+    head = out / "runs" / "regionspot" / "final_head.safetensors"
+    if head.is_file():
+        shutil.copy2(head, assets / "head.safetensors")
+    (assets / "vocabulary.txt").write_text("\n".join(names) + "\n")
+    if example is not None:
+        shutil.copy2(example["file"], assets / "example.png")
+        spec = {"image": "example.png", "boxes": example["boxes"], "labels": example["labels"], "vocabulary": names}
+        (assets / "example.json").write_text(json.dumps(spec, indent=1))
+    sizes = {}
+    for name in ("sam", "clip", "head.safetensors"):
+        path = assets / name
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        sizes[name] = sum(p.stat().st_size for p in files) / 1e6
+    return sizes
+
+
+def subset_metrics(out_dir: Path, sam: str | Path, clip: str | Path, head: str | Path, seed: int = 0,
+                   num_val: int = CI_SUBSET_IMAGES, show_progress: bool = False,
+                   world: WorldConfig | None = None) -> dict[str, dict[str, float]]:
+    """Box AP (fractions) of RegionSpot and CLIP w/ box on the first ``num_val`` val images of ``seed``.
+
+    The images are regenerated into ``out_dir`` (identical to the build's first val images), so CI can
+    re-measure the shipped models without shipping data. Returns {"RegionSpot": row, "CLIP w/ box": row}.
+    """
+    out_dir = Path(out_dir)
+    info = generate_shapesworld(out_dir / "data", 0, num_val, seed=seed, progress=False, world=world)
+    summary = evaluate_methods(Path(info["val_json"]), Path(info["image_root"]), out_dir / "eval",
+                               ("regionspot", "clip-box"), Path(head), Path(sam), Path(clip), None,
+                               out_dir / "text_cache", show_progress, iou_types=("bbox",))
+    return table_rows(summary, {"regionspot": "RegionSpot", "clip-box": "CLIP w/ box"})
+
+
+def shipped_metrics(out: Path, record: dict[str, Any], seed: int, world: WorldConfig) -> dict[str, Any]:
+    """What ``metrics.json`` in the assets holds (see the module docstring)."""
+    head = out / "runs" / "regionspot" / "final_head.safetensors"
+    subset = subset_metrics(out / "ci_subset", out / "sam", out / "clip", head, seed=seed, world=world)
+    metrics = record["metrics"]
+    return {
+        "table": metrics.get("table", {}),
+        "ci_subset": {"seed": seed, "num_val_images": CI_SUBSET_IMAGES, "rows": subset, "world": asdict(world)},
+        "clip_zero_shot_top1": metrics.get("clip", {}).get("zero_shot_top1"),
+        "clip_zero_shot_by_bucket": metrics.get("clip", {}).get("zero_shot_by_bucket"),
+        "sam_miou": {k: metrics.get("sam", {}).get(k) for k in ("miou_box", "miou_point")},
+        "seconds": {k: v for k, v in record["seconds"].items() if isinstance(v, (int, float))},
+        "command": "regionspot shapesworld build",
+    }

@@ -29,7 +29,12 @@ from tqdm import tqdm
 
 from regionspot.errors import RegionSpotError
 from regionspot.shapesworld.streams import SPLIT_STREAMS, stream_rng
-from regionspot.shapesworld.world import ShapesWorldCategory, WorldConfig, category_probabilities
+from regionspot.shapesworld.world import (
+    ShapesWorldCategory,
+    WorldConfig,
+    category_probabilities,
+    render_image,
+)
 
 VAL_IMAGE_ID_OFFSET = 1_000_000
 
@@ -62,7 +67,7 @@ def _generate_split(
     all_ids = np.array([c.id for c in categories])
     for index in tqdm(range(count), desc=f"ShapesWorld {split}", unit="img", disable=not progress):
         rng = stream_rng(seed, SPLIT_STREAMS[split], index)
-        pixels, objects = world.render(rng, categories, probabilities, image_size,
+        pixels, objects = render_image(rng, categories, probabilities, image_size, world,
                                        min_visible_fraction=min_visible_fraction)
         image_id = id_offset + index + 1
         file_name = f"{split}/{image_id:08d}.png"

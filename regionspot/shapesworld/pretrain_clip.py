@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ from regionspot.shapesworld.streams import (
 from regionspot.shapesworld.tiny_models import build_clip, clip_config, folder_size_mb, save_clip_folder
 from regionspot.shapesworld.world import (
     WorldConfig,
+    render_image,
     uniform_probabilities,
 )
 from regionspot.text.tokenizer import save_clip_tokenizer
@@ -156,7 +157,7 @@ def render_crop_pool(
     crops, labels = [], []
     for index in tqdm(range(num_images), desc="CLIP crops", disable=not show_progress, leave=False):
         rng = stream_rng(seed, key, index)
-        pixels, objects = world.render(rng, categories, probs)
+        pixels, objects = render_image(rng, categories, probs, world=world)
         for obj in objects:
             if obj.mask.sum() < 12:
                 continue
@@ -181,7 +182,7 @@ def render_scene_pool(
     images, labels = [], []
     for index in tqdm(range(num_images), desc="CLIP scenes", disable=not show_progress, leave=False):
         rng = stream_rng(seed, key, index)
-        pixels, objects = world.render(rng, categories, probs, max_objects=1, radius_range=radius_range)
+        pixels, objects = render_image(rng, categories, probs, world=replace(world, max_objects=1, radius_range=radius_range))
         resized = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
         images.append(np.asarray(resized))
         labels.append(objects[0].category_index)

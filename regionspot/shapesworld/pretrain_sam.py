@@ -36,7 +36,7 @@ from regionspot.engine.optim import param_groups
 from regionspot.shapesworld.progress import loss_ends, train_on_budget, write_pretrain_metrics
 from regionspot.shapesworld.streams import SAM_BATCHES, SAM_HELDOUT, SAM_POOL, stream_rng
 from regionspot.shapesworld.tiny_models import build_sam, folder_size_mb, sam_config, save_sam_folder
-from regionspot.shapesworld.world import WorldConfig, uniform_probabilities
+from regionspot.shapesworld.world import WorldConfig, render_image, uniform_probabilities
 
 
 @dataclass
@@ -144,7 +144,7 @@ def render_mask_pool(num_images: int, seed: int, key: int, image_size: int, data
     side = image_size // 4
     for index in tqdm(range(num_images), desc="SAM data", disable=not show_progress, leave=False):
         rng = stream_rng(seed, key, index)
-        pixels, objects = world.render(rng, categories, probs, image_size)
+        pixels, objects = render_image(rng, categories, probs, image_size, world)
         kept = [o for o in objects if o.mask.sum() >= 12]
         if not kept:
             continue
@@ -266,7 +266,7 @@ def heldout_objects(num_images: int, seed: int, image_size: int, dataset_seed: i
     probs = uniform_probabilities(categories)
     images, boxes, masks = [], [], []
     for index in range(num_images):
-        pixels, objects = world.render(stream_rng(seed, SAM_HELDOUT, index), categories, probs, image_size)
+        pixels, objects = render_image(stream_rng(seed, SAM_HELDOUT, index), categories, probs, image_size, world)
         kept = [o.mask for o in objects if o.mask.sum() >= 12]
         if not kept:
             continue

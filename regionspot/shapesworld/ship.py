@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from regionspot.shapesworld.generate import generate_shapesworld
 from regionspot.shapesworld.report import evaluate_methods, table_rows
 from regionspot.shapesworld.streams import EXAMPLE_CANDIDATES, stream_rng
-from regionspot.shapesworld.world import WorldConfig, uniform_probabilities
+from regionspot.shapesworld.world import WorldConfig, render_image, uniform_probabilities
 
 ASSET_FILES = ("sam", "clip", "head.safetensors", "example.png", "example.json", "vocabulary.txt", "metrics.json")
 CI_SUBSET_IMAGES = 60
 
 
 def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: int = 0, candidates: int = 1000,
-                   max_objects: int = 3, world: WorldConfig | None = None) -> dict[str, Any] | None:
+                   max_objects: int = 5, world: WorldConfig | None = None) -> dict[str, Any] | None:
     """A showcase image for ``regionspot predict``: among ``candidates`` fresh renders (all categories
     equally likely, 1..``max_objects`` objects of distinct classes), the one with the most objects that
     the trained model labels all correctly (top-1 over the whole vocabulary); ties prefer a rare class.
@@ -41,8 +41,8 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
     predictor.set_vocabulary(names)
     best, best_key = None, None
     for index in range(candidates):
-        pixels, objects = world.render(stream_rng(seed, EXAMPLE_CANDIDATES, index), categories, probs,
-                                       max_objects=max_objects)
+        pixels, objects = render_image(stream_rng(seed, EXAMPLE_CANDIDATES, index), categories, probs,
+                                       world=replace(world, max_objects=max_objects))
         truth = [names[o.category_index] for o in objects]
         if not objects or len(set(truth)) != len(truth):
             continue

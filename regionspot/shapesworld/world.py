@@ -83,13 +83,6 @@ class WorldConfig:
         shapes = None if self.shapes is None else list(self.shapes)
         return shapesworld_categories(seed, colours, shapes, self.bucket_fractions)
 
-    def render(self, rng: np.random.Generator, categories: list[ShapesWorldCategory], probabilities: np.ndarray,
-               image_size: int = 256, **overrides: object) -> tuple[np.ndarray, list[RenderedObject]]:
-        """:func:`render_image` with this world's object and distractor settings (``overrides`` win)."""
-        settings = {"max_objects": self.max_objects, "max_distractors": self.max_distractors,
-                    "radius_range": self.radius_range, **overrides}
-        return render_image(rng, categories, probabilities, image_size=image_size, **settings)
-
 
 # The second world the build can use: fewer, clearly distinct classes (no shape that a rotation or an
 # aspect change turns into another: square/diamond, circle/hexagon/pentagon) and larger, fewer objects.
@@ -294,12 +287,10 @@ def render_image(
     categories: list[ShapesWorldCategory],
     probabilities: np.ndarray,
     image_size: int = 256,
-    max_objects: int = 10,
+    world: WorldConfig | None = None,
     min_visible_fraction: float = 0.35,
     min_area_fraction: float = 0.002,
-    max_distractors: int = 5,
     colour_jitter: float = 14.0,
-    radius_range: tuple[float, float] = (MIN_RADIUS, MAX_RADIUS),
 ) -> tuple[np.ndarray, list[RenderedObject]]:
     """Render one image.
 
@@ -309,14 +300,17 @@ def render_image(
     ``min_area_fraction`` of the image; otherwise it is re-posed (a few tries) or skipped, so every
     object drawn is annotated (rather than drawing it and dropping a hidden one). The first object
     fails all tries only for tiny thin shapes in tiny images, so images practically always hold >= 1.
-    radius_range: an object's radius as fractions of the image side (log-uniform between the two).
+    world: object sizes and counts (``radius_range``, ``max_objects``, ``max_distractors``; None: the
+    default world); ``categories`` should come from the same world.
     """
+    world = WorldConfig() if world is None else world
+    radius_range = world.radius_range
     h = w = int(image_size)
     min_area = max(12.0, min_area_fraction * h * w)
     image = _background(rng, h, w)
-    _draw_distractors(rng, image, int(rng.integers(0, max_distractors + 1)))
+    _draw_distractors(rng, image, int(rng.integers(0, world.max_distractors + 1)))
 
-    wanted = int(rng.integers(1, max_objects + 1))
+    wanted = int(rng.integers(1, world.max_objects + 1))
     chosen = rng.choice(len(categories), size=wanted, p=probabilities)
     objects: list[RenderedObject] = []
     full_areas: list[float] = []

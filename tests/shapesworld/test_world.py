@@ -5,7 +5,7 @@ import pytest
 
 from regionspot.errors import RegionSpotError
 from regionspot.shapesworld.shapes import SHAPES, rasterize_shape
-from regionspot.shapesworld.world import COLOURS, render_image, shapesworld_categories
+from regionspot.shapesworld.world import COLOURS, WorldConfig, render_image, shapesworld_categories
 
 
 def test_categories_and_buckets():
@@ -46,7 +46,7 @@ def test_radius_range_bounds_the_object_size():
     for index in range(10):
         for low, high in ((0.06, 0.1), (0.3, 0.4)):
             _, objects = render_image(np.random.default_rng([3, index]), categories, probs, image_size=128,
-                                      max_objects=1, max_distractors=0, radius_range=(low, high))
+                                      world=WorldConfig(max_objects=1, max_distractors=0, radius_range=(low, high)))
             x0, y0, x1, y1 = objects[0].box
             # A loose bound: the farthest polygon point is the square's corner (1.13 radii); stretch adds <= e^0.15.
             assert max(x1 - x0, y1 - y0) <= 2 * high * 128 * 1.31 * 1.17 + 2

@@ -45,6 +45,10 @@ from regionspot.shapesworld.world import WorldConfig, world_preset
 from regionspot.utils.io import write_json_atomic
 
 STAGES = ("data", "clip", "sam", "cache", "head", "calibrate", "eval", "ship")
+# Pre-training steps (CLIP, SAM) of a full build per world: step budgets, not seconds, so that a build gives
+# the same models on any machine. v1's are what the time budgets of the first shipped build (1300 s and
+# 600 s on a 2-core CPU) came to; v2 has half the classes and gets half the steps.
+FULL_STEPS = {"v1": (4800, 2900), "v2": (2400, 1450)}
 HEADS = (("regionspot", None, True), ("sam_token_only", None, False), ("depth1", 1, True))  # name, depth, map
 
 @dataclass
@@ -74,14 +78,9 @@ class BuildConfig:
 
     @classmethod
     def full(cls, world: str = "v1") -> BuildConfig:
-        return cls(
-            world=world_preset(world),
-            # Step budgets (not seconds), so that a build gives the same models on any machine; on this
-            # project's 2-core CPU they take about 22 and 10 minutes (the shipped v1 models ran on time
-            # budgets of 1300 s and 600 s, which came to 4818 and 2941 steps).
-            clip=ClipPretrainConfig(steps=4800),
-            sam=SamPretrainConfig(steps=2900),
-        )
+        clip_steps, sam_steps = FULL_STEPS[world] if world in FULL_STEPS else FULL_STEPS["v1"]
+        return cls(world=world_preset(world), clip=ClipPretrainConfig(steps=clip_steps),
+                   sam=SamPretrainConfig(steps=sam_steps))
 
     @classmethod
     def quick(cls, world: str = "v1") -> BuildConfig:

@@ -24,6 +24,8 @@ class RegionResult:
     iou: (N,) float32 the segmenter's predicted mask IoU.
     vocabulary: the V class names, in order.
     image_size: (height, width) of the original image.
+    attention: (N, L, heads, T) float32, the head's cross-attention weights over the T feature-map tokens
+        (class token first) in each of its L layers, from the forward that gave ``probs``; or None.
     """
 
     boxes: np.ndarray
@@ -38,6 +40,7 @@ class RegionResult:
     image_size: tuple[int, int]
     masks: np.ndarray | None = None
     messages: list[str] = field(default_factory=list)
+    attention: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

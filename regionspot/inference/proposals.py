@@ -125,6 +125,9 @@ def _masks_to_proposals(out, frame: tuple[int, int], mask_frame: tuple[int, int]
     good &= (iou >= options.min_predicted_iou) & (stability >= options.min_stability)
     scale = torch.tensor([frame[1] / mask_frame[1], frame[0] / mask_frame[0]] * 2)
     boxes = mask_to_box(masks[good]).float() * scale  # (K, 4) XYXY in the frame's pixels
+    # whole pixels of the frame, rounded outwards: masks finer than the frame (a tiny image upscaled to the
+    # segmenter's input) must not give sub-pixel boxes
+    boxes = torch.cat([(boxes[:, :2] + 1e-4).floor(), (boxes[:, 2:] - 1e-4).ceil()], dim=1)
     return Proposals(boxes, iou[good] * stability[good], iou[good], stability[good])
 
 

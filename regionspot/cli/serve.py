@@ -26,6 +26,7 @@ def serve(
     max_megapixels: Annotated[float, typer.Option(help="The largest image accepted, in megapixels.")] = 12.0,
     queue_size: Annotated[int, typer.Option(help="Requests that may wait in the queue (more are refused).")] = 64,
     text_cache_dir: Annotated[str | None, typer.Option(help="Keep text embeddings on disk here across restarts.")] = None,
+    grid: Annotated[int, typer.Option(help="Recognise everything: a GRID x GRID point grid on the image and each crop.")] = 16,
 ) -> None:
     """Serve the web demo: upload or pick an image, click points or draw boxes, name classes, see the labels."""
     try:
@@ -34,6 +35,7 @@ def serve(
         raise RegionSpotError(f"The demo needs the [demo] extra ({error.name} is missing): pip install 'regionspot[demo]'.") from None
     from regionspot.demo.service import DemoService, ServerLimits
     from regionspot.inference.predictor import RegionSpotPredictor
+    from regionspot.inference.proposals import ProposalOptions
     from regionspot.model import RegionSpot
     from regionspot.text.presets import PRESETS
 
@@ -43,7 +45,8 @@ def serve(
         raise RegionSpotError(f"Unknown --vocab-preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=device or best_device())
     limits = ServerLimits(max_pixels=int(max_megapixels * 1e6), max_vocabulary=max_vocabulary)
-    service = DemoService(RegionSpotPredictor(model, text_cache_dir=text_cache_dir), limits, default_preset=preset)
+    service = DemoService(RegionSpotPredictor(model, text_cache_dir=text_cache_dir), limits, default_preset=preset,
+                          proposals=ProposalOptions(points_per_side=grid))
     try:
         example = bundled_example()[0]
     except RegionSpotError:  # an install without the bundled example: the page has no example button

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no phone-home
@@ -181,3 +182,14 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, queue_size
                            quiet=True, max_file_size=max_file_size, allowed_paths=allowed_paths, ssr_mode=False,
                            theme=theme, footer_links=["api"])
     return url
+
+
+def start_in_background(service: DemoService, example: Path | None = None) -> tuple[str, gr.Blocks]:
+    """Serve ``build_app(service, example)`` on a free loopback port without blocking (tests, benchmarks,
+    screenshots). Returns (url, app); ``app.close()`` stops it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = build_app(service, example)
+    url = launch(app, port=port, block=False, allowed_paths=[str(example.parent)] if example else None)
+    return url, app

@@ -13,6 +13,7 @@ layer shows those lines; nothing here knows about gradio.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tempfile
@@ -88,9 +89,10 @@ class DemoService:
     """The one model instance behind the demo and its API. Thread-safe: requests run one at a time."""
 
     def __init__(self, predictor: RegionSpotPredictor, limits: ServerLimits | None = None,
-                 default_preset: str = "shapesworld") -> None:
+                 default_preset: str = "shapesworld", proposals: ProposalOptions | None = None) -> None:
         self.predictor = predictor
         self.limits = limits or ServerLimits()
+        self.proposals = proposals or ProposalOptions()  # "recognise everything"; max_regions comes per request
         self.default_preset = default_preset
         self._lock = threading.Lock()
         self._image_key: str | None = None
@@ -152,7 +154,7 @@ class DemoService:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the result lists them in .messages
                 if request.everything:
-                    options = ProposalOptions(max_regions=max(1, min(int(request.max_regions), 100)))
+                    options = dataclasses.replace(self.proposals, max_regions=max(1, min(int(request.max_regions), 100)))
                     result = self.predictor.predict_everything(options, top_k=TOP_K, return_attention=want_attention)
                 elif box_list is not None and point_list is not None:
                     first = self.predictor.predict(boxes=box_list, top_k=TOP_K, return_attention=want_attention)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
@@ -13,19 +12,15 @@ else:
     pytest.importorskip("gradio", reason="the demo tests need the [demo] extra (pip install -e '.[dev]')")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def demo_service():
     from regionspot.demo.service import DemoService
     from regionspot.inference.predictor import RegionSpotPredictor
+    from regionspot.inference.proposals import ProposalOptions
     from regionspot.model import RegionSpot
 
-    return DemoService(RegionSpotPredictor(RegionSpot.from_pretrained()))
+    # an 8x8 grid keeps "recognise everything" quick on a 2-core CI machine; the default is 16x16
+    return DemoService(RegionSpotPredictor(RegionSpot.from_pretrained()), proposals=ProposalOptions(points_per_side=8))
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +32,8 @@ def example_image():
 
 @pytest.fixture(scope="session")
 def demo_url(demo_service, example_image):
-    from regionspot.demo.app import build_app, launch
+    from regionspot.demo.app import start_in_background
 
-    app = build_app(demo_service, example_image)
-    url = launch(app, port=free_port(), block=False, allowed_paths=[str(example_image.parent)])
+    url, app = start_in_background(demo_service, example_image)
     yield url
     app.close()

@@ -20,6 +20,8 @@ from regionspot.backbones.base import Segmenter, SegmenterImageState
 from regionspot.data.transforms import box_iou, mask_to_box
 from regionspot.errors import PromptError
 
+STABILITY_OFFSET = 1.0  # the mask logit offset of the stability score (SAM's automatic mask generator's)
+
 
 @dataclass(frozen=True)
 class ProposalOptions:
@@ -31,8 +33,8 @@ class ProposalOptions:
     crop_overlap: fraction of a crop's side it shares with its neighbour.
     min_crop_side: images whose shorter side is below this many pixels are not cropped.
     min_predicted_iou / min_stability: drop masks below these (the segmenter's IoU prediction and the
-        stability score at ``stability_offset``); 0 keeps all and lets the ranking decide.
-    min_area_fraction / max_area_fraction: drop masks smaller / larger than this share of their frame.
+        stability score at logit offset ``STABILITY_OFFSET``); 0 keeps all and lets the ranking decide.
+    area_fraction: (min, max) share of their frame a kept mask covers.
     refine: decode each kept mask's box again as a box prompt and use that mask's box.
     nms_iou: boxes overlapping a better one by more than this IoU are suppressed.
     max_regions: at most this many proposals per image, best first.
@@ -44,10 +46,8 @@ class ProposalOptions:
     crop_overlap: float = 0.2
     min_crop_side: int = 32
     min_predicted_iou: float = 0.0
+    area_fraction: tuple[float, float] = (0.0005, 0.9)
     min_stability: float = 0.0
-    stability_offset: float = 1.0
-    min_area_fraction: float = 0.0005
-    max_area_fraction: float = 0.9
     refine: bool = True
     nms_iou: float = 0.7
     max_regions: int = 100
@@ -121,7 +121,7 @@ def _masks_to_proposals(out, frame: tuple[int, int], mask_frame: tuple[int, int]
     masks = out.masks.cpu()
     area = masks.flatten(1).float().mean(-1)
     iou, stability = out.iou.float().cpu(), out.stability.float().cpu()
-    good = (area > 0) & (area >= options.min_area_fraction) & (area <= options.max_area_fraction)
+    good = (area > 0) & (area >= options.area_fraction[0]) & (area <= options.area_fraction[1])
     good &= (iou >= options.min_predicted_iou) & (stability >= options.min_stability)
     scale = torch.tensor([frame[1] / mask_frame[1], frame[0] / mask_frame[0]] * 2)
     boxes = mask_to_box(masks[good]).float() * scale  # (K, 4) XYXY in the frame's pixels
@@ -136,7 +136,7 @@ def _propose_in_frame(segmenter: Segmenter, state: SegmenterImageState, options:
     frame = state.original_size
     mask_frame = state.reshaped_size  # masks at the segmenter's working size bound the memory
     decode = {"return_masks": True, "chunk_size": options.chunk_size, "mask_size": mask_frame,
-              "stability_offset": options.stability_offset}
+              "stability_offset": STABILITY_OFFSET}
     points = point_grid(options.points_per_side, *frame)
     found = _masks_to_proposals(segmenter.decode_prompts(state, points=points, **decode), frame, mask_frame, options)
     if options.refine and len(found):

@@ -149,7 +149,7 @@ def test_predict_everything_labels_every_proposal(predictor):
     from regionspot.inference.proposals import ProposalOptions
 
     # a random SAM predicts negative IoUs and unstable masks: keep them all
-    options = ProposalOptions(points_per_side=4, max_regions=5, min_area_fraction=0.0, max_area_fraction=1.0,
+    options = ProposalOptions(points_per_side=4, max_regions=5, area_fraction=(0.0, 1.0),
                               min_predicted_iou=-1.0)
     boxes = predictor.propose(options)
     assert len(boxes) > 0

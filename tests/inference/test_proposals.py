@@ -148,8 +148,7 @@ def test_real_segmenter_proposals_run_at_any_size(real_sam, size):
     width, height = size
     image = Image.fromarray((np.random.default_rng(1).random((height, width, 3)) * 255).astype(np.uint8))
     # a random SAM predicts negative IoUs and masks of any size: keep them all
-    options = ProposalOptions(points_per_side=4, max_regions=7, min_predicted_iou=-1.0, min_area_fraction=0.0,
-                              max_area_fraction=1.0)
+    options = ProposalOptions(points_per_side=4, max_regions=7, min_predicted_iou=-1.0, area_fraction=(0.0, 1.0))
     found = propose_regions(real_sam, image, options)
     assert 0 < len(found) <= 7 and found.boxes.shape == (len(found), 4)
     assert (found.boxes[:, 0::2] <= width).all() and (found.boxes[:, 1::2] <= height).all()

@@ -139,7 +139,7 @@ def build_app(service: DemoService, example: Path | None = None) -> gr.Blocks:
                 names_file = gr.File(label="Names file (one per line)", type="filepath", elem_id="names-file")
                 everything = gr.Checkbox(label="Recognise everything (no prompts: SAM proposes regions)",
                                          elem_id="everything")
-                max_regions = gr.Slider(1, 100, value=20, step=1, label="At most this many regions (everything)")
+                max_regions = gr.Slider(1, 100, value=10, step=1, label="At most this many regions (everything)")
                 explain = gr.Checkbox(label="Show the attention map (where the head looked)", elem_id="explain")
                 region = gr.Number(value=0, precision=0, label="Attention map of region #", elem_id="region")
                 per_layer = gr.Checkbox(label="Every layer (else the last, averaged over heads)", elem_id="per-layer")

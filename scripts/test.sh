@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Set up a virtual environment (CPU torch) and run the test suite. Used by CI and by developers.
+# The [dev] extras include the demo (gradio) and the playwright client; the browser tests drive Debian's
+# /usr/bin/chromium (`apt-get install chromium`; .ci/run installs it) and skip outside CI without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -8,6 +10,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
-.venv/bin/ruff check regionspot tests benchmarks
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+.venv/bin/ruff check regionspot tests benchmarks scripts
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
 .venv/bin/python -m pytest -q "$@"

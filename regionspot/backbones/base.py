@@ -39,11 +39,14 @@ class SegmenterOutput:
     iou: (N,) float32, the predicted IoU of each mask.
     masks: (N, H, W) bool at the encoded image's size (or the ``mask_size`` asked for), or None when
         masks were not asked for.
+    stability: (N,) float32, each mask's stability score (IoU of the mask at logit thresholds ±offset),
+        or None when not asked for (``stability_offset``).
     """
 
     tokens: torch.Tensor
     iou: torch.Tensor
     masks: torch.Tensor | None = None
+    stability: torch.Tensor | None = None
 
 
 @runtime_checkable
@@ -79,6 +82,7 @@ class Segmenter(Protocol):
         return_masks: bool = True,
         chunk_size: int = 16,
         mask_size: tuple[int, int] | None = None,
+        stability_offset: float | None = None,
     ) -> SegmenterOutput: ...
 
 

@@ -10,6 +10,24 @@ import torch
 from regionspot.errors import PromptError
 
 
+def parse_numbers(text: str, width: int, name: str) -> list[list[float]]:
+    """Typed prompts: "x1,y1,x2,y2;x1,y1,x2,y2" → [[...], [...]] with exactly ``width`` numbers per item.
+
+    Items are separated by ';' or new lines; spaces are ignored. Raises PromptError naming the bad item.
+    """
+    groups = [g for g in text.replace(" ", "").replace("\n", ";").split(";") if g]
+    out = []
+    for group in groups:
+        try:
+            values = [float(v) for v in group.split(",")]
+        except ValueError:
+            raise PromptError(f"Cannot read {name} {group!r}; write {width} comma-separated numbers per item, items separated by ';'.") from None
+        if len(values) != width:
+            raise PromptError(f"{name} {group!r} has {len(values)} numbers; each needs {width} (separate items with ';').")
+        out.append(values)
+    return out
+
+
 def _as_float_tensor(value, name: str, shape_hint: str) -> torch.Tensor:
     try:
         tensor = torch.as_tensor(value, dtype=torch.float32)

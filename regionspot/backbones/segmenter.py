@@ -31,7 +31,8 @@ from regionspot.data.transforms import normalize_pixels
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
 from regionspot.utils.fingerprint import weights_fingerprint
 
-__all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "resized_shape"]
+__all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "resized_shape",
+           "stability_score"]
 
 # Index of the single-mask output token in the two-way transformer's queries: [iou, mask_0, ...].
 _SINGLE_MASK_TOKEN = 1
@@ -94,7 +95,8 @@ class SamPreprocess:
 def resized_shape(height: int, width: int, longest_edge: int) -> tuple[int, int]:
     """(height, width) after resizing so that the longest side is ``longest_edge`` (SAM's rounding)."""
     scale = longest_edge / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+    # at least one pixel: a very elongated image (20000 x 10) must not resize to an empty one
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
 class SamSegmenter:
@@ -197,6 +199,7 @@ class SamSegmenter:
         return_masks: bool = True,
         chunk_size: int = 16,
         mask_size: tuple[int, int] | None = None,
+        stability_offset: float | None = None,
     ) -> SegmenterOutput:
         """Decode N prompts against one encoded image.
 
@@ -211,9 +214,11 @@ class SamSegmenter:
         mask_size: (height, width) of the returned masks; default the encoded image's size. The mask
             logits are upsampled bilinearly straight to it (e.g. the size of the image an evaluation
             resized before encoding).
+        stability_offset: also return each mask's stability score (SAM's automatic mask generator):
+            the IoU of the masks thresholded at logit +offset and -offset, at ``mask_size``. Needs masks.
 
-        Returns SegmenterOutput with tokens (N, 256) float32, iou (N,) float32 and masks
-        (N, H, W) bool at ``mask_size`` (None when return_masks is False).
+        Returns SegmenterOutput with tokens (N, 256) float32, iou (N,) float32, masks (N, H, W) bool at
+        ``mask_size`` (None when return_masks is False) and stability (N,) float32 (or None).
         """
         if not isinstance(state, SegmenterImageState):
             raise PromptError("decode_prompts needs the state returned by encode_image(image); call that first.")
@@ -235,8 +240,10 @@ class SamSegmenter:
             mask_size = (int(mask_size[0]), int(mask_size[1]))
             if min(mask_size) < 1:
                 raise PromptError(f"mask_size must be a positive (height, width), got {mask_size}.")
+        if stability_offset is not None and not return_masks:
+            raise PromptError("stability_offset needs the masks; pass return_masks=True.")
         if count == 0:
-            return self._empty_output(state, return_masks, mask_size)
+            return self._empty_output(state, return_masks, mask_size, stability_offset is not None)
 
         # original pixels -> resized-image pixels (the frame SamModel expects)
         new_h, new_w = state.reshaped_size
@@ -246,7 +253,7 @@ class SamSegmenter:
         if points_t is not None:
             points_t = points_t * scale
 
-        tokens, ious, masks = [], [], []
+        tokens, ious, masks, stability = [], [], [], []
         for start in range(0, count, chunk_size):
             part = slice(start, start + chunk_size)
             chunk = self._decode_chunk(
@@ -260,11 +267,14 @@ class SamSegmenter:
             tokens.append(chunk[0])
             ious.append(chunk[1])
             if return_masks:
-                masks.append(chunk[2])
+                masks.append(chunk[2] > 0.0)
+                if stability_offset is not None:
+                    stability.append(stability_score(chunk[2], stability_offset))
         return SegmenterOutput(
             tokens=torch.cat(tokens),
             iou=torch.cat(ious),
             masks=torch.cat(masks) if return_masks else None,
+            stability=torch.cat(stability) if stability else None,
         )
 
     @torch.no_grad()
@@ -277,7 +287,8 @@ class SamSegmenter:
         return_masks: bool,
         mask_size: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One decoder call for n prompts already in the model frame. Returns (n, C), (n,), (n, H, W)|None."""
+        """One decoder call for n prompts already in the model frame. Returns tokens (n, C), IoU (n,) and
+        mask logits (n, H, W) float32 at ``mask_size`` (None when masks are not wanted)."""
         device, dtype = self.device, self.dtype
         captured: dict[str, torch.Tensor] = {}
 
@@ -323,16 +334,16 @@ class SamSegmenter:
     def _postprocess_masks(
         self, low_res: torch.Tensor, state: SegmenterImageState, size: tuple[int, int]
     ) -> torch.Tensor:
-        """(n, h, w) logits -> (n, *size) bool: upscale to the padded input, crop padding, resize, > 0."""
+        """(n, h, w) logits -> (n, *size) logits: upscale to the padded input, crop padding, resize."""
         side = self._pre.pad_size
         new_h, new_w = state.reshaped_size
         masks = F.interpolate(low_res.unsqueeze(1), (side, side), mode="bilinear", align_corners=False)
         masks = masks[..., :new_h, :new_w]
         masks = F.interpolate(masks, size, mode="bilinear", align_corners=False)
-        return masks[:, 0] > 0.0
+        return masks[:, 0]
 
     def _empty_output(
-        self, state: SegmenterImageState, return_masks: bool, mask_size: tuple[int, int] | None
+        self, state: SegmenterImageState, return_masks: bool, mask_size: tuple[int, int] | None, stability: bool
     ) -> SegmenterOutput:
         height, width = mask_size or state.original_size
         device = self.device
@@ -340,7 +351,19 @@ class SamSegmenter:
             tokens=torch.zeros(0, self.token_dim, device=device),
             iou=torch.zeros(0, device=device),
             masks=torch.zeros(0, height, width, dtype=torch.bool, device=device) if return_masks else None,
+            stability=torch.zeros(0, device=device) if stability else None,
         )
+
+
+def stability_score(logits: torch.Tensor, offset: float) -> torch.Tensor:
+    """(n, H, W) mask logits -> (n,) float32: |logits > +offset| / |logits > -offset| (1 when both are empty).
+
+    The IoU of the mask thresholded high and low, as in SAM's automatic mask generator: a mask whose
+    outline barely moves when the threshold does is a confident one.
+    """
+    high = (logits > offset).flatten(1).float().sum(-1)  # float sums: exact counts up to 2^24 pixels, 2x faster
+    low = (logits > -offset).flatten(1).float().sum(-1)
+    return torch.where(low > 0, high / low.clamp(min=1), torch.ones_like(low))
 
 
 # --------------------------------------------------------------------- loading

@@ -1,6 +1,7 @@
 """``regionspot predict`` (and ``regionspot models``): label regions of one image, write JSON and a picture.
 
-The argument readers here are the only code that parses box, point and vocabulary strings.
+Box and point strings are read by ``backbones.prompts.parse_numbers`` (shared with the demo), names files
+by ``text.presets``.
 """
 
 from __future__ import annotations
@@ -12,23 +13,9 @@ from typing import Annotated
 
 import typer
 
+from regionspot.backbones.prompts import parse_numbers
 from regionspot.cli.app import app, best_device, friendly
 from regionspot.errors import PromptError, RegionSpotError, VocabularyError
-
-
-def parse_numbers(text: str, width: int, name: str) -> list[list[float]]:
-    """"x1,y1,x2,y2;x1,y1,x2,y2" → [[...], [...]] with exactly ``width`` numbers per group."""
-    groups = [g for g in text.replace(" ", "").split(";") if g]
-    out = []
-    for group in groups:
-        try:
-            values = [float(v) for v in group.split(",")]
-        except ValueError:
-            raise PromptError(f"Cannot read {name} {group!r}; write {width} comma-separated numbers per item, items separated by ';'.") from None
-        if len(values) != width:
-            raise PromptError(f"{name} {group!r} has {len(values)} numbers; each needs {width} (separate items with ';').")
-        out.append(values)
-    return out
 
 
 def read_boxes_json(path: Path) -> list[list[float]]:
@@ -55,45 +42,67 @@ def read_boxes_json(path: Path) -> list[list[float]]:
     return boxes
 
 
-def read_vocabulary(vocab: str | None, vocab_file: Path | None) -> list[str] | None:
-    if vocab and vocab_file:
-        raise VocabularyError("Pass either --vocab or --vocab-file, not both.")
+def read_vocabulary(vocab: str | None, vocab_file: Path | None, preset: str | None = None) -> list[str] | None:
+    """The names of --vocab (comma-separated), --vocab-file (one per line) or --vocab-preset; None if none."""
+    from regionspot.text.presets import preset_vocabulary, read_names_file
+
+    if sum(x is not None for x in (vocab, vocab_file, preset)) > 1:
+        raise VocabularyError("Pass one of --vocab, --vocab-file or --vocab-preset, not several.")
     if vocab_file is not None:
-        if not vocab_file.is_file():
-            raise VocabularyError(f"Vocabulary file not found: {vocab_file}.")
-        return [line.strip() for line in vocab_file.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        return read_names_file(vocab_file)
+    if preset is not None:
+        return preset_vocabulary(preset)
     if vocab is not None:
         return [name.strip() for name in vocab.split(",")]
     return None
 
 
 # --- predict --------------------------------------------------------------------------------------
+def bundled_example() -> tuple[Path, list[list[float]], list[str]]:
+    """The bundled ShapesWorld example: image path, its boxes and its vocabulary."""
+    from regionspot.registry import assets_dir
+
+    example = assets_dir() / "shapesworld" / "example.json"
+    if not example.is_file():
+        raise RegionSpotError("No image given and no bundled example in this install; pass an IMAGE path.")
+    spec = json.loads(example.read_text())
+    return example.parent / spec["image"], spec["boxes"], spec["vocabulary"]
+
+
 @app.command()
 @friendly
 def predict(
     image: Annotated[Path | None, typer.Argument(help="Image file. Default: the bundled ShapesWorld example.")] = None,
     vocab: Annotated[str | None, typer.Option(help="Comma-separated class names, e.g. 'cat,dog'.")] = None,
     vocab_file: Annotated[Path | None, typer.Option(help="A file with one class name per line.")] = None,
+    vocab_preset: Annotated[str | None, typer.Option(help="A ready vocabulary: coco, lvis or shapesworld.")] = None,
     boxes: Annotated[str | None, typer.Option(help="Boxes 'x1,y1,x2,y2;x1,y1,x2,y2' in image pixels.")] = None,
     boxes_json: Annotated[Path | None, typer.Option(help="Boxes from a JSON file.")] = None,
     points: Annotated[str | None, typer.Option(help="One foreground point per region: 'x,y;x,y'.")] = None,
+    everything: Annotated[bool, typer.Option("--everything", help="No prompts: the segmenter proposes the regions "
+                                                               "(point grid + crops) and all are labelled.")] = False,
     out: Annotated[Path, typer.Option(help="Where to write the JSON result.")] = Path("result.json"),
     viz: Annotated[Path | None, typer.Option(help="Where to write a PNG with masks, boxes and labels.")] = Path("result.png"),
+    explain: Annotated[Path | None, typer.Option(help="Write the head's attention maps over the image (PNG), "
+                                                      "one panel per region (the first --explain-regions).")] = None,
+    explain_regions: Annotated[int, typer.Option(help="How many regions --explain draws.")] = 6,
+    explain_per_layer: Annotated[bool, typer.Option(help="--explain draws every layer, not only the last.")] = False,
     sam: Annotated[str | None, typer.Option(help="Segmenter: hub id or local folder.")] = None,
     clip: Annotated[str | None, typer.Option(help="Vision-language model: hub id or local folder.")] = None,
     head: Annotated[str | None, typer.Option(help="Head checkpoint (.safetensors, official .pth) or a registered name.")] = None,
     top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = 3,
-    grid: Annotated[int, typer.Option(help="Without boxes/points: propose regions from a GRID×GRID point grid.")] = 16,
+    grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = 16,
+    max_regions: Annotated[int, typer.Option(help="Proposals: at most this many regions.")] = 100,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
 ) -> None:
-    """Label regions (boxes or points) of IMAGE with your vocabulary; write JSON and a picture."""
+    """Label regions (boxes, points, or --everything the segmenter finds) of IMAGE; write JSON and pictures."""
     from regionspot.inference.predictor import RegionSpotPredictor
+    from regionspot.inference.proposals import ProposalOptions
     from regionspot.inference.visualize import draw_result
     from regionspot.model import RegionSpot
-    from regionspot.registry import assets_dir
 
     start = time.perf_counter()
-    names = read_vocabulary(vocab, vocab_file)
+    names = read_vocabulary(vocab, vocab_file, vocab_preset)
     box_list = None
     if boxes is not None and boxes_json is not None:
         raise PromptError("Pass either --boxes or --boxes-json, not both.")
@@ -102,23 +111,21 @@ def predict(
     elif boxes_json is not None:
         box_list = read_boxes_json(boxes_json)
     point_list = parse_numbers(points, 2, "point") if points is not None else None
+    if everything and (box_list is not None or point_list is not None):
+        raise PromptError("--everything labels the regions the segmenter proposes; drop --boxes/--points (or --everything).")
 
     if image is None:
-        example = assets_dir() / "shapesworld" / "example.json"
-        if not example.is_file():
-            raise RegionSpotError("No image given and no bundled example in this install; pass an IMAGE path.")
-        spec = json.loads(example.read_text())
-        image = example.parent / spec["image"]
-        if box_list is None and point_list is None:
-            box_list = spec["boxes"]
-        if names is None:
-            names = spec["vocabulary"]
+        image, example_boxes, example_names = bundled_example()
+        if box_list is None and point_list is None and not everything:
+            box_list = example_boxes
+        names = names if names is not None else example_names
     if names is None:
-        default_vocab = assets_dir() / "shapesworld" / "vocabulary.txt"
-        if head is None and sam is None and clip is None and default_vocab.is_file():
-            names = read_vocabulary(None, default_vocab)
+        if head is None and sam is None and clip is None:
+            names = read_vocabulary(None, None, "shapesworld")
         else:
-            raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog' or --vocab-file names.txt.")
+            raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog', --vocab-file names.txt or --vocab-preset.")
+    everything = everything or (box_list is None and point_list is None)
+    proposal_options = ProposalOptions(points_per_side=grid, max_regions=max_regions) if everything else None
 
     dev = device or best_device()
     model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=dev)
@@ -126,14 +133,17 @@ def predict(
     predictor = RegionSpotPredictor(model)
     predictor.set_image(image)
     predictor.set_vocabulary(names)
-    if box_list is None and point_list is None:
-        proposed = predictor.propose(points_per_side=grid)
-        if len(proposed) == 0:
-            raise PromptError("No regions found automatically; pass --boxes 'x1,y1,x2,y2;...' or --points 'x,y;...'.")
-        typer.echo(f"no boxes given: {len(proposed)} regions proposed by the segmenter from a {grid}x{grid} point grid")
-        box_list = proposed.tolist()
-    result = predictor.predict(boxes=box_list, points=point_list, top_k=top_k, return_masks=viz is not None)
+    want_attention = explain is not None
+    if everything:
+        result = predictor.predict_everything(proposal_options, top_k=top_k, return_masks=viz is not None,
+                                              return_attention=want_attention)
+        typer.echo(f"everything: {len(result)} regions proposed by the segmenter ({grid}x{grid} point grid + crops)")
+    else:
+        result = predictor.predict(boxes=box_list, points=point_list, top_k=top_k, return_masks=viz is not None,
+                                   return_attention=want_attention)
     done = time.perf_counter()
+    for message in result.messages:
+        typer.echo(f"note: {message}")
 
     payload = result.to_dict()
     payload.update({"image": str(image), "model": {"segmenter": model.config.segmenter,
@@ -141,13 +151,21 @@ def predict(
                     "timing_s": {"load": round(loaded - start, 3), "predict": round(done - loaded, 3)}})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))
+    written = [out]
     if viz is not None:
         viz.parent.mkdir(parents=True, exist_ok=True)
         draw_result(predictor.image, result).save(viz)
+        written.append(viz)
+    if explain is not None and len(result):
+        from regionspot.inference.explain import explain_figure
+
+        explain.parent.mkdir(parents=True, exist_ok=True)
+        explain_figure(predictor.image, result, max_regions=explain_regions, per_layer=explain_per_layer).save(explain)
+        written.append(explain)
     for i, label in enumerate(result.labels):
         box = ", ".join(f"{v:.0f}" for v in result.boxes[i])
         typer.echo(f"[{box}]  {label}  {result.display_scores[i]:.2f}")
-    typer.echo(f"wrote {out}" + (f" and {viz}" if viz else "") + f"  (load {loaded - start:.1f}s, predict {done - loaded:.1f}s)")
+    typer.echo(f"wrote {' and '.join(str(p) for p in written)}  (load {loaded - start:.1f}s, predict {done - loaded:.1f}s)")
 
 
 @app.command("models")

@@ -55,15 +55,31 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(source: ImageLike) -> Image.Image:
+def check_image_size(width: int, height: int, max_pixels: int | None = None, max_side: int | None = None) -> None:
+    """Raise ImageError when a width × height image is larger than the limits (None: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(
+            f"The image is {width}x{height} = {width * height / 1e6:.1f} megapixels, more than the "
+            f"{max_pixels / 1e6:.1f} allowed here; downscale it first."
+        )
+    if max_side is not None and max(width, height) > max_side:
+        raise ImageError(f"The image is {width}x{height}; its longest side may be at most {max_side} pixels here.")
+
+
+def load_image(source: ImageLike, max_pixels: int | None = None, max_side: int | None = None) -> Image.Image:
     """Return an RGB PIL image with EXIF orientation applied.
 
     source: a file path, a PIL image (any mode), or a numpy array HxW / HxWxC (uint8, uint16 or float).
-    Raises ImageError with a one-line fix for a missing, corrupt or unsupported image.
+    max_pixels / max_side: refuse larger images (a file's size is read from its header, before decoding).
+    Raises ImageError with a one-line fix for a missing, corrupt, unsupported or too large image (PIL's
+    decompression-bomb guard included).
     """
     if isinstance(source, np.ndarray):
+        if source.ndim >= 2:
+            check_image_size(source.shape[1], source.shape[0], max_pixels, max_side)
         image = _array_to_pil(source)
     elif isinstance(source, Image.Image):
+        check_image_size(*source.size, max_pixels, max_side)
         image = ImageOps.exif_transpose(source) or source
         image = _to_rgb(image)
     elif isinstance(source, (str, Path)):
@@ -74,10 +90,13 @@ def load_image(source: ImageLike) -> Image.Image:
             raise ImageError(f"{path} is a folder; pass an image file (JPEG, PNG, ...).")
         try:
             with Image.open(path) as opened:
+                check_image_size(*opened.size, max_pixels, max_side)
                 opened.load()
                 image = ImageOps.exif_transpose(opened) or opened
                 image = _to_rgb(image)
                 image.load()
+        except Image.DecompressionBombError as error:
+            raise ImageError(f"{path.name} declares more pixels than PIL will decode ({error}); is it a decompression bomb?") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             raise ImageError(f"Cannot decode image {path} ({error.__class__.__name__}); is it a valid image file?") from error
     else:

@@ -8,6 +8,7 @@ embedding and the vision-language feature map, ``set_vocabulary`` caches text em
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from regionspot.backbones.base import SegmenterImageState
 from regionspot.data.images import ImageLike, load_image
 from regionspot.data.transforms import mask_to_box
 from regionspot.errors import PromptError, RegionSpotError
+from regionspot.inference.proposals import ProposalOptions, propose_regions
 from regionspot.inference.results import RegionResult
 from regionspot.model import RegionSpot
 from regionspot.modeling.postprocess import calibrated_confidence, top_classes
@@ -46,10 +48,16 @@ class RegionSpotPredictor:
     >>> result = predictor.predict(boxes=[[10, 20, 200, 240]])
     """
 
-    def __init__(self, model: RegionSpot, text_cache_dir: str | None = None, chunk_size: int = 16) -> None:
+    def __init__(
+        self, model: RegionSpot, text_cache_dir: str | None = None, chunk_size: int = 16, vocabularies_kept: int = 4
+    ) -> None:
         self.model = model.eval()
         self.text_cache_dir = text_cache_dir
         self.chunk_size = chunk_size
+        # text embeddings of the last few vocabularies, keyed by (names, templates): a server that switches
+        # between presets embeds each once
+        self._text_memo: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.vocabularies_kept = vocabularies_kept
         self._image = None
         self._state: SegmenterImageState | None = None
         self._feature_map: torch.Tensor | None = None
@@ -73,8 +81,15 @@ class RegionSpotPredictor:
     def set_vocabulary(self, class_names: Sequence[str], templates: str | list[str] | None = None) -> None:
         """Embed the class names (template ensemble, cached on disk) for every following ``predict``."""
         names = validate_vocabulary(list(class_names), self.model.config.preprocess.class_names)
-        self._text = self.model.text_embeddings(names, templates=templates, cache_dir=self.text_cache_dir,
-                                                show_progress=len(names) > 50)
+        key = (tuple(names), templates if templates is None or isinstance(templates, str) else tuple(templates))
+        if key in self._text_memo:
+            self._text_memo.move_to_end(key)
+        else:
+            self._text_memo[key] = self.model.text_embeddings(
+                names, templates=templates, cache_dir=self.text_cache_dir, show_progress=len(names) > 50)
+            while len(self._text_memo) > max(1, self.vocabularies_kept):
+                self._text_memo.popitem(last=False)
+        self._text = self._text_memo[key]
         self._vocabulary = names
 
     @property
@@ -85,15 +100,26 @@ class RegionSpotPredictor:
     def vocabulary(self) -> list[str] | None:
         return self._vocabulary
 
-    def propose(self, points_per_side: int = 16, min_predicted_iou: float = 0.7, max_regions: int = 100) -> np.ndarray:
-        """Class-agnostic boxes (K, 4) XYXY for the current image, from a grid of point prompts."""
-        from regionspot.inference.proposals import propose_regions
-
+    def propose(self, options: ProposalOptions | None = None) -> np.ndarray:
+        """Class-agnostic boxes (K, 4) float32 XYXY original-image pixels for the current image, best first
+        (point grid + crops, IoU/stability filtering, box refinement, NMS: ``inference.proposals``)."""
         if self._state is None:
             raise RegionSpotError("Call set_image(image) before propose().")
-        boxes = propose_regions(self.model.segmenter, self._state, points_per_side=points_per_side,
-                                min_predicted_iou=min_predicted_iou, max_regions=max_regions, chunk_size=max(self.chunk_size, 64))
-        return boxes.numpy()
+        return propose_regions(self.model.segmenter, self._image, options, state=self._state).boxes.numpy()
+
+    def predict_everything(
+        self, options: ProposalOptions | None = None, top_k: int = 5, return_masks: bool = True,
+        return_attention: bool = False,
+    ) -> RegionResult:
+        """Recognise every region the segmenter proposes on its own (no prompts): :meth:`propose`, then
+        :meth:`predict` with the proposed boxes. An image without any proposal gives an empty result with
+        a message."""
+        boxes = self.propose(options)
+        if len(boxes) == 0:
+            result = self.predict(boxes=np.zeros((0, 4), np.float32), top_k=top_k, return_masks=return_masks)
+            result.messages.append("No regions were proposed on this image; give boxes or points instead.")
+            return result
+        return self.predict(boxes=boxes, top_k=top_k, return_masks=return_masks, return_attention=return_attention)
 
     # --- prediction --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -104,6 +130,7 @@ class RegionSpotPredictor:
         point_labels=None,
         top_k: int = 5,
         return_masks: bool = True,
+        return_attention: bool = False,
     ) -> RegionResult:
         """Recognise the given regions.
 
@@ -112,6 +139,8 @@ class RegionSpotPredictor:
             A single (N, 2) array means one foreground point per region.
         top_k: how many classes to keep per region (in ``topk_ids``/``topk_scores`` and ``to_coco_json``).
         return_masks: also return the segmenter's masks (N, H, W) at the original size.
+        return_attention: also return the head's cross-attention weights of this forward,
+            ``result.attention`` (N, layers, heads, T) (drawn by ``inference.explain``).
         """
         if self._state is None:
             raise RegionSpotError("Call set_image(image) before predict().")
@@ -150,7 +179,11 @@ class RegionSpotPredictor:
                                 np.zeros((0, len(vocab)), np.float32), np.zeros((0, 0), np.int64),
                                 np.zeros((0, 0), np.float32), empty, vocab, self._state.original_size,
                                 None, messages)
-        logits = self.model(seg.tokens[None], self._feature_map, self._text).logits[0]  # (N, V)
+        out = self.model(seg.tokens[None], self._feature_map, self._text, return_attention=return_attention)
+        logits = out.logits[0]  # (N, V)
+        attention = None
+        if out.attention is not None:
+            attention = out.attention[0].permute(2, 0, 1, 3).float().cpu().numpy()  # (L, heads, N, T) -> (N, L, heads, T)
         probs, top_scores, top_ids = top_classes(logits, top_k)  # (N, V), (N, k), (N, k)
         masks = seg.masks.cpu().numpy() if seg.masks is not None else None
         if box_tensor is not None:
@@ -176,5 +209,6 @@ class RegionSpotPredictor:
             messages=messages,
             confidence=calibrated_confidence(logits, top_ids[:, 0], self.model.config.display_temperature)
             .cpu().numpy().astype(np.float32),
+            attention=attention,
         )
 

@@ -1,20 +1,96 @@
-"""Class-agnostic region proposals from the segmenter alone, for images given without boxes.
+"""Class-agnostic region proposals from the segmenter alone ("recognise everything").
 
-A grid of single foreground points is decoded into masks (as SAM's automatic mode does, much
-simplified); confident, non-trivial masks become boxes, and overlapping boxes are suppressed.
+In the manner of SAM's automatic mask generator: a grid of single foreground points is decoded into
+masks, on the whole image and on overlapping zoomed crops (small objects are seen larger there); masks
+with a low predicted IoU, a low stability score or an implausible area are dropped; each kept mask's box
+is decoded again as a box prompt (the segmenter is sharper from boxes than from one point); boxes cut by
+a crop's inner edge are dropped; and overlapping boxes are suppressed, best ``iou × stability`` first.
+
+Coordinate frames: every box here is XYXY in original-image pixels unless a name says ``crop``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from PIL import Image
 
 from regionspot.backbones.base import Segmenter, SegmenterImageState
 from regionspot.data.transforms import box_iou, mask_to_box
+from regionspot.errors import PromptError
+
+STABILITY_OFFSET = 1.0  # the mask logit offset of the stability score (SAM's automatic mask generator's)
+
+
+@dataclass(frozen=True)
+class ProposalOptions:
+    """How regions are proposed (defaults: measured on ShapesWorld val with the embedded model,
+    ``benchmarks/proposal_recall.py``).
+
+    points_per_side: the point grid on the whole image and on each crop is N×N.
+    crop_layers: 0 — the whole image only; 1 — also 2×2 overlapping crops, each encoded on its own.
+    crop_overlap: fraction of a crop's side it shares with its neighbour.
+    min_crop_side: images whose shorter side is below this many pixels are not cropped.
+    min_predicted_iou / min_stability: drop masks below these (the segmenter's IoU prediction and the
+        stability score at logit offset ``STABILITY_OFFSET``); 0 keeps all and lets the ranking decide.
+    area_fraction: (min, max) share of their frame a kept mask covers.
+    refine: decode each kept mask's box again as a box prompt and use that mask's box.
+    nms_iou: boxes overlapping a better one by more than this IoU are suppressed.
+    max_regions: at most this many proposals per image, best first.
+    chunk_size: prompts per decoder call.
+    """
+
+    points_per_side: int = 16
+    crop_layers: int = 1
+    crop_overlap: float = 0.2
+    min_crop_side: int = 32
+    min_predicted_iou: float = 0.0
+    area_fraction: tuple[float, float] = (0.0005, 0.9)
+    min_stability: float = 0.0
+    refine: bool = True
+    nms_iou: float = 0.7
+    max_regions: int = 100
+    chunk_size: int = 64
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.points_per_side <= 128:
+            raise PromptError(f"points_per_side must be in 1..128, got {self.points_per_side}.")
+        if self.crop_layers not in (0, 1):
+            raise PromptError(f"crop_layers must be 0 or 1, got {self.crop_layers}.")
+        if not 0.0 <= self.crop_overlap < 1.0:
+            raise PromptError(f"crop_overlap must be in [0, 1), got {self.crop_overlap}.")
+        if self.max_regions < 1:
+            raise PromptError(f"max_regions must be at least 1, got {self.max_regions}.")
+
+
+@dataclass
+class Proposals:
+    """boxes (K, 4) float32 XYXY original-image pixels, best first; scores (K,) = iou × stability;
+    iou (K,) the segmenter's predicted IoU; stability (K,) the stability score."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    iou: torch.Tensor
+    stability: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def take(self, index: torch.Tensor) -> Proposals:
+        return Proposals(self.boxes[index], self.scores[index], self.iou[index], self.stability[index])
+
+    @staticmethod
+    def concat(parts: list[Proposals]) -> Proposals:
+        if not parts:
+            empty = torch.zeros(0)
+            return Proposals(torch.zeros(0, 4), empty, empty, empty)
+        return Proposals(*(torch.cat([getattr(p, f) for p in parts]) for f in ("boxes", "scores", "iou", "stability")))
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Greedy non-maximum suppression; returns kept indices, best score first. boxes (N, 4), scores (N,)."""
-    order = scores.argsort(descending=True)
+    order = scores.argsort(descending=True, stable=True)
     ious = box_iou(boxes[order], boxes[order])
     keep: list[int] = []
     suppressed = torch.zeros(len(order), dtype=torch.bool)
@@ -26,30 +102,86 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     return order[keep]
 
 
+def point_grid(points_per_side: int, height: int, width: int) -> torch.Tensor:
+    """(N², 1, 2) float32 xy pixel centres of an N×N grid over a height × width frame."""
+    steps = (torch.arange(points_per_side, dtype=torch.float32) + 0.5) / points_per_side
+    ys, xs = torch.meshgrid(steps * height, steps * width, indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)[:, None, :]
+
+
+def crop_boxes(height: int, width: int, overlap: float) -> list[tuple[int, int, int, int]]:
+    """The 2×2 overlapping crops of a height × width image as integer XYXY pixel boxes."""
+    crop_w = min(width, int(round(width * (1 + overlap) / 2)))
+    crop_h = min(height, int(round(height * (1 + overlap) / 2)))
+    return [(x0, y0, x0 + crop_w, y0 + crop_h) for y0 in (0, height - crop_h) for x0 in (0, width - crop_w)]
+
+
+def _masks_to_proposals(out, frame: tuple[int, int], mask_frame: tuple[int, int], options: ProposalOptions) -> Proposals:
+    """Filter one decode's masks (at ``mask_frame`` (h, w)) and return their boxes in ``frame`` (H, W) pixels."""
+    masks = out.masks.cpu()
+    area = masks.flatten(1).float().mean(-1)
+    iou, stability = out.iou.float().cpu(), out.stability.float().cpu()
+    good = (area > 0) & (area >= options.area_fraction[0]) & (area <= options.area_fraction[1])
+    good &= (iou >= options.min_predicted_iou) & (stability >= options.min_stability)
+    scale = torch.tensor([frame[1] / mask_frame[1], frame[0] / mask_frame[0]] * 2)
+    boxes = mask_to_box(masks[good]).float() * scale  # (K, 4) XYXY in the frame's pixels
+    # whole pixels of the frame, rounded outwards: masks finer than the frame (a tiny image upscaled to the
+    # segmenter's input) must not give sub-pixel boxes
+    boxes = torch.cat([(boxes[:, :2] + 1e-4).floor(), (boxes[:, 2:] - 1e-4).ceil()], dim=1)
+    return Proposals(boxes, iou[good] * stability[good], iou[good], stability[good])
+
+
+def _propose_in_frame(segmenter: Segmenter, state: SegmenterImageState, options: ProposalOptions) -> Proposals:
+    """Proposals of one encoded frame (the image or a crop), as XYXY pixels of that frame."""
+    frame = state.original_size
+    mask_frame = state.reshaped_size  # masks at the segmenter's working size bound the memory
+    decode = {"return_masks": True, "chunk_size": options.chunk_size, "mask_size": mask_frame,
+              "stability_offset": STABILITY_OFFSET}
+    points = point_grid(options.points_per_side, *frame)
+    found = _masks_to_proposals(segmenter.decode_prompts(state, points=points, **decode), frame, mask_frame, options)
+    if options.refine and len(found):
+        found = found.take(nms(found.boxes, found.scores, 0.9))  # near-identical masks need one refinement
+        boxes = found.boxes.clone()
+        boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1.0)  # at least one pixel wide
+        found = _masks_to_proposals(segmenter.decode_prompts(state, boxes=boxes, **decode), frame, mask_frame, options)
+    return found.take(nms(found.boxes, found.scores, options.nms_iou)) if len(found) else found
+
+
+def _inside_crop(boxes: torch.Tensor, crop: tuple[int, int, int, int], height: int, width: int) -> torch.Tensor:
+    """(K,) bool: the box (original pixels) does not touch an edge of the crop that is inside the image."""
+    x0, y0, x1, y1 = crop
+    tol = 0.01 * max(x1 - x0, y1 - y0) + 1.0
+    cut = (boxes[:, 0] <= x0 + tol) & (x0 > 0)
+    cut |= (boxes[:, 1] <= y0 + tol) & (y0 > 0)
+    cut |= (boxes[:, 2] >= x1 - tol) & (x1 < width)
+    cut |= (boxes[:, 3] >= y1 - tol) & (y1 < height)
+    return ~cut
+
+
 @torch.inference_mode()
 def propose_regions(
     segmenter: Segmenter,
-    state: SegmenterImageState,
-    points_per_side: int = 16,
-    min_predicted_iou: float = 0.7,
-    min_area_fraction: float = 0.002,
-    max_area_fraction: float = 0.95,
-    nms_iou: float = 0.7,
-    max_regions: int = 100,
-    chunk_size: int = 64,
-) -> torch.Tensor:
-    """(K, 4) float32 XYXY boxes in original-image pixels, most confident first (K ≤ max_regions)."""
-    height, width = state.original_size
-    steps = (torch.arange(points_per_side, dtype=torch.float32) + 0.5) / points_per_side
-    ys, xs = torch.meshgrid(steps * height, steps * width, indexing="ij")
-    points = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)[:, None, :]  # (P, 1, 2)
-    labels = torch.ones(points.shape[:2], dtype=torch.long)
-    out = segmenter.decode_prompts(state, points=points, point_labels=labels, return_masks=True, chunk_size=chunk_size)
-    masks, iou = out.masks.cpu(), out.iou.float().cpu()
-    area = masks.flatten(1).sum(-1).float() / float(height * width)
-    good = (iou >= min_predicted_iou) & (area >= min_area_fraction) & (area <= max_area_fraction)
-    if not good.any():
-        return torch.zeros((0, 4), dtype=torch.float32)
-    boxes = mask_to_box(masks[good]).float()
-    kept = nms(boxes, iou[good], nms_iou)[:max_regions]
-    return boxes[kept]
+    image: Image.Image,
+    options: ProposalOptions | None = None,
+    state: SegmenterImageState | None = None,
+) -> Proposals:
+    """Class-agnostic proposals for ``image`` (RGB PIL), at most ``options.max_regions``, best first.
+
+    state: the segmenter's encoding of ``image`` when the caller has it (saves one encode).
+    Returns Proposals with boxes (K, 4) float32 XYXY in original-image pixels.
+    """
+    options = options or ProposalOptions()
+    width, height = image.size
+    state = state if state is not None else segmenter.encode_image(image)
+    parts = [_propose_in_frame(segmenter, state, options)]
+    if options.crop_layers and min(height, width) >= options.min_crop_side:
+        for crop in crop_boxes(height, width, options.crop_overlap):
+            found = _propose_in_frame(segmenter, segmenter.encode_image(image.crop(crop)), options)
+            found.boxes += torch.tensor([crop[0], crop[1]] * 2, dtype=torch.float32)
+            parts.append(found.take(_inside_crop(found.boxes, crop, height, width)))
+    found = Proposals.concat(parts)
+    if not len(found):
+        return found
+    found.boxes[:, 0::2] = found.boxes[:, 0::2].clamp(0, width)
+    found.boxes[:, 1::2] = found.boxes[:, 1::2].clamp(0, height)
+    return found.take(nms(found.boxes, found.scores, options.nms_iou)[: options.max_regions])

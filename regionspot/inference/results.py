@@ -26,6 +26,8 @@ class RegionResult:
     image_size: (height, width) of the original image.
     confidence: (N,) float32 the top-1 probability at the head's display temperature (what pictures and
         the CLI show; see ``RegionSpotConfig.display_temperature``); None: same as ``scores``.
+    attention: (N, L, heads, T) float32, the head's cross-attention weights over the T feature-map tokens
+        (class token first) in each of its L layers, from the forward that gave ``probs``; or None.
     """
 
     boxes: np.ndarray
@@ -41,6 +43,7 @@ class RegionResult:
     masks: np.ndarray | None = None
     messages: list[str] = field(default_factory=list)
     confidence: np.ndarray | None = None
+    attention: np.ndarray | None = None
 
     @property
     def display_scores(self) -> np.ndarray:

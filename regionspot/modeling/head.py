@@ -35,6 +35,7 @@ class RegionSpotHead(nn.Module):
         tokens: torch.Tensor,
         feature_map: torch.Tensor | None,
         padding_mask: torch.Tensor | None = None,
+        return_attention: bool = False,
     ) -> HeadOutput:
         """Embed regions.
 
@@ -42,6 +43,7 @@ class RegionSpotHead(nn.Module):
         feature_map: (B, T, C) float, vision-language tokens incl. the class token (ignored, may be None,
             when ``use_feature_map`` is False).
         padding_mask: (B, N) bool, True marks padded (absent) regions; they neither attend nor are attended.
+        return_attention: also return the cross-attention weights this forward used (``HeadOutput.attention``).
         Returns HeadOutput with region_embeddings (B, N, D), not normalised.
         """
         if tokens.dim() != 3 or tokens.shape[-1] != self.config.token_dim:
@@ -60,10 +62,48 @@ class RegionSpotHead(nn.Module):
         else:
             memory = queries
             memory_mask = padding_mask
-        hidden = self.decoder(
-            queries, memory, tgt_key_padding_mask=padding_mask, memory_key_padding_mask=memory_mask
-        )  # (B, N, C)
-        return HeadOutput(region_embeddings=self.projector(hidden))
+        with _CrossAttentionRecorder(self.decoder, enabled=return_attention) as recorder:
+            hidden = self.decoder(
+                queries, memory, tgt_key_padding_mask=padding_mask, memory_key_padding_mask=memory_mask
+            )  # (B, N, C)
+        attention = torch.stack(recorder.weights, 1) if return_attention else None  # (B, L, heads, N, T)
+        return HeadOutput(region_embeddings=self.projector(hidden), attention=attention)
+
+
+class _CrossAttentionRecorder:
+    """Within a ``with`` block, each decoder layer's cross-attention also returns its weights, unaveraged,
+    and they are recorded: the very softmax the layer multiplies the values with in that forward.
+
+    A forward pre-hook asks ``nn.MultiheadAttention`` for its weights (``need_weights=True,
+    average_attn_weights=False``; the layer itself keeps only the output) and a forward hook keeps them,
+    so the decoder runs its own code: nothing is recomputed. ``weights``: one (B, heads, N, T) per layer.
+    """
+
+    def __init__(self, decoder: nn.TransformerDecoder, enabled: bool) -> None:
+        self.decoder, self.enabled = decoder, enabled
+        self.weights: list[torch.Tensor] = []
+        self._handles: list = []
+
+    def __enter__(self) -> _CrossAttentionRecorder:
+        if not self.enabled:
+            return self
+        for layer in self.decoder.layers:
+            attention = layer.multihead_attn
+            self._handles.append(attention.register_forward_pre_hook(self._ask, with_kwargs=True))
+            self._handles.append(attention.register_forward_hook(self._keep))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    @staticmethod
+    def _ask(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return args, {**kwargs, "need_weights": True, "average_attn_weights": False}
+
+    def _keep(self, _module: nn.Module, _args: tuple, output: tuple) -> None:
+        self.weights.append(output[1])  # (B, heads, N, T)
 
 
 def region_text_logits(

@@ -47,3 +47,26 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         load_image(np.full((3, 3, 3), np.nan, np.float32))
     with pytest.raises(ImageError, match="Unsupported"):
         load_image(42)
+
+
+def test_bad_files_and_size_limits_are_image_errors(tmp_path):
+    from regionspot.testing.bad_images import bomb_png_bytes, png_bytes, write_bad_images
+
+    bad = write_bad_images(tmp_path)
+    for name, match in [("not_an_image", "Cannot decode"), ("truncated", "Cannot decode"),
+                        ("bomb", "decompression bomb"), ("empty", "Cannot decode")]:
+        with pytest.raises(ImageError, match=match):
+            load_image(bad[name])
+    header_only = tmp_path / "big.png"
+    header_only.write_bytes(bomb_png_bytes(5000, 4000))  # 20 MP declared: refused from the header alone
+    with pytest.raises(ImageError, match="20.0 megapixels"):
+        load_image(header_only, max_pixels=12_000_000)
+    wide = tmp_path / "wide.png"
+    wide.write_bytes(png_bytes(300, 2))
+    with pytest.raises(ImageError, match="at most 256"):
+        load_image(wide, max_side=256)
+    assert load_image(wide, max_pixels=600, max_side=300).size == (300, 2)
+    with pytest.raises(ImageError, match="megapixels"):
+        load_image(np.zeros((10, 10, 3), np.uint8), max_pixels=99)
+    with pytest.raises(ImageError, match="longest side"):
+        load_image(Image.new("RGB", (11, 2)), max_side=10)

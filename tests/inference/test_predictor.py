@@ -130,3 +130,47 @@ def test_model_has_only_head_parameters_trainable(model):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("head.") for n in trainable)
     assert torch.is_grad_enabled()
+
+
+def test_a_vocabulary_is_embedded_once_and_reused(model, image, monkeypatch):
+    calls = []
+    original = model.text_embeddings
+    monkeypatch.setattr(model, "text_embeddings", lambda names, **kw: calls.append(list(names)) or original(names, **kw))
+    p = RegionSpotPredictor(model, vocabularies_kept=2)
+    p.set_image(image)
+    for names in (VOCAB, VOCAB[::-1], VOCAB, VOCAB[::-1], ["cat", "dog"], VOCAB):
+        p.set_vocabulary(names)
+        assert p.predict(boxes=BOXES[:1]).probs.shape == (1, len(names))
+    # VOCAB, its reverse, then cat/dog pushes VOCAB out of the two kept: embedded again at the end
+    assert calls == [VOCAB, VOCAB[::-1], ["cat", "dog"], VOCAB]
+
+
+def test_predict_everything_labels_every_proposal(predictor):
+    from regionspot.inference.proposals import ProposalOptions
+
+    # a random SAM predicts negative IoUs and unstable masks: keep them all
+    options = ProposalOptions(points_per_side=4, max_regions=5, area_fraction=(0.0, 1.0),
+                              min_predicted_iou=-1.0)
+    boxes = predictor.propose(options)
+    assert len(boxes) > 0
+    result = predictor.predict_everything(options, top_k=2)
+    np.testing.assert_allclose(result.boxes, boxes)
+    assert len(result) == len(boxes) and result.topk_ids.shape == (len(boxes), 2)
+    np.testing.assert_allclose(result.probs, predictor.predict(boxes=boxes).probs, atol=1e-6)
+
+
+def test_predict_everything_without_proposals_says_so(predictor, monkeypatch):
+    monkeypatch.setattr(predictor, "propose", lambda options=None: np.zeros((0, 4), np.float32))
+    result = predictor.predict_everything()
+    assert len(result) == 0 and "No regions were proposed" in result.messages[-1]
+
+
+def test_attention_comes_with_unchanged_scores(predictor):
+    plain = predictor.predict(boxes=BOXES)
+    traced = predictor.predict(boxes=BOXES, return_attention=True)
+    assert plain.attention is None
+    layers, heads = predictor.model.head.config.depth, predictor.model.head.config.num_heads
+    tokens = predictor.model.vision_language.num_tokens
+    assert traced.attention.shape == (3, layers, heads, tokens)
+    np.testing.assert_allclose(traced.attention.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(traced.probs, plain.probs, atol=1e-5)

@@ -125,3 +125,37 @@ def test_focal_loss_matches_definition_and_ignores_padding():
     good = torch.full((1, 1, 4), -6.0)
     good[0, 0, 2] = 6.0
     assert sigmoid_focal_loss(good, torch.tensor([[2]])) < sigmoid_focal_loss(good, torch.tensor([[1]]))
+
+
+def test_returned_attention_is_what_the_forward_multiplied_the_values_with():
+    head = small_head(depth=2)
+    torch.manual_seed(1)
+    tokens, fmap = torch.randn(2, 5, 256), torch.randn(2, 17, 32)
+    seen: list[torch.Tensor] = []  # each layer's cross-attention output, from the decoder's own forward
+    handles = [layer.multihead_attn.register_forward_hook(lambda _m, _a, out: seen.append(out[0]))
+               for layer in head.decoder.layers]
+    out = head(tokens, fmap, return_attention=True)
+    for handle in handles:
+        handle.remove()
+    assert out.attention.shape == (2, 2, 4, 5, 17)  # (B, L, heads, N, T)
+    torch.testing.assert_close(out.attention.sum(-1), torch.ones(2, 2, 4, 5))
+    for i, layer in enumerate(head.decoder.layers):
+        attn = layer.multihead_attn
+        c, heads = 32, 4
+        v = fmap @ attn.in_proj_weight[2 * c:].T + attn.in_proj_bias[2 * c:]  # (B, T, C)
+        v = v.view(2, 17, heads, c // heads).transpose(1, 2)  # (B, heads, T, C/heads)
+        mixed = (out.attention[:, i] @ v).transpose(1, 2).reshape(2, 5, c)  # (B, N, C)
+        torch.testing.assert_close(attn.out_proj(mixed), seen[i], atol=1e-5, rtol=1e-5)
+    # a different input gives different weights: they are not a constant or a stale copy
+    other = head(tokens, fmap.flip(1), return_attention=True).attention
+    assert not torch.allclose(other, out.attention)
+
+
+def test_asking_for_attention_does_not_change_the_embeddings():
+    head = small_head(depth=3)
+    tokens, fmap = torch.randn(1, 4, 256), torch.randn(1, 10, 32)
+    plain = head(tokens, fmap)
+    traced = head(tokens, fmap, return_attention=True)
+    assert plain.attention is None
+    torch.testing.assert_close(traced.region_embeddings, plain.region_embeddings, atol=1e-5, rtol=1e-5)
+    assert head(tokens, fmap).attention is None  # the recorder's hooks are gone after the traced forward

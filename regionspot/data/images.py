@@ -131,9 +131,10 @@ def probe_images(paths: list[Path], decode: bool = False) -> list[tuple[int, int
     out: list[tuple[int, int, int] | str] = []
     for path in paths:
         try:
-            out.append(read_image_header(path))
+            header = read_image_header(path)
             if decode:
                 load_image(path)
+            out.append(header)
         except ImageError:
             out.append(MISSING if not Path(path).exists() else UNREADABLE)
     return out

@@ -1,10 +1,11 @@
-"""The ``regionspot`` command line: predict | models | convert | data | cache | train | eval | calibrate | shapesworld.
+"""The ``regionspot`` command line: predict | models | convert | data | cache | train | propose | eval | calibrate |
+shapesworld.
 
 One module per command; this package is the only code that parses CLI strings or prints. Commands parse
 their arguments and call library functions.
 """
 
-from regionspot.cli import cache, calibrate, convert, data, evaluate, predict, shapesworld, train  # noqa: F401  (registers the commands)
+from regionspot.cli import cache, calibrate, convert, data, evaluate, predict, propose, shapesworld, train  # noqa: F401  (registers the commands)
 from regionspot.cli.app import app, main
 from regionspot.cli.predict import parse_numbers, read_boxes_json, read_vocabulary
 

@@ -16,14 +16,13 @@ from regionspot.errors import RegionSpotError
 from regionspot.evaluation.detections import load_detections
 from regionspot.inference.detector_boxes import load_owlv2_boxes
 from regionspot.testing.public_formats import make_objects365
-from regionspot.testing.tiny_owlv2 import save_tiny_owlv2
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, tiny_owlv2_dir):
     root = tmp_path_factory.mktemp("propose")
     path, image_root = make_objects365(root / "o365", version=1, num_images=4)
-    owl = load_owlv2_boxes(str(save_tiny_owlv2(root / "owl")))
+    owl = load_owlv2_boxes(str(tiny_owlv2_dir))
     return {"dataset": CocoDetectionDataset(path, image_root), "owl": owl}
 
 

@@ -11,14 +11,13 @@ from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
 from regionspot.errors import RegionSpotError
 from regionspot.inference.detector_boxes import QUERY_TEMPLATE, load_owlv2_boxes, select_detections
-from regionspot.testing.tiny_owlv2 import save_tiny_owlv2
 
 NAMES = ["cat", "dog", "red car", "tree"]
 
 
 @pytest.fixture(scope="module")
-def owl_dir(tmp_path_factory):
-    return save_tiny_owlv2(tmp_path_factory.mktemp("owl") / "owlv2", seed=3)
+def owl_dir(tiny_owlv2_dir):
+    return tiny_owlv2_dir
 
 
 @pytest.fixture(scope="module")

@@ -169,32 +169,40 @@ class CocoDetectionDataset:
         self.category_names: list[str] = [clean_class_name(c["name"]) for c in categories]
         freqs = [c.get("frequency") for c in categories]
         self.frequencies: list[str] | None = freqs if all(f in ("f", "c", "r") for f in freqs) else None
+        self._category_id_array = np.asarray(self.category_ids, dtype=np.int64)
         self.cat_id_to_label: dict[int, int] = {cid: i for i, cid in enumerate(self.category_ids)}
         self.label_to_cat_id: dict[int, int] = dict(enumerate(self.category_ids))
 
     def _index_images(self, columns: CocoColumns, skip_empty: bool, min_box_size: float) -> None:
-        """Kept annotations grouped by image (sorted by id) into flat arrays with per-image offsets."""
+        """Kept annotations grouped by image (sorted by id) into flat arrays with per-image offsets.
+
+        Memory: int32 positions and float32 boxes, temporaries dropped as soon as they are used."""
         cat_ids = np.asarray(self.category_ids, dtype=np.int64)
-        labels = positions_of(cat_ids, np.arange(len(cat_ids)), columns.ann_category_ids)
+        labels = positions_of(cat_ids, np.arange(len(cat_ids)), columns.ann_category_ids).astype(np.int32)
         order = np.argsort(columns.image_ids, kind="stable")
-        image_pos = positions_of(columns.image_ids[order], order, columns.ann_image_ids)
-        listed = image_pos >= 0
-        unknown = listed & (labels < 0)
+        image_pos = positions_of(columns.image_ids[order], order, columns.ann_image_ids).astype(np.int32)
+        unknown = (image_pos >= 0) & (labels < 0)
         if unknown.any():
             bad = [f"annotation {a} -> {c}" for a, c in zip(columns.ann_ids[unknown][:3].tolist(),
                                                              columns.ann_category_ids[unknown][:3].tolist(), strict=True)]
             raise self._fail(f"{int(unknown.sum())} annotation(s) with an unknown category_id:", bad)
-        rows = np.flatnonzero(listed & ~columns.ann_crowd)
-        heights, widths = columns.heights[image_pos[rows]], columns.widths[image_pos[rows]]
-        boxes = clip_boxes(xywh_to_xyxy(columns.ann_boxes[rows]), heights[:, None], widths[:, None])
+        rows = np.flatnonzero((image_pos >= 0) & ~columns.ann_crowd)
+        owner = image_pos[rows]
+        del image_pos, unknown
+        sides = np.stack([columns.widths, columns.heights], 1).astype(np.float32)[owner]  # (K, 2): w, h of each box's image
+        boxes = clip_boxes(xywh_to_xyxy(columns.ann_boxes[rows]), sides[:, 1:2], sides[:, 0:1])
+        del sides
         big = ((boxes[:, 2] - boxes[:, 0]) >= min_box_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_box_size)
-        rows, boxes = rows[big], boxes[big]
+        rows, boxes, owner = rows[big], boxes[big], owner[big]
         # Image positions in id order; annotations sorted by that order, file order within an image.
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        by_image = np.argsort(rank[image_pos[rows]], kind="stable")
-        rows, boxes = rows[by_image], boxes[by_image]
-        counts = np.bincount(rank[image_pos[rows]], minlength=len(order))
+        rank = np.empty(len(order), dtype=np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        owner = rank[owner]
+        by_image = np.argsort(owner, kind="stable")
+        counts = np.bincount(owner, minlength=len(order))
+        del owner, big
+        rows, self._boxes = rows[by_image], boxes[by_image].astype(np.float32, copy=False)
+        del boxes, by_image
         keep = np.flatnonzero(counts > 0) if skip_empty else np.arange(len(order))
         starts = np.concatenate([[0], np.cumsum(counts)])
         self._starts, self._stops = starts[keep], starts[keep + 1]
@@ -204,9 +212,7 @@ class CocoDetectionDataset:
         self._file_names = [columns.file_names[p] for p in positions.tolist()]
         self._extras = {i: columns.image_extras[p] for i, p in enumerate(positions.tolist())
                         if p in columns.image_extras} if columns.image_extras else {}
-        self._boxes = boxes.astype(np.float32)
-        self._labels = labels[rows]
-        self._cat_ids = columns.ann_category_ids[rows]
+        self._labels = labels[rows]  # int32
         self._ann_ids = columns.ann_ids[rows]
         self._segmentations = {k: columns.segmentations[r] for k, r in enumerate(rows.tolist())
                                if r in columns.segmentations} if columns.segmentations else {}
@@ -233,8 +239,8 @@ class CocoDetectionDataset:
             width=int(self._widths[index]),
             height=int(self._heights[index]),
             boxes=self._boxes[lo:hi].copy(),
-            labels=self._labels[lo:hi].copy(),
-            category_ids=self._cat_ids[lo:hi].copy(),
+            labels=self._labels[lo:hi].astype(np.int64),
+            category_ids=self._category_id_array[self._labels[lo:hi]],
             annotation_ids=self._ann_ids[lo:hi].copy(),
             neg_category_ids=extras.get("neg_category_ids", ()),
             not_exhaustive_category_ids=extras.get("not_exhaustive_category_ids", ()),

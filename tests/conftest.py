@@ -51,3 +51,10 @@ def tiny_model_dir(tmp_path_factory, tiny_sam_dir, tiny_clip_dir):
     torch.manual_seed(0)
     save_head_checkpoint(root / "head.safetensors", RegionSpotHead(config.head), config)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_owlv2_dir(tmp_path_factory):
+    from regionspot.testing.tiny_owlv2 import save_tiny_owlv2
+
+    return save_tiny_owlv2(tmp_path_factory.mktemp("tiny") / "owlv2", seed=3)

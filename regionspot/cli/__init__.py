@@ -1,10 +1,22 @@
-"""The ``regionspot`` command line: predict | models | serve | convert | cache | train | eval | calibrate | shapesworld.
+"""The ``regionspot`` command line: predict | models | serve | convert | data | cache | train | propose | eval |
+calibrate | shapesworld.
 
 One module per command; this package is the only code that parses CLI strings or prints. Commands parse
 their arguments and call library functions.
 """
 
-from regionspot.cli import cache, calibrate, convert, evaluate, predict, serve, shapesworld, train  # noqa: F401  (registers the commands)
+from regionspot.cli import (  # noqa: F401  (registers the commands)
+    cache,
+    calibrate,
+    convert,
+    data,
+    evaluate,
+    predict,
+    propose,
+    serve,
+    shapesworld,
+    train,
+)
 from regionspot.cli.app import app, main
 from regionspot.cli.predict import parse_numbers, read_boxes_json, read_vocabulary
 

@@ -1,4 +1,4 @@
-"""``regionspot train``: train the head on cached tokens.
+"""``regionspot train``: train the head on cached tokens (or ``--dry-run``: build it all, take a few steps).
 
 Launch several processes with ``accelerate launch -m regionspot.cli train ...`` (or torchrun).
 """
@@ -6,11 +6,14 @@ Launch several processes with ``accelerate launch -m regionspot.cli train ...`` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from regionspot.cli.app import app, friendly
+
+if TYPE_CHECKING:
+    from regionspot.engine.dry_run import DryRunReport
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
@@ -20,13 +23,39 @@ def train(
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. optim.lr=1e-4 steps=200.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
     resume_from: Annotated[Path | None, typer.Option(help="Continue from this checkpoint file.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Build everything (caches, text embeddings, head, optimizer) and take "
+                                               "--dry-run-steps steps on each dataset; write nothing.")] = False,
+    dry_run_steps: Annotated[int, typer.Option(help="Steps per dataset in a dry run.")] = 2,
 ) -> None:
     """Train the head on cached tokens (CPU, one GPU, or many with `accelerate launch -m regionspot.cli train ...`)."""
     from regionspot.engine.config import TrainConfig
+
+    recipe = TrainConfig.from_yaml(config, list(overrides or []))
+    if dry_run:
+        from regionspot.engine.dry_run import dry_run as run_dry
+
+        echo_dry_run(run_dry(recipe, steps_per_dataset=dry_run_steps), recipe.max_iters)
+        return
     from regionspot.engine.train import train as run_training
 
-    result = run_training(TrainConfig.from_yaml(config, list(overrides or [])),
-                          resume=resume_from if resume_from is not None else resume)
+    result = run_training(recipe, resume=resume_from if resume_from is not None else resume)
     if result.final_head is not None:
         typer.echo(f"trained {result.step} steps; head written to {result.final_head}")
 
+
+def echo_dry_run(report: DryRunReport, max_iters: int) -> None:
+    """The dry run's findings as a Markdown table and two summary lines."""
+    typer.echo("| dataset | cache | images | regions | vocabulary | weight | share of batches | losses |")
+    typer.echo("|---|---|---:|---:|---:|---:|---:|---|")
+    for d in report.datasets:
+        losses = ", ".join(f"{x:.4f}" for x in d.losses)
+        typer.echo(f"| {d.name} | {d.cache} | {d.images:,} | {d.regions:,} | {d.vocabulary:,} | {d.weight:g} | "
+                   f"{d.probability:.0%} | {losses} |")
+    typer.echo(
+        f"head: {report.head_parameters:,} parameters; vision-language: {report.vision_language} "
+        f"({report.feature_source} feature maps); {report.processes} process(es)"
+    )
+    typer.echo(
+        f"dry run ok: {report.steps} steps, {report.seconds_per_step:.3f} s/step here -> {max_iters:,} iterations "
+        f"would take {report.hours_for_schedule:,.1f} h on this machine; nothing written"
+    )

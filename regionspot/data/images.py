@@ -6,6 +6,7 @@ orientation and odd modes (RGBA, L, P, CMYK, 16-bit, float) are handled once.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,65 @@ def load_image(source: ImageLike, max_pixels: int | None = None, max_side: int |
     if image.width < 1 or image.height < 1:
         raise ImageError("The image is empty (0 pixels); pass a real image.")
     return image
+
+
+EXIF_ORIENTATION_TAG = 0x0112
+_SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that turn the image by 90 degrees
+
+
+def read_image_header(path: str | Path) -> tuple[int, int, int]:
+    """(width, height, exif_orientation) of an image file from its header, without decoding the pixels.
+
+    width/height are the stored pixel matrix's; :func:`load_image` returns the image with the EXIF
+    orientation (1..8, 1 = as stored) applied, which swaps the sides for 5..8 (see :func:`shown_size`).
+    Raises ImageError naming the file when it is missing or not a readable image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+            orientation = 1
+            # A JPEG's EXIF block is read with its header: without one there is nothing to parse.
+            if opened.format != "JPEG" or opened.info.get("exif"):
+                try:
+                    orientation = int(opened.getexif().get(EXIF_ORIENTATION_TAG, 1))
+                except (OSError, SyntaxError, ValueError, TypeError):
+                    orientation = 1  # a damaged EXIF block: load_image's exif_transpose ignores it too
+    except FileNotFoundError:
+        raise ImageError(f"Image not found: {path}; check the path.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"Cannot read the header of {path} ({error.__class__.__name__}); is it a valid image file?") from None
+    return width, height, orientation if 1 <= orientation <= 8 else 1
+
+
+def shown_size(width: int, height: int, orientation: int) -> tuple[int, int]:
+    """(width, height) of a stored ``width`` x ``height`` image once its EXIF orientation is applied."""
+    return (height, width) if orientation in _SWAPS_SIDES else (width, height)
+
+
+MISSING, UNREADABLE = "missing image", "unreadable image"
+
+
+def probe_images(paths: list[Path], decode: bool = False) -> list[tuple[int, int, int] | str]:
+    """For each path, ``(width, height, exif_orientation)`` from its header (see :func:`read_image_header`)
+    or the problem: ``MISSING`` or ``UNREADABLE``. decode: also decode the pixels (finds truncated files)."""
+    out: list[tuple[int, int, int] | str] = []
+    for path in paths:
+        try:
+            header = read_image_header(path)
+            if decode:
+                load_image(path)
+            out.append(header)
+        except ImageError:
+            out.append(MISSING if not Path(path).exists() else UNREADABLE)
+    return out
+
+
+def probe_images_in(pool: Executor | None, workers: int, paths: list[Path], decode: bool = False) -> list[tuple[int, int, int] | str]:
+    """:func:`probe_images` split into one slice per worker of ``pool`` (a process pool: PIL's header
+    parsing holds the GIL); in this process when ``pool`` is None. Results in the order of ``paths``."""
+    if pool is None or len(paths) < 2 * workers:
+        return probe_images(paths, decode)
+    step = -(-len(paths) // workers)
+    parts = pool.map(probe_images, [paths[k : k + step] for k in range(0, len(paths), step)], [decode] * workers)
+    return [result for part in parts for result in part]

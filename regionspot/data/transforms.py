@@ -177,3 +177,23 @@ def mask_to_box(masks: Array) -> Array:
         if rows.size:
             out[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
     return out.reshape(*lead, 4)
+
+
+def orient_normalized_boxes(boxes: np.ndarray, orientation: np.ndarray) -> np.ndarray:
+    """Boxes given on a stored image, moved onto the image shown after its EXIF orientation.
+
+    boxes: (N, 4) float XYXY normalised to [0, 1] of the stored image. orientation: (N,) int EXIF
+    orientation (1..8; 1 = unchanged) of each box's image, as PIL's ``ImageOps.exif_transpose`` applies it.
+    Returns (N, 4) XYXY normalised to [0, 1] of the shown image (whose sides are swapped for 5..8).
+    """
+    x0, y0, x1, y1 = (boxes[:, i].copy() for i in range(4))
+    o = np.asarray(orientation).reshape(-1)
+    # Each orientation as (mirror x, mirror y, transpose) applied in that order to stored coordinates.
+    mirror_x = np.isin(o, (2, 3, 7, 8))
+    mirror_y = np.isin(o, (3, 4, 6, 7))
+    transpose = np.isin(o, (5, 6, 7, 8))
+    x0[mirror_x], x1[mirror_x] = 1 - x1[mirror_x], 1 - x0[mirror_x]
+    y0[mirror_y], y1[mirror_y] = 1 - y1[mirror_y], 1 - y0[mirror_y]
+    out = np.stack([x0, y0, x1, y1], axis=-1)
+    out[transpose] = out[transpose][:, [1, 0, 3, 2]]
+    return out

@@ -119,17 +119,43 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Config file {path} not found; pass --config configs/<name>.yaml.")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"Config file {path} is not valid YAML: {e}") from e
-        return cls.from_dict(apply_overrides(data, overrides or []))
+        """A config file (with its ``base:`` files merged in, see :func:`read_config_yaml`) and overrides."""
+        return cls.from_dict(apply_overrides(read_config_yaml(path), overrides or []))
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def read_config_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config as a dict, its ``base:`` files (one name or a list, relative to the file) merged under it.
+
+    Bases are merged in order, then the file itself: mappings merge key by key, any other value (lists
+    included) replaces the base's. So a stage-2 recipe can say ``base: [regionspot_bl_o365.yaml,
+    data/o365_oi_v3det.yaml]`` and change only what differs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} not found; pass --config configs/<name>.yaml.")
+    if path.resolve() in _chain:
+        raise ConfigError(f"Config {path} is its own base ({' -> '.join(str(p) for p in (*_chain, path.resolve()))}).")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"Config file {path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of keys to values.")
+    bases = data.pop("base", None) or []
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = _merge(merged, read_config_yaml(path.parent / str(base), (*_chain, path.resolve())))
+    return _merge(merged, data)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+    return out
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ uninterrupted run drew; the sampler's state is checkpointed with the weights.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,17 +30,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from regionspot.cache.store import CachedRegions, CacheError, TokenCache
-from regionspot.config import PreprocessConfig
 from regionspot.engine.checkpointing import (
     find_checkpoint,
     load_training_checkpoint,
     save_training_checkpoint,
 )
 from regionspot.engine.config import TrainConfig
-from regionspot.engine.optim import build_optimizer, build_scheduler
+from regionspot.engine.setup import TrainingSetup, build_training, make_sampler
 from regionspot.errors import CheckpointError, RegionSpotError, TrainingDivergedError
-from regionspot.modeling.head import RegionSpotHead, region_text_logits
-from regionspot.modeling.losses import SigmoidFocalLoss
+from regionspot.modeling.head import region_text_logits
 
 
 @dataclass
@@ -172,6 +169,24 @@ def train_step(
     }
 
 
+def run_step(setup: TrainingSetup, head: nn.Module, optimizer: torch.optim.Optimizer, accelerator: Any,
+             config: TrainConfig, dataset_index: int, indices: list[int], step: int) -> dict[str, float]:
+    """One optimisation step on records ``indices`` of dataset ``dataset_index``, scored against that
+    dataset's own vocabulary. Flips and dropout are drawn from (seed, step, rank), so a resumed run repeats
+    them. head / optimizer: as prepared by accelerate. Returns :func:`train_step`'s metrics."""
+    rank = accelerator.process_index
+    gen = step_generator(config.seed, step, rank)
+    cache = setup.caches[dataset_index]
+    flips = (torch.rand(len(indices), generator=gen) < config.flip_prob).tolist() if cache.has_flip else []
+    items = [cache.get(int(i), bool(flips[k]) if flips else False) for k, i in enumerate(indices)]
+    batch = collate(items, dataset_index, config.max_regions, gen)
+    if config.feature_source == "online":
+        batch.feature_map = online_feature_maps(setup.vision_language, cache, items, config.color_jitter, gen)
+    torch.manual_seed(config.seed + 7919 * (step + 1) + rank)  # dropout draws of this step
+    return train_step(head, setup.criterion, optimizer, accelerator, batch, setup.texts[dataset_index],
+                      setup.logit_scale, config.clip_grad_norm)
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -183,93 +198,10 @@ class TrainResult:
     final_head: Path | None
 
 
-def _make_sampler(sizes: list[int], weights: list[float], batch_size: int, seed: int, rank: int, world: int) -> Any:
-    from regionspot.data.samplers import MultiDatasetSampler
-
-    return MultiDatasetSampler(sizes, weights, batch_size, seed, rank=rank, world_size=world)
-
-
-def _text_embeddings(vl: Any, cache: TokenCache, config: TrainConfig, show: bool) -> torch.Tensor:
-    from regionspot.text.embeddings import class_text_embeddings
-
-    style = config.model.preprocess.class_names
-    names = cache.raw_category_names if cache.raw_category_names is not None else cache.category_names
-    with torch.no_grad():
-        return class_text_embeddings(
-            vl, names, templates=config.model.templates, cache_dir=config.text_cache_dir, show_progress=show,
-            name_style=style,
-        ).float()
-
-
-def _same_model(a: str, b: str) -> bool:
-    """Hub ids must match; local folders match when they are the same folder (relative paths, symlinks)."""
-    if a == b:
-        return True
-    pa, pb = Path(a), Path(b)
-    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
-
-
-def _check_cache(cache: TokenCache, config: TrainConfig) -> None:
-    m = cache.manifest
-    if not _same_model(m["segmenter"], config.model.segmenter):
-        raise CacheError(
-            f"Cache {cache.root} holds tokens of {m['segmenter']!r} but the config's segmenter is "
-            f"{config.model.segmenter!r}; rebuild the cache or fix model.segmenter."
-        )
-    if m["token_dim"] != config.model.head.token_dim:
-        raise CacheError(f"Cache {cache.root} tokens are {m['token_dim']}-d, the head expects {config.model.head.token_dim}.")
-    pre = config.model.preprocess
-    if pre.class_names == "raw" and cache.raw_category_names is None:
-        raise CacheError(
-            f"Cache {cache.root} predates raw class names (it stores cleaned ones only); rebuild it with "
-            "`regionspot cache` or set model.preprocess.class_names=clean."
-        )
-    cache_eps = cache.preprocess.get("sam_decoder_eps")
-    if pre.sam_decoder_eps is not None and cache_eps is not None and not math.isclose(pre.sam_decoder_eps, cache_eps):
-        raise CacheError(
-            f"Cache {cache.root} tokens were made with SAM decoder eps {cache_eps:g}, the config wants "
-            f"{pre.sam_decoder_eps:g}; rebuild the cache with the matching --preprocess or fix model.preprocess.sam_decoder_eps."
-        )
-    if config.feature_source == "cached":
-        vl = m.get("vision_language")
-        if vl is None:
-            raise CacheError(
-                f"Cache {cache.root} has no feature maps; set feature_source=online or rebuild the cache with --clip."
-            )
-        if not _same_model(vl["id"], config.model.vision_language) or vl["image_size"] != config.model.image_size:
-            raise CacheError(
-                f"Cache {cache.root} maps are from {vl['id']} at {vl['image_size']} px, config wants "
-                f"{config.model.vision_language} at {config.model.image_size}; rebuild or set feature_source=online."
-            )
-        made = (cache.preprocess.get("clip_resize"), cache.preprocess.get("clip_antialias"))
-        if made != (pre.clip_resize, pre.clip_antialias):
-            raise CacheError(
-                f"Cache {cache.root} maps were made with CLIP resize {made[0]} (antialias {made[1]}), the config "
-                f"wants {pre.clip_resize} (antialias {pre.clip_antialias}); rebuild the cache with the matching "
-                "--preprocess, set model.preprocess to match, or set feature_source=online."
-            )
-
-
-def recorded_preprocess(caches: list[TokenCache], config: TrainConfig) -> PreprocessConfig:
-    """The preprocessing a head trained on ``caches`` records: the config's, with the SAM decoder eps
-    that made the cached tokens filled in when the config leaves it to the segmenter (None)."""
-    found = {c.preprocess.get("sam_decoder_eps") for c in caches} - {None}
-    if len(found) > 1:
-        raise CacheError(
-            f"The training caches were made with different SAM decoder eps {sorted(found)}; rebuild them alike."
-        )
-    pre = dataclasses.replace(config.model.preprocess)
-    if pre.sam_decoder_eps is None and found:
-        pre.sam_decoder_eps = found.pop()
-    return pre
-
-
 def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = None, show_progress: bool = True) -> TrainResult:
     """Train a head per ``config``; returns the run folder, last step and the logged history (main process)."""
     from accelerate import Accelerator
     from accelerate.utils import gather_object
-
-    from regionspot.backbones.vision_language import load_vision_language
 
     config.validate()
     if accelerator is None:
@@ -285,33 +217,10 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
 
-    caches = [TokenCache(d.cache, verify=config.verify_cache) for d in config.datasets]
-    for cache in caches:
-        _check_cache(cache, config)
-    config.model.preprocess = recorded_preprocess(caches, config)
-    pre = config.model.preprocess
-    vl = load_vision_language(config.model.vision_language, image_size=config.model.image_size, device=accelerator.device,
-                              resize=pre.clip_resize, antialias=pre.clip_antialias)
-    if vl.feature_dim != config.model.head.feature_dim or vl.embed_dim != config.model.head.embed_dim:
-        raise RegionSpotError(
-            f"{config.model.vision_language} has feature_dim {vl.feature_dim}, embed_dim {vl.embed_dim}; set "
-            "model.head.feature_dim / embed_dim to match."
-        )
-    texts = [_text_embeddings(vl, c, config, show_progress and main) for c in caches]
-    logit_scale = float(vl.logit_scale)
-
-    torch.manual_seed(config.seed)
-    head = RegionSpotHead(config.model.head)
-    if config.init_head:
-        from regionspot.checkpoint import load_head_checkpoint
-
-        state, _, _ = load_head_checkpoint(config.init_head)
-        head.load_state_dict(state, strict=True)
-    criterion = SigmoidFocalLoss(config.focal_alpha, config.focal_gamma)
-    optimizer = build_optimizer(head, config.lr, config.weight_decay, tuple(config.betas))
-    scheduler = build_scheduler(optimizer, config.warmup_iters, config.warmup_factor, config.lr_steps, config.lr_gamma)
-    sampler = _make_sampler(
-        [c.num_images for c in caches], [d.weight for d in config.datasets], per_rank, config.seed, rank, world
+    setup = build_training(config, accelerator.device, show_progress and main)
+    head, optimizer, scheduler = setup.head, setup.optimizer, setup.scheduler
+    sampler = make_sampler(
+        [c.num_images for c in setup.caches], [d.weight for d in config.datasets], per_rank, config.seed, rank, world
     )
 
     start = 0
@@ -348,17 +257,8 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
     try:
         while step < config.max_iters:
             ds_index, indices = next(batches)
-            gen = step_generator(config.seed, step, rank)
-            cache = caches[ds_index]
-            flips = (torch.rand(len(indices), generator=gen) < config.flip_prob).tolist() if cache.has_flip else []
-            items = [cache.get(int(i), bool(flips[k]) if flips else False) for k, i in enumerate(indices)]
-            batch = collate(items, ds_index, config.max_regions, gen)
-            if config.feature_source == "online":
-                batch.feature_map = online_feature_maps(vl, cache, items, config.color_jitter, gen)
-            torch.manual_seed(config.seed + 7919 * (step + 1) + rank)  # dropout draws of this step
             try:
-                metrics = train_step(head, criterion, optimizer, accelerator, batch, texts[ds_index], logit_scale,
-                                     config.clip_grad_norm)
+                metrics = run_step(setup, head, optimizer, accelerator, config, ds_index, indices, step)
             except TrainingDivergedError:
                 where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
                 raise TrainingDivergedError(

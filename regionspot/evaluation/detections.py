@@ -1,4 +1,13 @@
-"""Detector boxes as prompts: reading a detections file (COCO results format) for ``regionspot eval --boxes``."""
+"""Detector boxes as prompts: reading a detections file for ``regionspot eval --boxes``.
+
+Two formats are read:
+
+- COCO / LVIS results (what ``regionspot propose`` writes): ``[{"image_id", "bbox": [x, y, w, h], "score",
+  "category_id"?}, ...]``, or a dict holding such a list under ``"annotations"``;
+- the released RegionSpot code's GLIP box file (``nms_results_glip_tiny_model_o365_goldg_cc_sbu_lvis_val.json``):
+  ``{"<image_id>": {"boxes": [[x0, y0, x1, y1], ...], "scores": [...], "labels": [...]}, ...}``, XYXY in
+  pixels of the original image (the released code scales them from the original size to its resized input).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +31,7 @@ def load_detections(
 
     path: [{"image_id", "bbox": [x, y, w, h], "score", ...}, ...] (category_id, if any, is ignored:
         boxes are class-agnostic prompts; a box listed under several categories is kept once with its
-        highest score).
+        highest score), or the GLIP box file (see the module doc).
     sizes: image_id -> (height, width) of the evaluated images; detections of other images are ignored.
     Returns ({image_id: (boxes (N, 4) float32 XYXY clipped to the image, scores (N,) float32)}, counts),
     boxes sorted by score (highest first), at most ``max_boxes_per_image`` per image, each ≥ 1 px wide
@@ -35,6 +44,8 @@ def load_detections(
         raise RegionSpotError(f"Cannot read detections {path} ({error}); pass a COCO results json.") from None
     if isinstance(data, dict) and "annotations" in data:
         data = data["annotations"]
+    elif isinstance(data, dict):
+        data = glip_to_results(data, path)
     if not isinstance(data, list):
         raise RegionSpotError(f"{path} must be a list of {{'image_id', 'bbox', 'score'}} detections (COCO results).")
     best: dict[int, dict[tuple[float, ...], float]] = {}
@@ -64,3 +75,25 @@ def load_detections(
         out[image_id] = (boxes, scores)
     counts["kept"] = sum(len(s) for _, s in out.values())
     return out, counts
+
+
+def glip_to_results(data: dict, path: Path) -> list[dict]:
+    """The GLIP box file (``{"<image_id>": {"boxes": XYXY, "scores", "labels"}}``) as COCO results entries."""
+    out = []
+    for key, entry in data.items():
+        try:
+            image_id = int(key)
+            boxes, scores = entry["boxes"], entry["scores"]
+            if len(boxes) != len(scores):
+                raise ValueError
+            labels = entry.get("labels") or [None] * len(boxes)
+            for (x0, y0, x1, y1), score, label in zip(boxes, scores, labels, strict=True):
+                x0, y0, x1, y1 = float(x0), float(y0), float(x1), float(y1)
+                out.append({"image_id": image_id, "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score),
+                            "category_id": label})
+        except (KeyError, TypeError, ValueError):
+            raise RegionSpotError(
+                f"{path}: entry {key!r} is neither a COCO results list nor the GLIP box file's "
+                "{'boxes': [[x0, y0, x1, y1], ...], 'scores': [...]} per image id."
+            ) from None
+    return out

@@ -6,7 +6,7 @@ import pycocotools.mask as mask_utils
 import pytest
 from PIL import Image
 
-from regionspot.data.coco_json import CocoDetectionDataset, resolve_image_path
+from regionspot.data.coco_json import CocoDetectionDataset, apply_path_rule, resolve_image_path
 from regionspot.errors import ImageError, RegionSpotError
 from regionspot.shapesworld.generate import generate_shapesworld
 
@@ -124,3 +124,62 @@ def test_reader_on_shapesworld(world):
         assert masks.sum(axis=(1, 2)).tolist() == [a["area"] for a in anns]
         total += len(record)
     assert total == len(doc["annotations"])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_objects365_loads_as_published(tmp_path, version):
+    from regionspot.testing.public_formats import make_objects365
+
+    path, image_root = make_objects365(tmp_path, version=version)
+    doc = json.loads(path.read_text())
+    ds = CocoDetectionDataset(path, image_root)
+    assert ds.path_rule == ("from-patch" if version == 2 else "as-is")
+    assert ds.category_names == ["Person", "Sneakers", "Chair", "Other Shoes", "Hat", "Car"]
+    assert len(ds) == len(doc["images"]) and ds.num_boxes == len(doc["annotations"])
+    for record in ds:
+        assert record.path.is_file() and record.path.parent.name == (f"patch{0 if record.index % 2 == 0 else 16}"
+                                                                     if version == 2 else "train")
+        assert ds.load_image(record.index).size == (record.width, record.height)
+    assert apply_path_rule("images/v2/patch16/objects365_v2_00908726.jpg", "from-patch") == "patch16/objects365_v2_00908726.jpg"
+    assert apply_path_rule("images/v2/patch16/x.jpg", "basename") == "x.jpg"
+    assert CocoDetectionDataset(path, image_root, path_rule="as-is").path_rule == "as-is"
+
+
+def test_v3det_nested_paths_and_many_categories(tmp_path):
+    from regionspot.testing.public_formats import make_v3det
+
+    path, image_root = make_v3det(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["categories"] += [{"id": 100 + k, "name": f"synset {k}", "novel": False} for k in range(13_204 - 6)]
+    path.write_text(json.dumps(doc))
+    ds = CocoDetectionDataset(path, image_root, dataset_name="v3det")
+    assert ds.num_classes == 13_204 and ds.path_rule == "as-is"
+    record = ds[0]
+    assert record.path == image_root / doc["images"][0]["file_name"] and record.path.is_file()
+    assert record.path.relative_to(image_root).parts[:2] == ("Images", "a00000000")
+    anns = [a for a in doc["annotations"] if a["image_id"] == record.image_id]
+    np.testing.assert_allclose(record.boxes, [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)])
+    assert [ds.category_ids[k] for k in record.labels] == [a["category_id"] for a in anns]
+
+
+def test_unusable_files_raise_one_line_pointing_at_data_check(tmp_path):
+    path, root = _lvis_like(tmp_path)
+    base = json.loads(path.read_text())
+    cases = {
+        "duplicate image ids": lambda d: d["images"].append(dict(d["images"][0])),
+        "duplicate category ids": lambda d: d["categories"].append({"id": 3, "name": "again"}),
+        "unknown category_id": lambda d: d["annotations"].append(dict(d["annotations"][0], id=99, category_id=42)),
+        "malformed annotation": lambda d: d["annotations"].append({"id": 5, "image_id": 5, "bbox": [1, 2, 3]}),
+        "without a positive width": lambda d: d["images"][1].pop("width"),
+    }
+    for message, change in cases.items():
+        doc = json.loads(json.dumps(base))
+        change(doc)
+        path.write_text(json.dumps(doc))
+        with pytest.raises(RegionSpotError, match=message) as info:
+            CocoDetectionDataset(path, root)
+        assert "regionspot data check" in str(info.value) and "\n" not in str(info.value)
+    doc = json.loads(json.dumps(base))
+    doc["annotations"].append(dict(doc["annotations"][0], id=77, image_id=12345))  # an image the file does not list
+    path.write_text(json.dumps(doc))
+    assert 77 not in np.concatenate([r.annotation_ids for r in CocoDetectionDataset(path, root)])

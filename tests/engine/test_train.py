@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import regionspot.engine.train as train_module
 from regionspot.backbones.segmenter import load_segmenter
 from regionspot.backbones.vision_language import load_vision_language
 from regionspot.cache.extract import extract_cache
@@ -17,6 +16,7 @@ from regionspot.checkpoint import load_head_checkpoint
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.engine.config import ConfigError, TrainConfig
 from regionspot.engine.optim import lr_factor
+from regionspot.engine.setup import dataset_text_embeddings
 from regionspot.engine.train import (
     TrainingDivergedError,
     cache_accuracy,
@@ -85,7 +85,7 @@ def test_loss_falls_and_accuracy_rises(env, tmp_path):
     assert meta["steps"] == 200 and model_config.head.feature_dim == env["vl"].feature_dim
     head = RegionSpotHead(model_config.head)
     head.load_state_dict(state, strict=True)
-    text = train_module._text_embeddings(env["vl"], cache, config, False)
+    text = dataset_text_embeddings(env["vl"], cache, config, False)
     acc = cache_accuracy(head, cache, text, env["vl"].logit_scale)
     labels = torch.cat([cache.get(i).labels for i in range(cache.num_images)])
     majority = labels.bincount().max().item() / len(labels)

@@ -28,3 +28,26 @@ def test_load_detections_groups_clips_dedupes_and_caps(tmp_path):
     path.write_text(json.dumps([{"bbox": [1, 2]}]))
     with pytest.raises(RegionSpotError, match="COCO results"):
         load_detections(path, {1: (48, 64)})
+
+
+def test_released_glip_box_file_is_read_like_its_coco_results(tmp_path):
+    glip = {
+        "1": {"boxes": [[10, 10, 30, 30], [50, 40, 80, 70], [5, 5, 5.2, 15]], "scores": [0.9, 0.7, 0.99],
+              "labels": [3, 4, 5]},
+        "2": {"boxes": [[0, 0, 5, 5]], "scores": [0.3], "labels": [1]},
+    }
+    results = [{"image_id": int(k), "bbox": [x0, y0, x1 - x0, y1 - y0], "score": s}
+               for k, v in glip.items() for (x0, y0, x1, y1), s in zip(v["boxes"], v["scores"], strict=True)]
+    (tmp_path / "glip.json").write_text(json.dumps(glip))
+    (tmp_path / "coco.json").write_text(json.dumps(results))
+    sizes = {1: (48, 64), 2: (48, 64)}
+    from_glip, glip_counts = load_detections(tmp_path / "glip.json", sizes)
+    from_coco, coco_counts = load_detections(tmp_path / "coco.json", sizes)
+    assert glip_counts == coco_counts == {"read": 4, "other_images": 0, "degenerate": 1, "kept": 3}
+    for image_id in (1, 2):
+        np.testing.assert_allclose(from_glip[image_id][0], from_coco[image_id][0])
+        np.testing.assert_allclose(from_glip[image_id][1], from_coco[image_id][1])
+    np.testing.assert_allclose(from_glip[1][0], [[10, 10, 30, 30], [50, 40, 64, 48]])  # XYXY, clipped
+    (tmp_path / "bad.json").write_text(json.dumps({"1": {"boxes": [[1, 2, 3, 4]]}}))
+    with pytest.raises(RegionSpotError, match="GLIP box file"):
+        load_detections(tmp_path / "bad.json", sizes)

@@ -7,8 +7,8 @@ box source gives up to ``max_per_image`` boxes; the file is a list in the LVIS/C
 
 ``bbox`` is XYWH in pixels of the original image (as the annotation's width x height). ``category_id``
 is the dataset category of the detector's best query when it was queried with the dataset's class
-names, and 0 (no class) for class-agnostic boxes (OWLv2 objectness, SAM's automatic proposals, which
-carry ``score`` 1.0: ``propose_regions`` ranks its boxes but gives no score). ``eval --boxes`` ignores
+names, and 0 (no class) for class-agnostic boxes (OWLv2 objectness; SAM's automatic proposals, scored
+by predicted IoU × stability). ``eval --boxes`` ignores
 the category and multiplies the score with RegionSpot's class probability, as the paper does with GLIP.
 
 The run is resumable: each finished image is appended to ``OUT.partial.jsonl`` (first line: the
@@ -51,13 +51,15 @@ class ProposeStats:
 
 def sam_box_source(segmenter: Any, points_per_side: int = 16, max_regions: int = 300) -> BoxSource:
     """SAM's automatic proposals (``regionspot.inference.proposals.propose_regions``) as a box source:
-    class-agnostic, score 1.0."""
-    from regionspot.inference.proposals import propose_regions
+    class-agnostic, scored by the segmenter's predicted IoU × stability."""
+    from regionspot.inference.proposals import ProposalOptions, propose_regions
+
+    options = ProposalOptions(points_per_side=points_per_side, max_regions=max_regions)
 
     def detect(image: Image.Image) -> DetectedBoxes:
-        boxes = propose_regions(segmenter, segmenter.encode_image(image), points_per_side=points_per_side,
-                                max_regions=max_regions).float().cpu()
-        return DetectedBoxes(boxes, torch.ones(len(boxes)), torch.full((len(boxes),), -1, dtype=torch.long))
+        found = propose_regions(segmenter, image, options)
+        boxes = found.boxes.float().cpu()
+        return DetectedBoxes(boxes, found.scores.float().cpu(), torch.full((len(boxes),), -1, dtype=torch.long))
 
     return detect
 

@@ -33,7 +33,7 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _outline(mask: np.ndarray, width: int) -> np.ndarray:
+def mask_outline(mask: np.ndarray, width: int) -> np.ndarray:
     """(H, W) bool: the pixels of ``mask`` within ``width`` pixels of its border."""
     image = Image.fromarray(mask.astype(np.uint8) * 255)
     eroded = np.asarray(image.filter(ImageFilter.MinFilter(2 * width + 1))) > 0
@@ -87,7 +87,7 @@ def draw_result(image: Image.Image, result: RegionResult, mask_alpha: float = 0.
                 continue
             tint = np.asarray(colour, np.float32)
             canvas[mask] = (1 - mask_alpha) * canvas[mask] + mask_alpha * tint
-            canvas[_outline(mask, line)] = tint
+            canvas[mask_outline(mask, line)] = tint
     out = Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(out)
     font = _font(max(10, round(13 * scale)))

@@ -1,7 +1,7 @@
 """Atomic file writes: write next to the target, flush + fsync, then rename over it.
 
 A reader never sees a half-written file, and a killed writer leaves the previous version (or nothing)
-plus, at worst, a stray ``*.tmp<pid>`` file that the next write replaces.
+plus, at worst, a stray ``.*.tmp<pid>-<id>`` file beside it.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    # Unique per call, not per process: two threads of one server may write the same target at once.
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
         if tmp.is_file():

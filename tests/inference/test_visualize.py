@@ -2,7 +2,7 @@ import numpy as np
 from PIL import Image
 
 from regionspot.inference.results import RegionResult
-from regionspot.inference.visualize import _outline, draw_result, place_label
+from regionspot.inference.visualize import draw_result, mask_outline, place_label
 
 
 def _result(boxes, masks=None, scores=None, confidence=None):
@@ -27,10 +27,10 @@ def test_label_goes_beside_the_box_and_avoids_other_regions():
     assert place_label((10.0, 0.0, 80.0, 40.0), (40, 12), (300, 200), [(10.0, 0.0, 80.0, 40.0)])[1] >= 40.0
 
 
-def test_outline_is_the_border_of_the_mask():
+def testmask_outline_is_the_border_of_the_mask():
     mask = np.zeros((20, 20), bool)
     mask[5:15, 5:15] = True
-    ring = _outline(mask, 1)
+    ring = mask_outline(mask, 1)
     assert ring[5, 5] and ring[5, 10] and ring[14, 14] and not ring[10, 10] and not ring[0, 0]
     assert ring.sum() == 100 - 64
 

@@ -64,7 +64,7 @@ def owlv2_rows() -> list[tuple[str, float]]:
     """OWLv2 B/16 at 960² (google/owlv2-base-patch16-ensemble's sizes): image tower + box/objectness heads."""
     from transformers import Owlv2Config, Owlv2ForObjectDetection
 
-    model = Owlv2ForObjectDetection(Owlv2Config()).eval().requires_grad_(False)
+    model = Owlv2ForObjectDetection(Owlv2Config(vision_config={"image_size": 960})).eval().requires_grad_(False)
 
     def detect() -> None:
         feature_map = model.image_embedder(pixel_values=torch.randn(1, 3, 960, 960))[0]

@@ -32,7 +32,8 @@ def echo_problems(counts: dict[str, int], examples: dict[str, list[str]], title:
 def convert_openimages_command(
     boxes: Annotated[Path, typer.Option(help="Box CSV, e.g. oidv6-train-annotations-bbox.csv.")],
     classes: Annotated[Path, typer.Option(help="Class descriptions CSV, e.g. oidv7-class-descriptions-boxable.csv.")],
-    images: Annotated[Path, typer.Option(help="Folder of <ImageID>.jpg files (the JSON's file names are relative to it).")],
+    images: Annotated[Path, typer.Option(help="Folder of <ImageID>.jpg files (the JSON's file names are relative to it).",
+                                         file_okay=False)],
     out: Annotated[Path, typer.Option(help="COCO-format JSON to write.")],
     image_list: Annotated[Path | None, typer.Option(help="Only these images: a CSV with an ImageID column, e.g. "
                                                          "train-images-boxable-with-rotation.csv.")] = None,

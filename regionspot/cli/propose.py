@@ -17,7 +17,7 @@ QUERIES = ("dataset", "none")
 @friendly
 def propose(
     data: Annotated[Path, typer.Option(help="COCO/LVIS-format JSON whose images get boxes (e.g. lvis_v1_val.json).")],
-    images: Annotated[Path, typer.Option(help="Image root the JSON's file names are relative to.")],
+    images: Annotated[Path, typer.Option(help="Image root the JSON's file names are relative to.", file_okay=False)],
     out: Annotated[Path, typer.Option(help="Detections file to write (a list of image_id, category_id, bbox, score).")],
     detector: Annotated[str, typer.Option(help="An OWLv2 detector (hub id or folder, e.g. google/owlv2-base-patch16-ensemble), "
                                                "or 'sam' for SAM's automatic proposals.")] = "google/owlv2-base-patch16-ensemble",

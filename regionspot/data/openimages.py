@@ -61,16 +61,17 @@ CHUNK_ROWS = 50_000
 
 @dataclass
 class ConversionReport:
-    """What a conversion wrote and skipped. problems: skipped boxes by reason, with examples."""
+    """What a conversion read (rows), wrote (images, boxes, categories; group_of: IsGroupOf boxes met) and
+    skipped (problems: skipped or clipped boxes by reason, with examples)."""
 
     out: Path
-    images: int = 0
+    rows: int
+    images: int
+    problems: ProblemLog = field(default_factory=ProblemLog)
     boxes: int = 0
     group_of: int = 0
     categories: int = 0
-    rows: int = 0
     seconds: float = 0.0
-    problems: ProblemLog = field(default_factory=ProblemLog)
 
     @property
     def boxes_per_second(self) -> float:
@@ -289,7 +290,7 @@ def convert_openimages(
     classes = read_class_descriptions(classes_csv)
     class_ids = {mid: k + 1 for k, (mid, _) in enumerate(classes)}
     allowed = read_image_list(image_list) if image_list is not None else None
-    report = ConversionReport(out=out, problems=ProblemLog(max_examples))
+    report = ConversionReport(out=out, rows=0, images=0, problems=ProblemLog(max_examples))
     workers = max(1, workers if workers is not None else min(8, os.cpu_count() or 1))
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         table = _ImageTable(images_dir, pool, workers, report.problems)

@@ -141,25 +141,20 @@ def sam_config(
     mask-decoder width (= the token width RegionSpot reads). decoder_*: the two-way transformer.
     """
     grid = image_size // patch_size
+    frame = {"image_size": image_size, "patch_size": patch_size}  # the encoder and the prompts must agree
     vision = SamVisionConfig(
         hidden_size=vision_width,
         output_channels=width,
         num_hidden_layers=vision_layers,
         num_attention_heads=vision_heads,
         mlp_dim=vision_mlp,
-        image_size=image_size,
-        patch_size=patch_size,
         window_size=max(grid // 2, 1),
         global_attn_indexes=list(range(vision_layers - 1, 0, -2))[::-1] or [0],
         num_pos_feats=width // 2,
+        **frame,
     )
-    prompt = SamPromptEncoderConfig(
-        hidden_size=width,
-        image_size=image_size,
-        patch_size=patch_size,
-        image_embedding_size=grid,
-        mask_input_channels=mask_input_channels,
-    )
+    prompt = SamPromptEncoderConfig(hidden_size=width, image_embedding_size=grid,
+                                    mask_input_channels=mask_input_channels, **frame)
     decoder = SamMaskDecoderConfig(
         hidden_size=width,
         mlp_dim=decoder_mlp,

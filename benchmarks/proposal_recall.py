@@ -4,7 +4,7 @@ Generates ``--num-val`` ShapesWorld val images into a temporary folder, proposes
 segmenter alone (``regionspot.inference.proposals.propose_regions``) and counts a ground-truth object as
 found when a proposal's box overlaps its box with IoU ≥ 0.5. Prints recall among the best 10 / 20 / 50 /
 all (at most ``--max-regions``) proposals, proposals per image and seconds per image, for the default
-options and, with ``--ablation``, without crops, without refinement and with a denser grid.
+options and, with ``--ablation``, without crops, without refinement and with a coarser grid.
 
     python benchmarks/proposal_recall.py [--num-val 100] [--seed 0] [--ablation] [--sam DIR]
 
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--num-val", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sam", default=None, help="Segmenter folder or hub id (default: the embedded tiny SAM).")
-    parser.add_argument("--ablation", action="store_true", help="Also run without crops, without refinement, grid 32.")
+    parser.add_argument("--ablation", action="store_true", help="Also run without crops, without refinement, grid 8.")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -82,24 +82,22 @@ def main() -> None:
         configs.update({
             "no crops": dataclasses.replace(default, crop_layers=0),
             "no refinement": dataclasses.replace(default, refine=False),
-            "no crops, no refinement (before)": dataclasses.replace(default, crop_layers=0, refine=False),
-            "grid 32": dataclasses.replace(default, points_per_side=32),
+            "no crops, no refinement": dataclasses.replace(default, crop_layers=0, refine=False),
+            "grid 8": dataclasses.replace(default, points_per_side=8),
         })
+    columns = [f"recall@{k}" for k in (*TOP, "all")]
     with tempfile.TemporaryDirectory() as tmp:
         data = generate_shapesworld(tmp, 0, args.num_val, seed=args.seed, progress=False)
         images, truth = ground_truth(Path(data["val_json"]))
-        rows = {name: measure(segmenter, images, truth, Path(tmp), options) for name, options in configs.items()}
-
-    columns = [f"recall@{k}" for k in (*TOP, "all")]
-    objects = next(iter(rows.values()))["objects"]
-    print(f"ShapesWorld val, {args.num_val} images (seed {args.seed}), {objects} objects; segmenter "
-          f"{segmenter.model_id}; recall = % of objects with a proposal of box IoU >= 0.5; "
-          f"at most {default.max_regions} proposals per image")
-    print("| options | " + " | ".join(columns) + " | proposals/img | s/img |")
-    print("|---|" + "---:|" * (len(columns) + 2))
-    for name, row in rows.items():
-        cells = [f"{row[c]:.1f}" for c in columns] + [f"{row['proposals/img']:.1f}", f"{row['s/img']:.2f}"]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"ShapesWorld val, {args.num_val} images (seed {args.seed}), {sum(len(v) for v in truth.values())} "
+              f"objects; segmenter {segmenter.model_id}; recall = % of objects with a proposal of box IoU >= 0.5; "
+              f"at most {default.max_regions} proposals per image")
+        print("| options | " + " | ".join(columns) + " | proposals/img | s/img |")
+        print("|---|" + "---:|" * (len(columns) + 2), flush=True)
+        for name, options in configs.items():  # each row as soon as it is measured
+            row = measure(segmenter, images, truth, Path(tmp), options)
+            cells = [f"{row[c]:.1f}" for c in columns] + [f"{row['proposals/img']:.1f}", f"{row['s/img']:.2f}"]
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

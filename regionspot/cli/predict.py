@@ -67,6 +67,21 @@ def read_vocabulary(vocab: str | None, vocab_file: Path | None) -> list[str] | N
     return None
 
 
+def guarded_fast_path(device: str) -> str:
+    """The fastest path that passed its accuracy guard on this machine; runs the guard once if never run."""
+    from regionspot.inference.fast import candidate_paths, choose_fast_path
+
+    chosen = choose_fast_path(device)
+    if chosen is None:
+        from regionspot.shapesworld.guard import run_guard
+
+        typer.echo("--fast: checking the fast paths against fp32 on ShapesWorld val once for this machine ...")
+        run_guard(candidate_paths(device)[:-1], device=device)
+        chosen = choose_fast_path(device) or "fp32"
+    typer.echo(f"--fast: {chosen} path")
+    return chosen
+
+
 # --- predict --------------------------------------------------------------------------------------
 @app.command()
 @friendly
@@ -85,6 +100,7 @@ def predict(
     top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = 3,
     grid: Annotated[int, typer.Option(help="Without boxes/points: propose regions from a GRID×GRID point grid.")] = 16,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = False,
 ) -> None:
     """Label regions (boxes or points) of IMAGE with your vocabulary; write JSON and a picture."""
     from regionspot.inference.predictor import RegionSpotPredictor
@@ -121,7 +137,8 @@ def predict(
             raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog' or --vocab-file names.txt.")
 
     dev = device or best_device()
-    model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=dev)
+    model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=dev,
+                                       fast_path=guarded_fast_path(dev) if fast else None)
     loaded = time.perf_counter()
     predictor = RegionSpotPredictor(model)
     predictor.set_image(image)

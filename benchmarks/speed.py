@@ -95,11 +95,13 @@ def _text_seconds(model, prompts: list[str], reference: bool) -> float:
     return time.perf_counter() - start
 
 
-def _cli_seconds(args, root: Path, image_path: Path, boxes: torch.Tensor, names: list[str], cache: Path) -> tuple[float, dict]:
-    """Wall seconds of a `regionspot predict` with text embeddings already cached, and its JSON timing."""
+def _cli_seconds(args, root: Path, image_path: Path, boxes: torch.Tensor, names: list[str], cache: Path,
+                 python: str = sys.executable) -> tuple[float, dict]:
+    """Wall seconds of a `regionspot predict` (run by ``python``) with text embeddings already cached, and
+    its JSON timing."""
     box_arg = ";".join(",".join(f"{v:.1f}" for v in b) for b in boxes.tolist())
     out = cache / "r.json"
-    cmd = [sys.executable, "-m", "regionspot.cli", "predict", str(image_path), "--vocab", ",".join(names),
+    cmd = [python, "-m", "regionspot.cli", "predict", str(image_path), "--vocab", ",".join(names),
            "--boxes", box_arg, "--head", str(root / "head.safetensors"), "--out", str(out),
            "--viz", str(cache / "r.png"), "--device", "cpu"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "REGIONSPOT_CACHE": str(cache), "OMP_NUM_THREADS": str(args.threads)}
@@ -137,6 +139,8 @@ def main() -> None:
     parser.add_argument("--big-mp", type=float, default=12.0, help="megapixels of the peak-RSS image")
     parser.add_argument("--big-boxes", type=int, default=50)
     parser.add_argument("--skip-cli", action="store_true")
+    parser.add_argument("--cli-before", default=None,
+                        help="another interpreter whose regionspot is the 'before' code (e.g. main's venv python)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rs-perf"))
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the rows")
     args = parser.parse_args()
@@ -167,13 +171,13 @@ def main() -> None:
         state, fmap = model.segmenter.encode_image(image), model.vision_language.feature_map([image])
         flops = {"sam_encoder": count_flops(lambda: model.segmenter.encode_image(image)),
                  "clip_map": count_flops(lambda: model.vision_language.feature_map([image])),
-                 "text_sorted": count_flops(lambda: model.vision_language.encode_text(prompts, show_progress=False)),
-                 "text_padded": count_flops(lambda: ReferencePipeline(model).encode_text(prompts))}
+                 "text_sorted": count_flops(lambda: model.vision_language.encode_text(prompts, show_progress=False))}
         for n in counts:
             flops[f"decoder_masks_{n}"] = count_flops(lambda n=n: model.segmenter.decode_prompts(state, boxes=boxes[:n]))
             tokens = model.segmenter.decode_prompts(state, boxes=boxes[:n], return_masks=False).tokens[None]
             flops[f"head_{n}"] = count_flops(lambda t=tokens: model(t, fmap, text))
-    del model
+        flops["text_padded"] = count_flops(lambda: ReferencePipeline(model).encode_text(prompts))  # switches to eager
+    model = None
     gc.collect()
 
     wanted = [p for p in args.paths.split(",") if p in ("reference", "fp32") or p in candidate_paths("cpu")]
@@ -185,7 +189,7 @@ def main() -> None:
             rows = (_reference_rows if path == "reference" else _stage_rows)(model, image, boxes, counts, text, args.repeats)
             rows["text"] = _text_seconds(model, prompts, reference=path == "reference")
         seconds[path] = rows
-        del model
+        model = None
         gc.collect()
         print(f"# {path} done", file=sys.stderr, flush=True)
 
@@ -196,6 +200,10 @@ def main() -> None:
         fp32 = seconds["fp32"]
         compute = fp32["sam_encoder"] + fp32["clip_map"] + fp32[f"decoder_masks_{max(counts)}"] + fp32[f"head_{max(counts)}"]
         extra.update(cli_seconds=cli, cli_timing=timing, cli_compute_seconds=compute, cli_overhead_seconds=cli - compute)
+        if args.cli_before:
+            before = Path(tempfile.mkdtemp(prefix="cli-before-", dir=args.work))
+            cli_b, timing_b = _cli_seconds(args, root, image_path, boxes[: max(counts)], names, before, args.cli_before)
+            extra.update(cli_before_seconds=cli_b, cli_before_timing=timing_b, cli_before_overhead_seconds=cli_b - compute)
         extra["peak_rss_gb"] = _peak_rss_gb(args, args.work)
     report = {"machine": machine, "flops": flops, "seconds": seconds, "extra": extra, "boxes": counts,
               "text_prompts": len(prompts), "big_image": {"megapixels": args.big_mp, "boxes": args.big_boxes}}

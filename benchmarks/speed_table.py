@@ -70,6 +70,10 @@ def markdown(report: dict) -> str:
             f"`regionspot predict` (BL, {n} boxes, --viz, text cached): {extra['cli_seconds']:.1f} s wall; model compute "
             f"in-process {extra['cli_compute_seconds']:.1f} s → **{extra['cli_overhead_seconds']:.1f} s outside the models** "
             f"(the CLI's own split: load {extra['cli_timing']['load']:.1f} s, predict {extra['cli_timing']['predict']:.1f} s).")
+        if "cli_before_seconds" in extra:
+            lines.append(f"Before (same run, `--cli-before`): {extra['cli_before_seconds']:.1f} s wall → "
+                         f"{extra['cli_before_overhead_seconds']:.1f} s outside the models (load "
+                         f"{extra['cli_before_timing']['load']:.1f} s, predict {extra['cli_before_timing']['predict']:.1f} s).")
         big = report["big_image"]
         lines.append(f"Peak RSS of `regionspot predict --viz` (embedded model, {big['megapixels']:.0f} MP, "
                      f"{big['boxes']} boxes): **{extra['peak_rss_gb']:.2f} GB**.")

@@ -88,6 +88,9 @@ def apply_fast_path(model, path: str):
             raise RegionSpotError(f"The int8 path (dynamic quantisation) runs on CPU only; this model is on {device}.")
         for module in (sam.vision_encoder, clip.vision_model, clip.text_model):
             quantize_linear_int8(module)
+    if path in ("bf16", "int8") and isinstance(getattr(model.vision_language, "weights_fingerprint", None), str):
+        # text embeddings computed on this path differ slightly: keep them apart in the on-disk cache
+        model.vision_language.weights_fingerprint += f"+{path}"
     model.fast_path = path
     return model
 

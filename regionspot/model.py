@@ -50,6 +50,7 @@ class RegionSpot(nn.Module):
         self.vision_language = vision_language
         self.head = head
         self.config = config
+        self.fast_path = "fp32"  # see regionspot.inference.fast
 
     # --- construction ----------------------------------------------------------------------------
     @classmethod
@@ -80,6 +81,7 @@ class RegionSpot(nn.Module):
         vision_language: str | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        fast_path: str | None = None,
     ) -> RegionSpot:
         """Load a trained RegionSpot.
 
@@ -88,6 +90,8 @@ class RegionSpot(nn.Module):
             (its final head, or its latest checkpoint while it runs), or an official RegionSpot ``.pth``
             (converted on the fly).
         segmenter / vision_language: override the backbone ids stored in the checkpoint (hub id or folder).
+        fast_path: None / "fp32" (default, most accurate), "bf16", "int8", "eager", or "auto": the fastest
+            path whose accuracy guard passed on this machine (``regionspot.inference.fast``).
         """
         registry = list_pretrained()
         name = "shapesworld" if name_or_path is None else str(name_or_path)
@@ -117,6 +121,10 @@ class RegionSpot(nn.Module):
         model = cls.from_config(config, device=device, dtype=dtype)
         load_head_state(model.head, state, source=str(path))
         model.eval()
+        if fast_path is not None:
+            from regionspot.inference.fast import apply_fast_path, resolve_fast_path
+
+            apply_fast_path(model, resolve_fast_path(fast_path, model.segmenter.device))
         return model
 
     def save_pretrained(self, path: str | Path, meta: dict | None = None) -> Path:

@@ -47,6 +47,7 @@ from regionspot.errors import (
     preview,
 )
 from regionspot.utils.fingerprint import weights_fingerprint
+from regionspot.utils.fingerprint_cache import cached_weights_fingerprint, weight_files
 
 _FIX_HINT = (
     "pass a local folder saved with save_pretrained, run once with internet access to fill the Hugging Face "
@@ -120,6 +121,7 @@ class ClipAdapter:
     mean / std / resample: the image normalisation and the PIL resize filter.
     resize / antialias: how images become the square input ("pil" or "torch-bilinear"; see
         ``preprocess_images``).
+    fingerprint: the weights fingerprint when already known (else computed from the model).
     """
 
     has_class_token = True
@@ -135,6 +137,7 @@ class ClipAdapter:
         resample: int = int(Image.Resampling.BICUBIC),
         resize: str = "pil",
         antialias: bool = False,
+        fingerprint: str | None = None,
     ):
         if resize not in CLIP_RESIZES:
             raise ValueError(f"resize must be one of {list(CLIP_RESIZES)}, got {resize!r}.")
@@ -158,7 +161,7 @@ class ClipAdapter:
         self.resample = int(resample)
         self.resize = resize
         self.antialias = bool(antialias)
-        self.weights_fingerprint = weights_fingerprint(model)
+        self.weights_fingerprint = fingerprint or weights_fingerprint(model)
 
     @staticmethod
     def _embed_dim(config) -> int:
@@ -389,9 +392,11 @@ def load_vision_language(
     if device is not None:
         model = model.to(device)
     mean, std, resample = _preprocessor_stats(model_id)
+    weights = cached_file_or_none(model_id, "config.json")
+    fingerprint = cached_weights_fingerprint(model, weight_files(Path(weights).parent if weights else None))
     return adapter_cls(
         model, tokenizer, model_id=model_id, image_size=image_size, mean=mean, std=std, resample=resample,
-        resize=resize, antialias=antialias,
+        resize=resize, antialias=antialias, fingerprint=fingerprint,
     )
 
 

@@ -57,6 +57,21 @@ def read_vocabulary(vocab: str | None, vocab_file: Path | None, preset: str | No
     return None
 
 
+def guarded_fast_path(device: str) -> str:
+    """The fastest path that passed its accuracy guard on this machine; runs the guard once if never run."""
+    from regionspot.inference.fast import candidate_paths, choose_fast_path
+
+    chosen = choose_fast_path(device)
+    if chosen is None:
+        from regionspot.shapesworld.guard import run_guard
+
+        typer.echo("--fast: checking the fast paths against fp32 on ShapesWorld val once for this machine ...")
+        run_guard(candidate_paths(device)[:-1], device=device)
+        chosen = choose_fast_path(device) or "fp32"
+    typer.echo(f"--fast: {chosen} path")
+    return chosen
+
+
 # --- predict --------------------------------------------------------------------------------------
 def bundled_example() -> tuple[Path, list[list[float]], list[str]]:
     """The bundled ShapesWorld example: image path, its boxes and its vocabulary."""
@@ -94,6 +109,7 @@ def predict(
     grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = 16,
     max_regions: Annotated[int, typer.Option(help="Proposals: at most this many regions.")] = 100,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = False,
 ) -> None:
     """Label regions (boxes, points, or --everything the segmenter finds) of IMAGE; write JSON and pictures."""
     from regionspot.inference.predictor import RegionSpotPredictor
@@ -128,7 +144,8 @@ def predict(
     proposal_options = ProposalOptions(points_per_side=grid, max_regions=max_regions) if everything else None
 
     dev = device or best_device()
-    model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=dev)
+    model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=dev,
+                                       fast_path=guarded_fast_path(dev) if fast else None)
     loaded = time.perf_counter()
     predictor = RegionSpotPredictor(model)
     predictor.set_image(image)

@@ -1,0 +1,91 @@
+"""The accuracy-guard table of the fast paths, and this machine's verdicts for `regionspot predict --fast`.
+
+1. ShapesWorld val (the CI subset's first ``--images`` images, every GT box, the 144-class vocabulary) with
+   the embedded, really trained tiny models: logit error and top-1/top-5 agreement of each path against
+   fp32, and GT top-1 accuracy of the path and of fp32 on the same regions. Verdicts are recorded
+   (``regionspot.inference.fast.verdicts_path``).
+2. ``--full-size``: the BL architecture at full size (SAM ViT-B with SAM-style init, CLIP ViT-L/14, random
+   head; built by ``benchmarks/predict_speed.py``) on one image with ``--boxes`` boxes against ``--vocab``
+   random class names — the numerics of the real sizes, where a trained tiny model cannot say.
+
+    nice -n 10 env OMP_WAIT_POLICY=PASSIVE python benchmarks/accuracy_guard.py --images 60 --full-size
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _shapesworld_table(paths: list[str], images: int) -> list[str]:
+    from regionspot.inference.fast import passes_guard
+    from regionspot.shapesworld.guard import run_guard
+
+    lines = [f"ShapesWorld val, first {images} CI-subset images, all GT boxes, embedded models; reference: fp32.", "",
+             "| path | regions | max abs Δlogit | mean abs Δlogit | top-1 agree | top-5 overlap | GT top-1 (path / fp32) | guard |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in run_guard(paths, num_images=images):
+        r = row.result
+        lines.append(f"| {row.path} | {r.regions} | {r.max_abs:.4f} | {r.mean_abs:.5f} | {100 * r.top1:.1f} % | "
+                     f"{100 * r.top5:.1f} % | {100 * row.accuracy:.1f} % / {100 * row.reference_accuracy:.1f} % | "
+                     f"{'pass' if passes_guard(r) else 'FAIL'} |")
+    return lines
+
+
+def _full_size_table(paths: list[str], work: Path, boxes: int, vocab: int) -> list[str]:
+    from predict_speed import build_full_size
+    from speed import _boxes, _smooth_image
+
+    from regionspot.inference.fast import compare_logits, passes_guard
+    from regionspot.model import RegionSpot
+
+    root = build_full_size(work)
+    image, box_tensor = _smooth_image(640, 480), _boxes(boxes, 640, 480, seed=1)
+    names = [f"class {i}" for i in range(vocab)]
+
+    def run(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+        model = RegionSpot.from_pretrained(root / "head.safetensors", device="cpu", fast_path=path)
+        with torch.inference_mode():
+            text = model.text_embeddings(names, templates="single", cache_dir=False, show_progress=False)
+            state = model.segmenter.encode_image(image)
+            tokens = model.segmenter.decode_prompts(state, boxes=box_tensor, return_masks=False).tokens
+            logits = model(tokens[None], model.vision_language.feature_map([image]), text).logits[0]
+        return tokens, logits
+
+    ref_tokens, ref_logits = run("fp32")
+    lines = [f"Full-size BL (SAM-style init, random head), one 640×480 image, {boxes} boxes, {vocab} names; reference: fp32.", "",
+             "| path | token rel. error | max abs Δlogit | top-1 agree | top-5 overlap | guard |", "|---|---|---|---|---|---|"]
+    for path in paths:
+        tokens, logits = run(path)
+        r = compare_logits(ref_logits, logits)
+        rel = float((tokens - ref_tokens).norm() / ref_tokens.norm())
+        lines.append(f"| {path} | {rel:.4f} | {r.max_abs:.4f} | {100 * r.top1:.1f} % | {100 * r.top5:.1f} % | "
+                     f"{'pass' if passes_guard(r) else 'FAIL'} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--paths", default="eager,bf16,int8")
+    parser.add_argument("--images", type=int, default=60)
+    parser.add_argument("--full-size", action="store_true")
+    parser.add_argument("--boxes", type=int, default=50)
+    parser.add_argument("--vocab", type=int, default=20)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rs-perf"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    paths = args.paths.split(",")
+    lines = _shapesworld_table(paths, args.images)
+    if args.full_size:
+        lines += [""] + _full_size_table(paths, args.work, args.boxes, args.vocab)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

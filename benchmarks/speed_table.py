@@ -1,0 +1,84 @@
+"""The Markdown table of ``benchmarks/speed.py`` from its JSON report (also usable on a saved JSON file).
+
+    python benchmarks/speed_table.py docs/speed.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+_STAGES = (("sam_encoder", "SAM ViT-B image encoder (1024²)"), ("clip_map", "CLIP ViT-L/14 feature map (224²)"))
+
+
+def _cell(seconds: float | None, flops: int | None, peak: float, base: float | None) -> str:
+    """'1.23 s · 45 % · 2.1×': time, share of the matching GEMM peak, speed-up over the reference."""
+    if seconds is None:
+        return "—"
+    text = f"{seconds:.2f} s"
+    if flops:
+        text += f" · {100 * flops / seconds / (peak * 1e9):.0f} %"
+    if base:
+        text += f" · {base / seconds:.2f}×"
+    return text
+
+
+def markdown(report: dict) -> str:
+    """The whole table: machine line, one row per stage, columns = reference and each library path."""
+    machine, flops, seconds = report["machine"], report["flops"], report["seconds"]
+    paths = list(seconds)
+    peaks = {p: machine["gemm_bf16_gflops"] if p == "bf16" else machine["gemm_fp32_gflops"] for p in paths}
+    lines = [
+        f"CPU: {machine['cpu']} ({machine['flags']}); torch {machine['torch']}, {machine['threads']} thread(s); "
+        f"measured GEMM peak fp32 {machine['gemm_fp32_gflops']:.0f} GFLOP/s, bf16 {machine['gemm_bf16_gflops']:.0f} GFLOP/s.",
+        "",
+        "Cells: median seconds · % of the path's GEMM peak (bf16 peak for bf16, fp32 peak otherwise; int8 against "
+        "fp32) · speed-up over the reference in the same run.",
+        "",
+        "| stage | GFLOP | " + " | ".join(paths) + " |",
+        "|---|---|" + "---|" * len(paths),
+    ]
+    stages = list(_STAGES)
+    for n in report["boxes"]:
+        stages += [(f"decoder_masks_{n}", f"SAM decoder, {n} boxes, masks at full size"),
+                   (f"decoder_nomask_{n}", f"SAM decoder, {n} boxes, no masks"),
+                   (f"head_{n}", f"head, {n} boxes")]
+    ref = seconds.get("reference", {})
+    for key, label in stages:
+        count = flops.get(key) or flops.get(key.replace("nomask", "masks"))
+        cells = [_cell(seconds[p].get(key), count if "nomask" not in key else None, peaks[p],
+                       ref.get(key.replace("nomask", "masks")) if p != "reference" else None) for p in paths]
+        lines.append(f"| {label} | {count / 1e9:.1f} | " + " | ".join(cells) + " |")
+    n = max(report["boxes"])
+    image_flops = flops["sam_encoder"] + flops["clip_map"] + flops[f"decoder_masks_{n}"] + flops[f"head_{n}"]
+    totals = {p: sum(seconds[p][k] for k in ("sam_encoder", "clip_map", f"decoder_masks_{n}", f"head_{n}"))
+              for p in paths}
+    cells = [_cell(totals[p], image_flops, peaks[p], totals.get("reference") if p != "reference" else None)
+             for p in paths]
+    lines.append(f"| **per image, {n} boxes with masks** | {image_flops / 1e9:.0f} | " + " | ".join(cells) + " |")
+    floor = image_flops / (machine["gemm_fp32_gflops"] * 1e9)
+    lines.append(f"| fp32 floor of that image (FLOP / fp32 peak) | | {floor:.2f} s |" + " |" * (len(paths) - 1))
+    cells = [_cell(seconds[p]["text"], flops["text_padded" if p == "reference" else "text_sorted"], peaks[p],
+                   ref.get("text") if p != "reference" else None) for p in paths]
+    lines.append(f"| text, {report['text_prompts']} prompts, cold (reference: padded to 77) | "
+                 f"{flops['text_sorted'] / 1e9:.0f} (padded {flops['text_padded'] / 1e9:.0f}) | " + " | ".join(cells) + " |")
+    extra = report.get("extra", {})
+    lines += ["", f"In-process model load (BL, fp32): {extra.get('load_seconds', float('nan')):.1f} s."]
+    if "cli_seconds" in extra:
+        lines.append(
+            f"`regionspot predict` (BL, {n} boxes, --viz, text cached): {extra['cli_seconds']:.1f} s wall; model compute "
+            f"in-process {extra['cli_compute_seconds']:.1f} s → **{extra['cli_overhead_seconds']:.1f} s outside the models** "
+            f"(the CLI's own split: load {extra['cli_timing']['load']:.1f} s, predict {extra['cli_timing']['predict']:.1f} s).")
+        if "cli_before_seconds" in extra:
+            lines.append(f"Before (same run, `--cli-before`): {extra['cli_before_seconds']:.1f} s wall → "
+                         f"{extra['cli_before_overhead_seconds']:.1f} s outside the models (load "
+                         f"{extra['cli_before_timing']['load']:.1f} s, predict {extra['cli_before_timing']['predict']:.1f} s).")
+        big = report["big_image"]
+        lines.append(f"Peak RSS of `regionspot predict --viz` (embedded model, {big['megapixels']:.0f} MP, "
+                     f"{big['boxes']} boxes): **{extra['peak_rss_gb']:.2f} GB**.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))

@@ -1,0 +1,138 @@
+"""Measuring helpers for ``benchmarks/speed.py``: GEMM peak, FLOP counting (CPU SDPA included), timing,
+and the plain reference pipeline (straight transformers calls, fp32, eager, one decoder call, full-size masks).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
+
+aten = torch.ops.aten
+_REGISTERED = False
+
+
+def register_cpu_sdpa() -> None:
+    """Teach torch's FLOP counter the CPU SDPA kernels (it knows only the CUDA ones), once per process."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from torch.utils.flop_counter import flop_registry
+
+    targets = [aten._scaled_dot_product_flash_attention_for_cpu]
+    fused = getattr(aten, "_scaled_dot_product_fused_attention_overrideable", None)
+    if fused is not None:
+        targets.append(fused)
+    targets = [t for t in targets if t not in flop_registry]
+
+    def cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    if targets:
+        register_flop_formula(targets)(cpu_sdpa_flop)
+    _REGISTERED = True
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Total FLOPs (multiply-add = 2) that ``fn()`` runs, counted by ``FlopCounterMode``."""
+    register_cpu_sdpa()
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 1.5) -> float:
+    """Measured GFLOP/s of a square ``size``² matmul in ``dtype`` at the current thread count."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    for _ in range(3):
+        a @ b
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        runs += 1
+    return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
+
+
+def cpu_flag_line() -> str:
+    """AVX2 / AVX-512 / BF16 / AMX flags of this CPU, from /proc/cpuinfo."""
+    from regionspot.utils.precision import cpu_flags
+
+    return ", ".join(sorted(cpu_flags())) or "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+# ------------------------------------------------------------------------------- reference pipeline
+class ReferencePipeline:
+    """Straight transformers calls in fp32 with eager attention: SAM image embeddings, one decoder call for
+    all boxes with masks upsampled to the full image, the CLIP vision tower, the text tower padded to the
+    full context in input order. Preprocessing is the adapters' (the same pixels as the library path)."""
+
+    def __init__(self, model) -> None:
+        from regionspot.utils.precision import set_attention
+
+        self.model = model
+        self.sam = set_attention(model.segmenter.model, "eager")
+        self.clip = set_attention(model.vision_language.model, "eager")
+
+    def encode_image(self, image) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+        pixels, original, resized = self.model.segmenter.preprocess_image(image)
+        return self.sam.get_image_embeddings(pixels), original, resized
+
+    def feature_map(self, image) -> torch.Tensor:
+        pixels = self.model.vision_language.preprocess([image])
+        return self.clip.vision_model(pixel_values=pixels).last_hidden_state
+
+    def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor, original: tuple[int, int],
+               resized: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """boxes (N, 4) XYXY original pixels → tokens (N, 256) and masks (N, H, W) bool at full size."""
+        captured = {}
+        handle = self.sam.mask_decoder.transformer.register_forward_hook(
+            lambda _m, _i, out: captured.__setitem__("q", out[0]))
+        scale = torch.tensor([resized[1] / original[1], resized[0] / original[0]] * 2)
+        try:
+            out = self.sam(image_embeddings=embeddings, input_boxes=(boxes * scale)[None], multimask_output=False)
+        finally:
+            handle.remove()
+        side = self.model.segmenter.preprocess.pad_size
+        masks = F.interpolate(out.pred_masks[0], (side, side), mode="bilinear", align_corners=False)  # (N, 1, S, S)
+        masks = F.interpolate(masks[..., : resized[0], : resized[1]], original, mode="bilinear", align_corners=False)
+        return captured["q"][0][:, 1], masks[:, 0] > 0
+
+    def encode_text(self, prompts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """(P, D): every prompt padded to the context length (77), batches in input order."""
+        adapter = self.model.vision_language
+        tokens = adapter.tokenizer(prompts, padding="max_length", max_length=adapter.context_length,
+                                   truncation=True, return_tensors="pt")
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            part = slice(start, start + batch_size)
+            out.append(self.clip.get_text_features(input_ids=tokens["input_ids"][part],
+                                                   attention_mask=tokens["attention_mask"][part]).pooler_output)
+        return F.normalize(torch.cat(out), dim=-1)

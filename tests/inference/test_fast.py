@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from regionspot.errors import RegionSpotError
+from regionspot.inference import fast
+from regionspot.inference.fast import (
+    GuardResult,
+    apply_fast_path,
+    candidate_paths,
+    choose_fast_path,
+    compare_logits,
+    machine_signature,
+    passes_guard,
+    read_verdicts,
+    resolve_fast_path,
+    write_verdicts,
+)
+from regionspot.model import RegionSpot
+
+
+def test_compare_logits_counts_agreement_and_error():
+    reference = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 2.0], [0.0, 0.0, 1.0]])
+    same = compare_logits(reference, reference.clone(), k=2)
+    assert same == GuardResult(4, 0.0, 0.0, 1.0, 1.0) and passes_guard(same)
+    flipped = reference.clone()
+    flipped[0, 1] = 3.5  # region 0 changes its top-1 class
+    result = compare_logits(reference, flipped, k=2)
+    assert result.top1 == 0.75 and result.max_abs == pytest.approx(2.5) and not passes_guard(result)
+    with pytest.raises(ValueError):
+        compare_logits(reference, reference[:2])
+
+
+def test_candidates_follow_the_hardware(monkeypatch):
+    monkeypatch.setattr(fast, "has_native_bf16", lambda device: True)
+    assert candidate_paths("cpu") == ["bf16", "int8", "fp32"]
+    monkeypatch.setattr(fast, "has_native_bf16", lambda device: False)
+    assert candidate_paths("cpu") == ["int8", "fp32"]
+
+
+def test_choose_takes_the_first_candidate_that_passed(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGIONSPOT_CACHE", str(tmp_path))
+    monkeypatch.setattr(fast, "has_native_bf16", lambda device: True)
+    assert choose_fast_path("cpu") is None
+    with pytest.raises(RegionSpotError, match="guard"):
+        resolve_fast_path("auto", "cpu")
+    good, bad = GuardResult(10, 0.1, 0.01, 1.0, 1.0), GuardResult(10, 5.0, 1.0, 0.8, 0.9)
+    write_verdicts({"bf16": bad, "int8": good}, "cpu")
+    assert choose_fast_path("cpu") == "int8" and resolve_fast_path("auto", "cpu") == "int8"
+    write_verdicts({"bf16": bad, "int8": bad}, "cpu")
+    assert choose_fast_path("cpu") == "fp32"
+    assert read_verdicts()[machine_signature("cpu")]["int8"]["passed"] is False
+    assert resolve_fast_path("bf16") == "bf16"
+
+
+def _logits(model, image, boxes, names):
+    from regionspot.inference.predictor import RegionSpotPredictor
+
+    predictor = RegionSpotPredictor(model, text_cache_dir=None)
+    predictor.set_image(image)
+    predictor.set_vocabulary(names)
+    result = predictor.predict(boxes=boxes, return_masks=False)
+    return torch.from_numpy(result.probs)
+
+
+@pytest.fixture(scope="module")
+def example():
+    import json
+
+    from regionspot.registry import assets_dir
+
+    folder = assets_dir() / "shapesworld"
+    spec = json.loads((folder / "example.json").read_text())
+    return folder / spec["image"], spec["boxes"], spec["vocabulary"]
+
+
+def test_default_path_is_unchanged(example, tmp_path, monkeypatch):
+    monkeypatch.setenv("REGIONSPOT_CACHE", str(tmp_path))
+    image, boxes, names = example
+    default = RegionSpot.from_pretrained()
+    explicit = RegionSpot.from_pretrained(fast_path="fp32")
+    assert default.fast_path == "fp32"
+    assert default.segmenter.model.config._attn_implementation == "sdpa"
+    assert "forward" not in default.segmenter.model.vision_encoder.__dict__
+    assert torch.equal(_logits(default, image, boxes, names), _logits(explicit, image, boxes, names))
+
+
+@pytest.mark.parametrize("path", ["eager", "bf16", "int8"])
+def test_fast_paths_keep_the_example_top1(example, path, tmp_path, monkeypatch):
+    monkeypatch.setenv("REGIONSPOT_CACHE", str(tmp_path))
+    image, boxes, names = example
+    reference = _logits(RegionSpot.from_pretrained(), image, boxes, names)
+    model = RegionSpot.from_pretrained(fast_path=path)
+    probs = _logits(model, image, boxes, names)
+    assert model.fast_path == path
+    assert torch.equal(probs.argmax(-1), reference.argmax(-1))
+    if path != "eager":
+        assert model.vision_language.weights_fingerprint.endswith(f"+{path}")  # own text-cache entries
+
+
+def test_unknown_path_raises():
+    with pytest.raises(RegionSpotError, match="Unknown fast path"):
+        apply_fast_path(object(), "fp8")

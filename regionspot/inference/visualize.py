@@ -34,10 +34,24 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def mask_outline(mask: np.ndarray, width: int) -> np.ndarray:
-    """(H, W) bool: the pixels of ``mask`` within ``width`` pixels of its border."""
-    image = Image.fromarray(mask.astype(np.uint8) * 255)
-    eroded = np.asarray(image.filter(ImageFilter.MinFilter(2 * width + 1))) > 0
-    return mask & ~eroded
+    """(H, W) bool: the pixels of ``mask`` within ``width`` pixels (chessboard distance) of its border.
+
+    Works on the mask's bounding box only, eroding ``width`` times with a 3×3 minimum, so the cost grows
+    with the object's area times ``width``, not with the image's pixels times ``width``².
+    """
+    outline = np.zeros_like(mask, dtype=bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return outline
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    crop = mask[y0:y1, x0:x1]
+    # Pad by one so that pixels on the crop's edge (the image's edge included) count as border.
+    image = Image.fromarray(np.pad(crop, 1).astype(np.uint8) * 255)
+    for _ in range(width):
+        image = image.filter(ImageFilter.MinFilter(3))
+    eroded = np.asarray(image)[1:-1, 1:-1] > 0
+    outline[y0:y1, x0:x1] = crop & ~eroded
+    return outline
 
 
 def _overlap(a: Rect, b: Rect) -> float:

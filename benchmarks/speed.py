@@ -129,6 +129,13 @@ def _peak_rss_gb(args, work: Path) -> float:
     return usage.ru_maxrss / 1e6  # kB → GB
 
 
+def _save_partial(out: Path | None, report: dict) -> None:
+    """Keep what a long run has measured so far (``<out>.partial``), so an interrupted run is not lost."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".partial.json").write_text(json.dumps(report, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared, loaded machine)")
@@ -190,6 +197,7 @@ def main() -> None:
             rows["text"] = _text_seconds(model, prompts, reference=path == "reference")
         seconds[path] = rows
         model = None
+        _save_partial(args.out, {"machine": machine, "flops": flops, "seconds": seconds})
         gc.collect()
         print(f"# {path} done", file=sys.stderr, flush=True)
 

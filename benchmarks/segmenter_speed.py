@@ -9,8 +9,8 @@ for N boxes with and without masks. Random weights give the same FLOPs as the re
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,14 +19,8 @@ from transformers import SamConfig, SamModel
 
 from regionspot.backbones.segmenter import SamPreprocess, SamSegmenter
 
-
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed_tools import best_time  # noqa: E402
 
 
 def main() -> None:
@@ -49,15 +43,15 @@ def main() -> None:
     boxes = torch.tensor(np.concatenate([xy, np.minimum(xy + wh, [640, 480])], axis=1), dtype=torch.float32)
 
     segmenter.encode_image(image)  # warm-up
-    encode_s = _median_seconds(lambda: segmenter.encode_image(image), max(1, args.repeats - 1))
+    encode_s = best_time(lambda: segmenter.encode_image(image), max(1, args.repeats - 1), warmup=0)
     state = segmenter.encode_image(image)
 
     def decode(masks: bool):
         return lambda: segmenter.decode_prompts(state, boxes=boxes, return_masks=masks, chunk_size=args.chunk_size)
 
     decode(False)()  # warm-up
-    no_masks_s = _median_seconds(decode(False), args.repeats)
-    masks_s = _median_seconds(decode(True), args.repeats)
+    no_masks_s = best_time(decode(False), args.repeats, warmup=0)
+    masks_s = best_time(decode(True), args.repeats, warmup=0)
     n = args.boxes
     print(f"torch threads: {torch.get_num_threads()}, image 640x480 -> 1024, {n} boxes, chunk_size {args.chunk_size}")
     print("| step | total (s) | per box (ms) |\n|---|---|---|")

@@ -78,8 +78,9 @@ class BuildConfig:
 
     @classmethod
     def full(cls, world: str = "v1") -> BuildConfig:
-        clip_steps, sam_steps = FULL_STEPS[world] if world in FULL_STEPS else FULL_STEPS["v1"]
-        return cls(world=world_preset(world), clip=ClipPretrainConfig(steps=clip_steps),
+        preset = world_preset(world)  # a one-line error for an unknown name
+        clip_steps, sam_steps = FULL_STEPS[world]
+        return cls(world=preset, clip=ClipPretrainConfig(steps=clip_steps),
                    sam=SamPretrainConfig(steps=sam_steps))
 
     @classmethod

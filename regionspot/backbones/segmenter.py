@@ -35,7 +35,7 @@ __all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_dec
            "stability_score"]
 
 # Index of the single-mask output token in the two-way transformer's queries: [iou, mask_0, ...].
-_SINGLE_MASK_TOKEN = 1
+SINGLE_MASK_TOKEN = 1
 # The original SAM (and SAM-HQ) two-way transformer uses nn.LayerNorm's default eps; transformers'
 # SamMaskDecoderConfig (and the hub configs converted with it) say 1e-6. Hub ids of those releases:
 ORIGINAL_DECODER_EPS = 1e-5
@@ -321,7 +321,7 @@ class SamSegmenter:
             handle.remove()
 
         queries = captured["queries"][0]  # (n, T, C)
-        tokens = queries[:, _SINGLE_MASK_TOKEN, :].float()
+        tokens = queries[:, SINGLE_MASK_TOKEN, :].float()
         if output is None:
             # The decoder stopped after its transformer: its IoU head is one MLP on the IoU token;
             # column 0 is the single-mask output's IoU (the same slice SamMaskDecoder takes).

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from regionspot.engine.optim import param_groups
 from regionspot.shapesworld.progress import loss_ends, train_on_budget, write_pretrain_metrics
 from regionspot.shapesworld.streams import SAM_BATCHES, SAM_HELDOUT, SAM_POOL, stream_rng
 from regionspot.shapesworld.tiny_models import build_sam, folder_size_mb, sam_config, save_sam_folder
+from regionspot.shapesworld.token_probe import TokenShapeProbe
 from regionspot.shapesworld.world import WorldConfig, render_image, uniform_probabilities
 
 
@@ -51,6 +53,8 @@ class SamPretrainConfig:
     runs on max(step / steps, elapsed / max_seconds), so a time budget ends training on schedule.
     pos_weight_start / _end: the BCE foreground weight, decayed linearly with the schedule. Objects
     cover ~2% of an image; without a large early weight training sits at "all background" for long.
+    shape_loss_weight: weight of an auxiliary shape-name loss on the mask token (``token_probe``); 0 trains
+    masks only. It stands in for the shape knowledge a segmenter trained on a billion masks brings.
     """
 
     image_size: int = 256
@@ -76,6 +80,7 @@ class SamPretrainConfig:
     dataset_seed: int = 0
     world: WorldConfig = field(default_factory=WorldConfig)
     max_seconds: float | None = None
+    shape_loss_weight: float = 0.0
 
 
 @dataclass
@@ -90,6 +95,7 @@ class SamPretrainResult:
     miou_box: float
     miou_point: float
     size_mb: float
+    token_shape_accuracy: float = float("nan")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -114,12 +120,27 @@ class MaskPool:
     """Rendered images with per-object targets.
 
     images: (M, S, S, 3) uint8 at the SAM input size; boxes: list of (K_i, 4) float32 XYXY at that size;
-    masks: list of (K_i, S/4, S/4) uint8 area-averaged masks (0..255).
+    masks: list of (K_i, S/4, S/4) uint8 area-averaged masks (0..255); shapes: list of (K_i,) int64 index of
+    each object's shape in the world's shape list.
     """
 
     images: np.ndarray
     boxes: list[np.ndarray]
     masks: list[np.ndarray]
+    shapes: list[np.ndarray]
+
+
+class Prompts(NamedTuple):
+    """One step's prompts (B images × k objects), all at the SAM input size.
+
+    boxes (B, k, 4) float32 XYXY; points (B, k, 1, 2) float32 XY; targets (B, k, s, s) float32 in [0, 1];
+    shapes (B, k) int64 shape index of each prompted object.
+    """
+
+    boxes: torch.Tensor
+    points: torch.Tensor
+    targets: torch.Tensor
+    shapes: torch.Tensor
 
 
 def _low_res(mask: np.ndarray, side: int) -> np.ndarray:
@@ -140,7 +161,8 @@ def render_mask_pool(num_images: int, seed: int, key: int, image_size: int, data
     world = WorldConfig() if world is None else world
     categories = world.categories(dataset_seed)
     probs = uniform_probabilities(categories)
-    images, boxes, masks = [], [], []
+    shape_index = {name: i for i, name in enumerate(world.shape_names)}
+    images, boxes, masks, shapes = [], [], [], []
     side = image_size // 4
     for index in tqdm(range(num_images), desc="SAM data", disable=not show_progress, leave=False):
         rng = stream_rng(seed, key, index)
@@ -151,7 +173,8 @@ def render_mask_pool(num_images: int, seed: int, key: int, image_size: int, data
         images.append(pixels)
         boxes.append(np.asarray([obj.box for obj in kept], dtype=np.float32))
         masks.append(np.stack([_low_res(o.mask, side) for o in kept]))
-    return MaskPool(np.stack(images), boxes, masks)
+        shapes.append(np.asarray([shape_index[categories[o.category_index].shape] for o in kept], dtype=np.int64))
+    return MaskPool(np.stack(images), boxes, masks, shapes)
 
 
 def normalise_pixels(images: np.ndarray) -> torch.Tensor:
@@ -160,18 +183,16 @@ def normalise_pixels(images: np.ndarray) -> torch.Tensor:
     return normalize_pixels(pixels, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def sample_prompts(pool: MaskPool, image_index: np.ndarray, k: int, jitter: float, rng: np.random.Generator):
-    """Per image ``k`` objects (with replacement): jittered boxes, one foreground point each, targets.
-
-    Returns boxes (B, k, 4) float32 XYXY, points (B, k, 1, 2) float32 XY, targets (B, k, s, s) float32
-    in [0, 1], all at the SAM input size.
-    """
+def sample_prompts(pool: MaskPool, image_index: np.ndarray, k: int, jitter: float,
+                   rng: np.random.Generator) -> Prompts:
+    """Per image ``k`` objects (with replacement): jittered boxes, one foreground point each, targets."""
     size = pool.images.shape[1]
     side = pool.masks[0].shape[-1]
     cell = size / side
-    boxes, points, targets = [], [], []
+    boxes, points, targets, shapes = [], [], [], []
     for i in image_index.tolist():
         chosen = rng.integers(0, len(pool.boxes[i]), size=k)
+        shapes.append(pool.shapes[i][chosen])
         box = pool.boxes[i][chosen].copy()  # (k, 4)
         span = np.maximum(box[:, 2:] - box[:, :2], 1.0)
         box += rng.normal(0, jitter, size=box.shape) * np.concatenate([span, span], axis=1)
@@ -187,8 +208,8 @@ def sample_prompts(pool: MaskPool, image_index: np.ndarray, k: int, jitter: floa
         boxes.append(box)
         points.append(point[:, None, :])
         targets.append(target)
-    return (torch.from_numpy(np.stack(boxes)).float(), torch.from_numpy(np.stack(points)).float(),
-            torch.from_numpy(np.stack(targets)).float())
+    return Prompts(torch.from_numpy(np.stack(boxes)).float(), torch.from_numpy(np.stack(points)).float(),
+                   torch.from_numpy(np.stack(targets)).float(), torch.from_numpy(np.stack(shapes)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -336,24 +357,32 @@ def pretrain_sam(
     pool = render_mask_pool(config.pool_images, config.seed, SAM_POOL, config.image_size, config.dataset_seed,
                             show_progress, world=config.world)
     model = build_sam_model(config, seed=config.seed).train()
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, ("pos", "embed")), lr=config.lr)
+    probe = TokenShapeProbe(model, len(config.world.shape_names)) if config.shape_loss_weight > 0 else None
+    trained = torch.nn.ModuleList([model] + ([probe.classifier] if probe is not None else []))
+    optimizer = torch.optim.AdamW(param_groups(trained, config.weight_decay, ("pos", "embed")), lr=config.lr)
     rng = stream_rng(config.seed, SAM_BATCHES)
+    probe_hits: list[float] = []
 
     def step_loss(step: int, progress: float) -> torch.Tensor:
         index = rng.choice(len(pool.images), size=config.images_per_step, replace=False)
-        boxes, points, targets = sample_prompts(pool, index, config.prompts_per_image, config.box_jitter, rng)
+        prompts = sample_prompts(pool, index, config.prompts_per_image, config.box_jitter, rng)
         embedding = model.get_image_embeddings(pixel_values=normalise_pixels(pool.images[index]))
-        box_out = model(image_embeddings=embedding, input_boxes=boxes, multimask_output=False)
-        labels = torch.ones(points.shape[:3], dtype=torch.long)
-        point_out = model(image_embeddings=embedding, input_points=points, input_labels=labels, multimask_output=False)
         pos_weight = config.pos_weight_end + (config.pos_weight_start - config.pos_weight_end) * (1 - progress)
-        return mask_loss(box_out.pred_masks[:, :, 0], targets, box_out.iou_scores[:, :, 0], pos_weight) + mask_loss(
-            point_out.pred_masks[:, :, 0], targets, point_out.iou_scores[:, :, 0], pos_weight
-        )
+        labels = torch.ones(prompts.points.shape[:3], dtype=torch.long)
+        loss = embedding.new_zeros(())
+        for kwargs in ({"input_boxes": prompts.boxes}, {"input_points": prompts.points, "input_labels": labels}):
+            out = model(image_embeddings=embedding, multimask_output=False, **kwargs)
+            loss = loss + mask_loss(out.pred_masks[:, :, 0], prompts.targets, out.iou_scores[:, :, 0], pos_weight)
+            if probe is not None:
+                loss = loss + config.shape_loss_weight * probe.loss(prompts.shapes)
+                probe_hits.append(probe.accuracy(prompts.shapes))
+        return loss
 
-    losses = train_on_budget("SAM", config, model, optimizer, step_loss, show_progress)
+    losses = train_on_budget("SAM", config, trained, optimizer, step_loss, show_progress)
     steps_done = len(losses)
     model.eval()
+    if probe is not None:
+        probe.remove()
     save_sam_folder(model, out_dir)
 
     miou_box = miou_point = float("nan")
@@ -369,6 +398,7 @@ def pretrain_sam(
     result = SamPretrainResult(
         folder=out_dir, steps=steps_done, seconds=time.perf_counter() - start, first_loss=first, last_loss=last,
         miou_box=miou_box, miou_point=miou_point, size_mb=folder_size_mb(out_dir),
+        token_shape_accuracy=float(np.mean(probe_hits[-100:])) if probe_hits else float("nan"),
     )
     write_pretrain_metrics(out_dir, result, config)
     return result

@@ -77,6 +77,11 @@ class WorldConfig:
         if not 1 <= self.max_objects <= 99:
             raise RegionSpotError(f"max_objects must be in 1..99, got {self.max_objects}.")
 
+    @property
+    def shape_names(self) -> tuple[str, ...]:
+        """The shapes of this world, in category order."""
+        return SHAPES if self.shapes is None else self.shapes
+
     def categories(self, seed: int = 0) -> list[ShapesWorldCategory]:
         """The category list of this world for ``seed`` (see :func:`shapesworld_categories`)."""
         colours = None if self.colours is None else list(self.colours)

@@ -20,7 +20,7 @@ def test_mask_pool_targets_match_boxes():
         assert masks.shape[1:] == (16, 16) and len(masks) == len(boxes)
         assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
         assert (masks.reshape(len(masks), -1).max(1) > 0).all()  # every object covers some low-res cell
-    boxes, points, targets = ps.sample_prompts(pool, np.array([0, 1]), 3, 0.0, np.random.default_rng(0))
+    boxes, points, targets, _ = ps.sample_prompts(pool, np.array([0, 1]), 3, 0.0, np.random.default_rng(0))
     assert boxes.shape == (2, 3, 4) and points.shape == (2, 3, 1, 2) and targets.shape == (2, 3, 16, 16)
     # A sampled point lies in a foreground cell of its own target.
     cell = (points[..., 0, :] / 4).long().clamp(max=15)
@@ -40,7 +40,7 @@ def test_sam_steps_reduce_the_loss():
     config = ps.SamPretrainConfig(**TINY)
     model = ps.build_sam_model(config, seed=0).train()
     pool = ps.render_mask_pool(2, seed=1, key=streams.SAM_POOL, image_size=64)
-    boxes, _, targets = ps.sample_prompts(pool, np.array([0, 1]), 2, 0.0, np.random.default_rng(0))
+    boxes, _, targets, _ = ps.sample_prompts(pool, np.array([0, 1]), 2, 0.0, np.random.default_rng(0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     pixels = ps.normalise_pixels(pool.images[:2])
     losses = []
@@ -93,3 +93,33 @@ def test_shipped_sam_loads_offline_and_segments_the_example():
         x0, y0, x1, y1 = box
         inside = mask[y0:y1, x0:x1].sum()
         assert mask.sum() > 0 and inside >= 0.8 * mask.sum()
+
+
+def test_shape_loss_teaches_the_token_the_shape_and_leaves_no_trace(tmp_path):
+    from regionspot.shapesworld.token_probe import TokenShapeProbe
+
+    config = ps.SamPretrainConfig(**TINY)
+    model = ps.build_sam_model(config, seed=0).train()
+    probe = TokenShapeProbe(model, len(config.world.shape_names))
+    pool = ps.render_mask_pool(4, seed=1, key=streams.SAM_POOL, image_size=64)
+    prompts = ps.sample_prompts(pool, np.arange(4), 3, 0.0, np.random.default_rng(0))
+    assert prompts.shapes.shape == (4, 3) and int(prompts.shapes.max()) < len(config.world.shape_names)
+    optimizer = torch.optim.AdamW(list(model.parameters()) + list(probe.classifier.parameters()), lr=3e-3)
+    pixels = ps.normalise_pixels(pool.images[:4])
+    losses = []
+    for _ in range(15):
+        model(pixel_values=pixels, input_boxes=prompts.boxes, multimask_output=False)
+        loss = probe.loss(prompts.shapes)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]  # the token can be made to name its object's shape
+    probe.remove()
+    assert not model.mask_decoder.transformer._forward_hooks
+
+    short = ps.SamPretrainConfig(**TINY, steps=2, warmup_steps=1, images_per_step=2, prompts_per_image=2,
+                                 pool_images=3, heldout_images=2, shape_loss_weight=1.0)
+    result = ps.pretrain_sam(tmp_path / "sam", short, show_progress=False)
+    assert 0.0 <= result.token_shape_accuracy <= 1.0
+    assert load_segmenter(str(tmp_path / "sam")).token_dim == 32  # an ordinary SamModel folder

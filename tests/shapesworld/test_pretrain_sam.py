@@ -8,6 +8,7 @@ import torch
 from regionspot.backbones.segmenter import load_segmenter
 from regionspot.shapesworld import pretrain_sam as ps
 from regionspot.shapesworld import streams
+from regionspot.shapesworld.sam_eval import heldout_objects
 
 TINY = dict(image_size=64, patch_size=16, vision_width=32, vision_layers=2, vision_heads=2, width=32,
             decoder_mlp=64, decoder_heads=2)
@@ -63,7 +64,7 @@ def test_pretrain_sam_writes_a_folder_the_segmenter_loads(tmp_path):
     segmenter = load_segmenter(str(tmp_path / "sam"))
     assert segmenter.model.dtype == torch.float32  # fp16 on disk, upcast on load
     assert segmenter.token_dim == 32
-    images, boxes, _ = ps.heldout_objects(1, seed=0, image_size=64)
+    images, boxes, _ = heldout_objects(1, seed=0, image_size=64)
     from PIL import Image
 
     state = segmenter.encode_image(Image.fromarray(images[0]))

@@ -49,6 +49,8 @@ STAGES = ("data", "clip", "sam", "cache", "head", "calibrate", "eval", "ship")
 # the same models on any machine. v1's are what the time budgets of the first shipped build (1300 s and
 # 600 s on a 2-core CPU) came to; v2 has half the classes and gets half the steps.
 FULL_STEPS = {"v1": (4800, 2900), "v2": (2400, 1450)}
+# Weight of the tiny SAM's auxiliary shape-name loss on its mask token (``token_probe``) per world.
+FULL_SAM_SHAPE_LOSS = {"v1": 0.0, "v2": 0.0}
 HEADS = (("regionspot", None, True), ("sam_token_only", None, False), ("depth1", 1, True))  # name, depth, map
 
 @dataclass
@@ -77,11 +79,13 @@ class BuildConfig:
     threads: int = 2
 
     @classmethod
-    def full(cls, world: str = "v1") -> BuildConfig:
+    def full(cls, world: str = "v1", sam_shape_loss: float | None = None) -> BuildConfig:
+        """The shipped recipe of ``world``; sam_shape_loss overrides its SAM shape-loss weight."""
         preset = world_preset(world)  # a one-line error for an unknown name
         clip_steps, sam_steps = FULL_STEPS[world]
+        shape_loss = FULL_SAM_SHAPE_LOSS[world] if sam_shape_loss is None else sam_shape_loss
         return cls(world=preset, clip=ClipPretrainConfig(steps=clip_steps),
-                   sam=SamPretrainConfig(steps=sam_steps))
+                   sam=SamPretrainConfig(steps=sam_steps, shape_loss_weight=shape_loss))
 
     @classmethod
     def quick(cls, world: str = "v1") -> BuildConfig:

@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from PIL import Image
 
+from regionspot.data.transforms import MaskFrame
+
 
 @dataclass
 class SegmenterImageState:
@@ -41,12 +43,17 @@ class SegmenterOutput:
         masks were not asked for.
     stability: (N,) float32, each mask's stability score (IoU of the mask at logit thresholds ±offset),
         or None when not asked for (``stability_offset``).
+    low_res_masks: (N, h, w) float32 CPU, the decoder's mask logits in the padded model-input frame that
+        ``mask_frame`` describes, when asked for (``low_res_masks=True``) instead of ``masks``; else None.
+    mask_frame: where ``low_res_masks`` sit and the size masks come out at; None without them.
     """
 
     tokens: torch.Tensor
     iou: torch.Tensor
     masks: torch.Tensor | None = None
     stability: torch.Tensor | None = None
+    low_res_masks: torch.Tensor | None = None
+    mask_frame: MaskFrame | None = None
 
 
 @runtime_checkable
@@ -83,6 +90,7 @@ class Segmenter(Protocol):
         chunk_size: int = 16,
         mask_size: tuple[int, int] | None = None,
         stability_offset: float | None = None,
+        low_res_masks: bool = False,
     ) -> SegmenterOutput: ...
 
 

@@ -27,7 +27,7 @@ from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.backbones.hub import cached_file_or_none, from_pretrained, looks_like_path
 from regionspot.backbones.prompts import validate_boxes, validate_points
 from regionspot.data.images import load_image
-from regionspot.data.transforms import normalize_pixels
+from regionspot.data.transforms import MaskFrame, normalize_pixels, upsample_mask_logits
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
 from regionspot.utils.fingerprint import weights_fingerprint
 
@@ -200,6 +200,7 @@ class SamSegmenter:
         chunk_size: int = 16,
         mask_size: tuple[int, int] | None = None,
         stability_offset: float | None = None,
+        low_res_masks: bool = False,
     ) -> SegmenterOutput:
         """Decode N prompts against one encoded image.
 
@@ -216,9 +217,14 @@ class SamSegmenter:
             resized before encoding).
         stability_offset: also return each mask's stability score (SAM's automatic mask generator):
             the IoU of the masks thresholded at logit +offset and -offset, at ``mask_size``. Needs masks.
+        low_res_masks: with return_masks, return the decoder's low-resolution logits and their frame
+            (``low_res_masks`` (N, h, w) float32 on the CPU, ``mask_frame`` with ``size`` = mask_size) instead
+            of full-size masks: memory N × h × w (SAM: 256²) whatever the image size;
+            ``inference.masks.LowResMasks`` upsamples one region (or one window of it) when asked.
 
         Returns SegmenterOutput with tokens (N, 256) float32, iou (N,) float32, masks (N, H, W) bool at
-        ``mask_size`` (None when return_masks is False) and stability (N,) float32 (or None).
+        ``mask_size`` (None when return_masks is False or low_res_masks is True) and stability (N,) float32
+        (or None).
         """
         if not isinstance(state, SegmenterImageState):
             raise PromptError("decode_prompts needs the state returned by encode_image(image); call that first.")
@@ -242,8 +248,12 @@ class SamSegmenter:
                 raise PromptError(f"mask_size must be a positive (height, width), got {mask_size}.")
         if stability_offset is not None and not return_masks:
             raise PromptError("stability_offset needs the masks; pass return_masks=True.")
+        if stability_offset is not None and low_res_masks:
+            raise PromptError("stability_offset needs full-size masks; drop low_res_masks=True.")
+        frame = MaskFrame(self._pre.pad_size, tuple(state.reshaped_size), mask_size or tuple(state.original_size))
+        lazy = return_masks and low_res_masks
         if count == 0:
-            return self._empty_output(state, return_masks, mask_size, stability_offset is not None)
+            return self._empty_output(state, return_masks and not lazy, frame, stability_offset is not None, lazy)
 
         # original pixels -> resized-image pixels (the frame SamModel expects)
         new_h, new_w = state.reshaped_size
@@ -253,7 +263,7 @@ class SamSegmenter:
         if points_t is not None:
             points_t = points_t * scale
 
-        tokens, ious, masks, stability = [], [], [], []
+        tokens, ious, masks, low_res, stability = [], [], [], [], []
         for start in range(0, count, chunk_size):
             part = slice(start, start + chunk_size)
             chunk = self._decode_chunk(
@@ -262,19 +272,23 @@ class SamSegmenter:
                 None if points_t is None else points_t[part],
                 None if labels_t is None else labels_t[part],
                 return_masks,
-                mask_size or state.original_size,
             )
             tokens.append(chunk[0])
             ious.append(chunk[1])
-            if return_masks:
-                masks.append(chunk[2] > 0.0)
+            if lazy:
+                low_res.append(chunk[2].cpu())
+            elif return_masks:
+                logits = upsample_mask_logits(chunk[2], frame)  # (n, H, W)
+                masks.append(logits > 0.0)
                 if stability_offset is not None:
-                    stability.append(stability_score(chunk[2], stability_offset))
+                    stability.append(stability_score(logits, stability_offset))
         return SegmenterOutput(
             tokens=torch.cat(tokens),
             iou=torch.cat(ious),
-            masks=torch.cat(masks) if return_masks else None,
+            masks=torch.cat(masks) if masks else None,
             stability=torch.cat(stability) if stability else None,
+            low_res_masks=torch.cat(low_res) if lazy else None,
+            mask_frame=frame if lazy else None,
         )
 
     @torch.no_grad()
@@ -285,10 +299,9 @@ class SamSegmenter:
         points: torch.Tensor | None,
         labels: torch.Tensor | None,
         return_masks: bool,
-        mask_size: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One decoder call for n prompts already in the model frame. Returns tokens (n, C), IoU (n,) and
-        mask logits (n, H, W) float32 at ``mask_size`` (None when masks are not wanted)."""
+        the low-res mask logits (n, h, w) float32 in the padded input frame (None when masks are not wanted)."""
         device, dtype = self.device, self.dtype
         captured: dict[str, torch.Tensor] = {}
 
@@ -328,30 +341,21 @@ class SamSegmenter:
             iou = self._model.mask_decoder.iou_prediction_head(queries[:, 0, :])[:, 0].float()
             return tokens, iou, None
         iou = output.iou_scores[0, :, 0].float()  # (n,)
-        low_res = output.pred_masks[0, :, 0].float()  # (n, h, w) logits, h = w = image_size / 4
-        return tokens, iou, self._postprocess_masks(low_res, state, mask_size)
-
-    def _postprocess_masks(
-        self, low_res: torch.Tensor, state: SegmenterImageState, size: tuple[int, int]
-    ) -> torch.Tensor:
-        """(n, h, w) logits -> (n, *size) logits: upscale to the padded input, crop padding, resize."""
-        side = self._pre.pad_size
-        new_h, new_w = state.reshaped_size
-        masks = F.interpolate(low_res.unsqueeze(1), (side, side), mode="bilinear", align_corners=False)
-        masks = masks[..., :new_h, :new_w]
-        masks = F.interpolate(masks, size, mode="bilinear", align_corners=False)
-        return masks[:, 0]
+        return tokens, iou, output.pred_masks[0, :, 0].float()  # (n, h, w) logits, h = w = image_size / 4
 
     def _empty_output(
-        self, state: SegmenterImageState, return_masks: bool, mask_size: tuple[int, int] | None, stability: bool
+        self, state: SegmenterImageState, return_masks: bool, frame: MaskFrame, stability: bool, low_res: bool
     ) -> SegmenterOutput:
-        height, width = mask_size or state.original_size
+        height, width = frame.size
         device = self.device
+        side = frame.pad_size // 4  # SAM's low-res masks are a quarter of its input side
         return SegmenterOutput(
             tokens=torch.zeros(0, self.token_dim, device=device),
             iou=torch.zeros(0, device=device),
             masks=torch.zeros(0, height, width, dtype=torch.bool, device=device) if return_masks else None,
             stability=torch.zeros(0, device=device) if stability else None,
+            low_res_masks=torch.zeros(0, side, side) if low_res else None,
+            mask_frame=frame if low_res else None,
         )
 
 

@@ -11,14 +11,15 @@ by a small encoder of our own so the library does not import pycocotools.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from regionspot.errors import PromptError, VocabularyError
 
-__all__ = ["softmax_probs", "top_classes", "calibrated_confidence", "fit_temperature", "image_topk_pairs", "to_coco_results", "encode_rle"]
+__all__ = ["softmax_probs", "top_classes", "calibrated_confidence", "fit_temperature", "image_topk_pairs", "to_coco_results", "encode_rle",
+           "encode_rle_crop"]
 
 
 def softmax_probs(logits: torch.Tensor) -> torch.Tensor:
@@ -141,16 +142,54 @@ def encode_rle(mask: np.ndarray) -> dict:
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise PromptError(f"a mask must be (H, W), got shape {mask.shape}")
-    h, w = mask.shape
-    pixels = mask.astype(bool).ravel(order="F")  # COCO runs go down columns
-    # Run lengths, starting with a (possibly empty) run of zeros.
-    change = np.flatnonzero(pixels[1:] != pixels[:-1]) + 1
-    bounds = np.concatenate([[0], change, [pixels.size]])
-    runs = np.diff(bounds).tolist()
-    if pixels.size and pixels[0]:
-        runs = [0, *runs]
-    if not pixels.size:
-        runs = [0]
+    return encode_rle_crop(mask, (0, 0), mask.shape)
+
+
+def encode_rle_crop(crop: np.ndarray, offset: tuple[int, int], size: tuple[int, int]) -> dict:
+    """COCO compressed RLE of an (H, W) = ``size`` mask that is False outside ``crop``.
+
+    crop: (h, w) bool, the mask's pixels in rows top..top+h-1 and columns left..left+w-1, where
+    (top, left) = ``offset`` in the mask's pixels. The same result as :func:`encode_rle` of the whole mask,
+    with memory and time ∝ the crop (the whole mask is never built).
+    """
+    crop = np.asarray(crop, dtype=bool)
+    height, width = int(size[0]), int(size[1])
+    top, left = int(offset[0]), int(offset[1])
+    if crop.ndim != 2 or top < 0 or left < 0 or top + crop.shape[0] > height or left + crop.shape[1] > width:
+        raise PromptError(f"a crop {crop.shape} at {offset} does not fit in a ({height}, {width}) mask")
+    if not crop.any():
+        return {"size": [height, width], "counts": _rle_counts([height * width])}
+    h, w = crop.shape
+    # Down each crop column (COCO runs go down columns): the rows above the crop as one weighted pixel,
+    # the crop's rows, the rows below as one; a zero weight (the crop touches the edge) is left out.
+    parts, weights = [crop], [np.ones(h, np.int64)]
+    if top:
+        parts.insert(0, np.zeros((1, w), bool))
+        weights.insert(0, np.array([top]))
+    if height - top - h:
+        parts.append(np.zeros((1, w), bool))
+        weights.append(np.array([height - top - h]))
+    column = np.concatenate(weights)  # pixels each element of a column stands for
+    values = np.concatenate(parts).ravel(order="F")
+    starts = np.concatenate([[0], np.flatnonzero(values[1:] != values[:-1]) + 1])  # first element of each run
+    offset_in_column = np.concatenate([[0], np.cumsum(column)[:-1]])
+    pixel_starts = (starts // len(column)) * height + offset_in_column[starts % len(column)]
+    runs = np.diff(np.append(pixel_starts, w * height)).tolist()
+    first_on, last_on = bool(values[0]), bool(values[-1])
+    before, after = left * height, (width - left - w) * height  # whole columns left / right of the crop
+    if first_on:
+        runs.insert(0, before)  # COCO's runs start with zeros, possibly none
+    else:
+        runs[0] += before
+    if not last_on:
+        runs[-1] += after
+    elif after:
+        runs.append(after)
+    return {"size": [height, width], "counts": _rle_counts(runs)}
+
+
+def _rle_counts(runs: list[int]) -> str:
+    """COCO's string form of run lengths (first run: zeros, possibly empty)."""
     chars = []
     for i, count in enumerate(runs):
         x = count - runs[i - 2] if i > 2 else count  # runs after the second are stored as deltas
@@ -162,7 +201,7 @@ def encode_rle(mask: np.ndarray) -> dict:
             if more:
                 c |= 0x20
             chars.append(chr(c + 48))
-    return {"size": [h, w], "counts": "".join(chars)}
+    return "".join(chars)
 
 
 def _as_numpy(x: torch.Tensor | np.ndarray | Sequence) -> np.ndarray:
@@ -180,6 +219,7 @@ def to_coco_results(
     category_ids: Sequence[int],
     masks: torch.Tensor | np.ndarray | None = None,
     category_names: Sequence[str] | None = None,
+    mask_rle: Callable[[int], dict] | None = None,
 ) -> list[dict]:
     """Detections of one image in COCO results format.
 
@@ -187,7 +227,8 @@ def to_coco_results(
     box_index, class_index, scores: (K,) as returned by :func:`image_topk_pairs`.
     category_ids: length V, maps a vocabulary index to the dataset's category id.
     masks: (N, H, W) bool at the original image size, or None.
-
+    mask_rle: instead of ``masks``, a function giving box b's compressed RLE at the original image size
+        (called once per box that appears: masks made one region at a time).
     category_names: length V, adds "category_name" to each entry when given.
 
     Returns K dicts {"image_id", "category_id", "bbox": [x, y, w, h] floats, "score"} plus
@@ -210,11 +251,14 @@ def to_coco_results(
         raise VocabularyError(
             f"class_index out of range for a vocabulary of {len(cat_ids)}; category_ids must map every vocabulary entry"
         )
-    mask_np = None
+    rle_of = mask_rle
     if masks is not None:
         mask_np = _as_numpy(masks)
         if mask_np.ndim != 3 or mask_np.shape[0] != len(boxes):
             raise PromptError(f"masks must be (N, H, W) with N={len(boxes)}, got shape {mask_np.shape}")
+
+        def rle_of(index: int) -> dict:
+            return encode_rle(mask_np[index])
     rle_cache: dict[int, dict] = {}
     out = []
     for b, c, s in zip(bi.tolist(), ci.tolist(), sc.tolist()):
@@ -227,9 +271,9 @@ def to_coco_results(
         }
         if category_names is not None:
             det["category_name"] = category_names[c]
-        if mask_np is not None:
+        if rle_of is not None:
             if b not in rle_cache:  # one box may carry several labels: encode its mask once
-                rle_cache[b] = encode_rle(mask_np[b])
+                rle_cache[b] = rle_of(b)
             det["segmentation"] = dict(rle_cache[b])
         out.append(det)
     return out

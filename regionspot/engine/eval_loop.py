@@ -21,13 +21,14 @@ from tqdm.auto import tqdm
 from regionspot.backbones.base import Segmenter, VisionLanguage
 from regionspot.data.coco_json import ImageRecord
 from regionspot.data.images import load_image
-from regionspot.data.transforms import resize_masks, scale_boxes
+from regionspot.data.transforms import scale_boxes
 from regionspot.engine.config import EvalOptions
 from regionspot.errors import ImageError, RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.baselines import baseline_logits
 from regionspot.evaluation.protocol import Protocol
-from regionspot.modeling.postprocess import encode_rle, image_topk_pairs, softmax_probs
+from regionspot.inference.masks import LowResMasks
+from regionspot.modeling.postprocess import image_topk_pairs, softmax_probs
 
 STAGES = ("decode", "sam_encoder", "sam_decoder", "clip_map", "head", "crops", "postprocess")
 
@@ -207,7 +208,9 @@ def _score_image(
     """Score one decoded image with every method and append it to the store; returns its box count.
 
     image: the original image; model_image: what the backbones see (the same, or its resize); boxes
-    are scaled to it for SAM and masks come back at the original size (``mask_return``).
+    are scaled to it for SAM and masks come back at the original size (``mask_return``). Masks stay the
+    segmenter's low-resolution logits (``LowResMasks``) and are made one region at a time for the RLEs and
+    the clip-mask crops: memory N × low-res mask plus one region, whatever N.
     """
     boxes_np, box_scores_np = _image_boxes(record, options, detections)
     n = len(boxes_np)
@@ -217,7 +220,7 @@ def _score_image(
         return 0
     boxes = torch.from_numpy(boxes_np)
     box_scores = None if box_scores_np is None else torch.from_numpy(box_scores_np)
-    masks_np = None
+    masks = None
     height, width = image.height, image.width
     model_boxes = boxes
     if model_image.size != image.size:
@@ -227,13 +230,11 @@ def _score_image(
     with timer("sam_decoder"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # boxes are inside the image already; nothing to tell the user per box
         seg = segmenter.decode_prompts(state, boxes=model_boxes, return_masks=options.needs_masks,
-                                       chunk_size=options.chunk_size or max(n, 1),
+                                       chunk_size=options.chunk_size or max(n, 1), low_res_masks=True,
                                        mask_size=(height, width) if mask_return == "sam" else None)
-        if seg.masks is not None:
-            masks = seg.masks
-            if tuple(masks.shape[-2:]) != (height, width):
-                masks = resize_masks(masks, height, width, align="corner")
-            masks_np = masks.cpu().numpy().astype(bool)  # (N, H, W)
+        if seg.low_res_masks is not None:
+            # "nearest": masks at the model input's size, then torch's legacy nearest to the original size
+            masks = LowResMasks(seg.low_res_masks, seg.mask_frame, nearest_size=(height, width))
     del state
     pairs: dict[str, list[list[float]]] = {}
     for method in options.methods:
@@ -242,7 +243,7 @@ def _score_image(
                 logits = model(seg.tokens[None], feature_map, text).logits[0]  # (N, V)
         else:
             with timer("crops"):
-                logits = baseline_logits(method, vision_language, image, boxes_np, text, masks=masks_np,
+                logits = baseline_logits(method, vision_language, image, boxes_np, text, masks=masks,
                                          batch_size=options.crop_batch_size)
         with timer("postprocess"):
             probs = softmax_probs(logits.cpu())  # (N, V) float32
@@ -251,6 +252,6 @@ def _score_image(
     segm = None
     if "segm" in options.iou_types:
         with timer("postprocess"):
-            segm = [encode_rle(mask) for mask in masks_np]
+            segm = [masks.to_rle(i) for i in range(n)]
     store.add(record.image_id, boxes_xywh, segm, pairs)
     return n

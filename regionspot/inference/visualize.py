@@ -3,6 +3,8 @@ tags placed beside the regions (never on top of one when there is room elsewhere
 
 All coordinates are original-image pixels, x to the right, y down. The shown number is
 ``RegionResult.display_scores`` (the calibrated confidence when the head has a display temperature).
+Masks are drawn one region at a time on the region's bounding-box crop (``RegionMasks.crop``): the cost
+grows with the objects' areas, not with the image's pixels times the number of regions.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from regionspot.inference.masks import as_region_masks
 from regionspot.inference.results import RegionResult
 
 Rect = tuple[float, float, float, float]  # x1, y1, x2, y2
@@ -91,18 +94,19 @@ def draw_result(image: Image.Image, result: RegionResult, mask_alpha: float = 0.
     Masks (when present at the image's size) get a ``mask_alpha`` tint and a solid outline; each region
     gets a thin box and a tag "label 0.93" placed so that it covers no region where possible.
     """
-    canvas = np.asarray(image.convert("RGB"), dtype=np.float32).copy()
+    canvas = np.array(image.convert("RGB"), dtype=np.uint8)  # (H, W, 3), a copy we draw on
     colours = _palette(len(result))
     scale = max(canvas.shape[:2]) / 512
     line = max(1, round(2 * scale))
-    if result.masks is not None:
-        for mask, colour in zip(result.masks, colours):
-            if mask.shape != canvas.shape[:2]:
-                continue
+    masks = as_region_masks(result.masks)
+    if masks is not None and tuple(masks.size) == canvas.shape[:2]:
+        for i, colour in enumerate(colours):
+            crop, (top, left) = masks.crop(i)  # (h, w) bool: the region's bounding box only
+            patch = canvas[top : top + crop.shape[0], left : left + crop.shape[1]]  # a view into the canvas
             tint = np.asarray(colour, np.float32)
-            canvas[mask] = (1 - mask_alpha) * canvas[mask] + mask_alpha * tint
-            canvas[mask_outline(mask, line)] = tint
-    out = Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
+            patch[crop] = ((1 - mask_alpha) * patch[crop] + mask_alpha * tint).clip(0, 255).astype(np.uint8)
+            patch[mask_outline(crop, line)] = colour
+    out = Image.fromarray(canvas)
     draw = ImageDraw.Draw(out)
     font = _font(max(10, round(13 * scale)))
     boxes: list[Rect] = [tuple(float(v) for v in b) for b in result.boxes]

@@ -236,29 +236,13 @@ def upsample_mask_logits(low_res: torch.Tensor, frame: MaskFrame) -> torch.Tenso
     return F.interpolate(on_image.unsqueeze(1), frame.size, mode="bilinear", align_corners=False)[:, 0]
 
 
-@functools.cache
-def _fused_arithmetic() -> bool:
-    """Whether this torch's CPU bilinear kernel rounds like fused multiply-adds (x86 builds with FMA do).
-
-    Found once by computing a few resizes both ways; :func:`resize_logits_window` then reproduces
-    ``F.interpolate`` bit for bit (where neither way matches, it stays within a float32 rounding of it).
-    """
-    src = np.random.default_rng(0).standard_normal((37, 29)).astype(np.float32) * 8
-    for size in ((211, 173), (13, 11)):
-        expected = F.interpolate(torch.from_numpy(src)[None, None], size, mode="bilinear", align_corners=False)[0, 0]
-        if not np.array_equal(_window(src, size, (0, size[0]), (0, size[1]), fused=True), expected.numpy()):
-            return False
-    return True
-
-
-def bilinear_taps(source: int, target: int, start: int, stop: int, fused: bool | None = None) -> tuple[np.ndarray, ...]:
+def bilinear_taps(source: int, target: int, start: int, stop: int, fused: bool = True) -> tuple[np.ndarray, ...]:
     """The two source pixels and their weights for target pixels ``start..stop-1`` of a bilinear resize
-    (align_corners False) of ``source`` pixels to ``target``, computed as torch's CPU kernel does them.
+    (align_corners False) of ``source`` pixels to ``target``, computed as torch's CPU kernel computes them
+    (float32; fused: its source coordinate ``scale · (i + 0.5) - 0.5`` rounded once, as with FMA).
 
-    Returns (i0, i1, w0, w1): int64 and float32 arrays of length stop - start. fused: the kernel's
-    rounding (default: this torch's, see ``_fused_arithmetic``).
+    Returns (i0, i1, w0, w1): int64 and float32 arrays of length stop - start.
     """
-    fused = _fused_arithmetic() if fused is None else fused
     index = np.arange(start, stop)
     if source == target:  # torch's identity shortcut
         return index, index, np.ones(len(index), np.float32), np.zeros(len(index), np.float32)
@@ -281,10 +265,15 @@ def _mix(a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray, fused: bo
     return a * wa + b * wb
 
 
-_BAND_PIXELS = 1 << 21  # output pixels per step of resize_logits_window: bounds its float64 temporaries
+_BAND_PIXELS = 1 << 21  # output pixels per step of the window replica: bounds its float64 temporaries
+# Outputs up to this many pixels are resized whole by torch and cut (exact by construction; torch itself
+# switches to another kernel, with another rounding, for outputs with H + W <= 128).
+_SMALL_OUTPUT = 1 << 16
 
 
-def _window(src: np.ndarray, size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int], fused: bool) -> np.ndarray:
+def _replica(src: np.ndarray, size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int], fused: bool) -> np.ndarray:
+    """The window of torch's generic CPU bilinear kernel (per output pixel: across the two source rows,
+    then between them), with its taps, weights and order of operations."""
     r0, r1, wr0, wr1 = bilinear_taps(src.shape[0], size[0], *rows, fused=fused)
     c0, c1, wc0, wc1 = bilinear_taps(src.shape[1], size[1], *cols, fused=fused)
     out = np.empty((len(r0), len(c0)), np.float32)
@@ -300,21 +289,52 @@ def _window(src: np.ndarray, size: tuple[int, int], rows: tuple[int, int], cols:
     return out
 
 
+def _torch_resize(src: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return F.interpolate(torch.from_numpy(src)[None, None], size, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+@functools.cache
+def window_arithmetic() -> str | None:
+    """How this torch's CPU bilinear kernel rounds a large resize: "fused" (fused multiply-adds, as x86
+    builds with FMA do) or "plain"; None when neither reproduces it bit for bit (then every window is cut
+    from the full resize of its region: still exact, with time and memory ∝ the image).
+
+    Found once per process by resizing a small random grid both ways and comparing with ``F.interpolate``.
+    """
+    src = np.random.default_rng(0).standard_normal((37, 29)).astype(np.float32) * 8
+    for arithmetic in ("fused", "plain"):
+        if all(np.array_equal(_replica(src, size, (0, size[0]), (0, size[1]), arithmetic == "fused"), _torch_resize(src, size))
+               for size in ((211, 173), (20, 300), (400, 9))):
+            return arithmetic
+    return None
+
+
 def resize_logits_window(
     logits: np.ndarray, size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
 ) -> np.ndarray:
     """Rows ``rows[0]..rows[1]-1`` and columns ``cols[0]..cols[1]-1`` of the bilinear resize (align_corners
     False) of ``logits`` (h, w) float32 to ``size`` (H, W), without computing the rest of the image.
 
-    Same taps, weights and rounding as ``F.interpolate`` on this machine's CPU, so the window equals the
-    corresponding part of the full resize. Returns (rows, cols) float32; cost and memory ∝ the window.
+    Returns (rows, cols) float32 equal, bit for bit, to that part of ``F.interpolate`` on this machine's
+    CPU: small outputs are cut from torch's own resize; large ones are computed with the kernel's taps,
+    weights and rounding (:func:`window_arithmetic`), with cost and memory ∝ the window.
     """
-    return _window(np.ascontiguousarray(logits, dtype=np.float32), size, rows, cols, _fused_arithmetic())
+    logits = np.ascontiguousarray(logits, dtype=np.float32)
+    arithmetic = window_arithmetic()
+    if size[0] * size[1] <= _SMALL_OUTPUT or arithmetic is None:
+        return _torch_resize(logits, size)[rows[0] : rows[1], cols[0] : cols[1]].copy()
+    return _replica(logits, size, rows, cols, arithmetic == "fused")
 
 
 def bilinear_reach(positive: np.ndarray, target: int) -> np.ndarray:
-    """(source,) bool → (target,) bool: the target pixels of a bilinear resize whose taps include a True
-    source pixel. A resized mask logit can be > 0 only where both its row and its column are reached from
-    rows / columns holding a logit > 0 (it is a convex mix of four of them)."""
+    """(source,) bool → (target,) bool: the target pixels of a bilinear resize to ``target`` whose taps
+    may include a True source pixel (a superset: taps one pixel off count too, whatever the rounding).
+
+    A resized mask logit is a convex mix of four source logits, so it can be > 0 only where both its row
+    and its column are reached from rows / columns that hold a logit > 0.
+    """
+    grown = positive.copy()
+    grown[1:] |= positive[:-1]
+    grown[:-1] |= positive[1:]
     i0, i1, _, _ = bilinear_taps(len(positive), target, 0, target)
-    return positive[i0] | positive[i1]
+    return grown[i0] | grown[i1]

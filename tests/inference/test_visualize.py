@@ -47,3 +47,27 @@ def test_drawing_tints_lightly_and_shows_the_calibrated_confidence():
     calibrated = _result([(110, 70, 190, 130)], confidence=[0.93])
     assert calibrated.display_scores[0] == np.float32(0.93) and calibrated.to_dict()["regions"][0]["confidence"] == 0.93
     assert _result([(1, 1, 5, 5)]).display_scores[0] == np.float32(0.04)
+
+
+def test_masks_are_drawn_one_bounding_box_crop_at_a_time():
+    from regionspot.inference.masks import DenseMasks
+
+    class CropOnly(DenseMasks):
+        """Refuses anything that would build a full-size mask."""
+
+        def mask(self, i):
+            raise AssertionError("a full-size mask was built")
+
+        def numpy(self):
+            raise AssertionError("all masks were built")
+
+    image = Image.fromarray((np.random.default_rng(0).random((200, 300, 3)) * 255).astype(np.uint8))
+    masks = np.zeros((3, 200, 300), bool)
+    masks[0, 80:120, 120:180] = True
+    masks[1, 100:190, 150:290] = True  # overlaps the first
+    masks[1, 150:160, 200:210] = False  # with a hole
+    boxes = [(110, 70, 190, 130), (140, 90, 295, 195), (5, 5, 40, 40)]  # the third region's mask is empty
+    lazy = draw_result(image, _result(boxes, CropOnly(masks)))
+    dense = draw_result(image, _result(boxes, masks))
+    assert np.array_equal(np.asarray(lazy), np.asarray(dense))
+    assert np.array_equal(np.asarray(lazy)[20:30, 10:30], np.asarray(image)[20:30, 10:30])  # untouched

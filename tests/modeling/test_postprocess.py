@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from regionspot.errors import PromptError, VocabularyError
-from regionspot.modeling.postprocess import encode_rle, image_topk_pairs, softmax_probs, to_coco_results
+from regionspot.modeling.postprocess import (
+    encode_rle,
+    encode_rle_crop,
+    image_topk_pairs,
+    softmax_probs,
+    to_coco_results,
+)
 
 
 def test_softmax_probs_rows_sum_to_one_in_float32():
@@ -104,6 +110,40 @@ def test_encode_rle_matches_pycocotools():
         ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
         ours = encode_rle(m)
         assert ours["counts"] == ref["counts"].decode() and ours["size"] == list(ref["size"])
+
+
+def test_rle_of_a_crop_is_the_rle_of_the_whole_mask():
+    import pycocotools.mask as mask_utils
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        height, width = (int(v) for v in rng.integers(1, 40, 2))
+        mask = np.zeros((height, width), bool)
+        y0, x0 = rng.integers(0, height), rng.integers(0, width)
+        y1, x1 = rng.integers(y0 + 1, height + 1), rng.integers(x0 + 1, width + 1)
+        mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < rng.random()
+        ref = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode()
+        # the tight box, and any window around it (edges of the image included)
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        top, bottom = (rows[0], rows[-1] + 1) if len(rows) else (0, 0)
+        left, right = (cols[0], cols[-1] + 1) if len(cols) else (0, 0)
+        windows = [(top, bottom, left, right), (0, height, 0, width), (max(0, top - 1), bottom, left, min(width, right + 2))]
+        for y0, y1, x0, x1 in windows:
+            out = encode_rle_crop(mask[y0:y1, x0:x1], (y0, x0), (height, width))
+            assert out == {"size": [height, width], "counts": ref}
+    with pytest.raises(PromptError, match="does not fit"):
+        encode_rle_crop(np.ones((3, 3), bool), (8, 0), (10, 10))
+
+
+def test_coco_results_take_masks_one_region_at_a_time():
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [2.0, 2.0, 6.0, 6.0]])
+    masks = np.zeros((2, 8, 8), bool)
+    masks[0, :4, :4] = masks[1, 2:6, 3:6] = True
+    bi, ci, s = image_topk_pairs(torch.tensor([[0.6, 0.4], [0.3, 0.7]]), boxes)
+    asked = []
+    lazy = to_coco_results(1, boxes, bi, ci, s, [1, 2], mask_rle=lambda b: asked.append(b) or encode_rle(masks[b]))
+    assert lazy == to_coco_results(1, boxes, bi, ci, s, [1, 2], masks=masks)
+    assert sorted(asked) == [0, 1]  # each box's mask encoded once, though each box carries two labels
 
 
 def test_fit_temperature_recovers_the_temperature_that_made_the_labels():

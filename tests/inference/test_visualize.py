@@ -71,3 +71,17 @@ def test_masks_are_drawn_one_bounding_box_crop_at_a_time():
     dense = draw_result(image, _result(boxes, masks))
     assert np.array_equal(np.asarray(lazy), np.asarray(dense))
     assert np.array_equal(np.asarray(lazy)[20:30, 10:30], np.asarray(image)[20:30, 10:30])  # untouched
+
+
+def test_outline_is_every_mask_pixel_within_width_of_the_background():
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        mask = np.zeros((25, 31), bool)
+        mask[3:22, 2:29] = rng.random((19, 27)) < 0.93  # a blob with holes, touching nothing
+        mask[rng.integers(0, 25), :] = True  # and a stripe reaching the image's edges
+        for width in (1, 3, 8):
+            expected = np.zeros_like(mask)
+            for y, x in zip(*np.nonzero(mask)):
+                window = mask[max(0, y - width) : y + width + 1, max(0, x - width) : x + width + 1]
+                expected[y, x] = window.shape != (2 * width + 1, 2 * width + 1) or not window.all()
+            assert np.array_equal(mask_outline(mask, width), expected)

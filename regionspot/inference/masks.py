@@ -10,8 +10,10 @@ one region, or one window of a region, at a time:
 - ``masks[i]``: its (H, W) mask; ``masks.window(i, top, bottom, left, right)``: any window of it;
 - ``np.asarray(masks)`` / ``masks.numpy()``: the whole (N, H, W) array — N × H × W bytes, on request only.
 
-The pixels are the segmenter's own full-size masks (``decode_prompts(..., low_res_masks=False)``), bit for
-bit: the window is computed with the same taps, weights and rounding (``data.transforms.resize_logits_window``).
+The pixels are the segmenter's own full-size masks (``decode_prompts(..., low_res_masks=False)``) as the
+CPU computes them, bit for bit: the window is computed with the same taps, weights and rounding
+(``data.transforms.resize_logits_window``). The upsampling runs on the CPU; a GPU's bilinear kernel rounds
+differently, so against a GPU's full-size masks a pixel can differ where its logit is within rounding of 0.
 :class:`DenseMasks` gives an (N, H, W) array the same interface, so drawing, COCO export and the crop
 baselines take either (:func:`as_region_masks`).
 

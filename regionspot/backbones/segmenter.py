@@ -253,7 +253,7 @@ class SamSegmenter:
         frame = MaskFrame(self._pre.pad_size, tuple(state.reshaped_size), mask_size or tuple(state.original_size))
         lazy = return_masks and low_res_masks
         if count == 0:
-            return self._empty_output(state, return_masks and not lazy, frame, stability_offset is not None, lazy)
+            return self._empty_output(return_masks and not lazy, frame, stability_offset is not None, lazy)
 
         # original pixels -> resized-image pixels (the frame SamModel expects)
         new_h, new_w = state.reshaped_size
@@ -343,9 +343,7 @@ class SamSegmenter:
         iou = output.iou_scores[0, :, 0].float()  # (n,)
         return tokens, iou, output.pred_masks[0, :, 0].float()  # (n, h, w) logits, h = w = image_size / 4
 
-    def _empty_output(
-        self, state: SegmenterImageState, return_masks: bool, frame: MaskFrame, stability: bool, low_res: bool
-    ) -> SegmenterOutput:
+    def _empty_output(self, return_masks: bool, frame: MaskFrame, stability: bool, low_res: bool) -> SegmenterOutput:
         height, width = frame.size
         device = self.device
         side = frame.pad_size // 4  # SAM's low-res masks are a quarter of its input side

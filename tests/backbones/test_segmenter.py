@@ -262,3 +262,20 @@ def test_mask_size_upsamples_the_logits_straight_to_the_asked_size(segmenter, st
     assert segmenter.decode_prompts(state, boxes=BOXES[:0], mask_size=(7, 9)).masks.shape == (0, 7, 9)
     with pytest.raises(PromptError, match="mask_size"):
         segmenter.decode_prompts(state, boxes=BOXES, mask_size=(0, 5))
+
+
+def test_low_res_masks_come_with_their_frame_and_the_same_tokens(segmenter, state):
+    from regionspot.data.transforms import upsample_mask_logits
+
+    dense = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200))
+    low = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200), low_res_masks=True, chunk_size=3)
+    side = segmenter.preprocess.pad_size // 4
+    assert low.masks is None and low.low_res_masks.shape == (4, side, side) and low.low_res_masks.device.type == "cpu"
+    assert low.mask_frame.size == (120, 200) and low.mask_frame.reshaped_size == state.reshaped_size
+    torch.testing.assert_close(low.tokens, dense.tokens, atol=0, rtol=0)
+    assert torch.equal(upsample_mask_logits(low.low_res_masks, low.mask_frame) > 0, dense.masks)
+    empty = segmenter.decode_prompts(state, boxes=BOXES[:0], low_res_masks=True)
+    assert empty.low_res_masks.shape == (0, side, side) and empty.mask_frame.size == (HEIGHT, WIDTH)
+    assert segmenter.decode_prompts(state, boxes=BOXES, return_masks=False, low_res_masks=True).low_res_masks is None
+    with pytest.raises(PromptError, match="full-size"):
+        segmenter.decode_prompts(state, boxes=BOXES, low_res_masks=True, stability_offset=1.0)

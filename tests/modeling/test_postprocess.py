@@ -106,6 +106,30 @@ def test_encode_rle_matches_pycocotools():
         assert ours["counts"] == ref["counts"].decode() and ours["size"] == list(ref["size"])
 
 
+def test_masks_to_rle_of_a_batch_matches_pycocotools_mask_by_mask():
+    import pycocotools.mask as mask_utils
+
+    from regionspot.modeling.postprocess import mask_runs, masks_to_rle, runs_to_rle
+
+    rng = np.random.default_rng(1)
+    masks = rng.random((9, 37, 23)) < rng.random((9, 1, 1))  # densities from empty-ish to full-ish
+    masks[0], masks[1] = False, True
+    masks[2, 0, 0], masks[3, -1, -1] = True, True  # a run of ones first / last
+    masks[4, :, 5:9] = True  # a rectangle: long runs, multi-group deltas
+    rles = masks_to_rle(torch.from_numpy(masks))
+    for mask, rle in zip(masks, rles):
+        ref = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        assert rle["counts"] == ref["counts"].decode() and rle["size"] == [37, 23]
+    runs = mask_runs(torch.from_numpy(masks))
+    assert all(r.sum() == 37 * 23 for r in runs) and runs[1][0] == 0
+    assert runs_to_rle(runs, (37, 23)) == rles
+    assert masks_to_rle(torch.zeros(0, 5, 5, dtype=torch.bool)) == []
+    big = np.zeros((2, 300, 700), bool)
+    big[0, 10:290, 3:690] = True  # runs of ~280 and deltas that need three 5-bit groups
+    assert [r["counts"] for r in masks_to_rle(torch.from_numpy(big))] == [
+        mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode() for m in big]
+
+
 def test_fit_temperature_recovers_the_temperature_that_made_the_labels():
     from regionspot.modeling.postprocess import fit_temperature
 

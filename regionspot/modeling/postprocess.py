@@ -165,22 +165,34 @@ def mask_runs(masks: torch.Tensor) -> list[np.ndarray]:
     n, h, w = masks.shape
     if n == 0 or h * w == 0:
         return [np.zeros(1, np.int64) for _ in range(n)]
-    if masks.device.type == "cpu":  # numpy's transpose and flatnonzero are several times faster on a CPU
-        flat = np.ascontiguousarray(masks.numpy().astype(bool, copy=False).transpose(0, 2, 1)).reshape(n, h * w)
-        change = np.flatnonzero(flat[:, 1:] != flat[:, :-1])
-        first = flat[:, 0]
-    else:
-        flat = masks.bool().transpose(1, 2).reshape(n, h * w)
-        change = (flat[:, 1:] != flat[:, :-1]).flatten().nonzero()[:, 0].cpu().numpy()
-        first = flat[:, 0].cpu().numpy()
-    # flat: (N, W*H), COCO's pixel order; change: flat indices into (N, W*H - 1) where the next pixel differs
-    rows, cols = np.divmod(change, h * w - 1)
-    per_mask = np.bincount(rows, minlength=n)
+    # A run starts at each pixel that differs from the one before it in COCO's order (down the columns):
+    # inside a column, the pixel above it; at a column's top, the bottom of the column to the left. Both
+    # comparisons read the row-major masks as they are (no transposed copy); only the start positions
+    # (mask index × H·W + column-major position), sorted, are kept.
+    m = masks.numpy() if masks.device.type == "cpu" else masks  # numpy compares and finds faster on a CPU
+    inside = _flat_nonzero(m[:, 1:, :] != m[:, :-1, :])  # into (N, H-1, W)
+    top = _flat_nonzero(m[:, 0, 1:] != m[:, -1, :-1])  # into (N, W-1)
+    first = m[:, 0, 0] if isinstance(m, np.ndarray) else m[:, 0, 0].cpu().numpy()
+    mask_of, rest = np.divmod(inside.astype(np.int64), max((h - 1) * w, 1))
+    y, x = np.divmod(rest, w)
+    starts = [mask_of * (h * w) + x * h + y + 1]
+    mask_of, x = np.divmod(top.astype(np.int64), max(w - 1, 1))
+    starts.append(mask_of * (h * w) + (x + 1) * h)
+    keys = np.sort(np.concatenate(starts))
+    mask_of, position = np.divmod(keys, h * w)
+    per_mask = np.bincount(mask_of, minlength=n)
     runs = []
-    for starts_with_one, ends in zip(first, np.split(cols.astype(np.int64) + 1, np.cumsum(per_mask)[:-1])):
+    for starts_with_one, ends in zip(first, np.split(position, np.cumsum(per_mask)[:-1])):
         lengths = np.diff(np.concatenate([[0], ends, [h * w]]))
         runs.append(np.concatenate([[0], lengths]) if starts_with_one else lengths)
     return runs
+
+
+def _flat_nonzero(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Flat indices of the true elements of ``x``, ascending, as an int64 host array."""
+    if isinstance(x, np.ndarray):
+        return np.flatnonzero(x)
+    return x.flatten().nonzero()[:, 0].cpu().numpy()
 
 
 def runs_to_rle(runs: Sequence[np.ndarray], size: tuple[int, int]) -> list[dict]:

@@ -124,6 +124,10 @@ def test_masks_to_rle_of_a_batch_matches_pycocotools_mask_by_mask():
     assert all(r.sum() == 37 * 23 for r in runs) and runs[1][0] == 0
     assert runs_to_rle(runs, (37, 23)) == rles
     assert masks_to_rle(torch.zeros(0, 5, 5, dtype=torch.bool)) == []
+    for shape in ((3, 1, 7), (3, 7, 1), (2, 1, 1)):  # one row / one column: only one kind of run start
+        thin = rng.random(shape) < 0.5
+        assert [r["counts"] for r in masks_to_rle(torch.from_numpy(thin))] == [
+            mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode() for m in thin]
     big = np.zeros((2, 300, 700), bool)
     big[0, 10:290, 3:690] = True  # runs of ~280 and deltas that need three 5-bit groups
     assert [r["counts"] for r in masks_to_rle(torch.from_numpy(big))] == [

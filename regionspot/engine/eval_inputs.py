@@ -121,10 +121,11 @@ class _Records(Dataset):
 
 def default_workers(device: torch.device | str) -> int:
     """Worker processes when none are asked for: 0 on a CPU (the model needs its cores), else
-    min(4, CPUs - 1)."""
+    min(4, CPUs this process may use - 1)."""
     if torch.device(device).type == "cpu":
         return 0
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cpus - 1))
 
 
 def eval_batches(

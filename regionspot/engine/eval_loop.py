@@ -77,8 +77,6 @@ class _Timer:
         self.stats[self.name] = self.stats.get(self.name, 0.0) + time.perf_counter() - self.start
 
 
-
-
 @dataclass
 class _Finished:
     """One image, computed and waiting for the store: an error, or its boxes (XYWH original pixels), the
@@ -148,21 +146,27 @@ def predict_images(
     pending: list[_Finished] | None = None
 
     def finish(finished: list[_Finished]) -> None:
+        """Append the images to the store in order (each line flushed), then fsync once."""
         with timer("postprocess"):
-            for item in finished:
-                if item.error is not None:
-                    store.add_failure(item.record.image_id, item.error)
-                    stats.failed += 1
-                    bar.set_postfix(failed=stats.failed)
-                else:
-                    segm = None if item.runs is None else runs_to_rle(item.runs, item.size)
-                    store.add(item.record.image_id, item.boxes_xywh, segm, item.pairs)
-                    stats.scored += 1
-                    stats.boxes += len(item.boxes_xywh)
-                bar.update(1)
-                if on_image is not None:
-                    on_image(item.record.image_id)
-            store.sync()
+            try:
+                _store_all(finished)
+            finally:
+                store.sync()
+
+    def _store_all(finished: list[_Finished]) -> None:
+        for item in finished:
+            if item.error is not None:
+                store.add_failure(item.record.image_id, item.error)
+                stats.failed += 1
+                bar.set_postfix(failed=stats.failed)
+            else:
+                segm = None if item.runs is None else runs_to_rle(item.runs, item.size)
+                store.add(item.record.image_id, item.boxes_xywh, segm, item.pairs)
+                stats.scored += 1
+                stats.boxes += len(item.boxes_xywh)
+            bar.update(1)
+            if on_image is not None:
+                on_image(item.record.image_id)
 
     with store_lib.PredictionStore(store_root, rank=rank, fsync=False) as store:
         try:

@@ -22,10 +22,11 @@ as the released RegionSpot code does.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -188,20 +189,28 @@ class ClipAdapter:
         return grid * grid + int(self.has_class_token)
 
     # -- images -----------------------------------------------------------------------------------
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(B, 3, S, S) pixels on the model's device and dtype; see ``preprocess_images``."""
-        pixels = preprocess_images(
-            images, self.image_size, self.mean, self.std, self.resample, resize=self.resize, antialias=self.antialias
-        )
-        return pixels.to(device=self.device, dtype=self.dtype)
+    def input_preprocessor(self) -> Callable[[Sequence[Image.Image]], torch.Tensor]:
+        """``preprocess_images`` with this model's settings, picklable (for data-loader worker processes):
+        B images -> (B, 3, S, S) float32 CPU pixels that ``feature_map`` / ``encode_image`` accept."""
+        return functools.partial(preprocess_images, size=self.image_size, mean=self.mean, std=self.std,
+                                 resample=self.resample, resize=self.resize, antialias=self.antialias)
+
+    def preprocess(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) pixels on the model's device and dtype; see ``preprocess_images``. Pixels already
+        prepared (a float32 tensor from ``input_preprocessor()``, pinned or not) are only moved."""
+        pixels = images if isinstance(images, torch.Tensor) else self.input_preprocessor()(images)
+        return pixels.to(device=self.device, dtype=self.dtype, non_blocking=True)
 
     @property
     def _interpolate(self) -> bool:
         return self.image_size != self.native_image_size
 
     @torch.no_grad()
-    def feature_map(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm."""
+    def feature_map(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+        """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm.
+
+        images: PIL images, or their (B, 3, S, S) pixels from ``input_preprocessor()``.
+        """
         pixels = self.preprocess(images)
         outputs = self.model.vision_model(pixel_values=pixels, interpolate_pos_encoding=self._interpolate)
         return outputs.last_hidden_state.float()
@@ -328,7 +337,7 @@ class SiglipAdapter(ClipAdapter):
         return self.model.get_text_features(input_ids=input_ids).pooler_output
 
     @torch.no_grad()
-    def feature_map(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def feature_map(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
         """(B, N, C) float32 patch tokens before the post-layernorm (SigLIP has no class token)."""
         pixels = self.preprocess(images)
         outputs = self.model.vision_model(

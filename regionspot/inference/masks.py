@@ -10,6 +10,11 @@ one region, or one window of a region, at a time:
 - ``masks[i]``: its (H, W) mask; ``masks.window(i, top, bottom, left, right)``: any window of it;
 - ``np.asarray(masks)`` / ``masks.numpy()``: the whole (N, H, W) array — N × H × W bytes, on request only.
 
+Where the logits are on a GPU, :func:`full_size_chunks` makes the full-size masks there instead, a few
+regions at a time (device memory bounded by ``MASK_CHUNK_PIXELS``), with the device's own arithmetic —
+the same pixels as the segmenter's full-size masks on that device; :class:`CropMasks` keeps what crosses
+to the host: each region's pixels inside its tight box.
+
 The pixels are the segmenter's own full-size masks (``decode_prompts(..., low_res_masks=False)``) as the
 CPU computes them, bit for bit: the window is computed with the same taps, weights and rounding
 (``data.transforms.resize_logits_window``). The upsampling runs on the CPU; a GPU's bilinear kernel rounds
@@ -23,7 +28,7 @@ with rows top..bottom-1 and columns left..right-1. Not thread-safe (the last reg
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,18 +40,26 @@ from regionspot.data.transforms import (
     logits_on_image,
     nearest_indices,
     resize_logits_window,
+    resize_masks,
+    upsample_mask_logits,
 )
-from regionspot.modeling.postprocess import encode_rle_crop
+from regionspot.modeling.postprocess import crop_runs, encode_rle_crop
 
 Box = tuple[int, int, int, int]  # top, bottom, left, right in mask pixels
 
 
 def _tight(window: np.ndarray, top: int, left: int) -> Box | None:
     """The bounding box (in the mask's pixels) of the True pixels of ``window`` placed at (top, left)."""
-    rows, cols = np.flatnonzero(window.any(axis=1)), np.flatnonzero(window.any(axis=0))
-    if len(rows) == 0:
+    return _span(window.any(axis=1), window.any(axis=0), top, left)
+
+
+def _span(rows: np.ndarray, cols: np.ndarray, top: int = 0, left: int = 0) -> Box | None:
+    """The box spanned by the True entries of ``rows`` (which rows hold a pixel) and ``cols``, offset by
+    (top, left); None when there are none."""
+    r, c = np.flatnonzero(rows), np.flatnonzero(cols)
+    if len(r) == 0:
         return None
-    return top + int(rows[0]), top + int(rows[-1]) + 1, left + int(cols[0]), left + int(cols[-1]) + 1
+    return top + int(r[0]), top + int(r[-1]) + 1, left + int(c[0]), left + int(c[-1]) + 1
 
 
 class RegionMasks:
@@ -107,6 +120,11 @@ class RegionMasks:
         """Region i's COCO compressed RLE at (H, W) (the same as ``encode_rle(masks[i])``), from its crop."""
         crop, offset = self.crop(i)
         return encode_rle_crop(crop, offset, self.size)
+
+    def runs(self, i: int) -> np.ndarray:
+        """Region i's run lengths at (H, W) (``modeling.postprocess.mask_runs`` of its mask), from its crop."""
+        crop, offset = self.crop(i)
+        return crop_runs(crop, offset, self.size)
 
     def boxes(self) -> np.ndarray:
         """(N, 4) float32 tight XYXY boxes in mask pixels (``data.transforms.mask_to_box``'s convention:
@@ -248,6 +266,80 @@ class LowResMasks(RegionMasks):
         if self._last_crop is None or self._last_crop[0] != i:
             self._last_crop = (i, self.window(i, *box))
         return self._last_crop[1], (box[0], box[2])
+
+
+class CropMasks(RegionMasks):
+    """Masks kept as each region's pixels inside its tight bounding box (what :meth:`RegionMasks.crop` gives):
+    host memory ∝ the regions' box areas. :meth:`cut` takes the crops from full-size masks on any device
+    (e.g. a GPU's :func:`full_size_chunks`), so that only the boxes' pixels cross to the host.
+
+    crops: N pairs (crop (h, w) bool, (top, left)); an empty region is a (0, 0) crop. size: (H, W).
+    """
+
+    def __init__(self, crops: Sequence[tuple[np.ndarray, tuple[int, int]]], size: tuple[int, int]) -> None:
+        self.crops = list(crops)
+        self.size = (int(size[0]), int(size[1]))
+
+    @staticmethod
+    def cut(masks: torch.Tensor) -> list[tuple[np.ndarray, tuple[int, int]]]:
+        """(k, H, W) bool masks on any device -> k (crop, (top, left)) pairs on the host."""
+        rows, cols = masks.any(dim=2).cpu().numpy(), masks.any(dim=1).cpu().numpy()
+        out = []
+        for mask, mask_rows, mask_cols in zip(masks, rows, cols):
+            box = _span(mask_rows, mask_cols)
+            if box is None:
+                out.append((np.zeros((0, 0), bool), (0, 0)))
+            else:
+                top, bottom, left, right = box
+                out.append((mask[top:bottom, left:right].cpu().numpy(), (top, left)))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def _take(self, positions: np.ndarray) -> CropMasks:
+        return CropMasks([self.crops[p] for p in positions], self.size)
+
+    def crop(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
+        return self.crops[self.position(i)]
+
+    def bbox(self, i: int) -> Box | None:
+        crop, (top, left) = self.crop(i)
+        return None if crop.size == 0 else (top, top + crop.shape[0], left, left + crop.shape[1])
+
+    def window(self, i: int, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+        crop, (y, x) = self.crop(i)
+        out = np.zeros((max(bottom - top, 0), max(right - left, 0)), bool)
+        y0, y1 = max(top, y), min(bottom, y + crop.shape[0])  # the window's overlap with the crop
+        x0, x1 = max(left, x), min(right, x + crop.shape[1])
+        if y0 < y1 and x0 < x1:
+            out[y0 - top : y1 - top, x0 - left : x1 - left] = crop[y0 - y : y1 - y, x0 - x : x1 - x]
+        return out
+
+
+# Full-size mask pixels per chunk of :func:`full_size_chunks` (each region counts as the larger of its
+# padded square and its full size): 2^25 keeps a chunk's float logits near 128 MB.
+MASK_CHUNK_PIXELS = 1 << 25
+
+
+def full_size_chunks(
+    logits: torch.Tensor, frame: MaskFrame, nearest_size: tuple[int, int] | None = None
+) -> Iterator[torch.Tensor]:
+    """The full-size masks of low-res ``logits`` (N, h, w), on the logits' device, a few regions at a time:
+    (k, H, W) bool chunks in order, k × max(pad_size², H × W) ≤ ``MASK_CHUNK_PIXELS`` (at least one region).
+
+    The pixels are the segmenter's full-size masks on that device (:func:`upsample_mask_logits` > 0, as
+    ``decode_prompts(low_res_masks=False)`` makes them), then torch's legacy nearest resize to
+    ``nearest_size`` (``resize_masks(align="corner")``) when it is given and differs from ``frame.size``.
+    """
+    height, width = (int(v) for v in (nearest_size or frame.size))
+    per_region = max(frame.pad_size**2, frame.size[0] * frame.size[1], height * width)
+    step = max(1, MASK_CHUNK_PIXELS // per_region)
+    for start in range(0, len(logits), step):
+        masks = upsample_mask_logits(logits[start : start + step], frame) > 0
+        if (height, width) != tuple(frame.size):
+            masks = resize_masks(masks, height, width, align="corner")
+        yield masks
 
 
 def as_region_masks(masks: RegionMasks | np.ndarray | torch.Tensor | None) -> RegionMasks | None:

@@ -7,10 +7,11 @@ import torch
 from PIL import Image
 
 from regionspot.data.transforms import mask_to_box, resize_masks
-from regionspot.inference.masks import DenseMasks, LowResMasks, as_region_masks, concat_masks
+from regionspot.inference import masks as masks_lib
+from regionspot.inference.masks import CropMasks, DenseMasks, LowResMasks, as_region_masks, concat_masks
 from regionspot.inference.predictor import RegionSpotPredictor
 from regionspot.model import RegionSpot
-from regionspot.modeling.postprocess import encode_rle
+from regionspot.modeling.postprocess import encode_rle, mask_runs
 from regionspot.registry import assets_dir
 
 
@@ -53,6 +54,36 @@ def test_low_res_masks_are_exactly_the_segmenters_full_size_masks(model, example
             crop, (top, left) = lazy.crop(i)
             assert np.array_equal(crop, dense[i, top : top + crop.shape[0], left : left + crop.shape[1]])
             assert crop.sum() == dense[i].sum()  # the crop holds all of the region
+        runs = mask_runs(torch.from_numpy(dense))
+        assert all(np.array_equal(lazy.runs(i), runs[i]) for i in range(10))
+
+
+@pytest.mark.parametrize("size", [(301, 517), (30, 41)])
+def test_full_size_chunks_and_their_crops_are_the_segmenters_full_size_masks(model, example, monkeypatch, size):
+    """The device path (a GPU's): full-size masks a few regions at a time, then only each region's crop kept."""
+    height, width = size
+    segmenter = model.segmenter
+    state = segmenter.encode_image(example.resize((width, height)))
+    boxes = _boxes(height, width, 7, seed=width)
+    per_region = max(segmenter.preprocess.pad_size**2, height * width)
+    monkeypatch.setattr(masks_lib, "MASK_CHUNK_PIXELS", 3 * per_region)  # chunks of 3, 3, 1 regions
+    for mask_size, nearest in [(None, None), ((height // 2 + 1, width // 3 + 2), (height, width))]:
+        dense = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size).masks
+        if nearest is not None:
+            dense = resize_masks(dense, *nearest, align="corner")
+        out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, low_res_masks=True)
+        chunks = list(masks_lib.full_size_chunks(out.low_res_masks, out.mask_frame, nearest_size=nearest))
+        assert [len(c) for c in chunks] == [3, 3, 1] and torch.equal(torch.cat(chunks), dense)
+        cropped = CropMasks([c for chunk in chunks for c in CropMasks.cut(chunk)], dense.shape[1:])
+        dense = dense.numpy()
+        assert cropped.shape == dense.shape and np.array_equal(cropped.numpy(), dense)
+        assert [cropped.to_rle(i) for i in range(7)] == [encode_rle(m) for m in dense]
+        assert np.array_equal(cropped.boxes(), mask_to_box(dense))
+        h, w = dense.shape[1:]
+        assert np.array_equal(cropped.window(2, 3, h - 1, 0, w // 2), dense[2, 3 : h - 1, : w // 2])
+        assert np.array_equal(np.asarray(cropped[[4, 0]]), dense[[4, 0]])
+    empty = CropMasks.cut(torch.zeros(2, 5, 6, dtype=torch.bool))
+    assert [c.shape for c, _ in empty] == [(0, 0), (0, 0)] and CropMasks(empty, (5, 6)).bbox(1) is None
 
 
 def test_one_region_at_a_time_and_array_like_access(model, example):

@@ -11,14 +11,9 @@ from PIL import Image
 from transformers import CLIPModel
 
 from regionspot.backbones.base import VisionLanguage
-from regionspot.backbones.vision_language import (
-    CLIP_MEAN,
-    CLIP_STD,
-    PromptTruncatedWarning,
-    SiglipAdapter,
-    load_vision_language,
-    preprocess_images,
-)
+from regionspot.backbones.clip_inputs import preprocess_images
+from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
+from regionspot.backbones.vision_language import PromptTruncatedWarning, SiglipAdapter, load_vision_language
 from regionspot.errors import ImageError, VocabularyError, WeightsNotFoundError
 
 

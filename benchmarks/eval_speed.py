@@ -100,8 +100,8 @@ def time_model(args: argparse.Namespace, root: Path) -> dict[str, float]:
     records = [dataset[i] for i in range(len(dataset))]
     segmenter, vision_language, model = build_bl(args.device)
     text = torch.nn.functional.normalize(torch.randn(NUM_CLASSES, 768), dim=-1).to(args.device)
-    options = EvalOptions(methods=tuple(args.methods), iou_types=("bbox", "segm"), batch_size=1,
-                          chunk_size=args.chunk_size)
+    options = EvalOptions(methods=tuple(args.methods), iou_types=("bbox", "segm"), batch_size=args.batch_size,
+                          workers=args.workers, chunk_size=args.chunk_size)
     common = dict(segmenter=segmenter, vision_language=vision_language, model=model, text=text,
                   category_ids=dataset.category_ids, options=options, show_progress=False)
     predict_images(records[:1], store_root=root / "warmup", **common)
@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--boxes", type=int, default=12, help="GT boxes per image")
     parser.add_argument("--methods", nargs="+", default=["regionspot"], help="regionspot clip-box clip-mask")
     parser.add_argument("--chunk-size", type=int, default=None, help="boxes per SAM decoder call (default: all)")
+    parser.add_argument("--batch-size", type=int, default=1, help="images per SAM encoder / CLIP call")
+    parser.add_argument("--workers", type=int, default=0, help="input processes (0: threads)")
     parser.add_argument("--eval-images", type=int, default=200, help="images for the evaluator comparison (0: skip)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
@@ -162,7 +164,8 @@ def main() -> None:
             per_image = time_model(args, root)
             print(f"\n## Eval time per image: BL (SAM ViT-B 1024² + CLIP ViT-L/14 224), {args.boxes} GT boxes, "
                   f"640×480, {NUM_CLASSES} classes, {', '.join(args.methods)}, device {args.device}, "
-                  f"{torch.get_num_threads()} threads, mean of {args.images - 1} image(s)\n")
+                  f"{torch.get_num_threads()} threads, batch {args.batch_size}, workers {args.workers}, "
+                  f"mean of {args.images - 1} image(s)\n")
             print("| stage | seconds / image |\n|---|---:|")
             for stage, seconds in per_image.items():
                 print(f"| {stage} | {seconds:.3f} |")

@@ -68,6 +68,21 @@ def test_bad_input_is_one_line_and_nonzero(tiny_model_dir, image_path, tmp_path,
     assert not (tmp_path / "o.json").exists()
 
 
+def test_an_image_over_the_pixel_limit_is_one_line_that_says_how_to_raise_it(tiny_model_dir, tmp_path):
+    from regionspot.testing.bad_images import bomb_png_bytes
+
+    big = tmp_path / "big.png"
+    big.write_bytes(bomb_png_bytes(10000, 10000))  # a tiny file whose header declares 100 megapixels
+    args = ["predict", str(big), "--vocab", "a", "--boxes", "1,1,5,5", "--out", str(tmp_path / "o.json"), *model_args(tiny_model_dir)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output and "Warning" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "100.0 megapixels" in error_lines[0] and "89.5 megapixels" in error_lines[0]
+    assert "--max-megapixels 100" in error_lines[0] and "REGIONSPOT_MAX_MEGAPIXELS=100" in error_lines[0]
+    raised = runner.invoke(app, [*args, "--max-megapixels", "100"])  # past the limit, then its 1x1 pixel data fails
+    assert raised.exit_code == 2 and "Cannot decode" in raised.output and "megapixels" not in raised.output
+
+
 def test_wrong_checkpoint_is_one_line(tmp_path, image_path):
     bad = tmp_path / "head.safetensors"
     bad.write_bytes(b"garbage")

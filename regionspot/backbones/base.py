@@ -7,12 +7,14 @@ by writing one adapter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import torch
 from PIL import Image
+
+from regionspot.data.transforms import MaskFrame
 
 
 @dataclass
@@ -32,6 +34,38 @@ class SegmenterImageState:
 
 
 @dataclass
+class SegmenterBatch:
+    """Images prepared for a segmenter's image encoder on the CPU (by data-loader worker processes), so
+    that the device only normalises and encodes them.
+
+    pixels: (B, 3, S, S) tensor in the adapter's input format (SAM: uint8, resized so that the longest
+        side is its ``longest_edge``, zero-padded bottom/right to S; normalised on the device).
+    original_sizes: B × (height, width) in pixels of the images given (the frame prompts are in).
+    reshaped_sizes: B × (height, width) in pixels after the resize, before the padding.
+    """
+
+    pixels: torch.Tensor
+    original_sizes: list[tuple[int, int]]
+    reshaped_sizes: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.original_sizes)
+
+    @classmethod
+    def cat(cls, batches: Sequence[SegmenterBatch]) -> SegmenterBatch:
+        """One batch of all images of ``batches``, in order."""
+        return cls(
+            pixels=torch.cat([b.pixels for b in batches]),
+            original_sizes=[s for b in batches for s in b.original_sizes],
+            reshaped_sizes=[s for b in batches for s in b.reshaped_sizes],
+        )
+
+    def pin_memory(self) -> SegmenterBatch:
+        """The same batch with its pixels in page-locked memory (called by ``DataLoader(pin_memory=True)``)."""
+        return replace(self, pixels=self.pixels.pin_memory())
+
+
+@dataclass
 class SegmenterOutput:
     """Per-prompt results of a segmenter.
 
@@ -41,12 +75,18 @@ class SegmenterOutput:
         masks were not asked for.
     stability: (N,) float32, each mask's stability score (IoU of the mask at logit thresholds ±offset),
         or None when not asked for (``stability_offset``).
+    low_res_masks: (N, h, w) float32 on the segmenter's device, the decoder's mask logits in the padded
+        model-input frame that ``mask_frame`` describes, when asked for (``low_res_masks=True``) instead of
+        ``masks``; else None.
+    mask_frame: where ``low_res_masks`` sit and the size masks come out at; None without them.
     """
 
     tokens: torch.Tensor
     iou: torch.Tensor
     masks: torch.Tensor | None = None
     stability: torch.Tensor | None = None
+    low_res_masks: torch.Tensor | None = None
+    mask_frame: MaskFrame | None = None
 
 
 @runtime_checkable
@@ -73,6 +113,14 @@ class Segmenter(Protocol):
 
     def encode_image(self, image: Image.Image) -> SegmenterImageState: ...
 
+    def input_preprocessor(self) -> Callable[[Image.Image], SegmenterBatch]:
+        """A picklable CPU function: one RGB image -> a ``SegmenterBatch`` of one (for worker processes)."""
+        ...
+
+    def encode_batch(self, batch: SegmenterBatch) -> list[SegmenterImageState]:
+        """One image-encoder call for B prepared images; state i equals ``encode_image`` of image i."""
+        ...
+
     def decode_prompts(
         self,
         state: SegmenterImageState,
@@ -83,6 +131,7 @@ class Segmenter(Protocol):
         chunk_size: int = 16,
         mask_size: tuple[int, int] | None = None,
         stability_offset: float | None = None,
+        low_res_masks: bool = False,
     ) -> SegmenterOutput: ...
 
 
@@ -107,8 +156,15 @@ class VisionLanguage(Protocol):
     @property
     def device(self) -> torch.device: ...
 
-    def feature_map(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm."""
+    def feature_map(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+        """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm.
+
+        images: PIL images, or their (B, 3, S, S) float32 pixels from ``input_preprocessor()``.
+        """
+        ...
+
+    def input_preprocessor(self) -> Callable[[Sequence[Image.Image]], torch.Tensor]:
+        """A picklable CPU function: B RGB images -> (B, 3, S, S) float32 pixels for ``feature_map``."""
         ...
 
     def encode_text(self, prompts: Sequence[str], batch_size: int = 256, normalize: bool = True) -> torch.Tensor:

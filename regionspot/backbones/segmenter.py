@@ -12,27 +12,23 @@ Coordinate frames:
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from regionspot.backbones.base import SegmenterImageState, SegmenterOutput
-from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
+from regionspot.backbones.base import SegmenterBatch, SegmenterImageState, SegmenterOutput
 from regionspot.backbones.hub import cached_file_or_none, from_pretrained, looks_like_path
 from regionspot.backbones.prompts import validate_boxes, validate_points
-from regionspot.data.images import load_image
-from regionspot.data.transforms import normalize_pixels
+from regionspot.backbones.sam_inputs import SamPreprocess, normalize_sam_pixels, prepare_sam_input
+from regionspot.data.transforms import MaskFrame, upsample_mask_logits
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
 from regionspot.utils.fingerprint import weights_fingerprint
 
-__all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "resized_shape",
-           "stability_score"]
+__all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "stability_score"]
 
 # Index of the single-mask output token in the two-way transformer's queries: [iou, mask_0, ...].
 SINGLE_MASK_TOKEN = 1
@@ -50,59 +46,11 @@ class _TokensCaptured(Exception):
     """Raised by the capture hook to stop the mask decoder after its transformer (masks not wanted)."""
 
 
-@dataclass(frozen=True)
-class SamPreprocess:
-    """SAM image preprocessing, read from a ``preprocessor_config.json`` (transformers' SAM processor).
-
-    longest_edge: the resized image's longest side in pixels (1024 for real SAM).
-    pad_size: side of the square, zero-padded (bottom/right) model input; equals the encoder's image_size.
-    mean, std: per-channel normalisation applied after ``rescale_factor`` (pixel values / 255).
-    resample: PIL resampling filter id used for the resize (2 = bilinear, transformers' default).
-    """
-
-    longest_edge: int = 1024
-    pad_size: int = 1024
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    rescale_factor: float = 1 / 255
-    resample: int = int(Image.Resampling.BILINEAR)
-
-    @classmethod
-    def from_json(cls, path: str | Path | None, image_size: int) -> SamPreprocess:
-        """Read a processor config; a missing file gives SAM defaults at ``image_size``."""
-        if path is None:
-            return cls(longest_edge=image_size, pad_size=image_size)
-        data = json.loads(Path(path).read_text())
-        size = data.get("size") or {}
-        pad = data.get("pad_size") or {}
-        longest = int(size.get("longest_edge", image_size))
-        pad_side = int(pad.get("height", image_size))
-        if pad_side != image_size or int(pad.get("width", pad_side)) != pad_side or longest > pad_side:
-            raise CheckpointError(
-                f"Processor config {path} pads to {pad} / resizes to {longest} but the SAM encoder expects "
-                f"{image_size}x{image_size} inputs; fix pad_size/size in preprocessor_config.json."
-            )
-        return cls(
-            longest_edge=longest,
-            pad_size=pad_side,
-            mean=tuple(float(v) for v in data.get("image_mean", IMAGENET_MEAN)),
-            std=tuple(float(v) for v in data.get("image_std", IMAGENET_STD)),
-            rescale_factor=float(data.get("rescale_factor", 1 / 255)) if data.get("do_rescale", True) else 1.0,
-            resample=int(data.get("resample", int(Image.Resampling.BILINEAR))),
-        )
-
-
-def resized_shape(height: int, width: int, longest_edge: int) -> tuple[int, int]:
-    """(height, width) after resizing so that the longest side is ``longest_edge`` (SAM's rounding)."""
-    scale = longest_edge / max(height, width)
-    # at least one pixel: a very elongated image (20000 x 10) must not resize to an empty one
-    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
-
-
 class SamSegmenter:
     """A frozen SAM-family model that turns box/point prompts into position-aware tokens.
 
-    Build it with :func:`load_segmenter`. ``encode_image`` runs the ViT once per image;
+    Build it with :func:`load_segmenter`. ``encode_image`` runs the ViT once per image (``encode_batch``
+    once per batch of prepared images);
     ``decode_prompts`` runs the prompt encoder + mask decoder for N prompts in chunks, reusing the
     cached image embedding.
     """
@@ -157,18 +105,16 @@ class SamSegmenter:
     def preprocess_image(self, image: Image.Image) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         """Resize (longest side), rescale, normalise and zero-pad an RGB image.
 
-        Returns pixel_values (1, 3, S, S) float32 with S = pad_size, original (H, W), resized (h, w).
+        Returns pixel_values (1, 3, S, S) float32 on the CPU with S = pad_size, original (H, W), resized (h, w).
         """
-        image = load_image(image)
-        width, height = image.size
-        new_h, new_w = resized_shape(height, width, self._pre.longest_edge)
-        resized = image.resize((new_w, new_h), resample=Image.Resampling(self._pre.resample))
-        pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32).copy()).permute(2, 0, 1)  # (3, h, w)
-        pixels = pixels * self._pre.rescale_factor
-        pixels = normalize_pixels(pixels, self._pre.mean, self._pre.std)
-        side = self._pre.pad_size
-        pixels = F.pad(pixels, (0, side - new_w, 0, side - new_h))  # pad bottom/right with zeros
-        return pixels.unsqueeze(0), (height, width), (new_h, new_w)
+        batch = prepare_sam_input(image, self._pre)
+        pixels = normalize_sam_pixels(batch.pixels, batch.reshaped_sizes, self._pre)
+        return pixels, batch.original_sizes[0], batch.reshaped_sizes[0]
+
+    def input_preprocessor(self) -> Callable[[Image.Image], SegmenterBatch]:
+        """The CPU half of the preprocessing as a picklable function (image -> ``SegmenterBatch`` of one,
+        uint8), for data-loader worker processes; :meth:`encode_batch` does the rest on the device."""
+        return functools.partial(prepare_sam_input, preprocess=self._pre)
 
     @torch.no_grad()
     def encode_image(self, image: Image.Image) -> SegmenterImageState:
@@ -178,16 +124,32 @@ class SamSegmenter:
         Returns a state with embeddings (1, 256, 64, 64) in the model dtype (real SAM sizes) and, for
         SAM-HQ, ``extra["intermediate_embeddings"]`` (the early ViT features its HQ branch needs).
         """
-        pixels, original, reshaped = self.preprocess_image(image)
-        pixels = pixels.to(device=self.device, dtype=self.dtype)
+        return self.encode_batch(prepare_sam_input(image, self._pre))[0]
+
+    @torch.no_grad()
+    def encode_batch(self, batch: SegmenterBatch) -> list[SegmenterImageState]:
+        """Run the image encoder once on B prepared images (``input_preprocessor()``; ``SegmenterBatch.cat``).
+
+        batch.pixels: (B, 3, S, S) uint8 on the CPU (pinned for an asynchronous copy) or on the device; it
+        is normalised on the model's device. Returns B states, state i as :meth:`encode_image` of image i
+        (embeddings (1, 256, 64, 64), views into the batch's (B, 256, 64, 64)).
+        """
+        pixels = batch.pixels.to(device=self.device, non_blocking=True)
+        pixels = normalize_sam_pixels(pixels, batch.reshaped_sizes, self._pre).to(self.dtype)  # (B, 3, S, S)
         output = self._model.get_image_embeddings(pixels)
-        extra = None
+        intermediate = None
         if self._is_hq:
-            embeddings, intermediate = output
-            extra = {"intermediate_embeddings": list(intermediate)}
+            embeddings, intermediate = output  # intermediate: HQ's early ViT features, batch first
         else:
-            embeddings = output
-        return SegmenterImageState(embeddings=embeddings, original_size=original, reshaped_size=reshaped, extra=extra)
+            embeddings = output  # (B, 256, 64, 64)
+        return [
+            SegmenterImageState(
+                embeddings=embeddings[i : i + 1], original_size=batch.original_sizes[i],
+                reshaped_size=batch.reshaped_sizes[i],
+                extra=None if intermediate is None else {"intermediate_embeddings": [t[i : i + 1] for t in intermediate]},
+            )
+            for i in range(len(batch))
+        ]
 
     # ----------------------------------------------------------------- prompts
     def decode_prompts(
@@ -200,6 +162,7 @@ class SamSegmenter:
         chunk_size: int = 16,
         mask_size: tuple[int, int] | None = None,
         stability_offset: float | None = None,
+        low_res_masks: bool = False,
     ) -> SegmenterOutput:
         """Decode N prompts against one encoded image.
 
@@ -216,9 +179,15 @@ class SamSegmenter:
             resized before encoding).
         stability_offset: also return each mask's stability score (SAM's automatic mask generator):
             the IoU of the masks thresholded at logit +offset and -offset, at ``mask_size``. Needs masks.
+        low_res_masks: with return_masks, return the decoder's low-resolution logits and their frame
+            (``low_res_masks`` (N, h, w) float32 on the model's device, ``mask_frame`` with ``size`` =
+            mask_size) instead of full-size masks: memory N × h × w (SAM: 256²) whatever the image size;
+            ``inference.masks.LowResMasks`` upsamples one region (or one window of it) on the CPU when
+            asked, ``inference.masks.full_size_chunks`` a few regions at a time on the device.
 
         Returns SegmenterOutput with tokens (N, 256) float32, iou (N,) float32, masks (N, H, W) bool at
-        ``mask_size`` (None when return_masks is False) and stability (N,) float32 (or None).
+        ``mask_size`` (None when return_masks is False or low_res_masks is True) and stability (N,) float32
+        (or None).
         """
         if not isinstance(state, SegmenterImageState):
             raise PromptError("decode_prompts needs the state returned by encode_image(image); call that first.")
@@ -242,8 +211,12 @@ class SamSegmenter:
                 raise PromptError(f"mask_size must be a positive (height, width), got {mask_size}.")
         if stability_offset is not None and not return_masks:
             raise PromptError("stability_offset needs the masks; pass return_masks=True.")
+        if stability_offset is not None and low_res_masks:
+            raise PromptError("stability_offset needs full-size masks; drop low_res_masks=True.")
+        frame = MaskFrame(self._pre.pad_size, tuple(state.reshaped_size), mask_size or tuple(state.original_size))
+        lazy = return_masks and low_res_masks
         if count == 0:
-            return self._empty_output(state, return_masks, mask_size, stability_offset is not None)
+            return self._empty_output(return_masks and not lazy, frame, stability_offset is not None, lazy)
 
         # original pixels -> resized-image pixels (the frame SamModel expects)
         new_h, new_w = state.reshaped_size
@@ -253,7 +226,7 @@ class SamSegmenter:
         if points_t is not None:
             points_t = points_t * scale
 
-        tokens, ious, masks, stability = [], [], [], []
+        tokens, ious, masks, low_res, stability = [], [], [], [], []
         for start in range(0, count, chunk_size):
             part = slice(start, start + chunk_size)
             chunk = self._decode_chunk(
@@ -262,19 +235,23 @@ class SamSegmenter:
                 None if points_t is None else points_t[part],
                 None if labels_t is None else labels_t[part],
                 return_masks,
-                mask_size or state.original_size,
             )
             tokens.append(chunk[0])
             ious.append(chunk[1])
-            if return_masks:
-                masks.append(chunk[2] > 0.0)
+            if lazy:
+                low_res.append(chunk[2])
+            elif return_masks:
+                logits = upsample_mask_logits(chunk[2], frame)  # (n, H, W)
+                masks.append(logits > 0.0)
                 if stability_offset is not None:
-                    stability.append(stability_score(chunk[2], stability_offset))
+                    stability.append(stability_score(logits, stability_offset))
         return SegmenterOutput(
             tokens=torch.cat(tokens),
             iou=torch.cat(ious),
-            masks=torch.cat(masks) if return_masks else None,
+            masks=torch.cat(masks) if masks else None,
             stability=torch.cat(stability) if stability else None,
+            low_res_masks=torch.cat(low_res) if lazy else None,
+            mask_frame=frame if lazy else None,
         )
 
     @torch.no_grad()
@@ -285,10 +262,9 @@ class SamSegmenter:
         points: torch.Tensor | None,
         labels: torch.Tensor | None,
         return_masks: bool,
-        mask_size: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One decoder call for n prompts already in the model frame. Returns tokens (n, C), IoU (n,) and
-        mask logits (n, H, W) float32 at ``mask_size`` (None when masks are not wanted)."""
+        the low-res mask logits (n, h, w) float32 in the padded input frame (None when masks are not wanted)."""
         device, dtype = self.device, self.dtype
         captured: dict[str, torch.Tensor] = {}
 
@@ -328,30 +304,19 @@ class SamSegmenter:
             iou = self._model.mask_decoder.iou_prediction_head(queries[:, 0, :])[:, 0].float()
             return tokens, iou, None
         iou = output.iou_scores[0, :, 0].float()  # (n,)
-        low_res = output.pred_masks[0, :, 0].float()  # (n, h, w) logits, h = w = image_size / 4
-        return tokens, iou, self._postprocess_masks(low_res, state, mask_size)
+        return tokens, iou, output.pred_masks[0, :, 0].float()  # (n, h, w) logits, h = w = image_size / 4
 
-    def _postprocess_masks(
-        self, low_res: torch.Tensor, state: SegmenterImageState, size: tuple[int, int]
-    ) -> torch.Tensor:
-        """(n, h, w) logits -> (n, *size) logits: upscale to the padded input, crop padding, resize."""
-        side = self._pre.pad_size
-        new_h, new_w = state.reshaped_size
-        masks = F.interpolate(low_res.unsqueeze(1), (side, side), mode="bilinear", align_corners=False)
-        masks = masks[..., :new_h, :new_w]
-        masks = F.interpolate(masks, size, mode="bilinear", align_corners=False)
-        return masks[:, 0]
-
-    def _empty_output(
-        self, state: SegmenterImageState, return_masks: bool, mask_size: tuple[int, int] | None, stability: bool
-    ) -> SegmenterOutput:
-        height, width = mask_size or state.original_size
+    def _empty_output(self, return_masks: bool, frame: MaskFrame, stability: bool, low_res: bool) -> SegmenterOutput:
+        height, width = frame.size
         device = self.device
+        side = frame.pad_size // 4  # SAM's low-res masks are a quarter of its input side
         return SegmenterOutput(
             tokens=torch.zeros(0, self.token_dim, device=device),
             iou=torch.zeros(0, device=device),
             masks=torch.zeros(0, height, width, dtype=torch.bool, device=device) if return_masks else None,
             stability=torch.zeros(0, device=device) if stability else None,
+            low_res_masks=torch.zeros(0, side, side, device=device) if low_res else None,
+            mask_frame=frame if low_res else None,
         )
 
 

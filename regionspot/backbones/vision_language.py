@@ -13,7 +13,7 @@ folder), freezes it and wraps it:
   of the cost.
 
 Images are resized as a whole to ``image_size`` × ``image_size`` (no crop) and normalised with the
-model's mean/std; ``preprocess_images`` is that one function. The resize is a choice that a head
+model's mean/std; ``preprocess_images`` (``backbones/clip_inputs.py``) is that one function. The resize is a choice that a head
 checkpoint records (``PreprocessConfig.clip_resize``): "pil" resizes the uint8 pixels with PIL and the
 filter of the model's ``preprocessor_config.json`` (CLIP: bicubic; regionspot's default), and
 "torch-bilinear" resizes the float pixels with ``F.interpolate(mode="bilinear", align_corners=False)``
@@ -22,25 +22,23 @@ as the released RegionSpot code does.
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
+from regionspot.backbones.clip_inputs import clip_preprocessor_stats, preprocess_images
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
 from regionspot.backbones.hub import cached_file_or_none, from_pretrained
 from regionspot.config import CLIP_RESIZES
-from regionspot.data.transforms import normalize_pixels
 from regionspot.errors import (
     CheckpointError,
-    ImageError,
     PromptTruncatedWarning,
     VocabularyError,
     WeightsNotFoundError,
@@ -56,60 +54,6 @@ _FIX_HINT = (
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model")
-
-
-def preprocess_images(
-    images: Sequence[Image.Image],
-    size: int,
-    mean: Sequence[float] = CLIP_MEAN,
-    std: Sequence[float] = CLIP_STD,
-    resample: int = Image.Resampling.BICUBIC,
-    resize: str = "pil",
-    antialias: bool = False,
-) -> torch.Tensor:
-    """Resize whole images (no crop) to ``size`` × ``size`` and normalise them.
-
-    images: PIL images (converted to RGB here).
-    resize: "pil" — PIL ``resize`` of the uint8 pixels with filter ``resample``; "torch-bilinear" —
-        pixels / 255 as float32, then ``F.interpolate(size, mode="bilinear", align_corners=False,
-        antialias=antialias)`` (the released RegionSpot code; ``resample`` is not used).
-    Returns (B, 3, size, size) float32 on CPU: ``(resized pixel / 255 - mean) / std``.
-    """
-    if resize not in CLIP_RESIZES:
-        raise ValueError(f"resize must be one of {list(CLIP_RESIZES)}, got {resize!r}.")
-    if isinstance(images, Image.Image):
-        images = [images]
-    if len(images) == 0:
-        raise ImageError("No images were given; pass a list of at least one PIL image.")
-    resized = []
-    for index, image in enumerate(images):
-        if not isinstance(image, Image.Image):
-            raise ImageError(
-                f"Image #{index} is a {type(image).__name__}, not a PIL image; load it with regionspot.data.images.load_image."
-            )
-        image = image.convert("RGB")
-        if resize == "pil":
-            array = np.asarray(image.resize((size, size), resample=resample), dtype=np.float32)
-            resized.append(torch.from_numpy(array).permute(2, 0, 1) / 255.0)  # (3, S, S)
-        else:
-            pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 255.0  # (3, H, W)
-            resized.append(
-                F.interpolate(pixels[None], size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)[0]
-            )
-    pixels = torch.stack(resized)  # (B, 3, S, S)
-    return normalize_pixels(pixels, tuple(mean), tuple(std))
-
-
-def _preprocessor_stats(model_id: str) -> tuple[tuple[float, ...], tuple[float, ...], int]:
-    """(mean, std, resample) from ``preprocessor_config.json`` when present, else CLIP's defaults."""
-    path = cached_file_or_none(model_id, "preprocessor_config.json")
-    if path is None:
-        return CLIP_MEAN, CLIP_STD, int(Image.Resampling.BICUBIC)
-    config = json.loads(Path(path).read_text())
-    mean = tuple(float(v) for v in config.get("image_mean", CLIP_MEAN))
-    std = tuple(float(v) for v in config.get("image_std", CLIP_STD))
-    resample = int(config.get("resample", Image.Resampling.BICUBIC))
-    return mean, std, resample
 
 
 class ClipAdapter:
@@ -188,20 +132,28 @@ class ClipAdapter:
         return grid * grid + int(self.has_class_token)
 
     # -- images -----------------------------------------------------------------------------------
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(B, 3, S, S) pixels on the model's device and dtype; see ``preprocess_images``."""
-        pixels = preprocess_images(
-            images, self.image_size, self.mean, self.std, self.resample, resize=self.resize, antialias=self.antialias
-        )
-        return pixels.to(device=self.device, dtype=self.dtype)
+    def input_preprocessor(self) -> Callable[[Sequence[Image.Image]], torch.Tensor]:
+        """``preprocess_images`` with this model's settings, picklable (for data-loader worker processes):
+        B images -> (B, 3, S, S) float32 CPU pixels that ``feature_map`` / ``encode_image`` accept."""
+        return functools.partial(preprocess_images, size=self.image_size, mean=self.mean, std=self.std,
+                                 resample=self.resample, resize=self.resize, antialias=self.antialias)
+
+    def preprocess(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) pixels on the model's device and dtype; see ``preprocess_images``. Pixels already
+        prepared (a float32 tensor from ``input_preprocessor()``, pinned or not) are only moved."""
+        pixels = images if isinstance(images, torch.Tensor) else self.input_preprocessor()(images)
+        return pixels.to(device=self.device, dtype=self.dtype, non_blocking=True)
 
     @property
     def _interpolate(self) -> bool:
         return self.image_size != self.native_image_size
 
     @torch.no_grad()
-    def feature_map(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm."""
+    def feature_map(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+        """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm.
+
+        images: PIL images, or their (B, 3, S, S) pixels from ``input_preprocessor()``.
+        """
         pixels = self.preprocess(images)
         outputs = self.model.vision_model(pixel_values=pixels, interpolate_pos_encoding=self._interpolate)
         return outputs.last_hidden_state.float()
@@ -328,7 +280,7 @@ class SiglipAdapter(ClipAdapter):
         return self.model.get_text_features(input_ids=input_ids).pooler_output
 
     @torch.no_grad()
-    def feature_map(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def feature_map(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
         """(B, N, C) float32 patch tokens before the post-layernorm (SigLIP has no class token)."""
         pixels = self.preprocess(images)
         outputs = self.model.vision_model(
@@ -391,32 +343,10 @@ def load_vision_language(
         )
     if device is not None:
         model = model.to(device)
-    mean, std, resample = _preprocessor_stats(model_id)
+    mean, std, resample = clip_preprocessor_stats(model_id)
     weights = cached_file_or_none(model_id, "config.json")
     fingerprint = cached_weights_fingerprint(model, weight_files(Path(weights).parent if weights else None))
     return adapter_cls(
         model, tokenizer, model_id=model_id, image_size=image_size, mean=mean, std=std, resample=resample,
         resize=resize, antialias=antialias, fingerprint=fingerprint,
     )
-
-
-def save_clip_preprocessor_config(folder: str | Path, image_size: int) -> Path:
-    """Write the standard CLIP ``preprocessor_config.json`` (bicubic, CLIP mean/std) for ``image_size``."""
-    folder = Path(folder)
-    config = {
-        "image_processor_type": "CLIPImageProcessor",
-        "do_resize": True,
-        "size": {"shortest_edge": image_size},
-        "resample": 3,
-        "do_center_crop": True,
-        "crop_size": {"height": image_size, "width": image_size},
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": list(CLIP_MEAN),
-        "image_std": list(CLIP_STD),
-        "do_convert_rgb": True,
-    }
-    path = folder / "preprocessor_config.json"
-    path.write_text(json.dumps(config, indent=2))
-    return path

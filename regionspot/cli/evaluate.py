@@ -46,6 +46,7 @@ def run_eval(
     out: Path = Path("eval"),
     limit: int | None = None,
     batch_size: int = 4,
+    workers: int | None = None,
     chunk_size: int | None = None,
     max_boxes_per_image: int = 300,
     device: str | None = None,
@@ -68,7 +69,7 @@ def run_eval(
     options = EvalOptions(
         methods=tuple(methods), boxes=str(boxes), iou_types=tuple(t.strip() for t in iou_types.split(",") if t.strip()),
         max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, limit=limit, batch_size=batch_size,
-        chunk_size=chunk_size, max_boxes_per_image=max_boxes_per_image, evaluator=evaluator,
+        workers=workers, chunk_size=chunk_size, max_boxes_per_image=max_boxes_per_image, evaluator=evaluator,
         templates=_read_templates(templates), text_cache_dir=text_cache_dir, overwrite=overwrite,
         input_resize=input_resize, mask_return=mask_return, paper_protocol=paper_protocol,
     )
@@ -115,7 +116,10 @@ def evaluate(
     iou_types: Annotated[str, typer.Option(help="bbox, segm or bbox,segm.")] = "bbox,segm",
     out: Annotated[Path, typer.Option(help="Output folder (predictions, report.md, metrics.json, per-category CSV, PNG).")] = Path("eval"),
     limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Images per SAM image-encoder / CLIP call (GPU: 8-32).")] = 4,
+    workers: Annotated[int | None, typer.Option(
+        help="Processes decoding and resizing images ahead of the model (0: threads; default: 0 on CPU, "
+             "min(4, CPUs-1) on GPU).")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Boxes per SAM decoder call (default: all boxes of an image).")] = None,
     max_boxes_per_image: Annotated[int, typer.Option(help="With a detections file: keep the top N boxes per image.")] = 300,
     text_cache_dir: Annotated[str | None, typer.Option(help="Text-embedding cache folder (default: ~/.cache/regionspot/text).")] = None,
@@ -137,7 +141,7 @@ def evaluate(
     """Zero-shot region recognition AP with the paper's LVIS protocol (resumable, shardable with accelerate)."""
     run_eval(data=data, images=images, boxes=boxes, methods=tuple(method or ["regionspot"]), head=head, sam=sam, clip=clip,
              max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, iou_types=iou_types, out=out, limit=limit,
-             batch_size=batch_size, device=device, evaluator=evaluator, templates=templates, overwrite=overwrite,
+             batch_size=batch_size, workers=workers, device=device, evaluator=evaluator, templates=templates, overwrite=overwrite,
              merge_only=merge_only, paper_protocol=paper_protocol, input_resize=input_resize, mask_return=mask_return,
              chunk_size=chunk_size, max_boxes_per_image=max_boxes_per_image, text_cache_dir=text_cache_dir)
 

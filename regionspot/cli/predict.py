@@ -15,7 +15,7 @@ import typer
 
 from regionspot.backbones.prompts import parse_numbers
 from regionspot.cli.app import app, best_device, friendly
-from regionspot.errors import PromptError, RegionSpotError, VocabularyError
+from regionspot.errors import ImageError, PromptError, RegionSpotError, VocabularyError
 
 
 def read_boxes_json(path: Path) -> list[list[float]]:
@@ -110,8 +110,11 @@ def predict(
     max_regions: Annotated[int, typer.Option(help="Proposals: at most this many regions.")] = 100,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = False,
+    max_megapixels: Annotated[float | None, typer.Option(help="Decode image files up to this many megapixels (default: PIL's "
+                                                                "decompression-bomb limit, 89.5; or $REGIONSPOT_MAX_MEGAPIXELS).")] = None,
 ) -> None:
     """Label regions (boxes, points, or --everything the segmenter finds) of IMAGE; write JSON and pictures."""
+    from regionspot.data.images import load_image
     from regionspot.inference.predictor import RegionSpotPredictor
     from regionspot.inference.proposals import ProposalOptions
     from regionspot.inference.visualize import draw_result
@@ -141,6 +144,10 @@ def predict(
         else:
             raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog', --vocab-file names.txt or --vocab-preset.")
     everything = everything or (box_list is None and point_list is None)
+    if max_megapixels is not None and not max_megapixels > 0:
+        raise ImageError(f"--max-megapixels must be a positive number, got {max_megapixels}.")
+    # before the model: a bad or oversized file is one line, at once
+    picture = load_image(image, decode_limit=None if max_megapixels is None else int(max_megapixels * 1e6))
     proposal_options = ProposalOptions(points_per_side=grid, max_regions=max_regions) if everything else None
 
     dev = device or best_device()
@@ -148,7 +155,7 @@ def predict(
                                        fast_path=guarded_fast_path(dev) if fast else None)
     loaded = time.perf_counter()
     predictor = RegionSpotPredictor(model)
-    predictor.set_image(image)
+    predictor.set_image(picture)
     predictor.set_vocabulary(names)
     want_attention = explain is not None
     if everything:

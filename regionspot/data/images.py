@@ -2,11 +2,21 @@
 
 Every entry point (predictor, CLI, datasets, cache) goes through :func:`load_image`, so EXIF
 orientation and odd modes (RGBA, L, P, CMYK, 16-bit, float) are handled once.
+
+Image files larger than :func:`decode_pixel_limit` — PIL's decompression-bomb limit
+``PIL.Image.MAX_IMAGE_PIXELS`` (≈ 89.5 megapixels) unless ``$REGIONSPOT_MAX_MEGAPIXELS`` says otherwise —
+are refused from their header with one line that names the limit and how to raise it (PIL itself would
+warn between 1× and 2× its limit and decode anyway, and raise above).
 """
 
 from __future__ import annotations
 
+import math
+import os
+import threading
+from collections.abc import Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -67,13 +77,78 @@ def check_image_size(width: int, height: int, max_pixels: int | None = None, max
         raise ImageError(f"The image is {width}x{height}; its longest side may be at most {max_side} pixels here.")
 
 
-def load_image(source: ImageLike, max_pixels: int | None = None, max_side: int | None = None) -> Image.Image:
+MAX_PIXELS_ENV = "REGIONSPOT_MAX_MEGAPIXELS"
+_PIL_LIMIT = threading.Lock()  # guards the moment PIL's own bomb check is lifted (see _open_file)
+
+
+def _limit(pil_limit: int | None) -> int | None:
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return pil_limit
+    try:
+        megapixels = float(value)
+    except ValueError:
+        megapixels = math.nan
+    if not megapixels > 0 or math.isinf(megapixels):
+        raise ImageError(f"{MAX_PIXELS_ENV} must be a positive number of megapixels, e.g. 150; got {value!r}.")
+    return int(megapixels * 1e6)
+
+
+def decode_pixel_limit() -> int | None:
+    """The most pixels an image file may have to be decoded: ``$REGIONSPOT_MAX_MEGAPIXELS`` × 10⁶ when
+    set, else PIL's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS`` (None: no limit)."""
+    with _PIL_LIMIT:
+        pil_limit = Image.MAX_IMAGE_PIXELS
+    return _limit(pil_limit)
+
+
+@contextmanager
+def _open_file(path: Path) -> Iterator[tuple[Image.Image, int | None]]:
+    """``Image.open(path)`` with PIL's own decompression-bomb warning/error lifted, and PIL's limit: a
+    caller that decodes checks :func:`decode_pixel_limit` instead, with a message that says how to raise it.
+
+    PIL reads its limit from a module global when it opens a file; it is lifted for that call only, under
+    a lock, so that concurrent loads (the evaluation's prefetch threads) never see each other's change.
+    """
+    with _PIL_LIMIT:
+        pil_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            opened = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = pil_limit
+    with opened:
+        yield opened, pil_limit
+
+
+def check_decodable(name: str, width: int, height: int, limit: int | None, origin: str | None = None) -> None:
+    """Raise ImageError (one line: the size, the limit, how to raise it) when a width × height image file
+    has more pixels than ``limit`` (None: no limit). origin: where the limit comes from (default: the
+    environment variable when set, else PIL's decompression-bomb guard)."""
+    if limit is None or width * height <= limit:
+        return
+    megapixels = width * height / 1e6
+    if origin is None:
+        origin = (f"the limit {MAX_PIXELS_ENV} sets" if os.environ.get(MAX_PIXELS_ENV, "").strip()
+                  else "PIL's guard against decompression bombs, PIL.Image.MAX_IMAGE_PIXELS")
+    raise ImageError(
+        f"{name} is {width}x{height} = {megapixels:.1f} megapixels, more than {limit / 1e6:.1f} megapixels "
+        f"({origin}); if you trust the file, raise the limit: {MAX_PIXELS_ENV}={math.ceil(megapixels)} "
+        f"(regionspot predict: --max-megapixels {math.ceil(megapixels)})."
+    )
+
+
+def load_image(
+    source: ImageLike, max_pixels: int | None = None, max_side: int | None = None, decode_limit: int | None = None
+) -> Image.Image:
     """Return an RGB PIL image with EXIF orientation applied.
 
     source: a file path, a PIL image (any mode), or a numpy array HxW / HxWxC (uint8, uint16 or float).
     max_pixels / max_side: refuse larger images (a file's size is read from its header, before decoding).
-    Raises ImageError with a one-line fix for a missing, corrupt, unsupported or too large image (PIL's
-    decompression-bomb guard included).
+    decode_limit: refuse a file with more pixels (None: :func:`decode_pixel_limit`, PIL's
+    decompression-bomb limit by default); it may be above PIL's. Images already in memory (PIL, numpy)
+    are not checked against it: they are decoded already.
+    Raises ImageError with a one-line fix for a missing, corrupt, unsupported or too large image.
     """
     if isinstance(source, np.ndarray):
         if source.ndim >= 2:
@@ -90,14 +165,16 @@ def load_image(source: ImageLike, max_pixels: int | None = None, max_side: int |
         if path.is_dir():
             raise ImageError(f"{path} is a folder; pass an image file (JPEG, PNG, ...).")
         try:
-            with Image.open(path) as opened:
+            with _open_file(path) as (opened, pil_limit):
+                if decode_limit is None:
+                    check_decodable(path.name, *opened.size, _limit(pil_limit))
+                else:
+                    check_decodable(path.name, *opened.size, decode_limit, "the limit asked for")
                 check_image_size(*opened.size, max_pixels, max_side)
                 opened.load()
                 image = ImageOps.exif_transpose(opened) or opened
                 image = _to_rgb(image)
                 image.load()
-        except Image.DecompressionBombError as error:
-            raise ImageError(f"{path.name} declares more pixels than PIL will decode ({error}); is it a decompression bomb?") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             raise ImageError(f"Cannot decode image {path} ({error.__class__.__name__}); is it a valid image file?") from error
     else:
@@ -120,7 +197,7 @@ def read_image_header(path: str | Path) -> tuple[int, int, int]:
     """
     path = Path(path)
     try:
-        with Image.open(path) as opened:
+        with _open_file(path) as (opened, _pil_limit):
             width, height = opened.size
             orientation = 1
             # A JPEG's EXIF block is read with its header: without one there is nothing to parse.

@@ -29,6 +29,7 @@ from regionspot.backbones.prompts import parse_numbers
 from regionspot.data.images import load_image
 from regionspot.errors import ImageError, PromptError, VocabularyError
 from regionspot.inference.explain import explain_figure
+from regionspot.inference.masks import concat_masks
 from regionspot.inference.predictor import RegionSpotPredictor
 from regionspot.inference.proposals import ProposalOptions
 from regionspot.inference.results import RegionResult
@@ -201,7 +202,7 @@ def concat_results(first: RegionResult, second: RegionResult) -> RegionResult:
         class_ids=cat(first.class_ids, second.class_ids), scores=cat(first.scores, second.scores),
         probs=cat(first.probs, second.probs), topk_ids=cat(first.topk_ids, second.topk_ids),
         topk_scores=cat(first.topk_scores, second.topk_scores), iou=cat(first.iou, second.iou),
-        vocabulary=first.vocabulary, image_size=first.image_size, masks=cat(first.masks, second.masks),
+        vocabulary=first.vocabulary, image_size=first.image_size, masks=concat_masks(first.masks, second.masks),
         messages=first.messages + second.messages, attention=cat(first.attention, second.attention),
         confidence=cat(first.confidence, second.confidence),
     )

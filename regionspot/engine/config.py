@@ -199,8 +199,12 @@ class EvalOptions:
     max_dets_per_image: the evaluator's per-image cap (LVIS: 300); also how many (box, class) pairs an
         image keeps in the prediction store. fixed_ap: Dave et al.'s fixed AP (no per-image cap, top
         10,000 per class); the store then keeps ``fixed_ap_pairs_per_image`` pairs per image.
-    limit: evaluate only the first ``limit`` images (by id). batch_size: images per CLIP feature-map
-        call. chunk_size: boxes per SAM decoder call (None: all boxes of an image in one call).
+    limit: evaluate only the first ``limit`` images (by id). batch_size: images per SAM image-encoder and
+        CLIP feature-map call. chunk_size: boxes per SAM decoder call (None: all boxes of an image in one call).
+    workers: processes that decode and resize images ahead of the model (0: threads of the main process;
+        None: 0 on a CPU, min(4, CPUs - 1) on a GPU). sync_timing: synchronise the GPU around each stage so
+        that the per-stage seconds are exact (costs the overlap of host and device work; images/s is exact
+        either way).
     crop_batch_size: crops per CLIP call for the baselines.
     max_boxes_per_image / min_box_score: detections source only: keep the top boxes by detector score.
     evaluator: "faster_coco_eval" or "lvis". templates: set name or list (None: the model's / "imagenet").
@@ -224,6 +228,8 @@ class EvalOptions:
     fixed_ap_pairs_per_image: int = 1000
     limit: int | None = None
     batch_size: int = 4
+    workers: int | None = None
+    sync_timing: bool = False
     chunk_size: int | None = None
     crop_batch_size: int = 64
     max_boxes_per_image: int = 300
@@ -259,6 +265,8 @@ class EvalOptions:
         for name in ("batch_size", "crop_batch_size", "max_boxes_per_image", "fixed_ap_pairs_per_image"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
+            raise ConfigError(f"--workers must be a whole number >= 0, got {self.workers!r}.")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1 or None, got {self.chunk_size}.")
         if self.limit is not None and self.limit < 1:

@@ -1,6 +1,17 @@
-"""The per-image prediction loop of an evaluation: decode, SAM once, all boxes, the CLIP map, every method,
-append to the prediction store, next image. Resumable (finished images are skipped) and sharded over
-ranks (round-robin); see ``regionspot.engine.evaluate`` for the run around it.
+"""The prediction loop of an evaluation, a batch of images at a time: decode and resize (worker
+processes or threads, ``regionspot.engine.eval_inputs``), one SAM image-encoder call and one CLIP
+feature-map call for the batch, then per image all its boxes through SAM's prompt decoder, every method,
+the mask RLEs, and the image appended to the prediction store. Resumable (finished images are skipped)
+and sharded over ranks (round-robin); see ``regionspot.engine.evaluate`` for the run around it.
+
+Masks (:func:`region_masks`): the decoder's low-resolution logits, never N full-size masks at once — on a
+CPU made one region's crop at a time (``LowResMasks``), on a GPU a bounded chunk of regions at a time on
+the device, where the RLE run boundaries are found; the same pixels as the segmenter's full-size masks.
+
+Overlap: the next batches are prepared on the CPU while the model runs; on a GPU, the host work of
+finishing a batch (RLE strings, the store's JSON lines and fsync) runs while the device encodes the
+next batch (its kernels are queued first). Batched and one-by-one runs give the same predictions up to
+floating-point noise of the batched encoders.
 """
 
 from __future__ import annotations
@@ -9,25 +20,24 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
-from regionspot.backbones.base import Segmenter, VisionLanguage
+from regionspot.backbones.base import Segmenter, SegmenterImageState, VisionLanguage
 from regionspot.data.coco_json import ImageRecord
-from regionspot.data.images import load_image
-from regionspot.data.transforms import resize_masks, scale_boxes
+from regionspot.data.transforms import MaskFrame, scale_boxes
 from regionspot.engine.config import EvalOptions
-from regionspot.errors import ImageError, RegionSpotError
+from regionspot.engine.eval_inputs import EvalBatch, EvalItem, InputPreparer, default_workers, eval_batches
+from regionspot.errors import RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.baselines import baseline_logits
 from regionspot.evaluation.protocol import Protocol
-from regionspot.modeling.postprocess import encode_rle, image_topk_pairs, softmax_probs
+from regionspot.inference.masks import CropMasks, LowResMasks, RegionMasks, full_size_chunks
+from regionspot.modeling.postprocess import image_topk_pairs, mask_runs, runs_to_rle, softmax_probs
 
 STAGES = ("decode", "sam_encoder", "sam_decoder", "clip_map", "head", "crops", "postprocess")
 
@@ -49,33 +59,12 @@ class PredictStats:
         return {k: v / n for k, v in self.stage_seconds.items()}
 
 
-def _iter_images(
-    records: Sequence[ImageRecord], batch_size: int
-) -> Iterator[list[tuple[ImageRecord, Image.Image | None, str | None]]]:
-    """Batches of (record, image or None, error or None); the next batch decodes in a thread meanwhile."""
-
-    def load(record: ImageRecord) -> tuple[ImageRecord, Image.Image | None, str | None]:
-        try:
-            return record, load_image(record.path), None
-        except (ImageError, OSError, ValueError) as error:
-            return record, None, f"{type(error).__name__}: {error}"
-
-    batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
-    if not batches:
-        return
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = [pool.submit(load, r) for r in batches[0]]
-        for index in range(len(batches)):
-            current = [f.result() for f in pending]
-            pending = [pool.submit(load, r) for r in batches[index + 1]] if index + 1 < len(batches) else []
-            yield current
-
-
 class _Timer:
-    """Adds the wall time of a block to ``stats[name]`` (synchronising CUDA so the split is honest)."""
+    """Adds the wall time of a block to ``stats[name]``. With ``sync`` (CUDA only) the device is synchronised
+    around each block so that the split is exact; without, device work is counted where the host waits for it."""
 
-    def __init__(self, stats: dict[str, float], device: torch.device) -> None:
-        self.stats, self.cuda = stats, device.type == "cuda"
+    def __init__(self, stats: dict[str, float], device: torch.device, sync: bool) -> None:
+        self.stats, self.cuda = stats, device.type == "cuda" and sync
         self.name, self.start = "", 0.0
 
     def __call__(self, name: str) -> _Timer:
@@ -91,6 +80,19 @@ class _Timer:
         if self.cuda:
             torch.cuda.synchronize()
         self.stats[self.name] = self.stats.get(self.name, 0.0) + time.perf_counter() - self.start
+
+
+@dataclass
+class _Finished:
+    """One image, computed and waiting for the store: an error, or its boxes (XYWH original pixels), the
+    run lengths of its masks (:func:`region_masks`; None without mask AP) at ``size`` (H, W), and its pairs."""
+
+    record: ImageRecord
+    error: str | None = None
+    boxes_xywh: list[list[float]] = field(default_factory=list)
+    runs: list[np.ndarray] | None = None
+    size: tuple[int, int] = (0, 0)
+    pairs: dict[str, list[list[float]]] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- prediction
@@ -123,6 +125,9 @@ def predict_images(
         when ``options.boxes`` is a file (images without detections get none).
     on_image: called with each finished image id (after it is stored); for progress hooks and tests.
     protocol: input size and mask return (None: ``options.protocol`` of these parts).
+    ``options.batch_size`` images share one encoder call; ``options.workers`` processes prepare them
+    (None: :func:`default_workers` of the device). If the loop stops with an exception, the images already
+    computed are stored first; a killed run loses at most the batch in flight.
     """
     if protocol is None:
         protocol = options.protocol(segmenter, vision_language, model)
@@ -133,43 +138,65 @@ def predict_images(
     by_id = {r.image_id: r for r in records}
     todo = [by_id[i] for i in mine if i not in done]
     stats = PredictStats(skipped_done=len(mine) - len(todo))
-    device = vision_language.device
-    timer = _Timer(stats.stage_seconds, torch.device(device))
-    text = text.float()
+    device = torch.device(vision_language.device)
+    timer = _Timer(stats.stage_seconds, device, sync=options.sync_timing)
+    text = text.float().to(device)
+    workers = default_workers(device) if options.workers is None else options.workers
+    prepare = InputPreparer.for_run(protocol, segmenter, vision_language, options.methods)
+    batches = eval_batches(todo, prepare, options.batch_size, workers=workers, pin=device.type == "cuda")
+    run = _Run(segmenter, vision_language, model, text, category_ids, options, protocol.mask_return, detections, timer)
     start = time.perf_counter()
     bar = tqdm(total=len(todo), unit="img", desc=f"eval[{rank}]" if world_size > 1 else "eval",
                disable=not show_progress, dynamic_ncols=True)
-    with store_lib.PredictionStore(store_root, rank=rank) as store:
-        for batch in _timed_batches(_iter_images(todo, options.batch_size), timer):
-            good = [(rec, img) for rec, img, err in batch if img is not None]
-            with timer("decode"):
-                inputs = {rec.image_id: protocol.model_input(img) for rec, img in good}
-            feature_maps = None
-            if "regionspot" in options.methods and good:
-                with timer("clip_map"):
-                    feature_maps = vision_language.feature_map([inputs[rec.image_id] for rec, _ in good])  # (B, T, C)
-            good_index = {rec.image_id: i for i, (rec, _) in enumerate(good)}
-            for record, image, error in batch:
-                if image is None:
-                    store.add_failure(record.image_id, error or "unknown error")
-                    stats.failed += 1
-                    bar.set_postfix(failed=stats.failed)
-                else:
-                    fmap = None if feature_maps is None else feature_maps[good_index[record.image_id]][None]
-                    n = _score_image(record, image, inputs[record.image_id], fmap, segmenter, vision_language, model,
-                                     text, category_ids, options, protocol.mask_return, detections, store, timer)
-                    stats.scored += 1
-                    stats.boxes += n
-                bar.update(1)
-                if on_image is not None:
-                    on_image(record.image_id)
-    bar.close()
+    pending: list[_Finished] | None = None
+
+    def finish(finished: list[_Finished]) -> None:
+        """Append the images to the store in order (each line flushed), then fsync once."""
+        with timer("postprocess"):
+            try:
+                _store_all(finished)
+            finally:
+                store.sync()
+
+    def _store_all(finished: list[_Finished]) -> None:
+        for item in finished:
+            if item.error is not None:
+                store.add_failure(item.record.image_id, item.error)
+                stats.failed += 1
+                bar.set_postfix(failed=stats.failed)
+            else:
+                segm = None if item.runs is None else runs_to_rle(item.runs, item.size)
+                store.add(item.record.image_id, item.boxes_xywh, segm, item.pairs)
+                stats.scored += 1
+                stats.boxes += len(item.boxes_xywh)
+            bar.update(1)
+            if on_image is not None:
+                on_image(item.record.image_id)
+
+    with store_lib.PredictionStore(store_root, rank=rank, fsync=False) as store:
+        try:
+            for batch in _timed_batches(batches, timer):
+                states, feature_maps = run.encode(batch)  # queued on a GPU: the device works meanwhile
+                finished, pending = pending, None
+                if finished:
+                    finish(finished)
+                pending = run.score(batch, states, feature_maps)
+            finished, pending = pending, None
+            if finished:
+                finish(finished)
+        except BaseException:
+            if pending:  # computed but not stored yet: keep it
+                finish(pending)
+            raise
+        finally:
+            batches.close()
+            bar.close()
     stats.seconds = time.perf_counter() - start
     return stats
 
 
-def _timed_batches(batches: Iterator, timer: _Timer) -> Iterator:
-    """Count the time spent waiting for image decoding (not hidden by the prefetch thread) as "decode"."""
+def _timed_batches(batches: Iterator[EvalBatch], timer: _Timer) -> Iterator[EvalBatch]:
+    """Count the time spent waiting for prepared batches (not hidden by the workers) as "decode"."""
     while True:
         with timer("decode"):
             batch = next(batches, None)
@@ -188,69 +215,113 @@ def _image_boxes(
     return (detections or {}).get(record.image_id, empty)
 
 
-def _score_image(
-    record: ImageRecord,
-    image: Image.Image,
-    model_image: Image.Image,
-    feature_map: torch.Tensor | None,
-    segmenter: Segmenter,
-    vision_language: VisionLanguage,
-    model: Any,
-    text: torch.Tensor,
-    category_ids: Sequence[int],
-    options: EvalOptions,
-    mask_return: str,
-    detections: dict | None,
-    store: store_lib.PredictionStore,
-    timer: _Timer,
-) -> int:
-    """Score one decoded image with every method and append it to the store; returns its box count.
+@dataclass
+class _Run:
+    """The parts and settings of one prediction loop; ``encode`` a batch, then ``score`` its images."""
 
-    image: the original image; model_image: what the backbones see (the same, or its resize); boxes
-    are scaled to it for SAM and masks come back at the original size (``mask_return``).
+    segmenter: Segmenter
+    vision_language: VisionLanguage
+    model: Any
+    text: torch.Tensor  # (V, D) on the device
+    category_ids: Sequence[int]
+    options: EvalOptions
+    mask_return: str
+    detections: dict | None
+    timer: _Timer
+
+    def encode(self, batch: EvalBatch) -> tuple[list[SegmenterImageState], torch.Tensor | None]:
+        """SAM states of the batch's decoded images (one encoder call) and their CLIP maps (G, T, C) or None."""
+        if not batch.good:
+            return [], None
+        with self.timer("sam_encoder"):
+            states = self.segmenter.encode_batch(batch.sam)
+        feature_maps = None
+        if batch.clip is not None:
+            with self.timer("clip_map"):
+                feature_maps = self.vision_language.feature_map(batch.clip)  # (G, T, C)
+        return states, feature_maps
+
+    def score(self, batch: EvalBatch, states: list[SegmenterImageState],
+              feature_maps: torch.Tensor | None) -> list[_Finished]:
+        """Every image of the batch, in order, ready for the store (failed ones with their reason)."""
+        slot = {index: k for k, index in enumerate(batch.good)}
+        out = []
+        for index, item in enumerate(batch.items):
+            if item.error is not None:
+                out.append(_Finished(item.record, error=item.error))
+                continue
+            k = slot[index]
+            fmap = None if feature_maps is None else feature_maps[k : k + 1]  # (1, T, C)
+            out.append(self._score_image(item, states[k], fmap))
+        return out
+
+    def _score_image(self, item: EvalItem, state: SegmenterImageState, feature_map: torch.Tensor | None) -> _Finished:
+        """Every method on one image. Boxes are scaled to the image the backbones saw (``item.model_size``);
+        masks come back at the original size (``mask_return``), region by region (:func:`region_masks`)."""
+        options, timer = self.options, self.timer
+        record = item.record
+        boxes_np, box_scores_np = _image_boxes(record, options, self.detections)
+        n = len(boxes_np)
+        boxes_xywh = [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in boxes_np.tolist()]
+        if n == 0:
+            return _Finished(record, boxes_xywh=[], runs=[] if "segm" in options.iou_types else None,
+                             pairs={m: [] for m in options.methods})
+        boxes = torch.from_numpy(boxes_np)
+        box_scores = None if box_scores_np is None else torch.from_numpy(box_scores_np)
+        height, width = item.size
+        model_boxes = boxes
+        if item.model_size != item.size:
+            model_boxes = scale_boxes(boxes, item.model_size[1] / width, item.model_size[0] / height)
+        masks = runs = None
+        with timer("sam_decoder"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # boxes are inside the image already; nothing to tell the user per box
+            # "nearest": masks at the model input's size, then torch's legacy nearest to the original size
+            seg = self.segmenter.decode_prompts(state, boxes=model_boxes, return_masks=options.needs_masks,
+                                                chunk_size=options.chunk_size or max(n, 1), low_res_masks=True,
+                                                mask_size=(height, width) if self.mask_return == "sam" else None)
+        if seg.low_res_masks is not None:
+            with timer("postprocess"):
+                masks, runs = region_masks(seg.low_res_masks, seg.mask_frame, (height, width),
+                                           runs="segm" in options.iou_types, crops="clip-mask" in options.methods)
+        pairs: dict[str, list[list[float]]] = {}
+        for method in options.methods:
+            if method == "regionspot":
+                with timer("head"):
+                    logits = self.model(seg.tokens[None], feature_map, self.text).logits[0]  # (N, V)
+            else:
+                with timer("crops"):
+                    logits = baseline_logits(method, self.vision_language, item.image, boxes_np, self.text,
+                                             masks=masks, batch_size=options.crop_batch_size)
+            with timer("postprocess"):
+                probs = softmax_probs(logits.cpu())  # (N, V) float32
+                bi, ci, sc = image_topk_pairs(probs, boxes, max_per_image=options.pairs_per_image,
+                                              box_scores=box_scores)
+                pairs[method] = [[b, self.category_ids[c], s] for b, c, s in zip(bi.tolist(), ci.tolist(), sc.tolist())]
+        return _Finished(record, boxes_xywh=boxes_xywh, runs=runs, size=(height, width), pairs=pairs)
+
+
+def region_masks(
+    logits: torch.Tensor, frame: MaskFrame, size: tuple[int, int], runs: bool, crops: bool,
+    on_device: bool | None = None,
+) -> tuple[RegionMasks | None, list[np.ndarray] | None]:
+    """One image's masks from the segmenter's low-res ``logits`` (N, h, w) and ``frame``, at ``size`` (H, W):
+    for the clip-mask crops (``crops``) and the RLE run lengths (``runs``), never N full-size masks at once.
+
+    Logits on the CPU: ``LowResMasks``, made one region's crop at a time (memory: N low-res masks plus one
+    region; the pixels are the CPU's full-size masks, bit for bit). Elsewhere (a GPU): ``full_size_chunks``
+    on the device with its own arithmetic, as the segmenter's full-size masks there; the runs are found on
+    the device (``mask_runs``: only their boundaries cross to the host) and each region's tight crop is
+    copied (``CropMasks``). ``on_device`` chooses the path (None: by the logits' device; both give the
+    same pixels on a CPU). Returns (masks or None, N run-length arrays or None).
     """
-    boxes_np, box_scores_np = _image_boxes(record, options, detections)
-    n = len(boxes_np)
-    boxes_xywh = [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in boxes_np.tolist()]
-    if n == 0:
-        store.add(record.image_id, [], [] if "segm" in options.iou_types else None, {m: [] for m in options.methods})
-        return 0
-    boxes = torch.from_numpy(boxes_np)
-    box_scores = None if box_scores_np is None else torch.from_numpy(box_scores_np)
-    masks_np = None
-    height, width = image.height, image.width
-    model_boxes = boxes
-    if model_image.size != image.size:
-        model_boxes = scale_boxes(boxes, model_image.width / width, model_image.height / height)
-    with timer("sam_encoder"):
-        state = segmenter.encode_image(model_image)
-    with timer("sam_decoder"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # boxes are inside the image already; nothing to tell the user per box
-        seg = segmenter.decode_prompts(state, boxes=model_boxes, return_masks=options.needs_masks,
-                                       chunk_size=options.chunk_size or max(n, 1),
-                                       mask_size=(height, width) if mask_return == "sam" else None)
-        if seg.masks is not None:
-            masks = seg.masks
-            if tuple(masks.shape[-2:]) != (height, width):
-                masks = resize_masks(masks, height, width, align="corner")
-            masks_np = masks.cpu().numpy().astype(bool)  # (N, H, W)
-    del state
-    pairs: dict[str, list[list[float]]] = {}
-    for method in options.methods:
-        if method == "regionspot":
-            with timer("head"):
-                logits = model(seg.tokens[None], feature_map, text).logits[0]  # (N, V)
-        else:
-            with timer("crops"):
-                logits = baseline_logits(method, vision_language, image, boxes_np, text, masks=masks_np,
-                                         batch_size=options.crop_batch_size)
-        with timer("postprocess"):
-            probs = softmax_probs(logits.cpu())  # (N, V) float32
-            bi, ci, sc = image_topk_pairs(probs, boxes, max_per_image=options.pairs_per_image, box_scores=box_scores)
-            pairs[method] = [[b, category_ids[c], s] for b, c, s in zip(bi.tolist(), ci.tolist(), sc.tolist())]
-    segm = None
-    if "segm" in options.iou_types:
-        with timer("postprocess"):
-            segm = [encode_rle(mask) for mask in masks_np]
-    store.add(record.image_id, boxes_xywh, segm, pairs)
-    return n
+    if not (logits.device.type != "cpu" if on_device is None else on_device):
+        lazy = LowResMasks(logits, frame, nearest_size=size)
+        return lazy, [lazy.runs(i) for i in range(len(lazy))] if runs else None
+    all_runs: list[np.ndarray] = []
+    all_crops: list[tuple[np.ndarray, tuple[int, int]]] = []
+    for chunk in full_size_chunks(logits, frame, nearest_size=size):
+        if runs:
+            all_runs.extend(mask_runs(chunk))
+        if crops:
+            all_crops.extend(CropMasks.cut(chunk))
+    return CropMasks(all_crops, size) if crops else None, all_runs if runs else None

@@ -14,10 +14,11 @@ The image the backbones see and how masks come back are the run's ``Protocol``
 head's recorded input size when it has one, the released evaluation's with ``paper_protocol``. The CLIP
 crop baselines always crop the original image with the original boxes.
 
-Per image: decode the image (a failure is recorded and skipped, not fatal), encode it once with SAM,
-decode all its boxes (one decoder call unless ``chunk_size`` is set), compute the CLIP map once (batched
-over ``batch_size`` images), score every method, append the image to the prediction store (flushed),
-and move on. A rerun into the same ``out_dir`` skips finished images. Images are sharded round-robin
+Per batch of ``batch_size`` images: decode and resize them ahead of the model (``workers`` processes; a
+failure is recorded and skipped, not fatal), encode them with one SAM image-encoder call and one CLIP
+feature-map call; per image: decode all its boxes (one decoder call unless ``chunk_size`` is set), score
+every method, append the image to the prediction store (flushed; fsync'ed per batch), and move on
+(``regionspot.engine.eval_loop``). A rerun into the same ``out_dir`` skips finished images. Images are sharded round-robin
 over accelerate processes; rank 0 merges the shards and evaluates after all finished.
 """
 
@@ -255,6 +256,7 @@ def evaluate_dataset(
         "detections": det_counts,
         "this_run": {
             "scored": stats.scored, "failed": stats.failed, "skipped_done": stats.skipped_done, "boxes": stats.boxes,
+            "seconds": round(stats.seconds, 3),
             "images_per_second": round(stats.scored / stats.seconds, 3) if stats.seconds > 0 else None,
             "seconds_per_image": {k: round(v, 4) for k, v in stats.per_image().items()},
         },

@@ -26,6 +26,7 @@ from PIL import Image
 
 from regionspot.backbones.base import VisionLanguage
 from regionspot.errors import PromptError
+from regionspot.inference.masks import RegionMasks, as_region_masks
 
 __all__ = ["BASELINES", "crop_box", "region_crops", "mean_fill_colour", "crop_logits", "baseline_logits"]
 
@@ -60,32 +61,32 @@ def mean_fill_colour(vision_language: VisionLanguage) -> tuple[int, int, int]:
 def region_crops(
     image: Image.Image,
     boxes: torch.Tensor | np.ndarray,
-    masks: torch.Tensor | np.ndarray | None = None,
+    masks: RegionMasks | torch.Tensor | np.ndarray | None = None,
     fill: tuple[int, int, int] = (0, 0, 0),
 ) -> list[Image.Image]:
     """One RGB crop per box.
 
     image: RGB PIL image, width W, height H.
     boxes: (N, 4) float, XYXY, original-image pixels.
-    masks: None for box crops, or (N, H, W) bool at the original size: pixels outside a box's mask are
-        set to ``fill`` before cropping.
+    masks: None for box crops, or (N, H, W) bool at the original size (an array or ``RegionMasks``, read
+        one box window at a time): pixels outside a box's mask are set to ``fill`` before cropping.
     """
     box_array = boxes.detach().cpu().numpy() if isinstance(boxes, torch.Tensor) else np.asarray(boxes)
     box_array = box_array.reshape(-1, 4)
     if masks is None:
         return [crop_box(image, box) for box in box_array]
-    mask_array = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    if mask_array.shape != (len(box_array), image.height, image.width):
+    region_masks = as_region_masks(masks)
+    if region_masks.shape != (len(box_array), image.height, image.width):
         raise PromptError(
-            f"masks must be (N, H, W) = ({len(box_array)}, {image.height}, {image.width}), got {mask_array.shape}"
+            f"masks must be (N, H, W) = ({len(box_array)}, {image.height}, {image.width}), got {region_masks.shape}"
         )
     pixels = np.asarray(image.convert("RGB"))
     colour = np.asarray(fill, dtype=pixels.dtype)
     crops = []
-    for box, mask in zip(box_array, mask_array):
+    for i, box in enumerate(box_array):
         left, top, right, bottom = _pixel_box(box, image.width, image.height)
         patch = pixels[top:bottom, left:right].copy()  # (h, w, 3) uint8
-        patch[~mask[top:bottom, left:right].astype(bool)] = colour
+        patch[~region_masks.window(i, top, bottom, left, right)] = colour
         crops.append(Image.fromarray(patch))
     return crops
 
@@ -113,7 +114,7 @@ def baseline_logits(
     image: Image.Image,
     boxes: torch.Tensor | np.ndarray,
     text: torch.Tensor,
-    masks: torch.Tensor | np.ndarray | None = None,
+    masks: RegionMasks | torch.Tensor | np.ndarray | None = None,
     batch_size: int = 64,
 ) -> torch.Tensor:
     """(N, V) float32 logits of ``method`` ("clip-box" or "clip-mask") for the boxes (N, 4) XYXY of ``image``.

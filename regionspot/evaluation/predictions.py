@@ -6,7 +6,7 @@ Layout under ``root`` (usually ``OUT/predictions``)::
     rank00000.jsonl      one JSON line per finished image of rank 0
     rank00001.jsonl      ... of rank 1, etc.
 
-A line is one image, written and flushed (and fsync'ed) as soon as the image is finished; it is the
+A line is one image, written and flushed (and fsync'ed, per line or per batch) as soon as the image is finished; it is the
 "done" marker at the same time, so an image is either wholly in the store or not at all. A crash can
 leave at most one truncated last line; it is dropped on reopening and the image is recomputed.
 
@@ -176,6 +176,12 @@ class PredictionStore:
     def add_failure(self, image_id: int, error: str) -> None:
         """Append an image that could not be processed (it is not retried on resume)."""
         self._write({"image_id": int(image_id), "error": str(error)})
+
+    def sync(self) -> None:
+        """Make every line written so far durable (``os.fsync``); with ``fsync=False`` a loop calls this
+        once per batch instead of once per line. Lines are flushed to the OS on every write either way."""
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
 
     def close(self) -> None:
         if not self._handle.closed:

@@ -94,12 +94,15 @@ def attention_maps(result: RegionResult, layer: int | None = -1) -> np.ndarray:
 
 def explain_figure(
     image: Image.Image, result: RegionResult, regions: list[int] | None = None, per_layer: bool = False,
-    max_regions: int = 6,
+    max_regions: int = 6, max_side: int | None = 1024,
 ) -> Image.Image:
     """A grid of panels: one row per region, one column (last layer) or one per layer (``per_layer``).
 
     regions: indices into ``result`` (default: the first ``max_regions``). Each panel shows the region's
     box and its top-1 label and score.
+    max_side: each panel is the image scaled down (PIL bilinear) to at most this many pixels on its longest
+        side (None: full size). The attention is a patch grid of a few dozen cells a side, so more pixels
+        show nothing more, and full-size panels of a 48-megapixel photo would take gigabytes.
     """
     if result.attention is None:
         raise RegionSpotError("This result holds no attention; predict with return_attention=True.")
@@ -108,14 +111,19 @@ def explain_figure(
     if bad or not regions:
         raise RegionSpotError(f"Pick regions among 0..{len(result) - 1}; got {bad or regions}.")
     layers = list(range(result.attention.shape[1])) if per_layer else [-1]
+    shrink = 1.0 if max_side is None else min(1.0, max_side / max(image.size))
+    if shrink < 1.0:
+        image = image.resize((max(1, round(image.width * shrink)), max(1, round(image.height * shrink))),
+                             resample=Image.Resampling.BILINEAR)
+    to_panel = np.array([image.width, image.height] * 2, np.float32) / np.array(result.image_size[::-1] * 2, np.float32)
     panels = []
     for i in regions:
         row = []
         for layer in layers:
-            heat = upsample(attention_grid(result.attention[i : i + 1], layer)[0], result.image_size)
+            heat = upsample(attention_grid(result.attention[i : i + 1], layer)[0], (image.height, image.width))
             name = "last layer" if layer == -1 else f"layer {layer + 1}"
             caption = f"#{i} {result.labels[i]} {result.scores[i]:.2f} ({name})"
-            row.append(draw_attention(image, heat, result.boxes[i], caption))
+            row.append(draw_attention(image, heat, result.boxes[i] * to_panel, caption))
         panels.append(row)
     width, height = image.size
     sheet = Image.new("RGB", (width * len(layers), height * len(panels)), (255, 255, 255))

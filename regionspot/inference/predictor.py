@@ -16,8 +16,8 @@ import torch
 
 from regionspot.backbones.base import SegmenterImageState
 from regionspot.data.images import ImageLike, load_image
-from regionspot.data.transforms import mask_to_box
 from regionspot.errors import PromptError, RegionSpotError
+from regionspot.inference.masks import LowResMasks
 from regionspot.inference.proposals import ProposalOptions, propose_regions
 from regionspot.inference.results import RegionResult
 from regionspot.model import RegionSpot
@@ -138,7 +138,8 @@ class RegionSpotPredictor:
         points: (N, P, 2) xy original-image pixels, with point_labels (N, P): 1 foreground, 0 background.
             A single (N, 2) array means one foreground point per region.
         top_k: how many classes to keep per region (in ``topk_ids``/``topk_scores`` and ``to_coco_json``).
-        return_masks: also return the segmenter's masks (N, H, W) at the original size.
+        return_masks: also return the segmenter's masks (N, H, W) at the original size, as ``LowResMasks``:
+            its low-resolution logits, upsampled one region at a time when a mask is asked for.
         return_attention: also return the head's cross-attention weights of this forward,
             ``result.attention`` (N, layers, heads, T) (drawn by ``inference.explain``).
         """
@@ -165,7 +166,7 @@ class RegionSpotPredictor:
             warnings.simplefilter("always")
             seg = self.model.segmenter.decode_prompts(
                 self._state, boxes=box_tensor, points=point_tensor, point_labels=label_tensor,
-                return_masks=return_masks or box_tensor is None, chunk_size=self.chunk_size,
+                return_masks=return_masks or box_tensor is None, chunk_size=self.chunk_size, low_res_masks=True,
             )
         messages = [str(w.message) for w in caught]
         for message in messages:
@@ -185,7 +186,7 @@ class RegionSpotPredictor:
         if out.attention is not None:
             attention = out.attention[0].permute(2, 0, 1, 3).float().cpu().numpy()  # (L, heads, N, T) -> (N, L, heads, T)
         probs, top_scores, top_ids = top_classes(logits, top_k)  # (N, V), (N, k), (N, k)
-        masks = seg.masks.cpu().numpy() if seg.masks is not None else None
+        masks = LowResMasks(seg.low_res_masks, seg.mask_frame) if seg.low_res_masks is not None else None
         if box_tensor is not None:
             height, width = self._state.original_size
             out_boxes = box_tensor.clone()
@@ -193,7 +194,7 @@ class RegionSpotPredictor:
             out_boxes[:, 1::2] = out_boxes[:, 1::2].clamp(0, height)
             out_boxes = out_boxes.numpy()
         else:
-            out_boxes = mask_to_box(masks)
+            out_boxes = masks.boxes()  # the masks' tight boxes, one region at a time
         return RegionResult(
             boxes=out_boxes.astype(np.float32),
             labels=[vocab[int(i)] for i in top_ids[:, 0]],

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from regionspot.inference.masks import RegionMasks, as_region_masks
 from regionspot.modeling.postprocess import to_coco_results
 
 
@@ -20,7 +21,10 @@ class RegionResult:
     scores: (N,) float32 softmax probability of the top-1 class (the paper's score, used for AP).
     probs: (N, V) float32 softmax over the vocabulary per region.
     topk_ids / topk_scores: (N, k) the k best classes per region, best first.
-    masks: (N, H, W) bool at the original image size, or None.
+    masks: (N, H, W) bool at the original image size, or None. From the predictor a ``LowResMasks`` (see
+        ``inference.masks``): the segmenter's low-resolution logits, each region's pixels made when asked
+        (``masks[i]``, ``masks.crop(i)``, ``masks.to_rle(i)``; ``np.asarray(masks)`` builds all N × H × W).
+        An (N, H, W) array works too.
     iou: (N,) float32 the segmenter's predicted mask IoU.
     vocabulary: the V class names, in order.
     image_size: (height, width) of the original image.
@@ -40,7 +44,7 @@ class RegionResult:
     iou: np.ndarray
     vocabulary: list[str]
     image_size: tuple[int, int]
-    masks: np.ndarray | None = None
+    masks: RegionMasks | np.ndarray | None = None
     messages: list[str] = field(default_factory=list)
     confidence: np.ndarray | None = None
     attention: np.ndarray | None = None
@@ -58,15 +62,17 @@ class RegionResult:
     ) -> list[dict[str, Any]]:
         """COCO results format: one entry per (region, class) among each region's top-k (default: all kept).
 
-        bbox is [x, y, w, h] in original pixels; ``segmentation`` is a compressed RLE when masks exist.
+        bbox is [x, y, w, h] in original pixels; ``segmentation`` is a compressed RLE when masks exist
+        (encoded one region at a time, from the region's bounding-box crop).
         category_ids maps vocabulary index → category id (default: index + 1).
         """
         k = self.topk_ids.shape[1] if top_k is None else min(top_k, self.topk_ids.shape[1])
         n = len(self.boxes)
+        masks = as_region_masks(self.masks)
         return to_coco_results(
             image_id, self.boxes, np.repeat(np.arange(n), k), self.topk_ids[:, :k].reshape(-1),
             self.topk_scores[:, :k].reshape(-1), category_ids or list(range(1, len(self.vocabulary) + 1)),
-            masks=self.masks if self.masks is not None and len(self.masks) else None, category_names=self.vocabulary,
+            category_names=self.vocabulary, mask_rle=masks.to_rle if masks is not None and len(masks) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +101,7 @@ class RegionResult:
             raise ImportError("to_supervision() needs the supervision package: pip install supervision") from error
         return sv.Detections(
             xyxy=self.boxes.astype(np.float32),
-            mask=self.masks,
+            mask=None if self.masks is None else np.asarray(self.masks),  # (N, H, W): supervision needs them all
             confidence=self.scores.astype(np.float32),
             class_id=self.class_ids.astype(int),
             data={"class_name": np.array(self.labels)},

@@ -3,6 +3,8 @@ tags placed beside the regions (never on top of one when there is room elsewhere
 
 All coordinates are original-image pixels, x to the right, y down. The shown number is
 ``RegionResult.display_scores`` (the calibrated confidence when the head has a display temperature).
+Masks are drawn one region at a time on the region's bounding-box crop (``RegionMasks.crop``): the cost
+grows with the objects' areas, not with the image's pixels times the number of regions.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import colorsys
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
+from regionspot.inference.masks import as_region_masks
 from regionspot.inference.results import RegionResult
 
 Rect = tuple[float, float, float, float]  # x1, y1, x2, y2
@@ -33,23 +36,34 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+def _erode(mask: np.ndarray, width: int, axis: int) -> np.ndarray:
+    """True where every pixel within ``width`` along ``axis`` is True (pixels outside the array count as
+    False): a running count of holes, so the cost does not grow with ``width``."""
+    n = mask.shape[axis]
+    holes = np.cumsum(~mask, axis=axis, dtype=np.int32)
+    holes = np.concatenate([np.zeros_like(holes.take([0], axis=axis)), holes], axis=axis)  # holes before index k
+    index = np.arange(n)
+    low, high = np.clip(index - width, 0, n), np.clip(index + width + 1, 0, n)
+    inside = (high - low) == 2 * width + 1  # the window lies within the array
+    shape = [1, 1]
+    shape[axis] = n
+    return (holes.take(high, axis=axis) == holes.take(low, axis=axis)) & inside.reshape(shape)
+
+
 def mask_outline(mask: np.ndarray, width: int) -> np.ndarray:
     """(H, W) bool: the pixels of ``mask`` within ``width`` pixels (chessboard distance) of its border.
 
-    Works on the mask's bounding box only, eroding ``width`` times with a 3×3 minimum, so the cost grows
-    with the object's area times ``width``, not with the image's pixels times ``width``².
+    Works on the mask's bounding box only, eroding it with a (2·width + 1)² square (one pass per axis),
+    so the cost grows with the object's area, not with the image's pixels or with ``width``.
     """
     outline = np.zeros_like(mask, dtype=bool)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if len(rows) == 0:
         return outline
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    crop = mask[y0:y1, x0:x1]
-    # Pad by one so that pixels on the crop's edge (the image's edge included) count as border.
-    image = Image.fromarray(np.pad(crop, 1).astype(np.uint8) * 255)
-    for _ in range(width):
-        image = image.filter(ImageFilter.MinFilter(3))
-    eroded = np.asarray(image)[1:-1, 1:-1] > 0
+    crop = mask[y0:y1, x0:x1].astype(bool)
+    # Outside the crop counts as background, so pixels on its edge (the image's edge included) are border.
+    eroded = _erode(_erode(crop, width, 0), width, 1)
     outline[y0:y1, x0:x1] = crop & ~eroded
     return outline
 
@@ -91,18 +105,20 @@ def draw_result(image: Image.Image, result: RegionResult, mask_alpha: float = 0.
     Masks (when present at the image's size) get a ``mask_alpha`` tint and a solid outline; each region
     gets a thin box and a tag "label 0.93" placed so that it covers no region where possible.
     """
-    canvas = np.asarray(image.convert("RGB"), dtype=np.float32).copy()
+    canvas = np.array(image.convert("RGB"), dtype=np.uint8)  # (H, W, 3), a copy we draw on
     colours = _palette(len(result))
     scale = max(canvas.shape[:2]) / 512
     line = max(1, round(2 * scale))
-    if result.masks is not None:
-        for mask, colour in zip(result.masks, colours):
-            if mask.shape != canvas.shape[:2]:
-                continue
+    masks = as_region_masks(result.masks)
+    if masks is not None and tuple(masks.size) == canvas.shape[:2]:
+        for i, colour in enumerate(colours):
+            crop, (top, left) = masks.crop(i)  # (h, w) bool: the region's bounding box only
+            patch = canvas[top : top + crop.shape[0], left : left + crop.shape[1]]  # a view into the canvas
             tint = np.asarray(colour, np.float32)
-            canvas[mask] = (1 - mask_alpha) * canvas[mask] + mask_alpha * tint
-            canvas[mask_outline(mask, line)] = tint
-    out = Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
+            blend = (1 - mask_alpha) * patch[crop].astype(np.float32) + mask_alpha * tint  # float32, (k, 3)
+            patch[crop] = blend.clip(0, 255).astype(np.uint8)
+            patch[mask_outline(crop, line)] = colour
+    out = Image.fromarray(canvas)
     draw = ImageDraw.Draw(out)
     font = _font(max(10, round(13 * scale)))
     boxes: list[Rect] = [tuple(float(v) for v in b) for b in result.boxes]

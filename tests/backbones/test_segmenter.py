@@ -11,7 +11,7 @@ from PIL import Image
 from transformers import Sam2Config
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
-from regionspot.backbones.base import Segmenter, SegmenterImageState
+from regionspot.backbones.base import Segmenter, SegmenterBatch, SegmenterImageState
 from regionspot.backbones.segmenter import load_segmenter
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
 from regionspot.testing.tiny_sam import save_tiny_sam, save_tiny_sam_hq
@@ -72,6 +72,31 @@ def test_preprocessing_matches_transformers_processor(segmenter, image, state, f
     torch.testing.assert_close(pixels, reference["pixel_values"], atol=1e-5, rtol=0)
     expected = segmenter.model.get_image_embeddings(reference["pixel_values"])
     torch.testing.assert_close(state.embeddings, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_encode_batch_equals_one_by_one(segmenter, image, state):
+    """Two images of other shapes in one encoder call: each state is the one-image state (same sizes,
+    embeddings and tokens up to float noise); the CPU half travels pickled to worker processes as uint8."""
+    import pickle
+
+    portrait = Image.fromarray(np.random.RandomState(1).randint(0, 256, (90, 40, 3), dtype=np.uint8))
+    prepare = pickle.loads(pickle.dumps(segmenter.input_preprocessor()))
+    batch = SegmenterBatch.cat([prepare(image), prepare(portrait)])
+    assert batch.pixels.shape == (2, 3, 128, 128) and batch.pixels.dtype == torch.uint8
+    assert len(batch) == 2 and batch.pin_memory is not None
+    states = segmenter.encode_batch(batch)
+    single = [state, segmenter.encode_image(portrait)]
+    for got, want in zip(states, single):
+        assert (got.original_size, got.reshaped_size) == (want.original_size, want.reshaped_size)
+        assert got.embeddings.shape == want.embeddings.shape == (1, 32, 8, 8)
+        torch.testing.assert_close(got.embeddings, want.embeddings, atol=1e-5, rtol=1e-5)
+    assert states[1].original_size == (90, 40) and not torch.allclose(states[0].embeddings, states[1].embeddings)
+    boxes = torch.tensor([[5.0, 10.0, 30.0, 80.0]])
+    torch.testing.assert_close(segmenter.decode_prompts(states[1], boxes=boxes).tokens,
+                               segmenter.decode_prompts(single[1], boxes=boxes).tokens, atol=1e-5, rtol=1e-5)
+    # the padding of the smaller image is zero after normalisation, as the one-image path pads
+    pixels, _, reshaped = segmenter.preprocess_image(portrait)
+    assert reshaped == (128, 57) and pixels[..., 57:].abs().max() == 0 and pixels[..., :57].abs().min() > 0
 
 
 def test_tokens_equal_hand_written_decoder_path(segmenter, state):
@@ -233,6 +258,17 @@ def test_sam_hq_tokens(tmp_path, image):
     torch.testing.assert_close(out.iou, fast.iou, atol=1e-6, rtol=1e-6)
     one = segmenter.decode_prompts(state, boxes=BOXES, chunk_size=1, return_masks=False)
     torch.testing.assert_close(one.tokens, out.tokens, atol=1e-5, rtol=1e-5)
+    # batched: every state keeps its own slice of the intermediate (HQ) features
+    other = Image.fromarray(np.random.RandomState(2).randint(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+    prepare = segmenter.input_preprocessor()
+    states = segmenter.encode_batch(SegmenterBatch.cat([prepare(other), prepare(image)]))
+    got = [states[1].embeddings, *states[1].extra["intermediate_embeddings"]]
+    want = [state.embeddings, *state.extra["intermediate_embeddings"]]
+    assert len(got) == len(want) > 1
+    for a, b in zip(got, want):
+        assert a.shape == b.shape and a.shape[0] == 1
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(segmenter.decode_prompts(states[1], boxes=BOXES).tokens, out.tokens, atol=1e-5, rtol=1e-5)
 
 
 def test_decoder_eps_is_the_original_one_for_hub_releases_and_can_be_set(folder, segmenter, image):
@@ -262,3 +298,20 @@ def test_mask_size_upsamples_the_logits_straight_to_the_asked_size(segmenter, st
     assert segmenter.decode_prompts(state, boxes=BOXES[:0], mask_size=(7, 9)).masks.shape == (0, 7, 9)
     with pytest.raises(PromptError, match="mask_size"):
         segmenter.decode_prompts(state, boxes=BOXES, mask_size=(0, 5))
+
+
+def test_low_res_masks_come_with_their_frame_and_the_same_tokens(segmenter, state):
+    from regionspot.data.transforms import upsample_mask_logits
+
+    dense = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200))
+    low = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200), low_res_masks=True, chunk_size=3)
+    side = segmenter.preprocess.pad_size // 4
+    assert low.masks is None and low.low_res_masks.shape == (4, side, side) and low.low_res_masks.device == segmenter.device
+    assert low.mask_frame.size == (120, 200) and low.mask_frame.reshaped_size == state.reshaped_size
+    torch.testing.assert_close(low.tokens, dense.tokens, atol=0, rtol=0)
+    assert torch.equal(upsample_mask_logits(low.low_res_masks, low.mask_frame) > 0, dense.masks)
+    empty = segmenter.decode_prompts(state, boxes=BOXES[:0], low_res_masks=True)
+    assert empty.low_res_masks.shape == (0, side, side) and empty.mask_frame.size == (HEIGHT, WIDTH)
+    assert segmenter.decode_prompts(state, boxes=BOXES, return_masks=False, low_res_masks=True).low_res_masks is None
+    with pytest.raises(PromptError, match="full-size"):
+        segmenter.decode_prompts(state, boxes=BOXES, low_res_masks=True, stability_offset=1.0)

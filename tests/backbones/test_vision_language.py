@@ -11,14 +11,9 @@ from PIL import Image
 from transformers import CLIPModel
 
 from regionspot.backbones.base import VisionLanguage
-from regionspot.backbones.vision_language import (
-    CLIP_MEAN,
-    CLIP_STD,
-    PromptTruncatedWarning,
-    SiglipAdapter,
-    load_vision_language,
-    preprocess_images,
-)
+from regionspot.backbones.clip_inputs import preprocess_images
+from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
+from regionspot.backbones.vision_language import PromptTruncatedWarning, SiglipAdapter, load_vision_language
 from regionspot.errors import ImageError, VocabularyError, WeightsNotFoundError
 
 
@@ -96,6 +91,19 @@ def test_feature_map_is_last_hidden_state_before_post_layernorm(clip, reference)
     assert not torch.allclose(features[:, 0], out.pooler_output, atol=1e-3)
     with torch.no_grad():
         torch.testing.assert_close(reference.vision_model.post_layernorm(features[:, 0]), out.pooler_output)
+
+
+def test_feature_map_of_prepared_pixels_equals_feature_map_of_images(clip):
+    """Worker processes prepare the pixels (a picklable function); the map from them is the same map."""
+    import pickle
+
+    images = _images()
+    prepare = pickle.loads(pickle.dumps(clip.input_preprocessor()))
+    pixels = torch.cat([prepare([image]) for image in images])  # (2, 3, 32, 32), one image per worker call
+    assert pixels.shape == (2, 3, 32, 32) and pixels.dtype == torch.float32
+    assert torch.equal(pixels, preprocess_images(images, 32, CLIP_MEAN, CLIP_STD))
+    assert torch.equal(clip.feature_map(pixels), clip.feature_map(images))
+    assert torch.equal(clip.encode_image(pixels), clip.encode_image(images))
 
 
 def test_larger_image_size_interpolates_positions(tiny_clip_dir, reference):

@@ -70,3 +70,40 @@ def test_bad_files_and_size_limits_are_image_errors(tmp_path):
         load_image(np.zeros((10, 10, 3), np.uint8), max_pixels=99)
     with pytest.raises(ImageError, match="longest side"):
         load_image(Image.new("RGB", (11, 2)), max_side=10)
+
+
+def test_files_over_the_decompression_bomb_limit_get_one_line_naming_it(tmp_path, monkeypatch):
+    import warnings
+
+    from regionspot.data.images import MAX_PIXELS_ENV, decode_pixel_limit, read_image_header
+    from regionspot.testing.bad_images import bomb_png_bytes
+
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    assert decode_pixel_limit() == pil_limit  # PIL's own limit (≈ 89.5 MP) by default
+    over, far_over = tmp_path / "over.png", tmp_path / "far.png"
+    over.write_bytes(bomb_png_bytes(10000, 10000))  # 100 MP: PIL only warns below 2× its limit, then decodes
+    far_over.write_bytes(bomb_png_bytes(30000, 30000))  # 900 MP: PIL raises
+    for path, size in [(over, "10000x10000 = 100.0"), (far_over, "30000x30000 = 900.0")]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no DecompressionBombWarning before our line
+            with pytest.raises(ImageError) as error:
+                load_image(path)
+            assert read_image_header(path)[:2] == tuple(int(v) for v in size.split(" ")[0].split("x"))
+        message = str(error.value)
+        assert "\n" not in message and path.name in message and size in message
+        assert f"{pil_limit / 1e6:.1f} megapixels" in message and "MAX_IMAGE_PIXELS" in message and "decompression bomb" in message
+        assert f"{MAX_PIXELS_ENV}=" in message and "--max-megapixels" in message
+    # raised: the 100 MP header passes the limit (and then fails to decode: its pixel data is 1x1)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "101")
+    with pytest.raises(ImageError, match="Cannot decode"):
+        load_image(over)
+    with pytest.raises(ImageError, match=f"101.0 megapixels.*{MAX_PIXELS_ENV}"):
+        load_image(far_over)
+    monkeypatch.delenv(MAX_PIXELS_ENV)
+    with pytest.raises(ImageError, match="Cannot decode"):
+        load_image(over, decode_limit=120_000_000)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    with pytest.raises(ImageError, match="positive number of megapixels"):
+        load_image(over)
+    assert Image.MAX_IMAGE_PIXELS == pil_limit  # PIL's guard is back in place for everyone else

@@ -195,6 +195,8 @@ def test_cli_eval_baselines_only(tiny_sam_dir, tiny_clip_dir, world, tmp_path, c
         ({"limit": 0}, "limit"),
         ({"mask_return": "bilinear"}, "mask-return"),
         ({"input_resize": "longest-edge"}, "input-resize"),
+        ({"workers": -1}, "--workers"),
+        ({"batch_size": 0}, "batch_size"),
     ],
 )
 def test_bad_options_raise_one_clear_error(kwargs, message):
@@ -210,9 +212,12 @@ class SizeSpy:
         self.model_id, self.token_dim = inner.model_id, inner.token_dim
         self.decoder_layer_norm_eps = inner.decoder_layer_norm_eps
 
-    def encode_image(self, image):
-        self.sizes.append(image.size)
-        return self.inner.encode_image(image)
+    def input_preprocessor(self):
+        return self.inner.input_preprocessor()
+
+    def encode_batch(self, batch):
+        self.sizes.extend((w, h) for h, w in batch.original_sizes)  # (width, height) as PIL's image.size
+        return self.inner.encode_batch(batch)
 
     def decode_prompts(self, state, boxes=None, **kwargs):
         self.boxes.append(torch.as_tensor(boxes).clone())
@@ -280,3 +285,4 @@ def test_eval_help_names_the_paper_switch():
     result = CliRunner().invoke(app, ["eval", "--help"], terminal_width=200)
     assert result.exit_code == 0
     assert "--paper-protocol" in result.output and "--mask-return" in result.output
+    assert "--workers" in result.output and "--batch-size" in result.output

@@ -57,6 +57,7 @@ def test_maps_and_figure_from_a_real_forward(tiny_model_dir):
     layers = result.attention.shape[1]
     assert explain_figure(image, result).size == (64, 2 * 48)
     assert explain_figure(image, result, regions=[1], per_layer=True).size == (64 * layers, 48)
+    assert explain_figure(image, result, max_side=32).size == (32, 2 * 24)  # panels of a large image are scaled down
     with pytest.raises(RegionSpotError, match="regions"):
         explain_figure(image, result, regions=[5])
     with pytest.raises(RegionSpotError, match="return_attention"):

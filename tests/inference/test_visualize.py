@@ -47,3 +47,41 @@ def test_drawing_tints_lightly_and_shows_the_calibrated_confidence():
     calibrated = _result([(110, 70, 190, 130)], confidence=[0.93])
     assert calibrated.display_scores[0] == np.float32(0.93) and calibrated.to_dict()["regions"][0]["confidence"] == 0.93
     assert _result([(1, 1, 5, 5)]).display_scores[0] == np.float32(0.04)
+
+
+def test_masks_are_drawn_one_bounding_box_crop_at_a_time():
+    from regionspot.inference.masks import DenseMasks
+
+    class CropOnly(DenseMasks):
+        """Refuses anything that would build a full-size mask."""
+
+        def mask(self, i):
+            raise AssertionError("a full-size mask was built")
+
+        def numpy(self):
+            raise AssertionError("all masks were built")
+
+    image = Image.fromarray((np.random.default_rng(0).random((200, 300, 3)) * 255).astype(np.uint8))
+    masks = np.zeros((3, 200, 300), bool)
+    masks[0, 80:120, 120:180] = True
+    masks[1, 100:190, 150:290] = True  # overlaps the first
+    masks[1, 150:160, 200:210] = False  # with a hole
+    boxes = [(110, 70, 190, 130), (140, 90, 295, 195), (5, 5, 40, 40)]  # the third region's mask is empty
+    lazy = draw_result(image, _result(boxes, CropOnly(masks)))
+    dense = draw_result(image, _result(boxes, masks))
+    assert np.array_equal(np.asarray(lazy), np.asarray(dense))
+    assert np.array_equal(np.asarray(lazy)[20:30, 10:30], np.asarray(image)[20:30, 10:30])  # untouched
+
+
+def test_outline_is_every_mask_pixel_within_width_of_the_background():
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        mask = np.zeros((25, 31), bool)
+        mask[3:22, 2:29] = rng.random((19, 27)) < 0.93  # a blob with holes, touching nothing
+        mask[rng.integers(0, 25), :] = True  # and a stripe reaching the image's edges
+        for width in (1, 3, 8):
+            expected = np.zeros_like(mask)
+            for y, x in zip(*np.nonzero(mask)):
+                window = mask[max(0, y - width) : y + width + 1, max(0, x - width) : x + width + 1]
+                expected[y, x] = window.shape != (2 * width + 1, 2 * width + 1) or not window.all()
+            assert np.array_equal(mask_outline(mask, width), expected)

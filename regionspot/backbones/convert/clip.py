@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
+from regionspot.backbones.clip_inputs import save_clip_preprocessor_config
 from regionspot.backbones.convert.torch_io import read_weights_only_state_dict
-from regionspot.backbones.vision_language import save_clip_preprocessor_config
 from regionspot.errors import CheckpointError
 
 # Tensors a TorchScript CLIP carries that are not weights (OpenAI's build_model drops the first three;

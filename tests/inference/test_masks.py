@@ -1,0 +1,136 @@
+"""LowResMasks: the segmenter's low-resolution logits, made into full-size masks one region at a time, must
+give exactly the masks of the segmenter's own full-size path (embedded ShapesWorld model)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from regionspot.data.transforms import mask_to_box, resize_masks
+from regionspot.inference import masks as masks_lib
+from regionspot.inference.masks import CropMasks, DenseMasks, LowResMasks, as_region_masks, concat_masks
+from regionspot.inference.predictor import RegionSpotPredictor
+from regionspot.model import RegionSpot
+from regionspot.modeling.postprocess import encode_rle, mask_runs
+from regionspot.registry import assets_dir
+
+
+@pytest.fixture(scope="module")
+def model():
+    return RegionSpot.from_pretrained()  # the embedded ShapesWorld model
+
+
+@pytest.fixture(scope="module")
+def example():
+    return Image.open(assets_dir() / "shapesworld" / "example.png").convert("RGB")
+
+
+def _boxes(height: int, width: int, n: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    x0, y0 = rng.uniform(0, width * 0.7, n), rng.uniform(0, height * 0.7, n)
+    x1, y1 = x0 + rng.uniform(3, width * 0.3, n), y0 + rng.uniform(3, height * 0.3, n)
+    return torch.tensor(np.stack([x0, y0, x1, y1], 1), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("size", [(1000, 1333), (301, 517), (30, 41)])  # large (window replica), odd, tiny
+def test_low_res_masks_are_exactly_the_segmenters_full_size_masks(model, example, size):
+    height, width = size
+    segmenter = model.segmenter
+    state = segmenter.encode_image(example.resize((width, height)))
+    boxes = _boxes(height, width, 10, seed=height)
+    for mask_size, nearest in [(None, None), ((height // 2 + 1, width // 3 + 2), (height, width))]:
+        dense = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size).masks
+        if nearest is not None:  # the released evaluation's mask return
+            dense = resize_masks(dense, *nearest, align="corner")
+        dense = dense.numpy()
+        out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, low_res_masks=True)
+        assert out.masks is None and out.low_res_masks.shape == (10, 64, 64)  # the tiny SAM's 256² input / 4
+        lazy = LowResMasks(out.low_res_masks, out.mask_frame, nearest_size=nearest)
+        assert lazy.shape == dense.shape and dense.any(axis=(1, 2)).sum() >= 5
+        assert np.array_equal(lazy.numpy(), dense)  # every pixel
+        assert [lazy.to_rle(i) for i in range(10)] == [encode_rle(m) for m in dense]
+        assert np.array_equal(lazy.boxes(), mask_to_box(dense))
+        for i in range(10):
+            crop, (top, left) = lazy.crop(i)
+            assert np.array_equal(crop, dense[i, top : top + crop.shape[0], left : left + crop.shape[1]])
+            assert crop.sum() == dense[i].sum()  # the crop holds all of the region
+        runs = mask_runs(torch.from_numpy(dense))
+        assert all(np.array_equal(lazy.runs(i), runs[i]) for i in range(10))
+
+
+@pytest.mark.parametrize("size", [(301, 517), (30, 41)])
+def test_full_size_chunks_and_their_crops_are_the_segmenters_full_size_masks(model, example, monkeypatch, size):
+    """The device path (a GPU's): full-size masks a few regions at a time, then only each region's crop kept."""
+    height, width = size
+    segmenter = model.segmenter
+    state = segmenter.encode_image(example.resize((width, height)))
+    boxes = _boxes(height, width, 7, seed=width)
+    per_region = max(segmenter.preprocess.pad_size**2, height * width)
+    monkeypatch.setattr(masks_lib, "MASK_CHUNK_PIXELS", 3 * per_region)  # chunks of 3, 3, 1 regions
+    for mask_size, nearest in [(None, None), ((height // 2 + 1, width // 3 + 2), (height, width))]:
+        dense = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size).masks
+        if nearest is not None:
+            dense = resize_masks(dense, *nearest, align="corner")
+        out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, low_res_masks=True)
+        chunks = list(masks_lib.full_size_chunks(out.low_res_masks, out.mask_frame, nearest_size=nearest))
+        assert [len(c) for c in chunks] == [3, 3, 1] and torch.equal(torch.cat(chunks), dense)
+        cropped = CropMasks([c for chunk in chunks for c in CropMasks.cut(chunk)], dense.shape[1:])
+        dense = dense.numpy()
+        assert cropped.shape == dense.shape and np.array_equal(cropped.numpy(), dense)
+        assert [cropped.to_rle(i) for i in range(7)] == [encode_rle(m) for m in dense]
+        assert np.array_equal(cropped.boxes(), mask_to_box(dense))
+        h, w = dense.shape[1:]
+        assert np.array_equal(cropped.window(2, 3, h - 1, 0, w // 2), dense[2, 3 : h - 1, : w // 2])
+        assert np.array_equal(np.asarray(cropped[[4, 0]]), dense[[4, 0]])
+    empty = CropMasks.cut(torch.zeros(2, 5, 6, dtype=torch.bool))
+    assert [c.shape for c, _ in empty] == [(0, 0), (0, 0)] and CropMasks(empty, (5, 6)).bbox(1) is None
+
+
+def test_one_region_at_a_time_and_array_like_access(model, example):
+    state = model.segmenter.encode_image(example)
+    out = model.segmenter.decode_prompts(state, boxes=_boxes(256, 256, 6, seed=1), low_res_masks=True)
+    logits = out.low_res_masks.clone()
+    logits[3] = -10.0  # an empty region
+    lazy = LowResMasks(logits, out.mask_frame)
+    dense = lazy.numpy()
+    assert lazy.dtype == bool and len(lazy) == 6 and np.asarray(lazy).shape == (6, 256, 256)
+    assert np.array_equal(lazy[-1], dense[5]) and np.array_equal(lazy[2], dense[2])
+    assert [m.sum() for m in lazy] == [m.sum() for m in dense]
+    assert np.array_equal(np.asarray(lazy[1:3]), dense[1:3]) and isinstance(lazy[[0, 4]], LowResMasks)
+    assert np.array_equal(np.asarray(lazy[np.array([True, False, False, False, False, True])]), dense[[0, 5]])
+    crop, offset = lazy.crop(3)
+    assert crop.shape == (0, 0) and lazy.bbox(3) is None and not lazy[3].any()
+    assert lazy.to_rle(3) == encode_rle(np.zeros((256, 256), bool))
+    assert np.array_equal(lazy.window(0, 10, 200, 5, 100), dense[0, 10:200, 5:100])
+    with pytest.raises(IndexError):
+        lazy[6]
+    wrapped = as_region_masks(dense)
+    assert isinstance(wrapped, DenseMasks) and wrapped.bbox(0) == lazy.bbox(0) and as_region_masks(lazy) is lazy
+
+
+def test_concatenation_stays_low_res_in_one_frame(model, example):
+    state = model.segmenter.encode_image(example)
+    first = model.segmenter.decode_prompts(state, boxes=_boxes(256, 256, 2, seed=2), low_res_masks=True)
+    second = model.segmenter.decode_prompts(state, points=torch.tensor([[[60.0, 120.0]]]), low_res_masks=True)
+    a, b = LowResMasks(first.low_res_masks, first.mask_frame), LowResMasks(second.low_res_masks, second.mask_frame)
+    both = concat_masks(a, b)
+    assert isinstance(both, LowResMasks) and len(both) == 3
+    assert np.array_equal(np.asarray(both), np.concatenate([np.asarray(a), np.asarray(b)]))
+    mixed = concat_masks(a, np.asarray(b))
+    assert isinstance(mixed, DenseMasks) and np.array_equal(np.asarray(mixed), np.asarray(both))
+    assert concat_masks(a, None) is None
+
+
+def test_predictor_keeps_masks_low_res_until_asked(model, example, tmp_path):
+    """Memory by design: a result holds N low-res logit grids, not N full-size masks."""
+    predictor = RegionSpotPredictor(model, text_cache_dir=str(tmp_path))
+    predictor.set_image(example.resize((1500, 1200)))
+    predictor.set_vocabulary(["red circle", "blue square"])
+    result = predictor.predict(boxes=_boxes(1200, 1500, 40, seed=3).numpy())
+    assert isinstance(result.masks, LowResMasks) and result.masks.shape == (40, 1200, 1500)
+    assert result.masks.logits.shape == (40, 64, 64) and result.masks.logits.dtype == torch.float32
+    points = predictor.predict(points=[[300.0, 500.0], [900.0, 700.0]])
+    assert np.array_equal(points.boxes, mask_to_box(np.asarray(points.masks)))  # point regions: the masks' boxes
+    coco = result.to_coco_json(top_k=1)
+    dense = np.asarray(result.masks)
+    assert [entry["segmentation"] for entry in coco] == [encode_rle(m) for m in dense]

@@ -42,7 +42,7 @@ def shapesworld_build(
     install: Annotated[bool, typer.Option(help="Copy the models into the package's assets (the embedded default).")] = True,
     resume: Annotated[bool, typer.Option("--resume/--fresh", help="Continue after the last stage finished in OUT "
                                          "(a killed build reruns from there), or start OUT over.")] = True,
-    world: Annotated[str, typer.Option(help="ShapesWorld preset: v1 (12 x 12 classes) or v2 (8 x 8, larger objects).")] = "v1",
+    world: Annotated[str, typer.Option(help="ShapesWorld preset: v2 (8 x 8 classes, the shipped model) or v1 (12 x 12, smaller objects).")] = "v2",
     sam_shape_loss: Annotated[float | None, typer.Option(help="Weight of the tiny SAM's shape-name loss on its "
                                                          "mask token (default: the world's recipe; 0 = masks only).")] = None,
 ) -> None:

@@ -60,6 +60,7 @@ class BuildConfig:
     world: the ShapesWorld of every stage (data, both backbones' pre-training, example, CI subset).
     clip_image_size: the size RegionSpot feeds the whole image to CLIP at (position interpolation).
     head_iters: steps of each head training; head_batch: images per step.
+    example_candidates: renders searched for a bundled example of at least four correctly labelled objects.
     """
 
     seed: int = 0
@@ -77,9 +78,10 @@ class BuildConfig:
     sam_val_limit: int | None = 200
     eval_limit: int | None = None
     threads: int = 2
+    example_candidates: int = 20000
 
     @classmethod
-    def full(cls, world: str = "v1", sam_shape_loss: float | None = None) -> BuildConfig:
+    def full(cls, world: str = "v2", sam_shape_loss: float | None = None) -> BuildConfig:
         """The shipped recipe of ``world``; sam_shape_loss overrides its SAM shape-loss weight."""
         preset = world_preset(world)  # a one-line error for an unknown name
         clip_steps, sam_steps = FULL_STEPS[world]
@@ -88,7 +90,7 @@ class BuildConfig:
                    sam=SamPretrainConfig(steps=sam_steps, shape_loss_weight=shape_loss))
 
     @classmethod
-    def quick(cls, world: str = "v1") -> BuildConfig:
+    def quick(cls, world: str = "v2") -> BuildConfig:
         return cls(
             world=world_preset(world),
             num_train=24,
@@ -209,7 +211,12 @@ class _Build:
     def stage_ship(self) -> dict[str, Any]:
         from regionspot.registry import assets_dir
 
-        example = choose_example(self.out, self.head, self.sam, self.clip, seed=self.config.seed, world=self.config.world)
+        # First look for an example with at least four objects among many renders, then settle for fewer.
+        example = choose_example(self.out, self.head, self.sam, self.clip, seed=self.config.seed, world=self.config.world,
+                                 candidates=self.config.example_candidates, min_objects=4)
+        if example is None:
+            example = choose_example(self.out, self.head, self.sam, self.clip, seed=self.config.seed,
+                                     world=self.config.world)
         names = [c["name"] for c in json.loads(self.val_json.read_text())["categories"]]
         sizes = install_assets(self.out, assets_dir() / "shapesworld", example, names)
         return {"example": example, "sizes_mb": sizes}

@@ -19,13 +19,16 @@ CI_SUBSET_IMAGES = 60
 
 
 def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: int = 0, candidates: int = 1000,
-                   max_objects: int = 5, world: WorldConfig | None = None) -> dict[str, Any] | None:
+                   max_objects: int = 5, world: WorldConfig | None = None, min_objects: int = 1) -> dict[str, Any] | None:
     """A showcase image for ``regionspot predict``: among ``candidates`` fresh renders (all categories
     equally likely, 1..``max_objects`` objects of distinct classes), the one with the most objects that
     the trained model labels all correctly (top-1 over the whole vocabulary); ties prefer a rare class.
+    Renders with fewer than ``min_objects`` objects are not tried; the search stops early at a render
+    with ``max_objects`` objects and a rare class.
 
     This is a demo picked for being right, not a measurement (the table is). Writes OUT/example.png;
-    returns {"file", "boxes", "labels"} or None when no candidate qualifies.
+    returns {"file", "boxes", "labels", "rendered", "tried"} (renders drawn and renders the model was
+    run on, up to the chosen one) or None when no candidate qualifies.
     """
     from PIL import Image
 
@@ -39,12 +42,12 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
     model = RegionSpot.from_pretrained(str(head), segmenter=str(sam_dir), vision_language=str(clip_dir), device="cpu")
     predictor = RegionSpotPredictor(model)
     predictor.set_vocabulary(names)
-    best, best_key = None, None
+    best, best_key, tried = None, None, 0
     for index in range(candidates):
         pixels, objects = render_image(stream_rng(seed, EXAMPLE_CANDIDATES, index), categories, probs,
                                        world=replace(world, max_objects=max_objects))
         truth = [names[o.category_index] for o in objects]
-        if not objects or len(set(truth)) != len(truth):
+        if len(objects) < max(1, min_objects) or len(set(truth)) != len(truth):
             continue
         key = (len(objects), any(categories[o.category_index].frequency == "r" for o in objects))
         if best_key is not None and key <= best_key:
@@ -53,10 +56,14 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
         image = Image.fromarray(pixels)
         predictor.set_image(image)
         result = predictor.predict(boxes=boxes, top_k=1, return_masks=False)
+        tried += 1
         if list(result.labels) == truth:
             path = Path(out) / "example.png"
             image.save(path)
-            best, best_key = {"file": str(path), "boxes": boxes, "labels": truth}, key
+            best, best_key = {"file": str(path), "boxes": boxes, "labels": truth, "rendered": index + 1,
+                              "tried": tried}, key
+            if key == (max_objects, True):
+                break
     return best
 
 

@@ -21,6 +21,7 @@ from regionspot.registry import assets_dir
 from regionspot.shapesworld import build
 from regionspot.shapesworld.build import BuildConfig, run_build
 from regionspot.shapesworld.ship import choose_example
+from regionspot.shapesworld.world import WorldConfig
 
 ROWS = ("CLIP w/ box", "CLIP w/ mask", "RegionSpot (depth 3)", "RegionSpot, SAM token only", "RegionSpot, depth 1")
 
@@ -47,7 +48,9 @@ def test_quick_build_runs_every_stage_and_writes_the_table(quick_build):
 
 def test_chosen_example_is_labelled_right_by_the_model(tmp_path):
     shipped = assets_dir() / "shapesworld"
-    example = choose_example(tmp_path, shipped / "head.safetensors", shipped / "sam", shipped / "clip", candidates=100)
+    world = WorldConfig(**json.loads((shipped / "metrics.json").read_text())["ci_subset"]["world"])
+    example = choose_example(tmp_path, shipped / "head.safetensors", shipped / "sam", shipped / "clip", candidates=100,
+                             world=world)
     assert example is not None
     predictor = RegionSpotPredictor(RegionSpot.from_pretrained(None, device="cpu"))
     predictor.set_image(example["file"])

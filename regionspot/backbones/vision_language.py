@@ -159,12 +159,21 @@ class ClipAdapter:
         return outputs.last_hidden_state.float()
 
     @torch.no_grad()
-    def encode_image(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(B, D) float32, L2-normalised image embeddings (resize without crop to ``image_size``)."""
-        pixels = self.preprocess(images)
-        outputs = self.model.get_image_features(
-            pixel_values=pixels, interpolate_pos_encoding=self._interpolate
-        )
+    def encode_image(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+        """(B, D) float32, L2-normalised image embeddings: the standard CLIP path, each image resized without
+        crop to the model's *native* input size, whatever ``image_size`` the feature map is read at (so the
+        crop baselines score the same with or without a head's larger map). Prepared (B, 3, S, S) pixels
+        are taken only when S is that native size."""
+        if isinstance(images, torch.Tensor):
+            if images.shape[-1] != self.native_image_size or images.shape[-2] != self.native_image_size:
+                raise ValueError(f"encode_image takes pixels at the native size {self.native_image_size}, "
+                                 f"got {tuple(images.shape)}; pass the PIL images instead.")
+            pixels = images
+        else:
+            pixels = preprocess_images(images, size=self.native_image_size, mean=self.mean, std=self.std,
+                                       resample=self.resample, resize=self.resize, antialias=self.antialias)
+        pixels = pixels.to(device=self.device, dtype=self.dtype)
+        outputs = self.model.get_image_features(pixel_values=pixels)
         return F.normalize(outputs.pooler_output.float(), dim=-1)
 
     # -- text -------------------------------------------------------------------------------------

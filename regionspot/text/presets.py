@@ -2,7 +2,7 @@
 
 Presets: ``"coco"`` (the 80 COCO thing classes), ``"lvis"`` (the 1203 LVIS v1 categories, spelled as the
 dataset does: ``bat_(animal)``; the model's class-name style prepares them for prompts) and
-``"shapesworld"`` (the 144 classes of the embedded ShapesWorld model). The COCO and LVIS lists ship as
+``"shapesworld"`` (the 64 classes of the embedded ShapesWorld model). The COCO and LVIS lists ship as
 text files in ``regionspot/text/vocabularies``.
 """
 
@@ -16,7 +16,7 @@ from regionspot.errors import VocabularyError
 PRESETS: dict[str, str] = {
     "coco": "COCO (80 classes)",
     "lvis": "LVIS v1 (1203 classes)",
-    "shapesworld": "ShapesWorld (144 classes, the embedded model's)",
+    "shapesworld": "ShapesWorld (64 classes, the embedded model's)",
 }
 
 

@@ -6,7 +6,7 @@ from regionspot.text.prompts import validate_vocabulary
 
 
 def test_presets_are_complete_and_usable():
-    sizes = {"coco": 80, "lvis": 1203, "shapesworld": 144}
+    sizes = {"coco": 80, "lvis": 1203, "shapesworld": 64}
     assert set(PRESETS) == set(sizes)
     for name, size in sizes.items():
         names = preset_vocabulary(name)

@@ -48,7 +48,7 @@ def test_page_endpoint_and_errors_over_the_api(client, demo_service, example_ima
         client.predict(handle_file(str(example_image)), ",".join(f"n{i}" for i in range(5000)), BOX, "", False,
                        api_name="/label")
     answer = client.predict(handle_file(str(example_image)), "", "", "40,150", False, api_name="/label")
-    assert len(answer["vocabulary"]) == 144 and len(answer["regions"]) == 1  # the default preset
+    assert len(answer["vocabulary"]) == 64 and len(answer["regions"]) == 1  # the default preset
 
 
 def test_concurrent_clients_are_queued(client, demo_service, example_image, tmp_path):

@@ -4,6 +4,7 @@ import torch
 from regionspot.errors import RegionSpotError
 from regionspot.inference import fast
 from regionspot.inference.fast import (
+    GUARD_MAX_ABS_LOGIT,
     GuardResult,
     apply_fast_path,
     candidate_paths,
@@ -92,7 +93,16 @@ def test_fast_paths_keep_the_example_top1(example, path, tmp_path, monkeypatch):
     model = RegionSpot.from_pretrained(fast_path=path)
     probs = _logits(model, image, boxes, names)
     assert model.fast_path == path
-    assert torch.equal(probs.argmax(-1), reference.argmax(-1))
+    # Logit error (log-probability change less its per-region mean, i.e. the softmax's free shift) within
+    # the guard's bound, and the same top-1 wherever fp32's top-1 leads by more than twice that error: a
+    # lossy path may swap a near tie (the example's green ring leads cyan ring by 0.015 in log-probability).
+    delta = probs.log() - reference.log()
+    error = (delta - delta.mean(-1, keepdim=True)).abs().max()
+    assert error <= GUARD_MAX_ABS_LOGIT
+    top2 = reference.log().topk(2, dim=-1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 2 * error
+    assert clear.any()
+    assert torch.equal(probs.argmax(-1)[clear], reference.argmax(-1)[clear])
     if path != "eager":
         assert model.vision_language.weights_fingerprint.endswith(f"+{path}")  # own text-cache entries
 

@@ -46,7 +46,7 @@ def test_low_res_masks_are_exactly_the_segmenters_full_size_masks(model, example
         out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, low_res_masks=True)
         assert out.masks is None and out.low_res_masks.shape == (10, 64, 64)  # the tiny SAM's 256² input / 4
         lazy = LowResMasks(out.low_res_masks, out.mask_frame, nearest_size=nearest)
-        assert lazy.shape == dense.shape and dense.any(axis=(1, 2)).sum() >= 5
+        assert lazy.shape == dense.shape and dense.any(axis=(1, 2)).sum() >= 2  # not all empty
         assert np.array_equal(lazy.numpy(), dense)  # every pixel
         assert [lazy.to_rle(i) for i in range(10)] == [encode_rle(m) for m in dense]
         assert np.array_equal(lazy.boxes(), mask_to_box(dense))

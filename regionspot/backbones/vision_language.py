@@ -132,10 +132,11 @@ class ClipAdapter:
         return grid * grid + int(self.has_class_token)
 
     # -- images -----------------------------------------------------------------------------------
-    def input_preprocessor(self) -> Callable[[Sequence[Image.Image]], torch.Tensor]:
+    def input_preprocessor(self, size: int | None = None) -> Callable[[Sequence[Image.Image]], torch.Tensor]:
         """``preprocess_images`` with this model's settings, picklable (for data-loader worker processes):
-        B images -> (B, 3, S, S) float32 CPU pixels that ``feature_map`` / ``encode_image`` accept."""
-        return functools.partial(preprocess_images, size=self.image_size, mean=self.mean, std=self.std,
+        B images -> (B, 3, S, S) float32 CPU pixels, S = ``size`` or ``image_size`` (what ``feature_map``
+        takes); ``encode_image`` takes them at ``native_image_size``."""
+        return functools.partial(preprocess_images, size=size or self.image_size, mean=self.mean, std=self.std,
                                  resample=self.resample, resize=self.resize, antialias=self.antialias)
 
     def preprocess(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
@@ -170,8 +171,7 @@ class ClipAdapter:
                                  f"got {tuple(images.shape)}; pass the PIL images instead.")
             pixels = images
         else:
-            pixels = preprocess_images(images, size=self.native_image_size, mean=self.mean, std=self.std,
-                                       resample=self.resample, resize=self.resize, antialias=self.antialias)
+            pixels = self.input_preprocessor(self.native_image_size)(images)
         pixels = pixels.to(device=self.device, dtype=self.dtype)
         outputs = self.model.get_image_features(pixel_values=pixels)
         return F.normalize(outputs.pooler_output.float(), dim=-1)

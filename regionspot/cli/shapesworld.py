@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from regionspot.cli.app import friendly, shapes_app
-from regionspot.errors import RegionSpotError
 
 
 @shapes_app.command("generate")
@@ -49,11 +47,7 @@ def shapesworld_build(
     """Rebuild the embedded ShapesWorld models (tiny CLIP, tiny SAM, RegionSpot heads) and write the table."""
     from regionspot.shapesworld.build import BuildConfig, run_build
 
-    if sam_shape_loss is not None and sam_shape_loss < 0:
-        raise RegionSpotError(f"--sam-shape-loss must be >= 0, got {sam_shape_loss}.")
-    config = BuildConfig.quick(world) if quick else BuildConfig.full(world, sam_shape_loss)
-    if quick and sam_shape_loss is not None:
-        config = replace(config, sam=replace(config.sam, shape_loss_weight=sam_shape_loss))
+    config = (BuildConfig.quick if quick else BuildConfig.full)(world, sam_shape_loss)
     run_build(out, config, install=install and not quick, resume=resume)
     report = out / "report.md"  # written by the eval stage (this run's or, with --resume, an earlier one's)
     if report.is_file():

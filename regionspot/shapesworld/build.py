@@ -60,7 +60,7 @@ class BuildConfig:
     world: the ShapesWorld of every stage (data, both backbones' pre-training, example, CI subset).
     clip_image_size: the size RegionSpot feeds the whole image to CLIP at (position interpolation).
     head_iters: steps of each head training; head_batch: images per step.
-    example_candidates: renders searched for a bundled example of at least four correctly labelled objects.
+    example_candidates: renders searched for the bundled example (the most objects, all labelled right).
     """
 
     seed: int = 0
@@ -85,23 +85,32 @@ class BuildConfig:
         """The shipped recipe of ``world``; sam_shape_loss overrides its SAM shape-loss weight."""
         preset = world_preset(world)  # a one-line error for an unknown name
         clip_steps, sam_steps = FULL_STEPS[world]
-        shape_loss = FULL_SAM_SHAPE_LOSS[world] if sam_shape_loss is None else sam_shape_loss
         return cls(world=preset, clip=ClipPretrainConfig(steps=clip_steps),
-                   sam=SamPretrainConfig(steps=sam_steps, shape_loss_weight=shape_loss))
+                   sam=SamPretrainConfig(steps=sam_steps, shape_loss_weight=_shape_loss(world, sam_shape_loss)))
 
     @classmethod
-    def quick(cls, world: str = "v2") -> BuildConfig:
+    def quick(cls, world: str = "v2", sam_shape_loss: float | None = None) -> BuildConfig:
         return cls(
             world=world_preset(world),
             num_train=24,
             num_val=8,
             clip=ClipPretrainConfig(steps=12, warmup_steps=3, pool_images=40, pool_scenes=16, heldout_images=10,
                                     batch_size=32, scene_batch_size=8),
-            sam=SamPretrainConfig(steps=8, warmup_steps=2, pool_images=12, heldout_images=4),
+            sam=SamPretrainConfig(steps=8, warmup_steps=2, pool_images=12, heldout_images=4,
+                                  shape_loss_weight=_shape_loss(world, sam_shape_loss)),
             head_iters=12,
             head_batch=4,
             sam_val_limit=8,
         )
+
+
+def _shape_loss(world: str, override: float | None) -> float:
+    """The SAM shape-loss weight of a build: ``override``, else the world's recipe (FULL_SAM_SHAPE_LOSS)."""
+    if override is None:
+        return FULL_SAM_SHAPE_LOSS[world]
+    if override < 0:
+        raise RegionSpotError(f"The SAM shape-loss weight must be >= 0, got {override}.")
+    return float(override)
 
 
 def _train_config(build: BuildConfig, out: Path, cache: Path, sam_dir: Path, clip_dir: Path, name: str,
@@ -211,12 +220,8 @@ class _Build:
     def stage_ship(self) -> dict[str, Any]:
         from regionspot.registry import assets_dir
 
-        # First look for an example with at least four objects among many renders, then settle for fewer.
         example = choose_example(self.out, self.head, self.sam, self.clip, seed=self.config.seed, world=self.config.world,
-                                 candidates=self.config.example_candidates, min_objects=4)
-        if example is None:
-            example = choose_example(self.out, self.head, self.sam, self.clip, seed=self.config.seed,
-                                     world=self.config.world)
+                                 candidates=self.config.example_candidates)
         names = [c["name"] for c in json.loads(self.val_json.read_text())["categories"]]
         sizes = install_assets(self.out, assets_dir() / "shapesworld", example, names)
         return {"example": example, "sizes_mb": sizes}

@@ -19,12 +19,12 @@ CI_SUBSET_IMAGES = 60
 
 
 def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: int = 0, candidates: int = 1000,
-                   max_objects: int = 5, world: WorldConfig | None = None, min_objects: int = 1) -> dict[str, Any] | None:
+                   max_objects: int = 5, world: WorldConfig | None = None) -> dict[str, Any] | None:
     """A showcase image for ``regionspot predict``: among ``candidates`` fresh renders (all categories
     equally likely, 1..``max_objects`` objects of distinct classes), the one with the most objects that
     the trained model labels all correctly (top-1 over the whole vocabulary); ties prefer a rare class.
-    Renders with fewer than ``min_objects`` objects are not tried; the search stops early at a render
-    with ``max_objects`` objects and a rare class.
+    The model runs only on renders that would beat the best so far, so once an example of n objects is
+    found, renders of fewer are skipped; the search stops early at ``max_objects`` objects and a rare class.
 
     This is a demo picked for being right, not a measurement (the table is). Writes OUT/example.png;
     returns {"file", "boxes", "labels", "rendered", "tried"} (renders drawn and renders the model was
@@ -47,7 +47,7 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
         pixels, objects = render_image(stream_rng(seed, EXAMPLE_CANDIDATES, index), categories, probs,
                                        world=replace(world, max_objects=max_objects))
         truth = [names[o.category_index] for o in objects]
-        if len(objects) < max(1, min_objects) or len(set(truth)) != len(truth):
+        if not objects or len(set(truth)) != len(truth):
             continue
         key = (len(objects), any(categories[o.category_index].frequency == "r" for o in objects))
         if best_key is not None and key <= best_key:

@@ -74,6 +74,10 @@ def test_cli_build_chooses_the_config_and_prints_the_report(tmp_path, monkeypatc
     assert config == BuildConfig.quick() and install is False and resume is True
     CliRunner().invoke(app, ["shapesworld", "build", "--quick", "--fresh", "--out", str(tmp_path)])
     assert calls[1][2] is False
+    CliRunner().invoke(app, ["shapesworld", "build", "--quick", "--sam-shape-loss", "0.5", "--out", str(tmp_path)])
+    assert calls[2][0].sam.shape_loss_weight == 0.5 and BuildConfig.full("v2").sam.shape_loss_weight == 0.0
+    bad = CliRunner().invoke(app, ["shapesworld", "build", "--sam-shape-loss", "-1", "--out", str(tmp_path)])
+    assert bad.exit_code != 0 and "must be >= 0" in bad.output and len(calls) == 3
 
 
 

@@ -150,7 +150,12 @@ def main() -> None:
                         help="another interpreter whose regionspot is the 'before' code (e.g. main's venv python)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rs-perf"))
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the rows")
+    parser.add_argument("--no-malloc-tuning", action="store_true",
+                        help="leave glibc's allocator as it is (the CLI tunes it: regionspot.utils.allocator)")
     args = parser.parse_args()
+    from regionspot.utils.allocator import keep_freed_memory
+
+    malloc_tuned = not args.no_malloc_tuning and keep_freed_memory()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     counts = [int(c) for c in args.boxes.split(",")]
@@ -161,6 +166,7 @@ def main() -> None:
     from regionspot.text.prompts import get_templates
 
     machine = {"cpu": cpu_model(), "flags": cpu_flag_line(), "threads": args.threads, "torch": torch.__version__,
+               "malloc_tuned": malloc_tuned,
                "gemm_fp32_gflops": gemm_peak(torch.float32), "gemm_bf16_gflops": gemm_peak(torch.bfloat16)}
     root = build_full_size(args.work)
     image = _smooth_image(640, 480)

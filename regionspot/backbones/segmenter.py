@@ -27,6 +27,7 @@ from regionspot.backbones.sam_inputs import SamPreprocess, normalize_sam_pixels,
 from regionspot.data.transforms import MaskFrame, upsample_mask_logits
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
 from regionspot.utils.fingerprint import weights_fingerprint
+from regionspot.utils.sam_attention import use_chunked_bias
 
 __all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "stability_score"]
 
@@ -387,8 +388,7 @@ def load_segmenter(
         decoder_layer_norm_eps = default_decoder_eps(model_id, decoder.layer_norm_eps)
     decoder.layer_norm_eps = float(decoder_layer_norm_eps)
     model = from_pretrained(model_class.from_pretrained, model_id, "the SAM weights", _PROVIDE_WEIGHTS_HINT, config=config)
-    model.requires_grad_(False)
-    model.eval()
+    use_chunked_bias(model.requires_grad_(False).eval())
     if device is not None:
         model.to(device=torch.device(device))
     if dtype is not None:

@@ -70,6 +70,9 @@ def _root(
 
 
 def main() -> None:
+    from regionspot.utils.allocator import keep_freed_memory
+
+    keep_freed_memory()
     try:
         app()
     except RegionSpotError as error:  # errors raised outside a command body

@@ -1,14 +1,15 @@
 """The accuracy-guard table of the fast paths, and this machine's verdicts for `regionspot predict --fast`.
 
-1. ShapesWorld val (the CI subset's first ``--images`` images, every GT box, the 144-class vocabulary) with
+1. ShapesWorld val (the CI subset's first ``--images`` images, every GT box, the embedded model's vocabulary) with
    the embedded, really trained tiny models: logit error and top-1/top-5 agreement of each path against
    fp32, and GT top-1 accuracy of the path and of fp32 on the same regions. Verdicts are recorded
    (``regionspot.inference.fast.verdicts_path``).
-2. ``--full-size``: the BL architecture at full size (SAM ViT-B with SAM-style init, CLIP ViT-L/14, random
+2. ``--ap``: box AP of the embedded RegionSpot on those images, per path, and its change against fp32.
+3. ``--full-size``: the BL architecture at full size (SAM ViT-B with SAM-style init, CLIP ViT-L/14, random
    head; built by ``benchmarks/predict_speed.py``) on one image with ``--boxes`` boxes against ``--vocab``
    random class names — the numerics of the real sizes, where a trained tiny model cannot say.
 
-    nice -n 10 env OMP_WAIT_POLICY=PASSIVE python benchmarks/accuracy_guard.py --images 60 --full-size
+    nice -n 10 env OMP_WAIT_POLICY=PASSIVE python benchmarks/accuracy_guard.py --images 60 --ap --full-size
 """
 
 from __future__ import annotations
@@ -34,6 +35,33 @@ def _shapesworld_table(paths: list[str], images: int) -> list[str]:
         lines.append(f"| {row.path} | {r.regions} | {r.max_abs:.4f} | {r.mean_abs:.5f} | {100 * r.top1:.1f} % | "
                      f"{100 * r.top5:.1f} % | {100 * row.accuracy:.1f} % / {100 * row.reference_accuracy:.1f} % | "
                      f"{'pass' if passes_guard(r) else 'FAIL'} |")
+    return lines
+
+
+def _ap_table(paths: list[str], images: int, work: Path) -> list[str]:
+    """Box AP of the embedded RegionSpot on the first ``images`` CI-subset val images, per path."""
+    from regionspot.engine.config import EvalOptions
+    from regionspot.engine.evaluate import evaluate_dataset
+    from regionspot.inference.fast import apply_fast_path
+    from regionspot.model import RegionSpot
+    from regionspot.shapesworld.generate import generate_shapesworld
+    from regionspot.shapesworld.report import table_rows
+
+    info = generate_shapesworld(work / "ap" / "data", 0, images, seed=0, progress=False)
+    lines = [f"ShapesWorld val, first {images} CI-subset images, GT boxes, embedded models: box AP × 100 per path.", "",
+             "| path | AP | APr | APc | APf | ΔAP vs fp32 |", "|---|---|---|---|---|---|"]
+    base = None
+    for path in ["fp32", *[p for p in paths if p != "fp32"]]:
+        model = apply_fast_path(RegionSpot.from_pretrained(device="cpu"), path)
+        options = EvalOptions(methods=("regionspot",), iou_types=("bbox",), overwrite=True,
+                              text_cache_dir=str(work / "ap" / f"text-{path}"))
+        summary = evaluate_dataset(Path(info["val_json"]), Path(info["image_root"]), work / "ap" / f"eval-{path}",
+                                   segmenter=model.segmenter, vision_language=model.vision_language, model=model,
+                                   options=options, show_progress=False)
+        row = {k: 100 * v for k, v in table_rows(summary, {"regionspot": "RegionSpot"})["RegionSpot"].items()}
+        base = row["AP"] if base is None else base
+        lines.append(f"| {path} | {row['AP']:.2f} | {row['APr']:.2f} | {row['APc']:.2f} | {row['APf']:.2f} | "
+                     f"{row['AP'] - base:+.2f} |")
     return lines
 
 
@@ -74,6 +102,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--paths", default="eager,bf16,int8")
     parser.add_argument("--images", type=int, default=60)
+    parser.add_argument("--ap", action="store_true", help="also box AP per path on the first --images CI-subset images")
     parser.add_argument("--full-size", action="store_true")
     parser.add_argument("--boxes", type=int, default=50)
     parser.add_argument("--vocab", type=int, default=20)
@@ -82,6 +111,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     paths = args.paths.split(",")
     lines = _shapesworld_table(paths, args.images)
+    if args.ap:
+        lines += [""] + _ap_table(paths, args.images, args.work)
     if args.full_size:
         lines += [""] + _full_size_table(paths, args.work, args.boxes, args.vocab)
     print("\n".join(lines))

@@ -19,9 +19,21 @@ import numpy as np
 import torch
 from PIL import Image
 
+# CLIP towers of the variants (OpenAI's ViT-B/16 and ViT-L/14 shapes); the SAM is ViT-B for all three.
+_CLIP_SHAPES = {
+    "BB": (dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
+           dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, image_size=224,
+                patch_size=16), 512),
+    "BL": (dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+           dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=224,
+                patch_size=14), 768),
+}
+_CLIP_SHAPES["BL@336"] = (_CLIP_SHAPES["BL"][0], {**_CLIP_SHAPES["BL"][1], "image_size": 336}, 768)
 
-def build_full_size(work: Path) -> Path:
-    """Write sam/, clip/ and head.safetensors for the BL architecture with random weights (cached)."""
+
+def build_full_size(work: Path, variant: str = "BL") -> Path:
+    """Write sam/, clip/ and head.safetensors for a variant's architecture ("BB", "BL", "BL@336") with random
+    weights (cached in ``work``)."""
     from transformers import CLIPConfig, CLIPModel, SamConfig, SamModel
 
     from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
@@ -31,7 +43,7 @@ def build_full_size(work: Path) -> Path:
     from regionspot.modeling.head import RegionSpotHead
     from regionspot.shapesworld.tiny_models import sam_style_init_, tiny_clip_tokenizer
 
-    root = work / "bl-random"
+    root = work / ("bl-random" if variant == "BL" else f"{variant.lower().replace('@', '-')}-random")
     if (root / "head.safetensors").exists():
         return root
     torch.manual_seed(0)
@@ -41,18 +53,19 @@ def build_full_size(work: Path) -> Path:
     del sam
     tokenizer = tiny_clip_tokenizer()  # the real BPE vocabulary is not downloadable; cost is the same per token
     n = len(tokenizer)
-    text = dict(vocab_size=n, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                max_position_embeddings=77, bos_token_id=n - 2, eos_token_id=n - 1, pad_token_id=n - 1, hidden_act="quick_gelu")
-    vision = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=224,
-                  patch_size=14, hidden_act="quick_gelu")
-    clip = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=768)).eval()
+    text_shape, vision_shape, projection = _CLIP_SHAPES[variant]
+    text = dict(vocab_size=n, max_position_embeddings=77, bos_token_id=n - 2, eos_token_id=n - 1, pad_token_id=n - 1,
+                hidden_act="quick_gelu", **text_shape)
+    vision = dict(hidden_act="quick_gelu", **vision_shape)
+    clip = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection)).eval()
     clip.save_pretrained(root / "clip")
     tokenizer.save_pretrained(root / "clip")
+    side = vision_shape["image_size"]
     (root / "clip" / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "CLIPImageProcessor", "size": {"shortest_edge": 224}, "resample": 3,
-        "crop_size": {"height": 224, "width": 224}, "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD)}))
+        "image_processor_type": "CLIPImageProcessor", "size": {"shortest_edge": side}, "resample": 3,
+        "crop_size": {"height": side, "width": side}, "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD)}))
     del clip
-    config = variant_config("BL")
+    config = variant_config(variant)
     config.segmenter, config.vision_language = "sam", "clip"
     save_head_checkpoint(root / "head.safetensors", RegionSpotHead(config.head), config)
     return root

@@ -2,7 +2,7 @@
 
 Measures, in one process and one run (so every ratio is side by side):
 - the machine: CPU model and flags (AVX-512 BF16 / AMX), threads, measured GEMM peak fp32 and bf16;
-- per stage of the full-size BL architecture (SAM ViT-B @ 1024² + CLIP ViT-L/14 @ 224; random weights
+- per stage of a full-size architecture (`--variant`: BL = SAM ViT-B @ 1024² + CLIP ViT-L/14 @ 224; BB, BL@336; random weights
   with SAM-style init, same FLOPs as the real ones): FLOPs counted by ``FlopCounterMode`` (CPU SDPA
   registered), seconds and % of the matching peak, for the plain reference pipeline (straight
   transformers calls, fp32, eager, one decoder call, full-size masks) and each library path
@@ -111,6 +111,18 @@ def _cli_seconds(args, root: Path, image_path: Path, boxes: torch.Tensor, names:
     return time.perf_counter() - start, json.loads(out.read_text())["timing_s"]
 
 
+def _import_seconds(python: str = sys.executable, runs: int = 3) -> float:
+    """Median wall seconds of a fresh interpreter importing torch and transformers' SAM and CLIP classes: the
+    part of the CLI's start-up that no code of ours runs in."""
+    code = "import torch; from transformers import SamModel, CLIPModel"
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([python, "-c", code], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
 def _peak_rss_gb(args, work: Path) -> float:
     """Peak RSS (GB) of `regionspot predict --viz` with the embedded model on a big image with many boxes."""
     side = int((args.big_mp * 1e6 * 4 / 3) ** 0.5)
@@ -139,6 +151,7 @@ def _save_partial(out: Path | None, report: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared, loaded machine)")
+    parser.add_argument("--variant", default="BL", choices=("BB", "BL", "BL@336"), help="architecture (random weights)")
     parser.add_argument("--boxes", default="1,12", help="box counts, comma-separated")
     parser.add_argument("--paths", default="reference,fp32,bf16,int8")
     parser.add_argument("--repeats", type=int, default=1)
@@ -165,10 +178,10 @@ def main() -> None:
     from regionspot.model import RegionSpot
     from regionspot.text.prompts import get_templates
 
-    machine = {"cpu": cpu_model(), "flags": cpu_flag_line(), "threads": args.threads, "torch": torch.__version__,
+    machine = {"cpu": cpu_model(), "flags": cpu_flag_line(), "threads": args.threads, "torch": torch.__version__, "variant": args.variant,
                "malloc_tuned": malloc_tuned,
                "gemm_fp32_gflops": gemm_peak(torch.float32), "gemm_bf16_gflops": gemm_peak(torch.bfloat16)}
-    root = build_full_size(args.work)
+    root = build_full_size(args.work, args.variant)
     image = _smooth_image(640, 480)
     image_path = args.work / "image.png"
     image.save(image_path)
@@ -214,6 +227,7 @@ def main() -> None:
         fp32 = seconds["fp32"]
         compute = fp32["sam_encoder"] + fp32["clip_map"] + fp32[f"decoder_masks_{max(counts)}"] + fp32[f"head_{max(counts)}"]
         extra.update(cli_seconds=cli, cli_timing=timing, cli_compute_seconds=compute, cli_overhead_seconds=cli - compute)
+        extra["import_seconds"] = _import_seconds()
         if args.cli_before:
             before = Path(tempfile.mkdtemp(prefix="cli-before-", dir=args.work))
             cli_b, timing_b = _cli_seconds(args, root, image_path, boxes[: max(counts)], names, before, args.cli_before)

@@ -9,7 +9,8 @@ import json
 import sys
 from pathlib import Path
 
-_STAGES = (("sam_encoder", "SAM ViT-B image encoder (1024²)"), ("clip_map", "CLIP ViT-L/14 feature map (224²)"))
+_CLIP_NAMES = {"BB": "CLIP ViT-B/16 feature map (224²)", "BL": "CLIP ViT-L/14 feature map (224²)",
+               "BL@336": "CLIP ViT-L/14 feature map (336²)"}
 
 
 def _cell(seconds: float | None, flops: int | None, peak: float, base: float | None) -> str:
@@ -28,9 +29,10 @@ def markdown(report: dict) -> str:
     """The whole table: machine line, one row per stage, columns = reference and each library path."""
     machine, flops, seconds = report["machine"], report["flops"], report["seconds"]
     paths = list(seconds)
+    variant = machine.get("variant", "BL")
     peaks = {p: machine["gemm_bf16_gflops"] if p == "bf16" else machine["gemm_fp32_gflops"] for p in paths}
     lines = [
-        f"CPU: {machine['cpu']} ({machine['flags']}); torch {machine['torch']}, {machine['threads']} thread(s); "
+        f"Variant {variant}. CPU: {machine['cpu']} ({machine['flags']}); torch {machine['torch']}, {machine['threads']} thread(s); "
         f"measured GEMM peak fp32 {machine['gemm_fp32_gflops']:.0f} GFLOP/s, bf16 {machine['gemm_bf16_gflops']:.0f} GFLOP/s.",
         "",
         "Cells: median seconds · % of the path's GEMM peak (bf16 peak for bf16, fp32 peak otherwise; int8 against "
@@ -39,7 +41,7 @@ def markdown(report: dict) -> str:
         "| stage | GFLOP | " + " | ".join(paths) + " |",
         "|---|---|" + "---|" * len(paths),
     ]
-    stages = list(_STAGES)
+    stages = [("sam_encoder", "SAM ViT-B image encoder (1024²)"), ("clip_map", _CLIP_NAMES[variant])]
     for n in report["boxes"]:
         stages += [(f"decoder_masks_{n}", f"SAM decoder, {n} boxes, masks at full size"),
                    (f"decoder_nomask_{n}", f"SAM decoder, {n} boxes, no masks"),
@@ -59,17 +61,24 @@ def markdown(report: dict) -> str:
     lines.append(f"| **per image, {n} boxes with masks** | {image_flops / 1e9:.0f} | " + " | ".join(cells) + " |")
     floor = image_flops / (machine["gemm_fp32_gflops"] * 1e9)
     lines.append(f"| fp32 floor of that image (FLOP / fp32 peak) | | {floor:.2f} s |" + " |" * (len(paths) - 1))
+    lines.append("| per image ÷ fp32 floor | | " + " | ".join(f"{totals[p] / floor:.2f}×" for p in paths) + " |")
     cells = [_cell(seconds[p]["text"], flops["text_padded" if p == "reference" else "text_sorted"], peaks[p],
                    ref.get("text") if p != "reference" else None) for p in paths]
     lines.append(f"| text, {report['text_prompts']} prompts, cold (reference: padded to 77) | "
                  f"{flops['text_sorted'] / 1e9:.0f} (padded {flops['text_padded'] / 1e9:.0f}) | " + " | ".join(cells) + " |")
+    text_floor = flops["text_sorted"] / (machine["gemm_fp32_gflops"] * 1e9)
+    lines.append(f"| text ÷ fp32 floor of the sorted batches ({text_floor:.2f} s) | | "
+                 + " | ".join(f"{seconds[p]['text'] / text_floor:.2f}×" for p in paths) + " |")
     extra = report.get("extra", {})
-    lines += ["", f"In-process model load (BL, fp32): {extra.get('load_seconds', float('nan')):.1f} s."]
+    lines += ["", f"In-process model load ({variant}, fp32): {extra.get('load_seconds', float('nan')):.1f} s."]
     if "cli_seconds" in extra:
         lines.append(
-            f"`regionspot predict` (BL, {n} boxes, --viz, text cached): {extra['cli_seconds']:.1f} s wall; model compute "
+            f"`regionspot predict` ({variant}, {n} boxes, --viz, text cached): {extra['cli_seconds']:.1f} s wall; model compute "
             f"in-process {extra['cli_compute_seconds']:.1f} s → **{extra['cli_overhead_seconds']:.1f} s outside the models** "
             f"(the CLI's own split: load {extra['cli_timing']['load']:.1f} s, predict {extra['cli_timing']['predict']:.1f} s).")
+        if "import_seconds" in extra:
+            lines.append(f"Of that, importing torch + transformers' SAM and CLIP classes alone (`python -c \"import torch; "
+                         f"from transformers import SamModel, CLIPModel\"`): {extra['import_seconds']:.1f} s wall.")
         if "cli_before_seconds" in extra:
             lines.append(f"Before (same run, `--cli-before`): {extra['cli_before_seconds']:.1f} s wall → "
                          f"{extra['cli_before_overhead_seconds']:.1f} s outside the models (load "

@@ -90,8 +90,9 @@ class RegionSpot(nn.Module):
             (its final head, or its latest checkpoint while it runs), or an official RegionSpot ``.pth``
             (converted on the fly).
         segmenter / vision_language: override the backbone ids stored in the checkpoint (hub id or folder).
-        fast_path: None / "fp32" (default, most accurate), "bf16", "int8", "eager", or "auto": the fastest
-            path whose accuracy guard passed on this machine (``regionspot.inference.fast``).
+        fast_path: None / "fp32" (default, most accurate), "bf16", "int8", "eager", "compile" (fp32 through
+            ``torch.compile``: for long runs), or "auto": the fastest of bf16 / int8 / fp32 whose accuracy guard
+            passed on this machine (``regionspot.inference.fast``).
         """
         registry = list_pretrained()
         name = "shapesworld" if name_or_path is None else str(name_or_path)

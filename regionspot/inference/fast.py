@@ -12,6 +12,10 @@ Paths (``FAST_PATHS``), applied in place to a loaded :class:`~regionspot.model.R
   Only worth it where bf16 is native: GPUs, CPUs with AMX-BF16 / AVX-512 BF16.
 - ``"int8"`` — the Linear layers of the SAM image encoder and of the CLIP vision/text towers become
   dynamic int8 Linear layers (CPU only); the decoder and head stay float32.
+- ``"compile"`` — fp32, with the SAM image encoder and the CLIP vision tower compiled by ``torch.compile``
+  (inductor). The first image pays the compilation (about a minute for BL on 2 CPU cores); it then runs a few
+  per cent faster (docs/performance.md), so it is for long evaluations, not one picture, and ``"auto"`` /
+  ``--fast`` never pick it. The text tower is not compiled: its batches change length.
 
 The accuracy guard compares a path's logits with the fp32 path's on the same regions:
 :func:`compare_logits` gives the logit error and top-1/top-5 agreement; :func:`passes_guard` applies the
@@ -56,7 +60,7 @@ __all__ = [
     "write_verdicts",
 ]
 
-FAST_PATHS = ("fp32", "eager", "bf16", "int8")
+FAST_PATHS = ("fp32", "eager", "bf16", "int8", "compile")
 # A fast path passes when ≥ 99 % of regions keep their top-1 class and the largest logit error stays small
 # against the logits' scale (CLIP's logit scale is 100: cosine × 100).
 GUARD_TOP1 = 0.99
@@ -88,6 +92,9 @@ def apply_fast_path(model, path: str):
             raise RegionSpotError(f"The int8 path (dynamic quantisation) runs on CPU only; this model is on {device}.")
         for module in (sam.vision_encoder, clip.vision_model, clip.text_model):
             quantize_linear_int8(module)
+    elif path == "compile":
+        for module in (sam.vision_encoder, clip.vision_model):
+            module.compile()
     if path in ("bf16", "int8") and isinstance(getattr(model.vision_language, "weights_fingerprint", None), str):
         # text embeddings computed on this path differ slightly: keep them apart in the on-disk cache
         model.vision_language.weights_fingerprint += f"+{path}"

@@ -13,12 +13,12 @@ def rows(tmp_path_factory):
 
     os.environ["REGIONSPOT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     try:
-        return {row.path: row for row in run_guard(["eager", "bf16", "int8"], num_images=3)}
+        return {row.path: row for row in run_guard(["eager", "bf16", "int8", "compile"], num_images=3)}
     finally:
         del os.environ["REGIONSPOT_CACHE"]
 
 
-@pytest.mark.parametrize("path", ["eager", "bf16", "int8"])
+@pytest.mark.parametrize("path", ["eager", "bf16", "int8", "compile"])
 def test_fast_path_top1_agrees_with_fp32(rows, path):
     row = rows[path]
     assert row.result.regions >= 10

@@ -206,7 +206,7 @@ def main() -> None:
     model = None
     gc.collect()
 
-    wanted = [p for p in args.paths.split(",") if p in ("reference", "fp32") or p in candidate_paths("cpu")]
+    wanted = [p for p in args.paths.split(",") if p in ("reference", "fp32", "compile") or p in candidate_paths("cpu")]
     seconds: dict[str, dict[str, float]] = {}
     for path in wanted:
         model = RegionSpot.from_pretrained(root / "head.safetensors", device="cpu",

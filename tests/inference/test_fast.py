@@ -22,13 +22,30 @@ from regionspot.model import RegionSpot
 def test_compare_logits_counts_agreement_and_error():
     reference = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 2.0], [0.0, 0.0, 1.0]])
     same = compare_logits(reference, reference.clone(), k=2)
-    assert same == GuardResult(4, 0.0, 0.0, 1.0, 1.0) and passes_guard(same)
+    assert same == GuardResult(4, 0.0, 0.0, 1.0, 1.0, 1.0) and passes_guard(same)
     flipped = reference.clone()
     flipped[0, 1] = 3.5  # region 0 changes its top-1 class
     result = compare_logits(reference, flipped, k=2)
     assert result.top1 == 0.75 and result.max_abs == pytest.approx(2.5) and not passes_guard(result)
     with pytest.raises(ValueError):
         compare_logits(reference, reference[:2])
+
+
+def test_a_reordered_tie_agrees_up_to_ties_only():
+    """fp32's top-2 of region 0 differ by 0.004 logits (a tie): a path that swaps them disagrees on plain top-1
+    but agrees up to ties; swapping a 0.5-logit lead disagrees on both."""
+    reference = torch.tensor([[2.004, 2.0, 0.0]] + [[3.0, 0.0, 0.0]] * 99)
+    swapped = reference.clone()
+    swapped[0, :2] = torch.tensor([2.0, 2.004])
+    result = compare_logits(reference, swapped)
+    assert result.top1 == pytest.approx(0.99) and result.top1_up_to_ties == 1.0
+    clear = reference.clone()
+    clear[0] = torch.tensor([2.5, 2.0, 0.0])
+    swapped_clear = clear.clone()
+    swapped_clear[0, :2] = torch.tensor([2.0, 2.5])
+    swapped_clear[1, :2] = torch.tensor([0.0, 3.0])  # and a second region: 98 % < GUARD_TOP1
+    result = compare_logits(clear, swapped_clear)
+    assert result.top1 == result.top1_up_to_ties == pytest.approx(0.98) and not passes_guard(result)
 
 
 def test_candidates_follow_the_hardware(monkeypatch):

@@ -22,7 +22,8 @@ def rows(tmp_path_factory):
 def test_fast_path_top1_agrees_with_fp32(rows, path):
     row = rows[path]
     assert row.result.regions >= 10
-    assert row.result.top1 >= GUARD_TOP1 and passes_guard(row.result)
+    assert row.result.top1_up_to_ties >= GUARD_TOP1 and passes_guard(row.result)
+    assert row.result.top1 >= GUARD_TOP1  # on these 3 images no tie is reordered either
     assert abs(row.accuracy - row.reference_accuracy) <= 1 / row.result.regions
 
 

@@ -134,11 +134,14 @@ def _peak_rss_gb(args, work: Path) -> float:
     cmd = [sys.executable, "-m", "regionspot.cli", "predict", str(path), "--boxes", box_arg,
            "--out", str(work / "big.json"), "--viz", str(work / "big.png"), "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "REGIONSPOT_CACHE": str(work / "cache")}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"big-image predict failed: {proc.stderr.read().decode()[-2000:]}")
-    return usage.ru_maxrss / 1e6  # kB → GB
+    # Through a small interpreter: a child started straight from this process (vfork + exec) inherits this
+    # process's high-water RSS (the BL models, ≈ 5 GB) into its own ru_maxrss.
+    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"big-image predict failed: {done.stderr[-2000:]}")
+    return int(done.stdout.split()[-1]) / 1e6  # kB → GB
 
 
 def _save_partial(out: Path | None, report: dict) -> None:
@@ -180,7 +183,9 @@ def main() -> None:
 
     machine = {"cpu": cpu_model(), "flags": cpu_flag_line(), "threads": args.threads, "torch": torch.__version__, "variant": args.variant,
                "malloc_tuned": malloc_tuned,
-               "gemm_fp32_gflops": gemm_peak(torch.float32), "gemm_bf16_gflops": gemm_peak(torch.bfloat16)}
+               "gemm_fp32_gflops": gemm_peak(torch.float32),
+               # SAM ViT-B's MLP GEMM (4096 tokens × 768 → 3072): what the encoder's own shapes reach
+               "gemm_fp32_sam_mlp_gflops": gemm_peak(torch.float32, shape=(4096, 768, 3072)), "gemm_bf16_gflops": gemm_peak(torch.bfloat16)}
     root = build_full_size(args.work, args.variant)
     image = _smooth_image(640, 480)
     image_path = args.work / "image.png"

@@ -33,7 +33,9 @@ def markdown(report: dict) -> str:
     peaks = {p: machine["gemm_bf16_gflops"] if p == "bf16" else machine["gemm_fp32_gflops"] for p in paths}
     lines = [
         f"Variant {variant}. CPU: {machine['cpu']} ({machine['flags']}); torch {machine['torch']}, {machine['threads']} thread(s); "
-        f"measured GEMM peak fp32 {machine['gemm_fp32_gflops']:.0f} GFLOP/s, bf16 {machine['gemm_bf16_gflops']:.0f} GFLOP/s.",
+        f"measured GEMM peak fp32 {machine['gemm_fp32_gflops']:.0f} GFLOP/s, bf16 {machine['gemm_bf16_gflops']:.0f} GFLOP/s"
+        + (f"; fp32 on SAM's MLP shape (4096×768 @ 768×3072) {machine['gemm_fp32_sam_mlp_gflops']:.0f} GFLOP/s."
+           if "gemm_fp32_sam_mlp_gflops" in machine else "."),
         "",
         "Cells: median seconds · % of the path's GEMM peak (bf16 peak for bf16, fp32 peak otherwise; int8 against "
         "fp32) · speed-up over the reference in the same run.",
@@ -52,16 +54,17 @@ def markdown(report: dict) -> str:
         cells = [_cell(seconds[p].get(key), count if "nomask" not in key else None, peaks[p],
                        ref.get(key.replace("nomask", "masks")) if p != "reference" else None) for p in paths]
         lines.append(f"| {label} | {count / 1e9:.1f} | " + " | ".join(cells) + " |")
+    for n in report["boxes"]:
+        keys = ("sam_encoder", "clip_map", f"decoder_masks_{n}", f"head_{n}")
+        image_flops = sum(flops[k] for k in keys)
+        totals = {p: sum(seconds[p][k] for k in keys) for p in paths}
+        cells = [_cell(totals[p], image_flops, peaks[p], totals.get("reference") if p != "reference" else None)
+                 for p in paths]
+        lines.append(f"| **per image, {n} boxes with masks** | {image_flops / 1e9:.0f} | " + " | ".join(cells) + " |")
+        floor = image_flops / (machine["gemm_fp32_gflops"] * 1e9)
+        lines.append(f"| per image, {n} boxes ÷ its fp32 floor ({floor:.2f} s = FLOP / fp32 peak) | | "
+                     + " | ".join(f"{totals[p] / floor:.2f}×" for p in paths) + " |")
     n = max(report["boxes"])
-    image_flops = flops["sam_encoder"] + flops["clip_map"] + flops[f"decoder_masks_{n}"] + flops[f"head_{n}"]
-    totals = {p: sum(seconds[p][k] for k in ("sam_encoder", "clip_map", f"decoder_masks_{n}", f"head_{n}"))
-              for p in paths}
-    cells = [_cell(totals[p], image_flops, peaks[p], totals.get("reference") if p != "reference" else None)
-             for p in paths]
-    lines.append(f"| **per image, {n} boxes with masks** | {image_flops / 1e9:.0f} | " + " | ".join(cells) + " |")
-    floor = image_flops / (machine["gemm_fp32_gflops"] * 1e9)
-    lines.append(f"| fp32 floor of that image (FLOP / fp32 peak) | | {floor:.2f} s |" + " |" * (len(paths) - 1))
-    lines.append("| per image ÷ fp32 floor | | " + " | ".join(f"{totals[p] / floor:.2f}×" for p in paths) + " |")
     cells = [_cell(seconds[p]["text"], flops["text_padded" if p == "reference" else "text_sorted"], peaks[p],
                    ref.get("text") if p != "reference" else None) for p in paths]
     lines.append(f"| text, {report['text_prompts']} prompts, cold (reference: padded to 77) | "

@@ -58,17 +58,20 @@ def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def gemm_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 1.5) -> float:
-    """Measured GFLOP/s of a square ``size``² matmul in ``dtype`` at the current thread count."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+def gemm_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 1.5,
+              shape: tuple[int, int, int] | None = None) -> float:
+    """Measured GFLOP/s of a square ``size``² matmul (or an (m, k) @ (k, n) one for ``shape`` = (m, k, n)) in
+    ``dtype`` at the current thread count."""
+    m, k, n = shape or (size, size, size)
+    a = torch.randn(m, k).to(dtype)
+    b = torch.randn(k, n).to(dtype)
     for _ in range(3):
         a @ b
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
         runs += 1
-    return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
+    return 2 * m * k * n * runs / (time.perf_counter() - start) / 1e9
 
 
 def cpu_flag_line() -> str:

@@ -27,7 +27,7 @@ from regionspot.backbones.sam_inputs import SamPreprocess, normalize_sam_pixels,
 from regionspot.data.transforms import MaskFrame, upsample_mask_logits
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
 from regionspot.utils.fingerprint import weights_fingerprint
-from regionspot.utils.sam_attention import use_chunked_bias
+from regionspot.utils.sam_attention import one_image_token_major, use_chunked_bias
 
 __all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "stability_score"]
 
@@ -274,10 +274,7 @@ class SamSegmenter:
             if not return_masks:
                 raise _TokensCaptured
 
-        kwargs: dict = {
-            "image_embeddings": state.embeddings.to(device=device, dtype=dtype),
-            "multimask_output": False,
-        }
+        kwargs: dict = {"image_embeddings": state.embeddings.to(device=device, dtype=dtype), "multimask_output": False}
         if boxes is not None:
             kwargs["input_boxes"] = boxes.unsqueeze(0).to(device=device, dtype=dtype)  # (1, n, 4)
         if points is not None:
@@ -288,14 +285,16 @@ class SamSegmenter:
                 t.to(device=device, dtype=dtype) for t in state.extra["intermediate_embeddings"]
             ]
 
-        handle = self._model.mask_decoder.transformer.register_forward_hook(capture)
-        output = None
+        transformer, output = self._model.mask_decoder.transformer, None
+        handles = (transformer.register_forward_pre_hook(one_image_token_major, with_kwargs=True),
+                   transformer.register_forward_hook(capture))  # one image, no mask prompts: see the hook
         try:
             output = self._model(**kwargs)
         except _TokensCaptured:
             pass
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
         queries = captured["queries"][0]  # (n, T, C)
         tokens = queries[:, SINGLE_MASK_TOKEN, :].float()

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CHUNK_ELEMENTS", "chunked_rel_pos_classes", "rel_pos_sdpa", "use_chunked_bias"]
+__all__ = ["CHUNK_ELEMENTS", "chunked_rel_pos_classes", "one_image_token_major", "rel_pos_sdpa", "use_chunked_bias"]
 
 # Largest bias chunk, in elements (256 MB of float32). Every chunk re-reads all keys and values, so chunks
 # of a few query rows are slower on a CPU (64 chunks of one row: +0.15 s per ViT-B global layer); a third
@@ -101,3 +101,20 @@ def use_chunked_bias(model: nn.Module) -> nn.Module:
         if target is not None:
             sub.__class__ = target
     return model
+
+
+def one_image_token_major(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    """Forward pre-hook (``with_kwargs=True``) for SAM's two-way transformer when all its N prompts come from one
+    image without mask prompts: its ``image_embeddings`` and ``image_positional_embeddings`` (N, C, h, w) are then
+    N copies of the same map. The transformer reads them as tokens, ``flatten(2).transpose(1, 2)`` — a strided
+    view of a channels-first tensor, so every add and projection on it first gathered N × h·w × C floats. Here
+    the first copy is laid out channels-last (token-major) and expanded over the N prompts: the same values, no
+    per-prompt copies, contiguous token rows. The caller guarantees the one-image, no-mask-prompt condition.
+    """
+    embeddings, positional = kwargs.get("image_embeddings"), kwargs.get("image_positional_embeddings")
+    if embeddings is None or positional is None or embeddings.dim() != 4 or positional.shape != embeddings.shape:
+        return None
+    kwargs = dict(kwargs)
+    for name, tensor in (("image_embeddings", embeddings), ("image_positional_embeddings", positional)):
+        kwargs[name] = tensor[:1].contiguous(memory_format=torch.channels_last).expand_as(tensor)
+    return args, kwargs

@@ -1,10 +1,13 @@
-"""The chunked relative-position attention gives transformers' SDPA result bit for bit (CPU), eager's within
-float error, for SAM and SAM-HQ, windowed and global layers, one band of query rows or many."""
+"""SAM speed-ups that must not change a bit: the chunked relative-position attention gives transformers' SDPA
+result bit for bit (CPU), eager's within float error, for SAM and SAM-HQ, windowed and global layers, one band of
+query rows or many; the decoder's token-major inputs give the same tokens, IoU and masks."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from transformers import SamHQModel, SamModel
 
 import regionspot.utils.sam_attention as sam_attention
@@ -89,3 +92,26 @@ def test_load_segmenter_uses_chunked_attention(tiny_sam_dir):
 
     segmenter = load_segmenter(tiny_sam_dir)
     assert _classes(segmenter.model) == {"ChunkedSamVisionSdpaAttention"}
+
+
+@pytest.mark.parametrize("hq", [False, True])
+def test_token_major_decoder_inputs_change_nothing(tmp_path, monkeypatch, hq):
+    """The decoder pre-hook (one image's embeddings laid out token-major, expanded over the prompts) gives the
+    very same tokens, IoU and masks as transformers' own per-prompt copies, for SAM and SAM-HQ."""
+    import regionspot.backbones.segmenter as segmenter_module
+    from regionspot.testing.tiny_sam import save_tiny_sam, save_tiny_sam_hq
+
+    folder = (save_tiny_sam_hq if hq else save_tiny_sam)(tmp_path / "sam")
+    segmenter = segmenter_module.load_segmenter(folder)
+    image = Image.fromarray((np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8))
+    boxes = torch.tensor([[5.0, 5.0, 60.0, 50.0], [30.0, 20.0, 110.0, 85.0], [0.0, 0.0, 119.0, 89.0]])
+    state = segmenter.encode_image(image)
+    calls = []
+    real = segmenter_module.one_image_token_major
+    monkeypatch.setattr(segmenter_module, "one_image_token_major", lambda *a: calls.append(1) or real(*a))
+    fast = segmenter.decode_prompts(state, boxes=boxes)
+    assert calls  # the hook ran and rewrote the inputs
+    monkeypatch.setattr(segmenter_module, "one_image_token_major", lambda *args: None)
+    plain = segmenter.decode_prompts(state, boxes=boxes)
+    assert torch.equal(fast.tokens, plain.tokens) and torch.equal(fast.iou, plain.iou)
+    assert torch.equal(fast.masks, plain.masks) and plain.masks.any()

@@ -59,6 +59,7 @@ def run_eval(
     paper_protocol: bool = False,
     input_resize: str | None = None,
     mask_return: str = "sam",
+    fast_path: str = "fp32",
 ) -> EvalSummary | None:
     """Box/mask AP of RegionSpot and/or the CLIP crop baselines on a COCO/LVIS json; prints the table.
 
@@ -71,7 +72,7 @@ def run_eval(
         max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, limit=limit, batch_size=batch_size,
         workers=workers, chunk_size=chunk_size, max_boxes_per_image=max_boxes_per_image, evaluator=evaluator,
         templates=_read_templates(templates), text_cache_dir=text_cache_dir, overwrite=overwrite,
-        input_resize=input_resize, mask_return=mask_return, paper_protocol=paper_protocol,
+        input_resize=input_resize, mask_return=mask_return, paper_protocol=paper_protocol, fast_path=fast_path,
     )
     options.validate()
     if not Path(data).is_file():
@@ -86,7 +87,8 @@ def run_eval(
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=device == "cpu")
-        segmenter, vision_language, model = load_parts(options.methods, head, sam, clip, device or accelerator.device)
+        segmenter, vision_language, model = load_parts(options.methods, head, sam, clip, device or accelerator.device,
+                                                       fast_path=options.fast_path)
         summary = evaluate_dataset(
             data, images, out, segmenter=segmenter, vision_language=vision_language, model=model,
             options=options, accelerator=accelerator, show_progress=show_progress,
@@ -137,12 +139,16 @@ def evaluate(
         help="none or shortest-edge: the image SAM and CLIP see (default: the head's recorded choice).")] = None,
     mask_return: Annotated[str, typer.Option(
         help="sam (SAM's logits upsampled to the original size, default) or nearest (the released code's).")] = "sam",
+    fast_path: Annotated[str, typer.Option(
+        help="Backbone numerics: fp32 (default), bf16 (GPUs, AMX CPUs), int8 (CPU), compile (torch.compile), eager, or "
+             "auto (the fastest whose accuracy guard passed here); see docs/performance.md.")] = "fp32",
 ) -> None:
     """Zero-shot region recognition AP with the paper's LVIS protocol (resumable, shardable with accelerate)."""
     run_eval(data=data, images=images, boxes=boxes, methods=tuple(method or ["regionspot"]), head=head, sam=sam, clip=clip,
              max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, iou_types=iou_types, out=out, limit=limit,
              batch_size=batch_size, workers=workers, device=device, evaluator=evaluator, templates=templates, overwrite=overwrite,
              merge_only=merge_only, paper_protocol=paper_protocol, input_resize=input_resize, mask_return=mask_return,
-             chunk_size=chunk_size, max_boxes_per_image=max_boxes_per_image, text_cache_dir=text_cache_dir)
+             chunk_size=chunk_size, max_boxes_per_image=max_boxes_per_image, text_cache_dir=text_cache_dir,
+             fast_path=fast_path)
 
 

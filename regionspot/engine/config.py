@@ -218,6 +218,8 @@ class EvalOptions:
         released evaluation does).
     paper_protocol: the released evaluation: input_resize "shortest-edge" 800/1333 and mask_return
         "nearest" (the head's CLIP resize, class names and SAM eps come from its checkpoint as always).
+    fast_path: the backbones' numerics (``regionspot.inference.fast``): "fp32" (default), "bf16", "int8",
+        "compile", "eager", or "auto" (the fastest whose accuracy guard passed on this machine).
     """
 
     methods: tuple[str, ...] = ("regionspot",)
@@ -243,6 +245,7 @@ class EvalOptions:
     input_max_size: int = 1333
     mask_return: str = "sam"
     paper_protocol: bool = False
+    fast_path: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.paper_protocol:
@@ -281,6 +284,10 @@ class EvalOptions:
             raise ConfigError(
                 f"input sizes must satisfy 1 <= min <= max, got {self.input_min_size}/{self.input_max_size}."
             )
+        from regionspot.inference.fast import FAST_PATHS
+
+        if self.fast_path not in (*FAST_PATHS, "auto"):
+            raise ConfigError(f"--fast-path must be one of {', '.join(FAST_PATHS)} or auto, got {self.fast_path!r}.")
         if self.boxes != "gt" and not Path(self.boxes).is_file():
             raise ConfigError(f"Detections file not found: {self.boxes}; pass --boxes gt or a COCO results json.")
 

@@ -266,20 +266,26 @@ def evaluate_dataset(
 
 def load_parts(
     methods: Sequence[str], head: str | None = None, sam: str | None = None, clip: str | None = None,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = None, fast_path: str = "fp32",
 ) -> tuple[Segmenter, VisionLanguage, Any]:
     """(segmenter, vision_language, model or None) for an evaluation of ``methods``.
 
     A head (``head``: checkpoint or registered name; None: the embedded model) is loaded when the
     "regionspot" method needs it or when a backbone id is missing (its checkpoint names them); the
     backbones then run with the head's recorded preprocessing. ``sam`` / ``clip`` override its ids.
+    fast_path: the backbones' numerics (``regionspot.inference.fast.FAST_PATHS`` or "auto").
     """
     if "regionspot" in methods or sam is None or clip is None:
         from regionspot.model import RegionSpot
 
-        model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=device)
+        model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=device, fast_path=fast_path)
         return model.segmenter, model.vision_language, model if "regionspot" in methods else None
+    from types import SimpleNamespace
+
     from regionspot.backbones.segmenter import load_segmenter
     from regionspot.backbones.vision_language import load_vision_language
+    from regionspot.inference.fast import apply_fast_path, resolve_fast_path
 
-    return load_segmenter(sam, device=device), load_vision_language(clip, device=device), None
+    parts = SimpleNamespace(segmenter=load_segmenter(sam, device=device), vision_language=load_vision_language(clip, device=device))
+    apply_fast_path(parts, resolve_fast_path(fast_path, parts.segmenter.device))  # the crop baselines alone
+    return parts.segmenter, parts.vision_language, None

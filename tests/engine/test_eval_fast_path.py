@@ -1,0 +1,53 @@
+"""`regionspot eval --fast-path`: the chosen numerics reach the backbones (with a head, and for the crop baselines
+alone), are recorded in the report, and move the CI-subset AP by float error only."""
+
+import json
+
+import pytest
+
+from regionspot.engine.config import EvalOptions
+from regionspot.errors import ConfigError
+
+NUM_IMAGES = 6
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from regionspot.registry import assets_dir
+    from regionspot.shapesworld.generate import generate_shapesworld
+
+    subset = json.loads((assets_dir() / "shapesworld" / "metrics.json").read_text())["ci_subset"]
+    info = generate_shapesworld(tmp_path_factory.mktemp("ci_subset"), 0, NUM_IMAGES, seed=int(subset["seed"]),
+                                progress=False)
+    return info["val_json"], info["image_root"]
+
+
+def _run(world, out, fast_path):
+    from regionspot.cli.evaluate import run_eval
+
+    return run_eval(data=world[0], images=world[1], out=out, iou_types="bbox", device="cpu", show_progress=False,
+                    text_cache_dir=str(out / "text"), fast_path=fast_path)
+
+
+def test_bf16_eval_is_recorded_and_keeps_the_ap(world, tmp_path):
+    plain = _run(world, tmp_path / "fp32", "fp32")
+    fast = _run(world, tmp_path / "bf16", "bf16")
+    assert plain.meta["options"]["fast_path"] == "fp32" and fast.meta["options"]["fast_path"] == "bf16"
+    ap = [s.results["RegionSpot"]["bbox"].AP for s in (plain, fast)]
+    assert ap[0] > 0.05 and abs(ap[0] - ap[1]) <= 0.01
+
+
+def test_crop_baselines_alone_get_the_path(tiny_sam_dir, tiny_clip_dir):
+    from regionspot.engine.evaluate import load_parts
+
+    segmenter, vision_language, model = load_parts(("clip-box",), None, str(tiny_sam_dir), str(tiny_clip_dir), "cpu",
+                                                   fast_path="int8")
+    assert model is None
+    kinds = {type(m).__module__ for m in vision_language.model.modules()}
+    assert any("quantized" in kind for kind in kinds)
+    assert vision_language.weights_fingerprint.endswith("+int8")
+
+
+def test_unknown_fast_path_is_one_clear_error():
+    with pytest.raises(ConfigError, match="--fast-path must be one of"):
+        EvalOptions(fast_path="fp8").validate()

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -46,14 +45,10 @@ def _ap_table(paths: list[str], images: int, work: Path) -> list[str]:
     from regionspot.engine.evaluate import evaluate_dataset
     from regionspot.inference.fast import apply_fast_path
     from regionspot.model import RegionSpot
-    from regionspot.registry import assets_dir
-    from regionspot.shapesworld.generate import generate_shapesworld
+    from regionspot.shapesworld.guard import regenerate_ci_subset
     from regionspot.shapesworld.report import table_rows
-    from regionspot.shapesworld.world import WorldConfig
 
-    subset = json.loads((assets_dir() / "shapesworld" / "metrics.json").read_text())["ci_subset"]
-    info = generate_shapesworld(work / "ap" / "data", 0, images, seed=int(subset["seed"]), progress=False,
-                                world=WorldConfig(**subset["world"]))
+    info = regenerate_ci_subset(work / "ap" / "data", images)
     lines = [f"ShapesWorld val, first {images} CI-subset images, GT boxes, embedded models: box AP × 100 per path.", "",
              "| path | AP | APr | APc | APf | ΔAP vs fp32 |", "|---|---|---|---|---|---|"]
     base = None

@@ -37,16 +37,21 @@ class GuardRow:
     reference_accuracy: float
 
 
+def regenerate_ci_subset(out_dir: Path, num_images: int) -> dict:
+    """Regenerate the first ``num_images`` CI-subset val images (seed and world of the embedded model's
+    ``metrics.json``) into ``out_dir``; ``generate_shapesworld``'s info ("val_json", "image_root", ...)."""
+    subset = json.loads((assets_dir() / "shapesworld" / "metrics.json").read_text())["ci_subset"]
+    return generate_shapesworld(out_dir, 0, num_images, seed=int(subset["seed"]), progress=False,
+                                world=WorldConfig(**subset["world"]) if "world" in subset else None)
+
+
 def guard_set(out_dir: Path, num_images: int) -> tuple[list[Path], list[torch.Tensor], list[torch.Tensor], list[str]]:
     """Regenerate the first ``num_images`` CI-subset val images into ``out_dir``.
 
     Returns image paths, per image GT boxes (n, 4) XYXY pixels and class indices (n,) into the returned
     vocabulary (the embedded model's class names).
     """
-    metrics = json.loads((assets_dir() / "shapesworld" / "metrics.json").read_text())
-    subset = metrics["ci_subset"]
-    info = generate_shapesworld(out_dir, 0, num_images, seed=int(subset["seed"]), progress=False,
-                                world=WorldConfig(**subset["world"]) if "world" in subset else None)
+    info = regenerate_ci_subset(out_dir, num_images)
     data = json.loads(Path(info["val_json"]).read_text())
     names = [c["name"] for c in sorted(data["categories"], key=lambda c: c["id"])]
     index = {c["id"]: names.index(c["name"]) for c in data["categories"]}

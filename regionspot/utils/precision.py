@@ -118,23 +118,13 @@ def set_attention(module: nn.Module, implementation: str) -> nn.Module:
 def _reclass_sam_vision_attention(module: nn.Module, implementation: str) -> None:
     """SAM / SAM-HQ vision attention layers → the eager class, or for "sdpa" our chunked-bias subclass
     (``utils/sam_attention.py``: the same result as transformers' SDPA class without its dense bias)."""
-    from regionspot.utils.sam_attention import chunked_rel_pos_classes
+    from regionspot.utils.sam_attention import vision_attention_classes
 
-    families = []
-    for module_name, table in (("sam.modeling_sam", "SAM_VISION_ATTENTION_CLASSES"),
-                               ("sam_hq.modeling_sam_hq", "SAM_HQ_VISION_ATTENTION_CLASSES")):
-        try:
-            classes = getattr(__import__(f"transformers.models.{module_name}", fromlist=[table]), table)
-        except (ImportError, AttributeError):  # pragma: no cover - both ship with the pinned transformers
-            continue
-        chunked = chunked_rel_pos_classes().get(classes.get("sdpa"))
-        members = {*classes.values(), *([chunked] if chunked else [])}
-        target = chunked if implementation == "sdpa" and chunked else classes.get(implementation)
-        families.append((members, target))
+    families = vision_attention_classes()
     for sub in module.modules():
-        for members, target in families:
-            if type(sub) in members and target is not None:
-                sub.__class__ = target
+        for family in families:
+            if type(sub) in family.values():
+                sub.__class__ = family[implementation]
 
 
 def quantize_linear_int8(module: nn.Module) -> nn.Module:

@@ -8,7 +8,8 @@ than the attention itself (`docs/performance.md`). Here the two factors are made
 bias is built for a band of query rows at a time — about ``CHUNK_ELEMENTS`` floats — and consumed right away
 by SDPA on those rows. The result is the same tensor: the same einsums and adds produce each bias value,
 and SDPA computes every query row independently of the others (bit-identical on the CPU, checked in
-``tests/utils/test_sam_attention.py``). Peak memory per layer no longer grows with B × (H·W)².
+``tests/utils/test_sam_attention.py``). The bias held at once stays near ``CHUNK_ELEMENTS`` floats (one query
+row of all B images at the least) instead of B × heads × (H·W)².
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CHUNK_ELEMENTS", "chunked_rel_pos_classes", "one_image_token_major", "rel_pos_sdpa", "use_chunked_bias"]
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "chunked_rel_pos_classes",
+    "one_image_token_major",
+    "rel_pos_sdpa",
+    "use_chunked_bias",
+    "vision_attention_classes",
+]
 
 # Largest bias chunk, in elements (256 MB of float32). Every chunk re-reads all keys and values, so chunks
 # of a few query rows are slower on a CPU (64 chunks of one row: +0.15 s per ViT-B global layer); a third
@@ -72,24 +80,29 @@ def _forward(self, hidden_states: torch.Tensor, output_attentions: bool = False)
     return rel_pos_sdpa(self, hidden_states), None
 
 
-_CLASSES: dict[type, type] = {}
+_FAMILIES: list[dict[str, type]] = []
+
+
+def vision_attention_classes() -> list[dict[str, type]]:
+    """Per SAM family (SAM, SAM-HQ): {"eager": transformers' eager vision-attention class, "transformers-sdpa":
+    its SDPA class, "sdpa": our chunked-bias subclass of it (same parameters and state dict; only ``forward``
+    differs)}. Built once per process."""
+    if not _FAMILIES:
+        for module_name, table in (("sam.modeling_sam", "SAM_VISION_ATTENTION_CLASSES"),
+                                   ("sam_hq.modeling_sam_hq", "SAM_HQ_VISION_ATTENTION_CLASSES")):
+            try:
+                classes = getattr(__import__(f"transformers.models.{module_name}", fromlist=[table]), table)
+            except (ImportError, AttributeError):  # pragma: no cover - both ship with the pinned transformers
+                continue
+            base = classes["sdpa"]
+            chunked = type(f"Chunked{base.__name__}", (base,), {"forward": _forward, "__module__": __name__})
+            _FAMILIES.append({"eager": classes["eager"], "transformers-sdpa": base, "sdpa": chunked})
+    return _FAMILIES
 
 
 def chunked_rel_pos_classes() -> dict[type, type]:
-    """transformers' SDPA vision-attention classes of SAM and SAM-HQ → their chunked-bias subclasses
-    (same parameters and state dict; only ``forward`` differs). Built once per process."""
-    if not _CLASSES:
-        for module_name, class_name in (("sam.modeling_sam", "SamVisionSdpaAttention"),
-                                        ("sam_hq.modeling_sam_hq", "SamHQVisionSdpaAttention")):
-            try:
-                module = __import__(f"transformers.models.{module_name}", fromlist=[class_name])
-            except ImportError:  # pragma: no cover - both ship with the pinned transformers
-                continue
-            base = getattr(module, class_name, None)
-            if base is not None:
-                _CLASSES[base] = type(f"Chunked{class_name}", (base,), {"forward": _forward,
-                                                                         "__module__": __name__})
-    return _CLASSES
+    """transformers' SDPA vision-attention classes of SAM and SAM-HQ → their chunked-bias subclasses."""
+    return {family["transformers-sdpa"]: family["sdpa"] for family in vision_attention_classes()}
 
 
 def use_chunked_bias(model: nn.Module) -> nn.Module:

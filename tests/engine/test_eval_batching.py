@@ -16,19 +16,15 @@ import pytest
 from regionspot.engine.config import EvalOptions
 from regionspot.engine.evaluate import evaluate_dataset
 from regionspot.evaluation import predictions as store_lib
+from regionspot.shapesworld.guard import regenerate_ci_subset
 
 NUM_IMAGES = 6  # batches of 4: one full batch and one partial
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """The first CI-subset val images (seed of the shipped metrics.json), regenerated."""
-    from regionspot.registry import assets_dir
-    from regionspot.shapesworld.generate import generate_shapesworld
-
-    subset = json.loads((assets_dir() / "shapesworld" / "metrics.json").read_text())["ci_subset"]
-    info = generate_shapesworld(tmp_path_factory.mktemp("ci_subset"), 0, NUM_IMAGES, seed=int(subset["seed"]),
-                                progress=False)
+    """The first CI-subset val images (seed and world of the shipped metrics.json), regenerated."""
+    info = regenerate_ci_subset(tmp_path_factory.mktemp("ci_subset"), NUM_IMAGES)
     return info["val_json"], info["image_root"]
 
 

@@ -1,24 +1,20 @@
 """`regionspot eval --fast-path`: the chosen numerics reach the backbones (with a head, and for the crop baselines
 alone), are recorded in the report, and move the CI-subset AP by float error only."""
 
-import json
 
 import pytest
 
 from regionspot.engine.config import EvalOptions
 from regionspot.errors import ConfigError
+from regionspot.shapesworld.guard import regenerate_ci_subset
 
 NUM_IMAGES = 6
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from regionspot.registry import assets_dir
-    from regionspot.shapesworld.generate import generate_shapesworld
-
-    subset = json.loads((assets_dir() / "shapesworld" / "metrics.json").read_text())["ci_subset"]
-    info = generate_shapesworld(tmp_path_factory.mktemp("ci_subset"), 0, NUM_IMAGES, seed=int(subset["seed"]),
-                                progress=False)
+    """The first CI-subset val images (seed and world of the shipped metrics.json), regenerated."""
+    info = regenerate_ci_subset(tmp_path_factory.mktemp("ci_subset"), NUM_IMAGES)
     return info["val_json"], info["image_root"]
 
 

@@ -205,6 +205,7 @@ def concat_results(first: RegionResult, second: RegionResult) -> RegionResult:
         vocabulary=first.vocabulary, image_size=first.image_size, masks=concat_masks(first.masks, second.masks),
         messages=first.messages + second.messages, attention=cat(first.attention, second.attention),
         confidence=cat(first.confidence, second.confidence),
+        topk_confidence=cat(first.topk_confidence, second.topk_confidence),
     )
 
 

@@ -186,6 +186,8 @@ class RegionSpotPredictor:
         if out.attention is not None:
             attention = out.attention[0].permute(2, 0, 1, 3).float().cpu().numpy()  # (L, heads, N, T) -> (N, L, heads, T)
         probs, top_scores, top_ids = top_classes(logits, top_k)  # (N, V), (N, k), (N, k)
+        topk_confidence = calibrated_confidence(logits, top_ids, self.model.config.display_temperature)  # (N, k)
+        topk_confidence = topk_confidence.cpu().numpy().astype(np.float32)
         masks = LowResMasks(seg.low_res_masks, seg.mask_frame) if seg.low_res_masks is not None else None
         if box_tensor is not None:
             height, width = self._state.original_size
@@ -208,8 +210,8 @@ class RegionSpotPredictor:
             image_size=self._state.original_size,
             masks=masks if return_masks else None,
             messages=messages,
-            confidence=calibrated_confidence(logits, top_ids[:, 0], self.model.config.display_temperature)
-            .cpu().numpy().astype(np.float32),
+            confidence=topk_confidence[:, 0].copy(),
             attention=attention,
+            topk_confidence=topk_confidence,
         )
 

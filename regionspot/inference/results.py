@@ -30,6 +30,7 @@ class RegionResult:
     image_size: (height, width) of the original image.
     confidence: (N,) float32 the top-1 probability at the head's display temperature (what pictures and
         the CLI show; see ``RegionSpotConfig.display_temperature``); None: same as ``scores``.
+    topk_confidence: (N, k) float32 the same for each of ``topk_ids``; None: same as ``topk_scores``.
     attention: (N, L, heads, T) float32, the head's cross-attention weights over the T feature-map tokens
         (class token first) in each of its L layers, from the forward that gave ``probs``; or None.
     """
@@ -48,11 +49,17 @@ class RegionResult:
     messages: list[str] = field(default_factory=list)
     confidence: np.ndarray | None = None
     attention: np.ndarray | None = None
+    topk_confidence: np.ndarray | None = None
 
     @property
     def display_scores(self) -> np.ndarray:
         """(N,) the confidence to show a person: ``confidence`` when calibrated, else ``scores``."""
         return self.scores if self.confidence is None else self.confidence
+
+    @property
+    def display_topk_scores(self) -> np.ndarray:
+        """(N, k) the confidence to show for each of the top-k classes (``display_scores`` is its first column)."""
+        return self.topk_scores if self.topk_confidence is None else self.topk_confidence
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -12,6 +12,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# Tests whose results depend on the CPU's floating-point kernels: `bash scripts/test.sh --avx2` runs them again
+# with AVX2 kernels forced (as on AVX2-only CPUs), and CI does so on every run.
+NUMERICS = ("tests/backbones/", "tests/utils/", "tests/inference/", "tests/modeling/", "tests/text/",
+            "tests/evaluation/", "tests/test_model.py", "tests/engine/test_eval_fast_path.py",
+            "tests/engine/test_eval_batching.py", "tests/shapesworld/test_guard.py", "tests/test_checkpoint.py")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "numerics: depends on the CPU's floating-point kernels (rerun under AVX2)")
+
+
+def pytest_collection_modifyitems(config, items):
+    root = config.rootpath
+    for item in items:
+        path = item.path.relative_to(root).as_posix()
+        if path.startswith(NUMERICS):
+            item.add_marker(pytest.mark.numerics)
+
 
 @pytest.fixture(scope="session")
 def tiny_sam_dir(tmp_path_factory):

@@ -56,7 +56,11 @@ def test_chunked_attention_matches_transformers(model_class, chunk_elements, mon
         monkeypatch.setattr(sam_attention, "CHUNK_ELEMENTS", chunk_elements)
         assert _classes(set_attention(model, "sdpa")) == {f"Chunked{plain.__name__}"}
         chunked = _embed(model, pixels)
-    assert torch.equal(chunked, reference)
+    if chunk_elements >= 1 << 26:  # one band: the same SDPA call as transformers', so the same arithmetic
+        assert torch.equal(chunked, reference)
+    else:  # bands of query rows: bit-identical where the kernel blocks by row (AVX-512), not on AVX2 builds
+        torch.testing.assert_close(chunked, reference, rtol=1e-5, atol=1e-5,
+                                   msg="banded bias may only change the embeddings by float32 rounding")
     torch.testing.assert_close(chunked, eager, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(reference, _without_rel_pos(model, pixels), atol=1e-3)  # the bias is exercised
 

@@ -8,7 +8,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+# torch from the PyTorch CPU wheel index (PyPI's Linux torch is a CUDA build of several GB); another build:
+# TORCH_INDEX=https://download.pytorch.org/whl/cu130 bash scripts/test.sh
+.venv/bin/python -m pip install -q --disable-pip-version-check --retries 1 torch==2.13.0 \
+  --index-url "${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 .venv/bin/ruff check regionspot tests benchmarks scripts
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False

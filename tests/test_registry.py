@@ -57,7 +57,7 @@ def test_shipped_head_reproduces_the_measured_ap(tmp_path, metrics):
     assert ours >= reference["rows"]["RegionSpot"]["AP"] - AP_MARGIN, (rows, reference)
     assert abs(crop - reference["rows"]["CLIP w/ box"]["AP"]) <= AP_MARGIN, (rows, reference)
     # The issue also asks that the head beat the CLIP box crop here. In this build it does not (see the
-    # README's ShapesWorld section), so that relation is reported, not asserted.
+    # docs/shapesworld.md), so that relation is reported, not asserted.
 
 
 def test_predict_labels_the_bundled_example(tmp_path):

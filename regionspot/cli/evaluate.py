@@ -116,7 +116,7 @@ def evaluate(
     max_dets_per_image: Annotated[int, typer.Option(help="LVIS per-image cap.")] = 300,
     fixed_ap: Annotated[bool, typer.Option(help="Fixed AP: no per-image cap, 10,000 per class.")] = False,
     iou_types: Annotated[str, typer.Option(help="bbox, segm or bbox,segm.")] = "bbox,segm",
-    out: Annotated[Path, typer.Option(help="Output folder (predictions, report.md, metrics.json, per-category CSV, PNG).")] = Path("eval"),
+    out: Annotated[Path, typer.Option(help="Output folder (predictions, report.md, report.json, per_category.csv, ap_by_frequency.png).")] = Path("eval"),
     limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per SAM image-encoder / CLIP call (GPU: 8-32).")] = 4,
     workers: Annotated[int | None, typer.Option(

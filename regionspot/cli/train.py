@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 @friendly
 def train(
     config: Annotated[Path, typer.Option(help="Training recipe YAML (see configs/).")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. optim.lr=1e-4 steps=200.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides of the recipe (dotted keys, YAML values), e.g. lr=1e-4 max_iters=200 model.head.dropout=0.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
     resume_from: Annotated[Path | None, typer.Option(help="Continue from this checkpoint file.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Build everything (caches, text embeddings, head, optimizer) and take "

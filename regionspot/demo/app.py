@@ -38,6 +38,9 @@ LOG = logging.getLogger("regionspot.demo")
 INTRO = ("**RegionSpot**: click points or draw boxes on an image and name the classes to look for; "
          "a frozen SAM gives each region a token, a frozen CLIP the image and the names, a small trained "
          "head scores every region against every name.")
+# the drawn results fill their frame (a small image is shown larger, its labels readable); the clickable
+# canvas keeps the browser's own sizing, so a click maps to the pixel under the pointer
+PAGE_CSS = "#picture img, #attention img { width: 100%; height: 100%; object-fit: contain; }"
 
 
 def shown(function):
@@ -228,7 +231,7 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, queue_size
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     _, url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True,
                            quiet=True, max_file_size=max_file_size, allowed_paths=allowed_paths, ssr_mode=False,
-                           theme=theme, footer_links=["api"])
+                           theme=theme, css=PAGE_CSS, footer_links=["api"])
     return url
 
 

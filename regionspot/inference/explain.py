@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from regionspot.errors import RegionSpotError
 from regionspot.inference.results import RegionResult
@@ -58,6 +58,14 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
     return (colormaps["inferno"](np.clip(values, 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
 
 
+def caption_font(size: int) -> ImageFont.ImageFont:
+    """PIL's default font at ``size`` pixels (its fixed small bitmap font on Pillow < 10.1)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
 def draw_attention(
     image: Image.Image, heatmap: np.ndarray, box=None, caption: str | None = None, alpha: float = 0.6
 ) -> Image.Image:
@@ -78,9 +86,10 @@ def draw_attention(
     if box is not None:
         draw.rectangle([float(v) for v in box], outline=(255, 255, 255), width=width)
     if caption:
-        left, top, right, bottom = draw.textbbox((0, 0), caption)
+        font = caption_font(max(13, round(max(out.size) / 24)))  # 13 px on a 256-pixel panel, 43 px on 1024
+        left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
         draw.rectangle([0, 0, right - left + 4, bottom - top + 4], fill=(255, 255, 255))
-        draw.text((2 - left, 2 - top), caption, fill=(0, 0, 0))
+        draw.text((2 - left, 2 - top), caption, fill=(0, 0, 0), font=font)
     return out
 
 

@@ -2,9 +2,13 @@
 
 Left: the image (upload one or take the bundled example); a click adds a point, or in box mode two clicks
 make a box; boxes and points can also be typed. Right: the vocabulary (a preset, typed names or a names
-file), "recognise everything", the attention-map toggle. Below: the regions drawn, the attention map, the
-top-5 table and the COCO results JSON to download. Every bad input raises a ``gr.Error`` with the
-library's one-line message; the server keeps serving.
+file: typing names or giving a file switches the choice to them, in the browser, before any request),
+"recognise everything", the attention-map toggle. Below: the regions drawn, the attention map, the top-5
+table (each class's confidence, the number the picture shows) and the COCO results JSON to download.
+
+Every bad input gets the library's one-line message: a bad upload clears the previous image and its
+results and says what happened in the status line (:func:`load_outputs`); a bad request raises a
+``gr.Error``. The server keeps serving.
 
 The same app answers API clients: ``/label`` takes (image file, class names, boxes, points, everything)
 and returns the regions as JSON (see the README's three-line ``gradio_client`` example). One model
@@ -14,6 +18,7 @@ instance serves all: the queue runs one request at a time.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import socket
@@ -33,6 +38,9 @@ LOG = logging.getLogger("regionspot.demo")
 INTRO = ("**RegionSpot**: click points or draw boxes on an image and name the classes to look for; "
          "a frozen SAM gives each region a token, a frozen CLIP the image and the names, a small trained "
          "head scores every region against every name.")
+# the drawn results fill their frame (a small image is shown larger, its labels readable); the clickable
+# canvas keeps the browser's own sizing, so a click maps to the pixel under the pointer
+PAGE_CSS = "#picture img, #attention img { width: 100%; height: 100%; object-fit: contain; }"
 
 
 def shown(function):
@@ -69,15 +77,51 @@ def preview(image: Image.Image, boxes: str, points: str, corner: list[float] | N
     return out
 
 
+def load_outputs(service: DemoService, path: str | None) -> tuple:
+    """What the page shows after an image is chosen, in the order of ``build_app``'s ``loaded`` outputs:
+    (path, canvas, boxes, points, corner, picture, attention, table, download, status).
+
+    Either way the previous image's prompts and results are cleared (they belong to another image). A bad
+    file (not an image, truncated, too large, a decompression bomb) leaves nothing loaded (path None, so
+    Recognise asks for an image) and the status line says what went wrong and what was cleared.
+    """
+    try:
+        image = service.open_image(path)
+    except RegionSpotError as error:
+        loaded, canvas = None, None
+        status = f"Upload failed: {error} The previous image and its results were cleared; upload another image."
+    else:
+        loaded, canvas = path, image
+        status = f"Loaded a {image.width}x{image.height} image. Click to add prompts, then Recognise."
+    return (loaded, canvas, "", "", None, None, gr.update(value=None, visible=False), [], None, status)
+
+
+def vocabulary_switches(default: str) -> dict[str, str]:
+    """Browser-side (JavaScript) rules that keep the vocabulary dropdown on what the user gave last:
+    typing names chooses "Typed names" (erasing them all goes back to the names file when one is given,
+    else to ``default``); uploading a names file chooses "Names file" (removing it goes back to the typed
+    names when there are some, else to ``default``). They run in the page, so a Recognise clicked right
+    after typing already sends the new choice. Keys: "typed" (inputs: typed, names file, dropdown),
+    "file_added" (no inputs), "file_removed" (inputs: typed, dropdown)."""
+    typed, file, fallback = json.dumps(TYPED), json.dumps(NAMES_FILE), json.dumps(default)
+    return {
+        "typed": f"(text, names_file, current) => (text && text.trim()) ? {typed} : "
+                 f"(current === {typed} ? (names_file ? {file} : {fallback}) : current)",
+        "file_added": f"() => {file}",
+        "file_removed": f"(text, current) => current === {file} ? ((text && text.trim()) ? {typed} : {fallback}) : current",
+    }
+
+
 def build_app(service: DemoService, example: Path | None = None) -> gr.Blocks:
     """The Blocks app. example: the image the "bundled example" button loads (None: no button)."""
     choices = [(label, key) for key, label in PRESETS.items()] + [("Typed names", TYPED), ("Names file", NAMES_FILE)]
 
     @shown
     def load(path):
-        image = service.open_image(path)
-        status = f"Loaded a {image.width}x{image.height} image. Click to add prompts, then Recognise."
-        return path, image, "", "", None, status
+        outputs = load_outputs(service, path)
+        if outputs[0] is None:
+            gr.Warning(outputs[-1], title="Cannot use that file")
+        return outputs
 
     @shown
     def click(path, mode, boxes, points, corner, event: gr.SelectData):
@@ -107,7 +151,8 @@ def build_app(service: DemoService, example: Path | None = None) -> gr.Blocks:
         for message in response.messages:
             gr.Warning(message)
         found = response.result
-        status = f"{len(found)} regions, {len(names)} class names." + "".join(f" {m}" for m in response.messages)
+        source = {TYPED: "typed", NAMES_FILE: "from the names file"}.get(preset, preset)
+        status = f"{len(found)} regions, {len(names)} class names ({source})." + "".join(f" {m}" for m in response.messages)
         if len(found):
             status += " Region 0: " + response.table[0][2]
         return (response.picture, gr.update(value=response.attention, visible=response.attention is not None),
@@ -135,8 +180,10 @@ def build_app(service: DemoService, example: Path | None = None) -> gr.Blocks:
                 clear_button = gr.Button("Clear prompts", elem_id="clear")
             with gr.Column():
                 preset = gr.Dropdown(choices, value=service.default_preset, label="Vocabulary", elem_id="preset")
-                typed = gr.Textbox(label="Class names for 'Typed names' (commas or lines)", lines=2, elem_id="typed")
-                names_file = gr.File(label="Names file (one per line)", type="filepath", elem_id="names-file")
+                typed = gr.Textbox(label="Or type class names (commas or lines): they become the vocabulary", lines=2,
+                                   elem_id="typed")
+                names_file = gr.File(label="Or give a names file (one per line): it becomes the vocabulary",
+                                     type="filepath", elem_id="names-file")
                 everything = gr.Checkbox(label="Recognise everything (no prompts: SAM proposes regions)",
                                          elem_id="everything")
                 max_regions = gr.Slider(1, 100, value=10, step=1, label="At most this many regions (everything)")
@@ -158,8 +205,12 @@ def build_app(service: DemoService, example: Path | None = None) -> gr.Blocks:
             api_inputs = [gr.File(type="filepath"), gr.Textbox(), gr.Textbox(), gr.Textbox(), gr.Checkbox()]
             api_output, api_button = gr.JSON(), gr.Button()
 
-        loaded = [path, canvas, boxes, points, corner, status]
+        loaded = [path, canvas, boxes, points, corner, picture, attention, table, download, status]
         upload.upload(load, upload, loaded, api_visibility="private")
+        switches = vocabulary_switches(service.default_preset)
+        typed.change(None, [typed, names_file, preset], preset, js=switches["typed"])
+        names_file.upload(None, None, preset, js=switches["file_added"])
+        names_file.clear(None, [typed, preset], preset, js=switches["file_removed"])
         if example is not None:
             use_example.click(lambda: load(str(example)), None, loaded, api_visibility="private")
         canvas.select(click, [path, mode, boxes, points, corner], [boxes, points, corner, canvas], api_visibility="private")
@@ -180,7 +231,7 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, queue_size
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     _, url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True,
                            quiet=True, max_file_size=max_file_size, allowed_paths=allowed_paths, ssr_mode=False,
-                           theme=theme, footer_links=["api"])
+                           theme=theme, css=PAGE_CSS, footer_links=["api"])
     return url
 
 

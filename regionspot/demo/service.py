@@ -38,6 +38,7 @@ from regionspot.text.presets import PRESETS, preset_vocabulary, read_names_file,
 
 TYPED, NAMES_FILE = "typed", "file"
 TOP_K = 5
+NO_IMAGE = "Upload an image first (or pick the bundled example)."
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ class DemoRequest:
 @dataclass
 class DemoResponse:
     """result: the RegionResult; picture: masks, boxes and labels drawn; attention: the attention figure
-    or None; table: one row per region (index, box, top-5 "label score"); results_json: a file of COCO
-    results (top-5 per region); messages: notes for the page (clipped boxes, nothing proposed)."""
+    or None; table: one row per region (index, box, top-5 "label confidence", see :func:`result_table`);
+    results_json: a file of COCO results (top-5 per region, each with the paper's softmax ``score``);
+    messages: notes for the page (clipped boxes, nothing proposed)."""
 
     result: RegionResult
     picture: Image.Image
@@ -104,7 +106,7 @@ class DemoService:
     def open_image(self, path: str | Path) -> Image.Image:
         """The RGB image at ``path`` within the server's limits (ImageError otherwise)."""
         if path is None:
-            raise PromptError("Upload an image first (or pick the bundled example).")
+            raise PromptError(NO_IMAGE)
         try:
             return load_image(Path(path), max_pixels=self.limits.max_pixels, max_side=self.limits.max_side)
         except ImageError as error:  # name the upload, not the server's temporary folder
@@ -144,6 +146,8 @@ class DemoService:
     # --- the request ----------------------------------------------------------------------------
     def recognise(self, request: DemoRequest) -> DemoResponse:
         """Run one request (queued behind any other). Raises RegionSpotError for bad input."""
+        if request.image is None:  # nothing uploaded, or the last upload was not an image
+            raise PromptError(NO_IMAGE)
         box_list, point_list = self.prompts(request.boxes, request.points)
         if not request.everything and box_list is None and point_list is None:
             raise PromptError("Add a prompt (click a point, draw or type a box) or tick 'Recognise everything'.")
@@ -172,7 +176,7 @@ class DemoService:
     def _set_image(self, path: str | Path) -> None:
         """Encode the image unless it is the one already encoded (same bytes)."""
         if path is None:
-            raise PromptError("Upload an image first (or pick the bundled example).")
+            raise PromptError(NO_IMAGE)
         key = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else str(path)
         if key != self._image_key or self.predictor.image is None:
             self._image_key = None
@@ -210,11 +214,17 @@ def concat_results(first: RegionResult, second: RegionResult) -> RegionResult:
 
 
 def result_table(result: RegionResult) -> list[list[str]]:
-    """One row per region: index, box "x1, y1, x2, y2" (pixels), then the top-5 as "label 0.62"."""
+    """One row per region: index, box "x1, y1, x2, y2" (pixels), then the top-5 as "label 0.62".
+
+    The numbers are the confidence a person is shown everywhere (``RegionResult.display_topk_scores``;
+    the top 1 is ``display_scores``, the number on the picture and in the CLI's output), not the paper's
+    softmax ``score`` that the COCO results file carries for AP.
+    """
     rows = []
+    confidence = result.display_topk_scores  # (N, k)
     for i in range(len(result)):
         box = ", ".join(f"{v:.0f}" for v in result.boxes[i])
-        top = [f"{result.vocabulary[int(c)]} {s:.2f}" for c, s in zip(result.topk_ids[i], result.topk_scores[i])]
+        top = [f"{result.vocabulary[int(c)]} {s:.2f}" for c, s in zip(result.topk_ids[i], confidence[i])]
         rows.append([str(i), box, *top, *[""] * (TOP_K - len(top))])
     return rows
 

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from regionspot.errors import RegionSpotError
 from regionspot.inference.results import RegionResult
@@ -58,6 +58,14 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
     return (colormaps["inferno"](np.clip(values, 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
 
 
+def caption_font(size: int) -> ImageFont.ImageFont:
+    """PIL's default font at ``size`` pixels (its fixed small bitmap font on Pillow < 10.1)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
 def draw_attention(
     image: Image.Image, heatmap: np.ndarray, box=None, caption: str | None = None, alpha: float = 0.6
 ) -> Image.Image:
@@ -78,9 +86,10 @@ def draw_attention(
     if box is not None:
         draw.rectangle([float(v) for v in box], outline=(255, 255, 255), width=width)
     if caption:
-        left, top, right, bottom = draw.textbbox((0, 0), caption)
+        font = caption_font(max(13, round(max(out.size) / 24)))  # 13 px on a 256-pixel panel, 43 px on 1024
+        left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
         draw.rectangle([0, 0, right - left + 4, bottom - top + 4], fill=(255, 255, 255))
-        draw.text((2 - left, 2 - top), caption, fill=(0, 0, 0))
+        draw.text((2 - left, 2 - top), caption, fill=(0, 0, 0), font=font)
     return out
 
 
@@ -92,6 +101,17 @@ def attention_maps(result: RegionResult, layer: int | None = -1) -> np.ndarray:
     return np.stack([upsample(g, result.image_size) for g in grids]) if len(grids) else np.zeros((0, *result.image_size), np.float32)
 
 
+def panel_caption(result: RegionResult, region: int, layer: int | None = -1) -> str:
+    """The caption of one attention panel: "#0 red heart 0.18 (last layer)".
+
+    The number is the region's top-1 confidence (``RegionResult.display_scores``), formatted as the CLI's
+    stdout and the pictures show it, so a region reads the same everywhere. layer: -1 (the last), a layer
+    index from 0, or None (the mean over layers).
+    """
+    name = "last layer" if layer == -1 else "all layers" if layer is None else f"layer {layer + 1}"
+    return f"#{region} {result.labels[region]} {result.display_scores[region]:.2f} ({name})"
+
+
 def explain_figure(
     image: Image.Image, result: RegionResult, regions: list[int] | None = None, per_layer: bool = False,
     max_regions: int = 6, max_side: int | None = 1024,
@@ -99,7 +119,7 @@ def explain_figure(
     """A grid of panels: one row per region, one column (last layer) or one per layer (``per_layer``).
 
     regions: indices into ``result`` (default: the first ``max_regions``). Each panel shows the region's
-    box and its top-1 label and score.
+    box and its top-1 label and confidence (:func:`panel_caption`).
     max_side: each panel is the image scaled down (PIL bilinear) to at most this many pixels on its longest
         side (None: full size). The attention is a patch grid of a few dozen cells a side, so more pixels
         show nothing more, and full-size panels of a 48-megapixel photo would take gigabytes.
@@ -121,9 +141,7 @@ def explain_figure(
         row = []
         for layer in layers:
             heat = upsample(attention_grid(result.attention[i : i + 1], layer)[0], (image.height, image.width))
-            name = "last layer" if layer == -1 else f"layer {layer + 1}"
-            caption = f"#{i} {result.labels[i]} {result.scores[i]:.2f} ({name})"
-            row.append(draw_attention(image, heat, result.boxes[i] * to_panel, caption))
+            row.append(draw_attention(image, heat, result.boxes[i] * to_panel, panel_caption(result, i, layer)))
         panels.append(row)
     width, height = image.size
     sheet = Image.new("RGB", (width * len(layers), height * len(panels)), (255, 255, 255))

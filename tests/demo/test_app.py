@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from regionspot.inference.predictor import RegionSpotPredictor
@@ -65,3 +67,22 @@ def test_concurrent_clients_are_queued(client, demo_service, example_image, tmp_
         else:
             with pytest.raises(Exception, match="valid image"):
                 job.result(timeout=300)
+
+
+@pytest.mark.parametrize("name,match", [
+    ("not_an_image", r"not_an_image\.png.*valid image"),
+    ("truncated", r"truncated\.png"),
+    ("bomb", r"bomb\.png.*decompression bomb"),
+])
+def test_a_bad_upload_clears_the_previous_image_and_says_so(demo_service, example_image, tmp_path, name, match):
+    from regionspot.demo.app import load_outputs
+    from regionspot.testing.bad_images import write_bad_images
+
+    good = load_outputs(demo_service, str(example_image))
+    assert good[0] == str(example_image) and good[1].size == (256, 256) and good[-1].startswith("Loaded a 256x256")
+    bad = write_bad_images(tmp_path)[name]
+    path, canvas, boxes, points, corner, picture, attention, table, download, status = load_outputs(demo_service, str(bad))
+    assert path is None and canvas is None and picture is None and download is None  # nothing of the old image
+    assert (boxes, points, corner, table) == ("", "", None, []) and attention["value"] is None
+    assert re.match(r"Upload failed: .*" + match, status) and status.endswith("upload another image.")
+    assert "\n" not in status and str(tmp_path) not in status  # one line, naming the upload, not the server's folder

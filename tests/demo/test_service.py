@@ -26,10 +26,26 @@ def test_a_good_request_matches_the_predictor(demo_service, example_image):
     predictor = demo_service.predictor
     direct = predictor.predict(boxes=[[62, 98, 114, 155]], top_k=5)
     assert response.result.labels == direct.labels and len(response.table) == 1
-    assert response.table[0][2] == f"{direct.labels[0]} {direct.scores[0]:.2f}"
+    assert response.table[0][2] == f"{direct.labels[0]} {direct.display_scores[0]:.2f}"
     assert response.picture.size == (256, 256) and response.attention is None
     entries = __import__("json").loads(response.results_json.read_text())
     assert len(entries) == 5 and entries[0]["category_name"] == direct.labels[0]
+
+
+def test_the_table_shows_the_number_of_the_picture_and_the_cli(demo_service, example_image):
+    """One number per region: the table's top-1 is the calibrated confidence (``display_scores``) that stdout
+    and the picture show, formatted as they format it ("label 0.18"); the embedded head has a display
+    temperature, so it differs from the paper's softmax score. The explain caption shows it too."""
+    from regionspot.inference.explain import panel_caption
+
+    response = good(demo_service, example_image)
+    result = response.result
+    shown = f"{result.display_scores[0]:.2f}"
+    assert f"{result.scores[0]:.2f}" != shown  # else this test could not tell the two apart
+    assert response.table[0][2] == f"{result.labels[0]} {shown}"
+    assert response.table[0][2:] == [f"{result.vocabulary[int(c)]} {s:.2f}"
+                                     for c, s in zip(result.topk_ids[0], result.display_topk_scores[0])]
+    assert panel_caption(result, 0) == f"#0 {result.labels[0]} {shown} (last layer)"
 
 
 def test_the_same_image_and_vocabulary_are_not_encoded_again(demo_service, example_image, monkeypatch):
@@ -98,6 +114,8 @@ def test_bad_prompts(demo_service, example_image):
         ask(boxes="300,300,400,400")
     with pytest.raises(PromptError, match="Add a prompt"):
         ask()
+    with pytest.raises(PromptError, match="Upload an image first"):  # checked before the prompts
+        demo_service.recognise(DemoRequest(image=None, vocabulary=["red ring"]))
     with pytest.raises(PromptError, match="4 numbers|needs 4"):
         ask(boxes="1,2,3")
     with pytest.raises(PromptError, match="There is no region #3"):

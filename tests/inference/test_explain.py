@@ -3,14 +3,17 @@ import pytest
 from PIL import Image
 
 from regionspot.errors import RegionSpotError
+from regionspot.inference import explain
 from regionspot.inference.explain import (
     attention_grid,
     attention_maps,
     draw_attention,
     explain_figure,
+    panel_caption,
     upsample,
 )
 from regionspot.inference.predictor import RegionSpotPredictor
+from regionspot.inference.results import RegionResult
 from regionspot.model import RegionSpot
 
 
@@ -62,3 +65,34 @@ def test_maps_and_figure_from_a_real_forward(tiny_model_dir):
         explain_figure(image, result, regions=[5])
     with pytest.raises(RegionSpotError, match="return_attention"):
         attention_maps(predictor.predict(boxes=[[4, 6, 40, 30]]))
+
+
+def _calibrated(confidence):
+    """Two regions whose paper softmax score (0.07) and calibrated confidence differ."""
+    n = len(confidence)
+    return RegionResult(
+        boxes=np.array([[0, 0, 8, 8]] * n, np.float32), labels=["red heart", "blue star"][:n],
+        class_ids=np.arange(n), scores=np.full(n, 0.07, np.float32), probs=np.full((n, 2), 0.5, np.float32),
+        topk_ids=np.arange(n)[:, None], topk_scores=np.full((n, 1), 0.07, np.float32), iou=np.ones(n, np.float32),
+        vocabulary=["red heart", "blue star"], image_size=(16, 16), confidence=np.asarray(confidence, np.float32),
+        attention=np.full((n, 2, 1, 1 + 4), 0.2, np.float32),
+    )
+
+
+def test_captions_show_the_confidence_a_person_sees_everywhere():
+    result = _calibrated([0.18, 0.5])
+    assert panel_caption(result, 0) == "#0 red heart 0.18 (last layer)"  # not the paper score 0.07
+    assert panel_caption(result, 1, layer=0) == "#1 blue star 0.50 (layer 1)"
+    assert panel_caption(result, 0, layer=None) == "#0 red heart 0.18 (all layers)"
+    uncalibrated = _calibrated([0.18])
+    uncalibrated.confidence = None  # a head without a display temperature: the confidence is the score
+    assert panel_caption(uncalibrated, 0) == "#0 red heart 0.07 (last layer)"
+
+
+def test_the_figure_draws_those_captions(monkeypatch):
+    drawn = []
+    original = explain.draw_attention
+    monkeypatch.setattr(explain, "draw_attention", lambda *a, **k: drawn.append(a[3]) or original(*a, **k))
+    explain_figure(Image.new("RGB", (16, 16)), _calibrated([0.18, 0.5]), per_layer=True)
+    assert drawn == ["#0 red heart 0.18 (layer 1)", "#0 red heart 0.18 (layer 2)",
+                     "#1 blue star 0.50 (layer 1)", "#1 blue star 0.50 (layer 2)"]

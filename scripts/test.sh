@@ -2,6 +2,8 @@
 # Set up a virtual environment (CPU torch) and run the test suite. Used by CI and by developers.
 # The [dev] extras include the demo (gradio) and the playwright client; the browser tests drive Debian's
 # /usr/bin/chromium (`apt-get install chromium`; .ci/run installs it) and skip outside CI without it.
+# `bash scripts/test.sh --avx2` reruns the tests marked `numerics` with AVX2 kernels forced (torch, MKL and
+# oneDNN), as on AVX2-only CPUs; CI runs both passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,4 +17,10 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 .venv/bin/ruff check regionspot tests benchmarks scripts
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
+if [ "${1:-}" = "--avx2" ]; then
+  shift
+  export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
+  echo "forced AVX2 kernels: torch $(.venv/bin/python -c 'import torch; print(torch.backends.cpu.get_cpu_capability())')"
+  set -- -m numerics "$@"
+fi
 .venv/bin/python -m pytest -q "$@"

@@ -100,11 +100,13 @@ class RegionSpot(nn.Module):
             weights = registry[name]
             if weights.head is None:
                 raise CheckpointError(
-                    f"No head weights are registered for {name}: download the official RegionSpot-{name} .pth and run "
-                    f"`regionspot convert regionspot FILE.pth --out head.safetensors`, then pass --head head.safetensors."
+                    f"{name} is not downloaded: run `regionspot download {name}` (or, with the files fetched by other "
+                    f"means, `regionspot download {name} --from DIR`)."
                 )
             path = Path(weights.head)
             if not path.is_file():
+                if weights.folder is not None:
+                    raise CheckpointError(f"The download of {name} in {weights.folder} is incomplete: run `regionspot download {name}` again.")
                 raise CheckpointError(
                     f"The embedded {name} weights are missing from this install ({path}); reinstall regionspot or "
                     "rebuild them with `regionspot shapesworld build`."

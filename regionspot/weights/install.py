@@ -193,7 +193,15 @@ def _sam_step(source: ModelSource, job: _Job) -> dict[str, Any]:
     config = SamConfig.from_dict(source.sam_config) if source.sam_config else None
     if out.exists():
         shutil.rmtree(out)
-    convert_sam_checkpoint(path, out, model_type=source.sam_model_type, config=config)
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # its "Writing model shards" bar says nothing here
+    try:
+        convert_sam_checkpoint(path, out, model_type=source.sam_model_type, config=config)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     job.log(f"sam: converted {path.name} to a transformers folder")
     return record
 

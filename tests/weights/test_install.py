@@ -172,3 +172,9 @@ def test_a_hub_id_model_downloads_with_the_backbones_its_head_names(release, hom
     assert not (model.folder / "README.md").exists()
     assert "someone/regionspot-tiny" in list_pretrained()
     assert set(_predict(RegionSpot.from_pretrained("someone/regionspot-tiny", device="cpu"))) <= {"circle", "square", "star"}
+
+
+def test_a_hub_id_that_is_not_downloaded_says_how_to_get_it(home):
+    with pytest.raises(CheckpointError, match=r"^someone/thing is neither a file nor a downloaded model: run "
+                                              r"`regionspot download someone/thing`"):
+        RegionSpot.from_pretrained("someone/thing")

@@ -23,6 +23,7 @@ def download(
                                                       "mirror); default: $REGIONSPOT_SOURCES or the built-in one.")] = None,
     keep_downloads: Annotated[bool, typer.Option("--keep-downloads", help="Keep the raw files in HOME/downloads "
                                                                          "after converting them.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Fetch again a model that is already downloaded.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Download NAME's official files, check their checksums, convert them and register the model, so that
@@ -30,7 +31,7 @@ def download(
     from regionspot.weights.install import download_model
 
     model = download_model(name, home=home, from_dir=from_dir, catalog=sources, progress=progress,
-                           keep_downloads=keep_downloads, log=typer.echo)
+                           keep_downloads=keep_downloads, force=force, log=typer.echo)
     typer.echo(f"registered {model.name} in {model.folder}")
     licence = model.manifest.get("licence")
     if licence:

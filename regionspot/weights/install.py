@@ -53,6 +53,7 @@ def download_model(
     catalog: Catalog | str | Path | None = None,
     progress: bool = True,
     keep_downloads: bool = False,
+    force: bool = False,
     log: Log | None = None,
 ) -> InstalledModel:
     """Fetch, verify, convert and register ``name`` (a sources-table name such as "BL", or a hub id).
@@ -60,15 +61,20 @@ def download_model(
     home: the model home (default ``$REGIONSPOT_HOME`` or ``~/.cache/regionspot``). from_dir: a folder with
     files fetched by other means (same checks and conversion; what it lacks is downloaded). catalog: the
     sources table or a JSON file of one (default ``$REGIONSPOT_SOURCES`` or the built-in table).
-    keep_downloads: keep the raw files in ``HOME/downloads`` after converting them. log: called with one
-    line per step. Returns the registered model. Raises DownloadError / CheckpointError in one line.
+    keep_downloads: keep the raw files in ``HOME/downloads`` after converting them. force: fetch again a
+    model that is already registered (else it is returned as it is). log: called with one line per step. Returns the registered model. Raises DownloadError / CheckpointError in one line.
     """
     catalog = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     root = regionspot_home(home)
     source_dir = Path(from_dir).expanduser() if from_dir is not None else None
     if source_dir is not None and not source_dir.is_dir():
         raise DownloadError(f"--from {source_dir}: no such folder; pass the folder that holds the files you fetched.")
-    job = _Job(root, model_dir(name, root), source_dir, progress, log or (lambda line: None))
+    log = log or (lambda line: None)
+    existing = read_installed(model_dir(name, root))
+    if existing is not None and existing.complete() and not force:
+        log(f"{name} is already downloaded in {existing.folder} (--force fetches it again)")
+        return existing
+    job = _Job(root, model_dir(name, root), source_dir, progress, log)
     if name in catalog.models:
         manifest = _official(catalog.models[name], job)
     elif looks_like_hub_id(name):

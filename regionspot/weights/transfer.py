@@ -112,7 +112,8 @@ def fetch(
     mismatch. size: the expected size in bytes, for the free-space check, or None. what: the file's name
     in messages. fix: the remedy appended to network errors; page_fix: the one for a web page answer.
     attempts: transfers tried when the connection drops (each resumes where the last stopped).
-    on_resume(offset) is called before each resumed request. Returns the file's digests (sha256 always).
+    on_resume(offset) is called before each resumed request. A ``dest`` already there is kept when it matches
+    ``expected`` (replaced otherwise). Returns the file's digests (sha256 always).
     """
     dest = Path(dest)
     what = what or dest.name
@@ -122,6 +123,11 @@ def fetch(
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise disk_error(error, dest, size) from None
+    if dest.is_file():  # a finished transfer of an earlier run (renamed only once complete)
+        try:
+            return verify(dest, expected, what)
+        except DownloadError:
+            dest.unlink()
     host = urlsplit(url).netloc
     for attempt in range(attempts):
         offset = part.stat().st_size if part.is_file() else 0

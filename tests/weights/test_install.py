@@ -75,6 +75,13 @@ def test_download_resumes_verifies_converts_and_registers(served, home):
     assert loaded.config.image_size == 32 and loaded.config.preprocess.clip_resize == "torch-bilinear"
     assert set(_predict(loaded)) <= {"circle", "square", "star"}
 
+    server.requests.clear()
+    again = []
+    assert download_model("BB", catalog=catalog, progress=False, log=again.append).folder == model.folder
+    assert server.requests == [] and again == [f"BB is already downloaded in {model.folder} (--force fetches it again)"]
+    download_model("BB", catalog=catalog, progress=False, force=True)
+    assert any(path == SAM_PATH for _, path, _ in server.requests)
+
 
 def test_a_wrong_checksum_is_refused_and_nothing_is_registered(release, home):
     with release_server(release) as server:

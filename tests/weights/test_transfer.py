@@ -113,3 +113,13 @@ def test_a_finished_part_is_verified_when_the_server_has_nothing_more(server, tm
     Path(str(dest) + ".part").write_bytes(DATA)  # the whole file, never renamed (killed just before)
     fetch(f"{server.url}/f/blob.bin", dest, expected={"sha256": SHA}, progress=False)
     assert dest.read_bytes() == DATA and _ranges(server, "/f/blob.bin") == [f"bytes={len(DATA)}-"]
+
+
+def test_a_finished_file_is_kept_when_it_matches_and_replaced_when_not(server, tmp_path):
+    dest = tmp_path / "blob.bin"
+    fetch(f"{server.url}/f/blob.bin", dest, expected={"sha256": SHA}, progress=False)
+    fetch(f"{server.url}/f/blob.bin", dest, expected={"sha256": SHA}, progress=False)
+    assert len(_ranges(server, "/f/blob.bin")) == 1
+    dest.write_bytes(b"damaged")
+    fetch(f"{server.url}/f/blob.bin", dest, expected={"sha256": SHA}, progress=False)
+    assert dest.read_bytes() == DATA and len(_ranges(server, "/f/blob.bin")) == 2

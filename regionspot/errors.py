@@ -69,3 +69,7 @@ class PromptTruncatedWarning(UserWarning):
     def __init__(self, message: str, prompts: Sequence[str] = ()):
         super().__init__(message)
         self.prompts = list(prompts)
+
+
+class DownloadError(RegionSpotError):
+    """A file could not be fetched, verified or registered (network, 404, web page, checksum, disk)."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from regionspot.backbones.base import Segmenter, VisionLanguage
+from regionspot.backbones.hub import looks_like_path
 from regionspot.checkpoint import find_head_file, load_head_checkpoint, load_head_state, save_head_checkpoint
 from regionspot.config import RegionSpotConfig
 from regionspot.errors import CheckpointError
@@ -100,11 +101,13 @@ class RegionSpot(nn.Module):
             weights = registry[name]
             if weights.head is None:
                 raise CheckpointError(
-                    f"No head weights are registered for {name}: download the official RegionSpot-{name} .pth and run "
-                    f"`regionspot convert regionspot FILE.pth --out head.safetensors`, then pass --head head.safetensors."
+                    f"{name} is not downloaded: run `regionspot download {name}` (or, with the files fetched by other "
+                    f"means, `regionspot download {name} --from DIR`)."
                 )
             path = Path(weights.head)
             if not path.is_file():
+                if weights.folder is not None:
+                    raise CheckpointError(f"The download of {name} in {weights.folder} is incomplete: run `regionspot download {name}` again.")
                 raise CheckpointError(
                     f"The embedded {name} weights are missing from this install ({path}); reinstall regionspot or "
                     "rebuild them with `regionspot shapesworld build`."
@@ -113,6 +116,11 @@ class RegionSpot(nn.Module):
             vision_language = vision_language or weights.vision_language
         else:
             path = Path(name)
+            if not path.exists() and name.count("/") == 1 and not looks_like_path(name):
+                raise CheckpointError(
+                    f"{name} is neither a file nor a downloaded model: run `regionspot download {name}` to fetch it "
+                    f"(`regionspot models` lists what is downloaded)."
+                )
             if path.is_dir():
                 path = find_head_file(path)
         state, config, _meta = load_head_checkpoint(path)

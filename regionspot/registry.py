@@ -1,7 +1,9 @@
 """Named weights, registered apart from the architectures in ``regionspot.config.VARIANTS``.
 
 ``"shapesworld"`` is the embedded default: tiny SAM, tiny CLIP and a trained head that ship inside the
-package (``regionspot/assets/shapesworld``), so the first command works offline on any machine.
+package (``regionspot/assets/shapesworld``), so the first command works offline on any machine. The paper's
+variants (BB, BL, BL@336) and hub-id models are usable once ``regionspot download NAME`` has registered
+them in the model home (``regionspot.weights.home``); until then their entry says how to get them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from regionspot.config import VARIANTS, variant_config
+from regionspot.weights.home import InstalledModel, installed_models
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,8 @@ class PretrainedWeights:
 
     variant: a name in ``regionspot.config.VARIANTS`` whose backbone ids the head runs with, or None for a
         model whose backbones ship as folders (``backbones``: (segmenter, vision_language)).
-    head: the head checkpoint, or None when it must be provided by the user (official releases).
+    head: the head checkpoint, or None when the model is not downloaded yet (see ``description``).
+    folder: where a downloaded model lives in the model home, or None.
     """
 
     name: str
@@ -27,6 +31,7 @@ class PretrainedWeights:
     head: str | None
     description: str
     backbones: tuple[str, str] | None = None
+    folder: str | None = None
 
     @property
     def segmenter(self) -> str:
@@ -53,18 +58,41 @@ def _shapesworld() -> PretrainedWeights:
     )
 
 
+def download_command(name: str) -> str:
+    """The command that downloads and registers ``name``."""
+    return f"regionspot download {name}"
+
+
 def _official(variant: str) -> PretrainedWeights:
     return PretrainedWeights(
         name=variant,
         variant=variant,
         head=None,
-        description=f"RegionSpot-{variant}: the official head must be provided (regionspot convert regionspot FILE.pth).",
+        description=f"RegionSpot-{variant} (official weights, CC BY-NC): not downloaded; get it with `{download_command(variant)}`",
+    )
+
+
+def _downloaded(model: InstalledModel) -> PretrainedWeights:
+    variant = model.name if model.name in VARIANTS else None
+    title = f"RegionSpot-{model.name} (official weights, CC BY-NC)" if variant else model.name
+    state = "downloaded" if model.complete() else f"incomplete, run `{download_command(model.name)}` again"
+    return PretrainedWeights(
+        name=model.name,
+        variant=variant,
+        head=str(model.head),
+        description=f"{title}: {state} in {model.folder}",
+        backbones=(str(model.segmenter), str(model.vision_language)),
+        folder=str(model.folder),
     )
 
 
 def list_pretrained() -> dict[str, PretrainedWeights]:
-    """All registered weights by name."""
-    return {"shapesworld": _shapesworld(), **{name: _official(name) for name in VARIANTS}}
+    """All registered weights by name: the embedded model, the variants (downloaded or not), downloaded hub ids."""
+    found = {"shapesworld": _shapesworld(), **{name: _official(name) for name in VARIANTS}}
+    for name, model in installed_models().items():
+        if name != "shapesworld":
+            found[name] = _downloaded(model)
+    return found
 
 
 def list_models() -> list[str]:

@@ -38,8 +38,8 @@ SINGLE_MASK_TOKEN = 1
 ORIGINAL_DECODER_EPS = 1e-5
 _ORIGINAL_RELEASE_PREFIXES = ("facebook/sam-vit-", "syscv-community/sam-hq-vit-")
 _PROVIDE_WEIGHTS_HINT = (
-    "download the model folder (e.g. `huggingface-cli download facebook/sam-vit-base --local-dir DIR`) "
-    "and pass DIR, or convert an official checkpoint with `regionspot convert sam sam_vit_b_01ec64.pth --out DIR`"
+    "run `regionspot download BB|BL|BL@336` (SAM included; add `--from DIR` for files fetched by other means), "
+    "or convert an official checkpoint with `regionspot convert sam sam_vit_b_01ec64.pth --out DIR` and pass DIR"
 )
 
 

@@ -48,8 +48,9 @@ from regionspot.utils.fingerprint import weights_fingerprint
 from regionspot.utils.fingerprint_cache import cached_weights_fingerprint, weight_files
 
 _FIX_HINT = (
-    "pass a local folder saved with save_pretrained, run once with internet access to fill the Hugging Face "
-    "cache, or convert an OpenAI checkpoint with `regionspot convert clip ViT-L-14.pt --out DIR` and pass DIR"
+    "run `regionspot download BB|BL|BL@336` (CLIP included; add `--from DIR` for files fetched by other means), "
+    "pass a local folder saved with save_pretrained, or convert an OpenAI checkpoint with "
+    "`regionspot convert clip ViT-L-14.pt --out DIR` and pass DIR"
 )
 
 

@@ -4,12 +4,15 @@ folders once per test session, and a tiny RegionSpot model folder (sam/, clip/, 
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# A developer's downloaded weights (~/.cache/regionspot) never reach the tests: an empty model home.
+os.environ["REGIONSPOT_HOME"] = tempfile.mkdtemp(prefix="regionspot_home_")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # Tests whose results depend on the CPU's floating-point kernels: `bash scripts/test.sh --avx2` runs them again

@@ -9,8 +9,8 @@ Parsing and geometry live in the library (``backbones.prompts``, ``text.prompts`
 
 from __future__ import annotations
 
-import os
 import re
+import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -23,7 +23,7 @@ from regionspot.backbones.prompts import (
     split_prompt_items,
     xywh_suspected,
 )
-from regionspot.errors import PromptError, RegionSpotError, VocabularyError, preview
+from regionspot.errors import ImageError, PromptError, RegionSpotError, VocabularyError, preview
 
 # How a user of the embedded model gets real weights (the `download` command and `--model` option).
 REAL_WEIGHTS_HINT = "for real photos get real weights: `regionspot download BL`, then `--model BL`"
@@ -153,6 +153,8 @@ def image_size(path: Path) -> tuple[int, int]:
     ImageError naming the file when it is missing or unreadable."""
     from regionspot.data.images import read_image_header, shown_size
 
+    if Path(path).is_dir():
+        raise ImageError(f"{path} is a folder; pass an image file (JPEG, PNG, ...).")
     return shown_size(*read_image_header(path))
 
 
@@ -185,17 +187,19 @@ def check_positive(**options: float | None) -> None:
 
 
 def check_writable(*paths: Path | None) -> None:
-    """Each output path's folder exists (or can be made) and is writable, and the path is no folder."""
+    """Each output path is no folder and its folder is writable (made now if missing, as the run would)."""
     for path in paths:
         if path is None:
             continue
         if path.is_dir():
             raise RegionSpotError(f"{path} is a folder; pass a file name to write, e.g. {path / 'result.json'}.")
-        folder = path.parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise RegionSpotError(f"Cannot write {path}: {folder} is not a writable folder; pick another path.")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path.parent):
+                pass
+        except OSError as error:
+            raise RegionSpotError(f"Cannot write {path} ({error.strerror or error.__class__.__name__} in {path.parent}); "
+                                  "pick another path.") from None
 
 
 # --- the embedded model's notes --------------------------------------------------------------------
@@ -241,4 +245,4 @@ def embedded_model_notes(names: list[str], picture: Image.Image | None, name: st
 
 
 EVERYTHING_NOTE = ("no --boxes, --boxes-json or --points: labelling every region the segmenter finds (everything mode, "
-                   "slower than prompts: tens of seconds on a CPU); add --everything to ask for it, or give prompts")
+                   "much slower than prompts); add --everything to ask for it, or give prompts")

@@ -5,6 +5,7 @@ One module per command; this package is the only code that parses CLI strings or
 their arguments and call library functions.
 """
 
+from regionspot.backbones.prompts import parse_numbers
 from regionspot.cli import (  # noqa: F401  (registers the commands)
     cache,
     calibrate,
@@ -19,6 +20,6 @@ from regionspot.cli import (  # noqa: F401  (registers the commands)
     train,
 )
 from regionspot.cli.app import app, main
-from regionspot.cli.predict import parse_numbers, read_boxes_json, read_vocabulary
+from regionspot.cli.predict import read_boxes_json, read_vocabulary
 
 __all__ = ["app", "main", "parse_numbers", "read_boxes_json", "read_vocabulary"]

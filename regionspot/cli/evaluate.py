@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from regionspot.cli.app import app, friendly
+from regionspot.cli.checks import check_device
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.engine.config import EvalOptions
 from regionspot.engine.evaluate import (
@@ -144,6 +145,7 @@ def evaluate(
              "auto (the fastest whose accuracy guard passed here); see docs/performance.md.")] = "fp32",
 ) -> None:
     """Zero-shot region recognition AP with the paper's LVIS protocol (resumable, shardable with accelerate)."""
+    check_device(device)  # before any loading: a missing GPU is one line
     run_eval(data=data, images=images, boxes=boxes, methods=tuple(method or ["regionspot"]), head=head, sam=sam, clip=clip,
              max_dets_per_image=max_dets_per_image, fixed_ap=fixed_ap, iou_types=iou_types, out=out, limit=limit,
              batch_size=batch_size, workers=workers, device=device, evaluator=evaluator, templates=templates, overwrite=overwrite,

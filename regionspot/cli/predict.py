@@ -1,7 +1,7 @@
 """``regionspot predict`` (and ``regionspot models``): label regions of one image, write JSON and a picture.
 
 Box and point strings are read by ``backbones.prompts.parse_numbers`` (shared with the demo), names files
-by ``text.presets``.
+by ``text.presets``; everything that needs no model is checked first by ``cli.checks``.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from typing import Annotated
 
 import typer
 
-from regionspot.backbones.prompts import parse_numbers
+import regionspot.cli.checks as checks
 from regionspot.cli.app import app, best_device, friendly
 from regionspot.errors import ImageError, PromptError, RegionSpotError, VocabularyError
 
 
-def read_boxes_json(path: Path) -> list[list[float]]:
-    """Boxes from JSON: [[x1,y1,x2,y2], ...], {"boxes": [...]}, or COCO-style [{"bbox": [x,y,w,h]}, ...]."""
+def read_boxes_json(path: Path, box_format: str = "xyxy") -> list[list[float]]:
+    """Boxes from JSON: [[x1,y1,x2,y2], ...] (or [[x,y,w,h], ...] with box_format "xywh"), {"boxes": [...]},
+    or COCO-style [{"bbox": [x,y,w,h]}, ...]; returned XYXY."""
     if not path.is_file():
         raise PromptError(f"Boxes file not found: {path}.")
     try:
@@ -36,7 +37,7 @@ def read_boxes_json(path: Path) -> list[list[float]]:
             x, y, w, h = item["bbox"]
             boxes.append([x, y, x + w, y + h])
         elif isinstance(item, (list, tuple)) and len(item) == 4:
-            boxes.append([float(v) for v in item])
+            boxes.extend(checks.check_box_orientation([[float(v) for v in item]], box_format, path.name))
         else:
             raise PromptError(f"{path}: cannot read box {item!r:.60}; use [x1, y1, x2, y2] or {{'bbox': [x, y, w, h]}}.")
     return boxes
@@ -91,9 +92,12 @@ def predict(
     vocab: Annotated[str | None, typer.Option(help="Comma-separated class names, e.g. 'cat,dog'.")] = None,
     vocab_file: Annotated[Path | None, typer.Option(help="A file with one class name per line.")] = None,
     vocab_preset: Annotated[str | None, typer.Option(help="A ready vocabulary: coco, lvis or shapesworld.")] = None,
-    boxes: Annotated[str | None, typer.Option(help="Boxes 'x1,y1,x2,y2;x1,y1,x2,y2' in image pixels.")] = None,
+    boxes: Annotated[str | None, typer.Option(help="Boxes in image pixels, separated by ';': 'x1,y1,x2,y2; x1 y1 x2 y2' "
+                                                   "(commas or spaces between numbers).")] = None,
+    box_format: Annotated[str, typer.Option(help="How --boxes / --boxes-json lists read: xyxy (corners) or xywh "
+                                                 "(x, y, width, height).")] = "xyxy",
     boxes_json: Annotated[Path | None, typer.Option(help="Boxes from a JSON file.")] = None,
-    points: Annotated[str | None, typer.Option(help="One foreground point per region: 'x,y;x,y'.")] = None,
+    points: Annotated[str | None, typer.Option(help="One foreground point per region: 'x,y; x,y' (or 'x y; x y').")] = None,
     everything: Annotated[bool, typer.Option("--everything", help="No prompts: the segmenter proposes the regions "
                                                                "(point grid + crops) and all are labelled.")] = False,
     out: Annotated[Path, typer.Option(help="Where to write the JSON result.")] = Path("result.json"),
@@ -113,7 +117,13 @@ def predict(
     max_megapixels: Annotated[float | None, typer.Option(help="Decode image files up to this many megapixels (default: PIL's "
                                                                 "decompression-bomb limit, 89.5; or $REGIONSPOT_MAX_MEGAPIXELS).")] = None,
 ) -> None:
-    """Label regions (boxes, points, or --everything the segmenter finds) of IMAGE; write JSON and pictures."""
+    """Label regions (boxes, points, or --everything the segmenter finds) of IMAGE; write JSON and pictures.
+
+    Without --boxes, --boxes-json or --points, the segmenter proposes the regions (everything mode, slower);
+    a note says so unless --everything asks for it. Bad input (boxes, names, files, --device) is one error
+    line before any model loads. The embedded ShapesWorld model (no --head/--sam/--clip) notes names and
+    images it cannot know.
+    """
     from regionspot.data.images import load_image
     from regionspot.inference.predictor import RegionSpotPredictor
     from regionspot.inference.proposals import ProposalOptions
@@ -121,23 +131,33 @@ def predict(
     from regionspot.model import RegionSpot
 
     start = time.perf_counter()
-    names = read_vocabulary(vocab, vocab_file, vocab_preset)
+    # checks that need no model (regionspot/cli/checks.py): each bad input is one line before any loading
+    device = checks.check_device(device)
+    checks.check_positive(top_k=top_k, grid=grid, max_regions=max_regions, explain_regions=explain_regions)
+    checks.check_writable(out, viz, explain)
+    embedded = checks.uses_embedded_model(head, sam, clip)
+    names = checks.check_names(read_vocabulary(vocab, vocab_file, vocab_preset), vocab)
     box_list = None
     if boxes is not None and boxes_json is not None:
         raise PromptError("Pass either --boxes or --boxes-json, not both.")
     if boxes is not None:
-        box_list = parse_numbers(boxes, 4, "box")
+        box_list = checks.read_box_option(boxes, box_format)
     elif boxes_json is not None:
-        box_list = read_boxes_json(boxes_json)
-    point_list = parse_numbers(points, 2, "point") if points is not None else None
+        box_list = read_boxes_json(boxes_json, checks.check_box_format(box_format))
+    point_list = checks.read_point_option(points) if points is not None else None
     if everything and (box_list is not None or point_list is not None):
         raise PromptError("--everything labels the regions the segmenter proposes; drop --boxes/--points (or --everything).")
 
+    own_image = image is not None
     if image is None:
         image, example_boxes, example_names = bundled_example()
         if box_list is None and point_list is None and not everything:
             box_list = example_boxes
         names = names if names is not None else example_names
+    else:
+        checks.check_prompts_fit(image, box_list, point_list)
+        if box_list is None and point_list is None and not everything:
+            typer.echo(f"note: {checks.EVERYTHING_NOTE}")
     if names is None:
         if head is None and sam is None and clip is None:
             names = read_vocabulary(None, None, "shapesworld")
@@ -148,6 +168,9 @@ def predict(
         raise ImageError(f"--max-megapixels must be a positive number, got {max_megapixels}.")
     # before the model: a bad or oversized file is one line, at once
     picture = load_image(image, decode_limit=None if max_megapixels is None else int(max_megapixels * 1e6))
+    if embedded:  # the embedded model says what it cannot know
+        for note in checks.embedded_model_notes(names, picture if own_image else None, image.name):
+            typer.echo(f"note: {note}")
     proposal_options = ProposalOptions(points_per_side=grid, max_regions=max_regions) if everything else None
 
     dev = device or best_device()

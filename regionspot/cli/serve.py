@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from regionspot.cli.app import app, best_device, friendly
+from regionspot.cli.checks import check_device
 from regionspot.cli.predict import bundled_example
 from regionspot.errors import RegionSpotError
 
@@ -29,6 +30,7 @@ def serve(
     grid: Annotated[int, typer.Option(help="Recognise everything: a GRID x GRID point grid on the image and each crop.")] = 16,
 ) -> None:
     """Serve the web demo: upload or pick an image, click points or draw boxes, name classes, see the labels."""
+    check_device(device)  # before any loading: a missing GPU is one line
     try:
         from regionspot.demo.app import build_app, launch
     except ImportError as error:

@@ -17,6 +17,11 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 .venv/bin/ruff check regionspot tests benchmarks scripts
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
+# torch.compile's kernel cache, fresh for each pass: its key ignores ATEN_CPU_CAPABILITY, and kernels compiled
+# under forced AVX2 abort the process when a later run loads them.
+TORCHINDUCTOR_CACHE_DIR="$(mktemp -d -t regionspot-inductor-XXXXXX)"
+export TORCHINDUCTOR_CACHE_DIR
+trap 'rm -rf "$TORCHINDUCTOR_CACHE_DIR"' EXIT
 if [ "${1:-}" = "--avx2" ]; then
   shift
   export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2

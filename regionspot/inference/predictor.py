@@ -19,6 +19,7 @@ from regionspot.data.images import ImageLike, load_image
 from regionspot.errors import PromptError, RegionSpotError
 from regionspot.inference.masks import LowResMasks
 from regionspot.inference.proposals import ProposalOptions, propose_regions
+from regionspot.inference.region_filter import RegionFilter, filter_result
 from regionspot.inference.results import RegionResult
 from regionspot.model import RegionSpot
 from regionspot.modeling.postprocess import calibrated_confidence, top_classes
@@ -109,17 +110,26 @@ class RegionSpotPredictor:
 
     def predict_everything(
         self, options: ProposalOptions | None = None, top_k: int = 5, return_masks: bool = True,
-        return_attention: bool = False,
+        return_attention: bool = False, region_filter: RegionFilter | None = None,
     ) -> RegionResult:
-        """Recognise every region the segmenter proposes on its own (no prompts): :meth:`propose`, then
-        :meth:`predict` with the proposed boxes. An image without any proposal gives an empty result with
-        a message."""
+        """Recognise every region the segmenter proposes on its own (no prompts): :meth:`propose` (at most
+        ``options.max_regions`` proposals), :meth:`predict` with the proposed boxes, then keep the regions
+        worth showing — confident enough, no same-class duplicates or parts (``region_filter``, default
+        ``RegionFilter()``; ``RegionFilter.keep_all()`` keeps every proposal), most confident first.
+        An image without any proposal, or without any kept region, gives a result with a message."""
+        region_filter = region_filter or RegionFilter()
         boxes = self.propose(options)
         if len(boxes) == 0:
             result = self.predict(boxes=np.zeros((0, 4), np.float32), top_k=top_k, return_masks=return_masks)
             result.messages.append("No regions were proposed on this image; give boxes or points instead.")
             return result
-        return self.predict(boxes=boxes, top_k=top_k, return_masks=return_masks, return_attention=return_attention)
+        labelled = self.predict(boxes=boxes, top_k=top_k, return_masks=return_masks, return_attention=return_attention)
+        result = filter_result(labelled, region_filter)
+        if len(result) == 0:
+            result.messages.append(
+                f"None of the {len(labelled)} proposed regions reached confidence {region_filter.min_confidence:g} "
+                f"(best {float(labelled.display_scores.max()):.2f}); lower the minimum confidence or give boxes.")
+        return result
 
     # --- prediction --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -213,5 +223,6 @@ class RegionSpotPredictor:
             confidence=topk_confidence[:, 0].copy(),
             attention=attention,
             topk_confidence=topk_confidence,
+            points=None if point_tensor is None else point_tensor.numpy().astype(np.float32),
         )
 

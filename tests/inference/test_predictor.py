@@ -5,6 +5,7 @@ from PIL import Image
 
 from regionspot.errors import PromptError, RegionSpotError, VocabularyError
 from regionspot.inference.predictor import RegionSpotPredictor
+from regionspot.inference.region_filter import RegionFilter
 from regionspot.model import RegionSpot
 
 VOCAB = ["red circle", "blue square", "green star"]
@@ -153,10 +154,40 @@ def test_predict_everything_labels_every_proposal(predictor):
                               min_predicted_iou=-1.0)
     boxes = predictor.propose(options)
     assert len(boxes) > 0
-    result = predictor.predict_everything(options, top_k=2)
-    np.testing.assert_allclose(result.boxes, boxes)
+    result = predictor.predict_everything(options, top_k=2, region_filter=RegionFilter.keep_all())
+    # every proposal, most confident first
     assert len(result) == len(boxes) and result.topk_ids.shape == (len(boxes), 2)
-    np.testing.assert_allclose(result.probs, predictor.predict(boxes=boxes).probs, atol=1e-6)
+    assert (np.diff(result.display_scores) <= 0).all()
+    order = np.argsort(-predictor.predict(boxes=boxes).display_scores, kind="stable")
+    np.testing.assert_allclose(result.boxes, boxes[order])
+    np.testing.assert_allclose(result.probs, predictor.predict(boxes=boxes).probs[order], atol=1e-6)
+
+
+def test_predict_everything_shows_only_what_the_filter_keeps(predictor):
+    from regionspot.inference.proposals import ProposalOptions
+    from regionspot.inference.region_filter import filter_result
+
+    # sixteen proposals, near-copies included (no proposal NMS): something for the filter to drop
+    options = ProposalOptions(points_per_side=4, crop_layers=0, refine=False, nms_iou=1.0, area_fraction=(0.0, 1.0),
+                              min_predicted_iou=-1.0)
+    every = predictor.predict_everything(options, region_filter=RegionFilter.keep_all())
+    strict = RegionFilter(min_confidence=float(np.median(every.display_scores)), nms_iou=0.3)
+    kept = predictor.predict_everything(options, region_filter=strict)
+    assert 0 < len(kept) < len(every)
+    assert (kept.display_scores >= strict.min_confidence).all()
+    np.testing.assert_allclose(kept.boxes, filter_result(every, strict).boxes)
+    assert kept.masks is not None and len(kept.masks) == len(kept)
+    # nothing confident enough: an empty result that says why
+    none = predictor.predict_everything(options, region_filter=RegionFilter(min_confidence=1.0))
+    assert len(none) == 0 and "lower the minimum confidence" in none.messages[-1]
+
+
+def test_point_prompts_are_kept_in_the_result(predictor):
+    points = [[10.0, 12.0], [30.0, 25.0]]
+    result = predictor.predict(points=points)
+    assert result.points.shape == (2, 1, 2) and result.points.dtype == np.float32
+    np.testing.assert_allclose(result.points[:, 0], points)
+    assert predictor.predict(boxes=BOXES).points is None
 
 
 def test_predict_everything_without_proposals_says_so(predictor, monkeypatch):

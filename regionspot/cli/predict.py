@@ -108,7 +108,7 @@ def predict(
     head: Annotated[str | None, typer.Option(help="Head checkpoint (.safetensors, official .pth) or a registered name.")] = None,
     top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = 3,
     grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = 16,
-    max_regions: Annotated[int, typer.Option(help="Proposals: at most this many regions.")] = 100,
+    max_regions: Annotated[int, typer.Option(help="Everything mode: show at most this many regions.")] = 100,
     min_confidence: Annotated[float, typer.Option(help="Everything mode: hide regions below this confidence.")] = RegionFilter.min_confidence,
     nms_iou: Annotated[float, typer.Option(help="Everything mode: hide a region overlapping a more confident one "
                                                 "of the same class above this box IoU (1: keep all).")] = RegionFilter.nms_iou,
@@ -166,8 +166,8 @@ def predict(
     if everything:
         result = predictor.predict_everything(proposal_options, top_k=top_k, return_masks=viz is not None,
                                               return_attention=want_attention, region_filter=region_filter)
-        typer.echo(f"everything: {len(result)} regions of those the segmenter proposed ({grid}x{grid} point grid + crops), "
-                   f"confidence >= {min_confidence:g}, same-class IoU <= {nms_iou:g}")
+        typer.echo(f"everything: {len(result)} of the regions proposed by the segmenter ({grid}x{grid} point grid + crops) "
+                   f"shown: confidence >= {min_confidence:g}, same-class box IoU <= {nms_iou:g}")
     else:
         result = predictor.predict(boxes=box_list, points=point_list, top_k=top_k, return_masks=viz is not None,
                                    return_attention=want_attention)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -149,18 +151,22 @@ def test_a_vocabulary_is_embedded_once_and_reused(model, image, monkeypatch):
 def test_predict_everything_labels_every_proposal(predictor):
     from regionspot.inference.proposals import ProposalOptions
 
-    # a random SAM predicts negative IoUs and unstable masks: keep them all
-    options = ProposalOptions(points_per_side=4, max_regions=5, area_fraction=(0.0, 1.0),
+    # a random SAM predicts negative IoUs and unstable masks: keep them all (and near-copies: no NMS)
+    options = ProposalOptions(points_per_side=4, crop_layers=0, refine=False, nms_iou=1.0, area_fraction=(0.0, 1.0),
                               min_predicted_iou=-1.0)
     boxes = predictor.propose(options)
-    assert len(boxes) > 0
+    assert len(boxes) > 1
     result = predictor.predict_everything(options, top_k=2, region_filter=RegionFilter.keep_all())
     # every proposal, most confident first
     assert len(result) == len(boxes) and result.topk_ids.shape == (len(boxes), 2)
     assert (np.diff(result.display_scores) <= 0).all()
-    order = np.argsort(-predictor.predict(boxes=boxes).display_scores, kind="stable")
+    labelled = predictor.predict(boxes=boxes)
+    order = np.argsort(-labelled.display_scores, kind="stable")
     np.testing.assert_allclose(result.boxes, boxes[order])
-    np.testing.assert_allclose(result.probs, predictor.predict(boxes=boxes).probs[order], atol=1e-6)
+    np.testing.assert_allclose(result.probs, labelled.probs[order], atol=1e-6)
+    # max_regions caps what is shown, chosen among all the proposals
+    few = predictor.predict_everything(dataclasses.replace(options, max_regions=1), region_filter=RegionFilter.keep_all())
+    np.testing.assert_allclose(few.boxes, boxes[order[:1]])
 
 
 def test_predict_everything_shows_only_what_the_filter_keeps(predictor):
@@ -171,15 +177,17 @@ def test_predict_everything_shows_only_what_the_filter_keeps(predictor):
     options = ProposalOptions(points_per_side=4, crop_layers=0, refine=False, nms_iou=1.0, area_fraction=(0.0, 1.0),
                               min_predicted_iou=-1.0)
     every = predictor.predict_everything(options, region_filter=RegionFilter.keep_all())
-    strict = RegionFilter(min_confidence=float(np.median(every.display_scores)), nms_iou=0.3)
+    strict = RegionFilter(min_stability=0.0, min_confidence=float(np.median(every.display_scores)), nms_iou=0.3)
     kept = predictor.predict_everything(options, region_filter=strict)
     assert 0 < len(kept) < len(every)
     assert (kept.display_scores >= strict.min_confidence).all()
     np.testing.assert_allclose(kept.boxes, filter_result(every, strict).boxes)
     assert kept.masks is not None and len(kept.masks) == len(kept)
-    # nothing confident enough: an empty result that says why
-    none = predictor.predict_everything(options, region_filter=RegionFilter(min_confidence=1.0))
+    # nothing stable or confident enough: an empty result that says why
+    none = predictor.predict_everything(options, region_filter=RegionFilter(min_stability=0, min_confidence=1.0))
     assert len(none) == 0 and "lower the minimum confidence" in none.messages[-1]
+    loose = predictor.predict_everything(options, region_filter=RegionFilter(min_stability=1.0))
+    assert len(loose) == 0 and "lower the minimum stability" in loose.messages[-1]
 
 
 def test_point_prompts_are_kept_in_the_result(predictor):
@@ -191,7 +199,9 @@ def test_point_prompts_are_kept_in_the_result(predictor):
 
 
 def test_predict_everything_without_proposals_says_so(predictor, monkeypatch):
-    monkeypatch.setattr(predictor, "propose", lambda options=None: np.zeros((0, 4), np.float32))
+    from regionspot.inference.proposals import Proposals
+
+    monkeypatch.setattr(predictor, "_proposals", lambda options=None: Proposals.concat([]))
     result = predictor.predict_everything()
     assert len(result) == 0 and "No regions were proposed" in result.messages[-1]
 

@@ -16,6 +16,7 @@ import typer
 import regionspot.cli.checks as checks
 from regionspot.cli.app import app, best_device, friendly
 from regionspot.errors import ImageError, PromptError, RegionSpotError, VocabularyError
+from regionspot.inference.region_filter import RegionFilter
 
 
 def read_boxes_json(path: Path, box_format: str = "xyxy") -> list[list[float]]:
@@ -111,7 +112,10 @@ def predict(
     head: Annotated[str | None, typer.Option(help="Head checkpoint (.safetensors, official .pth) or a registered name.")] = None,
     top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = 3,
     grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = 16,
-    max_regions: Annotated[int, typer.Option(help="Proposals: at most this many regions.")] = 100,
+    max_regions: Annotated[int, typer.Option(help="Everything mode: show at most this many regions.")] = 100,
+    min_confidence: Annotated[float, typer.Option(help="Everything mode: hide regions below this confidence.")] = RegionFilter.min_confidence,
+    nms_iou: Annotated[float, typer.Option(help="Everything mode: hide a region overlapping a more confident one "
+                                                "of the same class above this box IoU (1: keep all).")] = RegionFilter.nms_iou,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = False,
     max_megapixels: Annotated[float | None, typer.Option(help="Decode image files up to this many megapixels (default: PIL's "
@@ -172,6 +176,7 @@ def predict(
         for note in checks.embedded_model_notes(names, picture if own_image else None, image.name):
             typer.echo(f"note: {note}")
     proposal_options = ProposalOptions(points_per_side=grid, max_regions=max_regions) if everything else None
+    region_filter = RegionFilter(min_confidence=min_confidence, nms_iou=nms_iou)
 
     dev = device or best_device()
     model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=dev,
@@ -183,8 +188,9 @@ def predict(
     want_attention = explain is not None
     if everything:
         result = predictor.predict_everything(proposal_options, top_k=top_k, return_masks=viz is not None,
-                                              return_attention=want_attention)
-        typer.echo(f"everything: {len(result)} regions proposed by the segmenter ({grid}x{grid} point grid + crops)")
+                                              return_attention=want_attention, region_filter=region_filter)
+        typer.echo(f"everything: {len(result)} of the regions proposed by the segmenter ({grid}x{grid} point grid + crops) "
+                   f"shown: confidence >= {min_confidence:g}, same-class box IoU <= {nms_iou:g}")
     else:
         result = predictor.predict(boxes=box_list, points=point_list, top_k=top_k, return_masks=viz is not None,
                                    return_attention=want_attention)

@@ -7,6 +7,7 @@ embedding and the vision-language feature map, ``set_vocabulary`` caches text em
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -18,7 +19,8 @@ from regionspot.backbones.base import SegmenterImageState
 from regionspot.data.images import ImageLike, load_image
 from regionspot.errors import PromptError, RegionSpotError
 from regionspot.inference.masks import LowResMasks
-from regionspot.inference.proposals import ProposalOptions, propose_regions
+from regionspot.inference.proposals import ProposalOptions, Proposals, propose_regions
+from regionspot.inference.region_filter import FILTERED_PROPOSALS, RegionFilter, filter_result
 from regionspot.inference.results import RegionResult
 from regionspot.model import RegionSpot
 from regionspot.modeling.postprocess import calibrated_confidence, top_classes
@@ -103,23 +105,43 @@ class RegionSpotPredictor:
     def propose(self, options: ProposalOptions | None = None) -> np.ndarray:
         """Class-agnostic boxes (K, 4) float32 XYXY original-image pixels for the current image, best first
         (point grid + crops, IoU/stability filtering, box refinement, NMS: ``inference.proposals``)."""
+        return self._proposals(options).boxes.numpy()
+
+    def _proposals(self, options: ProposalOptions | None) -> Proposals:
         if self._state is None:
             raise RegionSpotError("Call set_image(image) before propose().")
-        return propose_regions(self.model.segmenter, self._image, options, state=self._state).boxes.numpy()
+        return propose_regions(self.model.segmenter, self._image, options, state=self._state)
 
     def predict_everything(
         self, options: ProposalOptions | None = None, top_k: int = 5, return_masks: bool = True,
-        return_attention: bool = False,
+        return_attention: bool = False, region_filter: RegionFilter | None = None,
     ) -> RegionResult:
-        """Recognise every region the segmenter proposes on its own (no prompts): :meth:`propose`, then
-        :meth:`predict` with the proposed boxes. An image without any proposal gives an empty result with
-        a message."""
-        boxes = self.propose(options)
+        """Recognise every region the segmenter proposes on its own (no prompts), keeping those worth showing.
+
+        The best ``max(options.max_regions, FILTERED_PROPOSALS)`` proposals (:meth:`propose`) are labelled
+        (:meth:`predict` with their boxes) when stable enough; ``region_filter`` (default ``RegionFilter()``:
+        stable and confident enough, no same-class duplicates or parts; ``RegionFilter.keep_all()`` keeps every
+        one) picks the regions to show, most confident first, at most ``options.max_regions`` of them. An image without any proposal,
+        or without any kept region, gives a result with a message.
+        """
+        options = options or ProposalOptions()
+        region_filter = region_filter or RegionFilter()
+        proposals = self._proposals(dataclasses.replace(options, max_regions=max(options.max_regions, FILTERED_PROPOSALS)))
+        boxes = proposals.boxes[proposals.stability >= region_filter.min_stability].numpy()
         if len(boxes) == 0:
             result = self.predict(boxes=np.zeros((0, 4), np.float32), top_k=top_k, return_masks=return_masks)
-            result.messages.append("No regions were proposed on this image; give boxes or points instead.")
+            result.messages.append(
+                f"None of the {len(proposals)} proposed regions reached stability {region_filter.min_stability:g}; "
+                "lower the minimum stability or give boxes." if len(proposals) else
+                "No regions were proposed on this image; give boxes or points instead.")
             return result
-        return self.predict(boxes=boxes, top_k=top_k, return_masks=return_masks, return_attention=return_attention)
+        labelled = self.predict(boxes=boxes, top_k=top_k, return_masks=return_masks, return_attention=return_attention)
+        result = filter_result(labelled, region_filter, options.max_regions)
+        if len(result) == 0:
+            result.messages.append(
+                f"None of the {len(labelled)} proposed regions reached confidence {region_filter.min_confidence:g} "
+                f"(best {float(labelled.display_scores.max()):.2f}); lower the minimum confidence or give boxes.")
+        return result
 
     # --- prediction --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -213,5 +235,6 @@ class RegionSpotPredictor:
             confidence=topk_confidence[:, 0].copy(),
             attention=attention,
             topk_confidence=topk_confidence,
+            points=None if point_tensor is None else point_tensor.numpy().astype(np.float32),
         )
 

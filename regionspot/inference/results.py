@@ -33,6 +33,8 @@ class RegionResult:
     topk_confidence: (N, k) float32 the same for each of ``topk_ids``; None: same as ``topk_scores``.
     attention: (N, L, heads, T) float32, the head's cross-attention weights over the T feature-map tokens
         (class token first) in each of its L layers, from the forward that gave ``probs``; or None.
+    points: (N, P, 2) float32 xy original-image pixels, the point prompts of each region; None when the
+        regions were not prompted by points.
     """
 
     boxes: np.ndarray
@@ -50,6 +52,7 @@ class RegionResult:
     confidence: np.ndarray | None = None
     attention: np.ndarray | None = None
     topk_confidence: np.ndarray | None = None
+    points: np.ndarray | None = None
 
     @property
     def display_scores(self) -> np.ndarray:

@@ -1,15 +1,18 @@
-"""Draw a RegionResult on its image: a light mask tint with an outline, thin boxes, and "label confidence"
-tags placed beside the regions (never on top of one when there is room elsewhere).
+"""Draw a RegionResult on its image: a light mask tint with an outline, thin boxes, the prompt points, and
+"label confidence" tags placed beside the regions, never over one another when there is room anywhere.
 
 All coordinates are original-image pixels, x to the right, y down. The shown number is
 ``RegionResult.display_scores`` (the calibrated confidence when the head has a display temperature).
-Masks are drawn one region at a time on the region's bounding-box crop (``RegionMasks.crop``): the cost
-grows with the objects' areas, not with the image's pixels times the number of regions.
+A class has one colour everywhere (a hash of its name), and the text, lines and points scale with the
+image's shorter side. Masks are drawn one region at a time on the region's bounding-box crop
+(``RegionMasks.crop``): the cost grows with the objects' areas, not with the image's pixels times the
+number of regions.
 """
 
 from __future__ import annotations
 
 import colorsys
+import hashlib
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -19,20 +22,38 @@ from regionspot.inference.results import RegionResult
 
 Rect = tuple[float, float, float, float]  # x1, y1, x2, y2
 
-
-def _palette(n: int) -> list[tuple[int, int, int]]:
-    # Golden-ratio hue steps give distinct, stable colours for any number of regions.
-    colours = []
-    for i in range(n):
-        r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
-        colours.append((int(r * 255), int(g * 255), int(b * 255)))
-    return colours
+FONT_FRACTION = 1 / 30  # label text height as a share of the image's shorter side ...
+FONT_RANGE = (11, 120)  # ... within these pixel sizes (readable on a thumbnail, not a banner on a poster)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def class_colour(name: str) -> tuple[int, int, int]:
+    """The RGB colour of a class: hue, saturation and brightness from a hash of its name, so the same name
+    has the same colour in every picture and every run (Python's ``hash`` is salted per process; md5 is
+    not), and two classes of similar hue usually still differ in shade."""
+    digest = hashlib.md5(name.encode("utf-8")).digest()
+    hue = int.from_bytes(digest[:2], "big") / 0x10000
+    saturation = 0.55 + 0.4 * digest[2] / 255
+    value = 0.75 + 0.25 * digest[3] / 255
+    r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever reads better on ``background`` (relative luminance, ITU-R BT.709)."""
+    luminance = 0.2126 * background[0] + 0.7152 * background[1] + 0.0722 * background[2]
+    return (0, 0, 0) if luminance >= 110 else (255, 255, 255)
+
+
+def font_size(width: int, height: int) -> int:
+    """Label text size in pixels for a width × height image: ``FONT_FRACTION`` of the shorter side,
+    clamped to ``FONT_RANGE``."""
+    return int(min(max(round(min(width, height) * FONT_FRACTION), FONT_RANGE[0]), FONT_RANGE[1]))
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has no sized default font
+        return ImageFont.load_default(size=size)  # a scalable font (Pillow >= 10.1 with FreeType)
+    except (TypeError, ImportError, OSError):  # older Pillow, or Pillow built without FreeType
         return ImageFont.load_default()
 
 
@@ -68,47 +89,61 @@ def mask_outline(mask: np.ndarray, width: int) -> np.ndarray:
     return outline
 
 
-def _overlap(a: Rect, b: Rect) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return max(0.0, w) * max(0.0, h)
+def _overlaps(rects: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """(M,) summed intersection area of each of ``rects`` (M, 4) with ``others`` (K, 4), XYXY."""
+    if len(others) == 0:
+        return np.zeros(len(rects))
+    w = np.minimum(rects[:, None, 2], others[None, :, 2]) - np.maximum(rects[:, None, 0], others[None, :, 0])
+    h = np.minimum(rects[:, None, 3], others[None, :, 3]) - np.maximum(rects[:, None, 1], others[None, :, 1])
+    return (np.clip(w, 0, None) * np.clip(h, 0, None)).sum(1)
 
 
-def place_label(box: Rect, size: tuple[float, float], canvas: tuple[int, int], avoid: list[Rect]) -> Rect:
-    """Where a (w, h) tag for ``box`` goes: above, below, right of or left of the box, or inside its top
-    edge as a last resort — the first spot inside the canvas (W, H) that overlaps nothing in ``avoid``
-    (the regions' boxes and the tags already placed); otherwise the spot that overlaps them least."""
+def place_label(box: Rect, size: tuple[float, float], canvas: tuple[int, int], avoid: list[Rect],
+                labels: list[Rect] = ()) -> Rect:
+    """Where a (w, h) tag for ``box`` goes, inside the canvas (W, H).
+
+    Tried first: above, below, beside the box, or inside its top edge. A spot must not cover a tag in
+    ``labels`` (the tags already placed) when any spot anywhere avoids them; among those, the cost is the
+    area it covers of the boxes in ``avoid`` plus its distance from ``box`` times the tag's height, and the
+    first cheapest spot wins. When every spot near the box is taken the tag moves away along a grid of
+    the canvas (``draw_result`` then draws a leader line back to its box).
+    """
     x1, y1, x2, y2 = box
     w, h = size
-    candidates = [
+    near = [
         (x1, y1 - h), (x1, y2), (x2 - w, y1 - h), (x2 - w, y2),  # above / below, left- or right-aligned
         (x2, y1), (x1 - w, y1), (x2, y2 - h), (x1 - w, y2 - h),  # beside
         (x1, y1),                                                # inside the top-left corner
     ]
-    best, best_cost = None, None
-    for cx, cy in candidates:
-        cx = min(max(0.0, cx), max(0.0, canvas[0] - w))
-        cy = min(max(0.0, cy), max(0.0, canvas[1] - h))
-        rect = (cx, cy, cx + w, cy + h)
-        cost = sum(_overlap(rect, other) for other in avoid)
-        if best_cost is None or cost < best_cost:
-            best, best_cost = rect, cost
-        if cost == 0:
-            break
-    assert best is not None
-    return best
+    span_x, span_y = max(0.0, canvas[0] - w), max(0.0, canvas[1] - h)
+    step_x, step_y = max(w / 4, span_x / 60, 1.0), max(h / 2, span_y / 60, 1.0)
+    grid = [(gx, gy) for gy in np.arange(0.0, span_y + 1e-6, step_y) for gx in np.arange(0.0, span_x + 1e-6, step_x)]
+    spots = np.asarray(near + grid, np.float64)
+    spots[:, 0] = spots[:, 0].clip(0.0, span_x)
+    spots[:, 1] = spots[:, 1].clip(0.0, span_y)
+    rects = np.concatenate([spots, spots + np.asarray([w, h])], 1)  # (M, 4)
+    covered = _overlaps(rects, np.asarray(list(labels), np.float64).reshape(-1, 4))
+    gap_x = np.maximum(0.0, np.maximum(x1 - rects[:, 2], rects[:, 0] - x2))
+    gap_y = np.maximum(0.0, np.maximum(y1 - rects[:, 3], rects[:, 1] - y2))
+    cost = _overlaps(rects, np.asarray(list(avoid), np.float64).reshape(-1, 4)) + np.hypot(gap_x, gap_y) * h
+    free = covered <= 1e-6
+    cost = np.where(free, cost, np.inf) if free.any() else covered  # tags never cover tags when avoidable
+    return tuple(float(v) for v in rects[int(np.argmin(cost))])
 
 
 def draw_result(image: Image.Image, result: RegionResult, mask_alpha: float = 0.25, show_scores: bool = True) -> Image.Image:
     """Return a new RGB image with the regions of ``result`` drawn on ``image``.
 
     Masks (when present at the image's size) get a ``mask_alpha`` tint and a solid outline; each region
-    gets a thin box and a tag "label 0.93" placed so that it covers no region where possible.
+    gets a thin box in its class's colour (:func:`class_colour`), its prompt points (``result.points``;
+    NaN rows are skipped) as dots, and a tag "label 0.93" (the confidence, ``display_scores``). Tags are placed most confident
+    first (:func:`place_label`), clear of each other and, where there is room, of the regions.
     """
     canvas = np.array(image.convert("RGB"), dtype=np.uint8)  # (H, W, 3), a copy we draw on
-    colours = _palette(len(result))
-    scale = max(canvas.shape[:2]) / 512
-    line = max(1, round(2 * scale))
+    height, width = canvas.shape[:2]
+    colours = [class_colour(label) for label in result.labels]
+    size = font_size(width, height)
+    line = max(1, round(size / 8))
     masks = as_region_masks(result.masks)
     if masks is not None and tuple(masks.size) == canvas.shape[:2]:
         for i, colour in enumerate(colours):
@@ -120,18 +155,38 @@ def draw_result(image: Image.Image, result: RegionResult, mask_alpha: float = 0.
             patch[mask_outline(crop, line)] = colour
     out = Image.fromarray(canvas)
     draw = ImageDraw.Draw(out)
-    font = _font(max(10, round(13 * scale)))
+    font = _font(size)
     boxes: list[Rect] = [tuple(float(v) for v in b) for b in result.boxes]
     scores = result.display_scores
-    placed: list[Rect] = []
     for i, colour in enumerate(colours):
         draw.rectangle(boxes[i], outline=colour, width=max(1, line // 2))
-    for i, colour in enumerate(colours):
+    if result.points is not None:
+        radius = max(3.0, size / 3)
+        for i, colour in enumerate(colours):
+            for x, y in np.asarray(result.points[i], np.float64).reshape(-1, 2):
+                if not np.isfinite([x, y]).all():  # a region without point prompts among ones with them
+                    continue
+                for grow, fill in ((1.0, (0, 0, 0)), (0.8, (255, 255, 255)), (0.5, colour)):  # a target: any background
+                    r = radius * grow
+                    draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
+    placed: list[Rect] = []
+    pad = max(2, round(size / 6))
+    for i in sorted(range(len(colours)), key=lambda j: -float(scores[j])):
+        colour = colours[i]
         text = f"{result.labels[i]} {scores[i]:.2f}" if show_scores else result.labels[i]
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        size = (right - left + 4, bottom - top + 4)
-        rect = place_label(boxes[i], size, out.size, boxes + placed)
+        rect = place_label(boxes[i], (right - left + 2 * pad, bottom - top + 2 * pad), out.size, boxes, placed)
         placed.append(rect)
+        _leader(draw, rect, boxes[i], colour, max(1, line // 2))
         draw.rectangle(rect, fill=colour)
-        draw.text((rect[0] + 2 - left, rect[1] + 2 - top), text, fill=(0, 0, 0), font=font)
+        draw.text((rect[0] + pad - left, rect[1] + pad - top), text, fill=text_colour(colour), font=font)
     return out
+
+
+def _leader(draw: ImageDraw.ImageDraw, tag: Rect, box: Rect, colour: tuple[int, int, int], width: int) -> None:
+    """A line from a tag that had to move away from its box to the nearest point of the box."""
+    cx, cy = (tag[0] + tag[2]) / 2, (tag[1] + tag[3]) / 2
+    bx, by = min(max(cx, box[0]), box[2]), min(max(cy, box[1]), box[3])  # the box's point nearest the tag
+    tx, ty = min(max(bx, tag[0]), tag[2]), min(max(by, tag[1]), tag[3])  # the tag's point nearest that
+    if np.hypot(tx - bx, ty - by) > 2:
+        draw.line((tx, ty, bx, by), fill=colour, width=width)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -5,6 +7,7 @@ from PIL import Image
 
 from regionspot.errors import PromptError, RegionSpotError, VocabularyError
 from regionspot.inference.predictor import RegionSpotPredictor
+from regionspot.inference.region_filter import RegionFilter
 from regionspot.model import RegionSpot
 
 VOCAB = ["red circle", "blue square", "green star"]
@@ -148,19 +151,57 @@ def test_a_vocabulary_is_embedded_once_and_reused(model, image, monkeypatch):
 def test_predict_everything_labels_every_proposal(predictor):
     from regionspot.inference.proposals import ProposalOptions
 
-    # a random SAM predicts negative IoUs and unstable masks: keep them all
-    options = ProposalOptions(points_per_side=4, max_regions=5, area_fraction=(0.0, 1.0),
+    # a random SAM predicts negative IoUs and unstable masks: keep them all (and near-copies: no NMS)
+    options = ProposalOptions(points_per_side=4, crop_layers=0, refine=False, nms_iou=1.0, area_fraction=(0.0, 1.0),
                               min_predicted_iou=-1.0)
     boxes = predictor.propose(options)
-    assert len(boxes) > 0
-    result = predictor.predict_everything(options, top_k=2)
-    np.testing.assert_allclose(result.boxes, boxes)
+    assert len(boxes) > 1
+    result = predictor.predict_everything(options, top_k=2, region_filter=RegionFilter.keep_all())
+    # every proposal, most confident first
     assert len(result) == len(boxes) and result.topk_ids.shape == (len(boxes), 2)
-    np.testing.assert_allclose(result.probs, predictor.predict(boxes=boxes).probs, atol=1e-6)
+    assert (np.diff(result.display_scores) <= 0).all()
+    labelled = predictor.predict(boxes=boxes)
+    order = np.argsort(-labelled.display_scores, kind="stable")
+    np.testing.assert_allclose(result.boxes, boxes[order])
+    np.testing.assert_allclose(result.probs, labelled.probs[order], atol=1e-6)
+    # max_regions caps what is shown, chosen among all the proposals
+    few = predictor.predict_everything(dataclasses.replace(options, max_regions=1), region_filter=RegionFilter.keep_all())
+    np.testing.assert_allclose(few.boxes, boxes[order[:1]])
+
+
+def test_predict_everything_shows_only_what_the_filter_keeps(predictor):
+    from regionspot.inference.proposals import ProposalOptions
+    from regionspot.inference.region_filter import filter_result
+
+    # sixteen proposals, near-copies included (no proposal NMS): something for the filter to drop
+    options = ProposalOptions(points_per_side=4, crop_layers=0, refine=False, nms_iou=1.0, area_fraction=(0.0, 1.0),
+                              min_predicted_iou=-1.0)
+    every = predictor.predict_everything(options, region_filter=RegionFilter.keep_all())
+    strict = RegionFilter(min_stability=0.0, min_confidence=float(np.median(every.display_scores)), nms_iou=0.3)
+    kept = predictor.predict_everything(options, region_filter=strict)
+    assert 0 < len(kept) < len(every)
+    assert (kept.display_scores >= strict.min_confidence).all()
+    np.testing.assert_allclose(kept.boxes, filter_result(every, strict).boxes)
+    assert kept.masks is not None and len(kept.masks) == len(kept)
+    # nothing stable or confident enough: an empty result that says why
+    none = predictor.predict_everything(options, region_filter=RegionFilter(min_stability=0, min_confidence=1.0))
+    assert len(none) == 0 and "lower the minimum confidence" in none.messages[-1]
+    loose = predictor.predict_everything(options, region_filter=RegionFilter(min_stability=1.0))
+    assert len(loose) == 0 and "lower the minimum stability" in loose.messages[-1]
+
+
+def test_point_prompts_are_kept_in_the_result(predictor):
+    points = [[10.0, 12.0], [30.0, 25.0]]
+    result = predictor.predict(points=points)
+    assert result.points.shape == (2, 1, 2) and result.points.dtype == np.float32
+    np.testing.assert_allclose(result.points[:, 0], points)
+    assert predictor.predict(boxes=BOXES).points is None
 
 
 def test_predict_everything_without_proposals_says_so(predictor, monkeypatch):
-    monkeypatch.setattr(predictor, "propose", lambda options=None: np.zeros((0, 4), np.float32))
+    from regionspot.inference.proposals import Proposals
+
+    monkeypatch.setattr(predictor, "_proposals", lambda options=None: Proposals.concat([]))
     result = predictor.predict_everything()
     assert len(result) == 0 and "No regions were proposed" in result.messages[-1]
 

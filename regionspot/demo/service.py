@@ -210,7 +210,23 @@ def concat_results(first: RegionResult, second: RegionResult) -> RegionResult:
         messages=first.messages + second.messages, attention=cat(first.attention, second.attention),
         confidence=cat(first.confidence, second.confidence),
         topk_confidence=cat(first.topk_confidence, second.topk_confidence),
+        points=concat_points(first, second),
     )
+
+
+def concat_points(first: RegionResult, second: RegionResult) -> np.ndarray | None:
+    """(N1 + N2, P, 2) float32 prompt points of both results; NaN rows for regions prompted by a box (the
+    drawing skips them), NaN columns where one result has fewer points per region. None: no point prompts."""
+    if first.points is None and second.points is None:
+        return None
+    per_region = max(p.shape[1] for p in (first.points, second.points) if p is not None)
+    parts = []
+    for result in (first, second):
+        filled = np.full((len(result), per_region, 2), np.nan, np.float32)
+        if result.points is not None:
+            filled[:, : result.points.shape[1]] = result.points
+        parts.append(filled)
+    return np.concatenate(parts)
 
 
 def result_table(result: RegionResult) -> list[list[str]]:

@@ -167,3 +167,22 @@ def test_concurrent_requests_queue_and_agree(demo_service, example_image, tmp_pa
 def good_labels(service, image, box):
     response = service.recognise(DemoRequest(image=image, vocabulary=service.vocabulary("shapesworld"), boxes=box))
     return [row[2:] for row in response.table]
+
+
+def _regions(n: int, points=None):
+    from regionspot.inference.results import RegionResult
+
+    zeros = np.zeros((n,), np.float32)
+    return RegionResult(boxes=np.zeros((n, 4), np.float32), labels=["a"] * n, class_ids=np.zeros((n,), np.int64),
+                        scores=zeros, probs=np.ones((n, 1), np.float32), topk_ids=np.zeros((n, 1), np.int64),
+                        topk_scores=zeros[:, None], iou=zeros, vocabulary=["a"], image_size=(8, 8), points=points)
+
+
+def test_concatenated_results_keep_the_prompt_points():
+    from regionspot.demo.service import concat_results
+
+    clicked = np.array([[[3.0, 4.0]]], np.float32)  # (1, 1, 2): one region, one point
+    both = concat_results(_regions(2), _regions(1, clicked))
+    assert both.points.shape == (3, 1, 2)
+    assert np.isnan(both.points[:2]).all() and np.array_equal(both.points[2], clicked[0])
+    assert concat_results(_regions(1), _regions(1)).points is None

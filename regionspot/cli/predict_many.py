@@ -1,0 +1,101 @@
+"""``regionspot predict`` on many images: the command-line side of ``inference.batch`` (which prompts each
+image gets, what is printed, the exit status)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from regionspot.errors import PromptError, RegionSpotError
+
+
+@dataclass
+class ManyImages:
+    """What ``regionspot predict`` was asked to do on many images (parsed and checked options)."""
+
+    inputs: list[Path]
+    vocabulary: list[str]
+    boxes: list | None
+    points: list | None
+    everything: bool
+    prompts_file: Path | None
+    out: Path
+    output_format: str
+    masks: bool
+    pictures: bool
+    decode_limit: int | None
+    top_k: int
+    proposals: object  # inference.proposals.ProposalOptions
+
+
+def prompts_per_image(request: ManyImages, images: list[Path]) -> list:
+    """Each image's prompts: its --prompts entry, else --boxes/--points, else (with --everything or without
+    --prompts) everything mode. An image left without any under --prompts is an error, before any work."""
+    from regionspot.inference.batch import ImagePrompts, image_prompts, match_prompts, read_prompts_file
+
+    given = image_prompts(request.boxes, request.points, "--boxes/--points")
+    if request.prompts_file is None:
+        return [given] * len(images)
+    found, unmatched = match_prompts(images, read_prompts_file(request.prompts_file))
+    if unmatched:
+        typer.echo(f"note: {len(unmatched)} entries of {request.prompts_file.name} match no image "
+                   f"(e.g. {unmatched[0]!r})", err=True)
+    missing = [image for image, prompts in zip(images, found) if prompts is None]
+    if missing and given.everything and not request.everything:
+        raise PromptError(f"{len(missing)} of {len(images)} images have no entry in {request.prompts_file.name} "
+                          f"(e.g. {missing[0]}); add them, give --boxes/--points for them, or pass --everything "
+                          "to label what the segmenter proposes there.")
+    return [prompts if prompts is not None else given if not given.everything else ImagePrompts() for prompts in found]
+
+
+def predict_many(request: ManyImages, choice) -> int:
+    """Run the batch; print failures (one line each) and a summary; return the exit status (1: some failed)."""
+    from tqdm.auto import tqdm
+
+    from regionspot.inference.batch import (
+        BatchSettings,
+        discover_images,
+        plan_batch,
+        run_batch,
+        write_coco,
+    )
+    from regionspot.inference.results import SCHEMA
+
+    if request.out.suffix.lower() == ".json" or request.out.is_file():
+        raise RegionSpotError(f"--out {request.out} must be a folder when there are many images.")
+    images = discover_images(request.inputs)
+    prompts = prompts_per_image(request, images)
+    proposals = dataclasses.asdict(request.proposals)
+    options = {"schema": SCHEMA, "model": dataclasses.asdict(choice), "top_k": request.top_k, "masks": request.masks}
+    options["model"].pop("device")  # the same weights give the same result on any device
+    items = plan_batch(images, prompts, options, request.vocabulary, proposals)
+    settings = BatchSettings(top_k=request.top_k, proposals=request.proposals, masks=request.masks,
+                             pictures=request.pictures, decode_limit=request.decode_limit, record={"options": options})
+
+    def make_predictor():
+        from regionspot.inference.predictor import RegionSpotPredictor
+
+        model = choice.load()
+        settings.record["model"] = choice.record(model)
+        predictor = RegionSpotPredictor(model)
+        predictor.set_vocabulary(request.vocabulary)
+        return predictor
+
+    def report(outcome) -> None:
+        if outcome.status == "failed":
+            tqdm.write(f"failed: {outcome.item.path}: {outcome.error}", file=sys.stderr)
+
+    summary = run_batch(items, request.out, settings, make_predictor, on_outcome=report)
+    written = f"{request.out}/<name>.json" + (" and .png" if request.pictures else "")
+    if request.output_format == "coco":
+        coco, ids = write_coco(items, request.out, request.vocabulary)
+        written += f", {coco} and {ids}"
+    done, skipped, failed = summary.count("done"), summary.count("skipped"), summary.count("failed")
+    rate = f", {done / summary.seconds * 60:.0f} images/min" if done and summary.seconds > 0 else ""
+    typer.echo(f"{len(items)} images: {done} done, {skipped} skipped (finished before), {failed} failed "
+               f"({summary.seconds:.1f}s{rate}); wrote {written}")
+    return 1 if failed else 0

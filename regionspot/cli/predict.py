@@ -167,8 +167,8 @@ def predict(
     boxes: Annotated[str | None, typer.Option(help="Boxes 'x1,y1,x2,y2;x1,y1,x2,y2' in image pixels.")] = None,
     boxes_json: Annotated[Path | None, typer.Option(help="Boxes from a JSON file.")] = None,
     points: Annotated[str | None, typer.Option(help="One foreground point per region: 'x,y;x,y'.")] = None,
-    prompts_file: Annotated[Path | None, typer.Option("--prompts", help="Many images: a JSON file {image file name: "
-                            "{\"boxes\": [[x1,y1,x2,y2], ...], \"points\": [[x,y], ...]}}. An image without an entry "
+    prompts_file: Annotated[Path | None, typer.Option("--prompts", help="Many images: a JSON file {\"a.jpg\": {\"boxes\": "
+                            "\\[\\[x1,y1,x2,y2], ...], \"points\": \\[\\[x,y], ...]}, ...}. An image without an entry "
                             "takes --boxes/--points, or with --everything the proposals; else it is an error.")] = None,
     everything: Annotated[bool, typer.Option("--everything", help="No prompts: the segmenter proposes the regions "
                                                                "(point grid + crops) and all are labelled.")] = False,

@@ -52,6 +52,22 @@ def prompts_per_image(request: ManyImages, images: list[Path]) -> list:
     return [prompts if prompts is not None else given if not given.everything else ImagePrompts() for prompts in found]
 
 
+def head_file_identity(weights: str | None) -> list | None:
+    """[size, mtime_ns] of the head file that ``weights`` (a registered name, a file or a model folder)
+    loads, so that a rebuilt head makes new work; None when it is not a local file."""
+    from regionspot.registry import list_pretrained
+
+    registered = list_pretrained().get(weights or "shapesworld")
+    if registered is not None and registered.head is None:
+        return None
+    path = Path(weights if registered is None else registered.head)
+    path = path / "head.safetensors" if path.is_dir() else path
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def predict_many(request: ManyImages, choice) -> int:
     """Run the batch; print failures (one line each) and a summary; return the exit status (1: some failed)."""
     from tqdm.auto import tqdm
@@ -72,7 +88,12 @@ def predict_many(request: ManyImages, choice) -> int:
     proposals = dataclasses.asdict(request.proposals)
     options = {"schema": SCHEMA, "model": dataclasses.asdict(choice), "top_k": request.top_k, "masks": request.masks}
     options["model"].pop("device")  # the same weights give the same result on any device
+    options["model"]["head_file"] = head_file_identity(choice.weights)
     items = plan_batch(images, prompts, options, request.vocabulary, proposals)
+    unprompted = sum(item.prompts.everything for item in items)
+    if unprompted:
+        typer.echo(f"note: {unprompted} of {len(items)} images have no prompts: the segmenter proposes their regions "
+                   "(everything mode; give boxes or points with --prompts FILE or --boxes for speed)", err=True)
     settings = BatchSettings(top_k=request.top_k, proposals=request.proposals, masks=request.masks,
                              pictures=request.pictures, decode_limit=request.decode_limit, record={"options": options})
 
@@ -87,7 +108,8 @@ def predict_many(request: ManyImages, choice) -> int:
 
     def report(outcome) -> None:
         if outcome.status == "failed":
-            tqdm.write(f"failed: {outcome.item.path}: {outcome.error}", file=sys.stderr)
+            named = str(outcome.item.path) in outcome.error
+            tqdm.write(f"failed: {'' if named else f'{outcome.item.path}: '}{outcome.error}", file=sys.stderr)
 
     summary = run_batch(items, request.out, settings, make_predictor, on_outcome=report)
     written = f"{request.out}/<name>.json" + (" and .png" if request.pictures else "")

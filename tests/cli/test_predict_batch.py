@@ -1,6 +1,7 @@
 """``regionspot predict`` on many images: files, folders, globs, a bad file, resuming, prompts files, COCO."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -94,6 +95,9 @@ def test_a_rerun_skips_finished_images_without_loading_the_model(tiny_model_dir,
     (out / "a.json").unlink()  # a run killed before a's JSON: only a is redone
     resumed = _run(tiny_model_dir, *args, "--top-k", "2")
     assert "1 done, 1 skipped" in _summary(resumed.output)
+    head = tiny_model_dir / "head.safetensors"
+    os.utime(head, ns=(head.stat().st_atime_ns, head.stat().st_mtime_ns + 1_000_000))  # a rebuilt head: new work
+    assert "2 done, 0 skipped" in _summary(_run(tiny_model_dir, *args, "--top-k", "2").output)
 
 
 def test_a_prompts_file_gives_each_image_its_own_prompts(tiny_model_dir, folder, tmp_path):

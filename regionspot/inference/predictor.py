@@ -42,6 +42,24 @@ def _as_tensor(value, name: str, last_dim: int | None) -> torch.Tensor | None:
     return tensor
 
 
+def _prompt_records(
+    boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
+) -> list[dict]:
+    """One JSON-ready record per region of the prompts it was given (``RegionResult.prompts``).
+
+    boxes: (N, 4) XYXY or None; points: (N, P, 2) xy or None, with labels (N, P); original-image pixels.
+    """
+    n = len(boxes) if boxes is not None else len(points)
+    records: list[dict] = [{"type": "box" if boxes is not None else "point"} for _ in range(n)]
+    for i, record in enumerate(records):
+        if boxes is not None:
+            record["box_xyxy"] = [round(float(v), 2) for v in boxes[i]]
+        if points is not None:
+            record["points"] = [[round(float(x), 2), round(float(y), 2)] for x, y in points[i]]
+            record["point_labels"] = [int(v) for v in labels[i]]
+    return records
+
+
 class RegionSpotPredictor:
     """Recognise regions of one image at a time against a user vocabulary.
 
@@ -136,6 +154,7 @@ class RegionSpotPredictor:
                 "No regions were proposed on this image; give boxes or points instead.")
             return result
         labelled = self.predict(boxes=boxes, top_k=top_k, return_masks=return_masks, return_attention=return_attention)
+        labelled.prompts = [{"type": "proposal", "box_xyxy": prompt["box_xyxy"]} for prompt in labelled.prompts]
         result = filter_result(labelled, region_filter, options.max_regions)
         if len(result) == 0:
             result.messages.append(
@@ -196,12 +215,13 @@ class RegionSpotPredictor:
 
         n = seg.tokens.shape[0]
         vocab = self._vocabulary or []
+        prompts = _prompt_records(box_tensor, point_tensor, label_tensor)
         if n == 0:
             empty = np.zeros((0,), np.float32)
             return RegionResult(np.zeros((0, 4), np.float32), [], np.zeros((0,), np.int64), empty,
                                 np.zeros((0, len(vocab)), np.float32), np.zeros((0, 0), np.int64),
                                 np.zeros((0, 0), np.float32), empty, vocab, self._state.original_size,
-                                None, messages)
+                                None, messages, prompts=prompts)
         out = self.model(seg.tokens[None], self._feature_map, self._text, return_attention=return_attention)
         logits = out.logits[0]  # (N, V)
         attention = None
@@ -236,5 +256,6 @@ class RegionSpotPredictor:
             attention=attention,
             topk_confidence=topk_confidence,
             points=None if point_tensor is None else point_tensor.numpy().astype(np.float32),
+            prompts=prompts,
         )
 

@@ -107,26 +107,9 @@ def keep_regions(boxes: np.ndarray, class_ids: np.ndarray, confidence: np.ndarra
     return kept.astype(np.int64)
 
 
-def select_regions(result: RegionResult, index: np.ndarray) -> RegionResult:
-    """The regions ``index`` (int array, in that order) of ``result``, every per-region field alike."""
-    index = np.asarray(index, np.int64)
-
-    def pick(value):
-        return None if value is None else value[index]
-
-    return RegionResult(
-        boxes=result.boxes[index], labels=[result.labels[i] for i in index], class_ids=result.class_ids[index],
-        scores=result.scores[index], probs=result.probs[index], topk_ids=result.topk_ids[index],
-        topk_scores=result.topk_scores[index], iou=result.iou[index], vocabulary=result.vocabulary,
-        image_size=result.image_size, masks=pick(result.masks), messages=list(result.messages),
-        confidence=pick(result.confidence), attention=pick(result.attention),
-        topk_confidence=pick(result.topk_confidence), points=pick(result.points),
-    )
-
-
 def filter_result(result: RegionResult, region_filter: RegionFilter | None = None,
                   max_regions: int | None = None) -> RegionResult:
     """``result`` with only the regions :func:`keep_regions` keeps, most confident first (the first
     ``max_regions`` of them when given)."""
     kept = keep_regions(result.boxes, result.class_ids, result.display_scores, region_filter)
-    return select_regions(result, kept[:max_regions])
+    return result.take(kept[:max_regions])

@@ -1,14 +1,37 @@
-"""The result of recognising the regions of one image."""
+"""The result of recognising the regions of one image, and its JSON form (``regionspot.result/1``).
+
+:meth:`RegionResult.to_dict` is the one producer of the JSON that the CLI writes and the demo's API answers;
+its schema ships as ``regionspot/schemas/result-1.json`` (:func:`result_schema`) and is documented in
+docs/output.md.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from regionspot.inference.masks import RegionMasks, as_region_masks
 from regionspot.modeling.postprocess import to_coco_results
+
+SCHEMA = "regionspot.result/1"  # the "schema" field of every result JSON; bumped on an incompatible change
+
+
+def result_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of :meth:`RegionResult.to_dict`'s output, ``regionspot.result/1``."""
+    return json.loads((Path(__file__).resolve().parent.parent / "schemas" / "result-1.json").read_text())
+
+
+def _r(value: Any, digits: int) -> float:
+    return round(float(value), digits)
+
+
+# RegionResult fields that describe the image and vocabulary, not one region each
+_SHARED_FIELDS = ("vocabulary", "image_size", "messages")
 
 
 @dataclass
@@ -31,6 +54,10 @@ class RegionResult:
     confidence: (N,) float32 the top-1 probability at the head's display temperature (what pictures and
         the CLI show; see ``RegionSpotConfig.display_temperature``); None: same as ``scores``.
     topk_confidence: (N, k) float32 the same for each of ``topk_ids``; None: same as ``topk_scores``.
+    prompts: N dicts, the prompt each region came from, in original-image pixels: {"type": "box",
+        "box_xyxy": [...]} (as given, before clamping to the image), {"type": "point", "points": [[x, y], ...],
+        "point_labels": [1, ...]} (1 foreground, 0 background), a box with points (type "box" plus "points"
+        and "point_labels"), or {"type": "proposal", "box_xyxy": [...]} (everything mode); None: not recorded.
     attention: (N, L, heads, T) float32, the head's cross-attention weights over the T feature-map tokens
         (class token first) in each of its L layers, from the forward that gave ``probs``; or None.
     points: (N, P, 2) float32 xy original-image pixels, the point prompts of each region; None when the
@@ -53,6 +80,19 @@ class RegionResult:
     attention: np.ndarray | None = None
     topk_confidence: np.ndarray | None = None
     points: np.ndarray | None = None
+    prompts: list[dict[str, Any]] | None = None
+
+    def take(self, index) -> RegionResult:
+        """The regions ``index`` (int array, in that order), every per-region field alike; vocabulary, image
+        size and a copy of the messages kept."""
+        index = np.asarray(index, np.int64)
+        picked = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name in _SHARED_FIELDS or value is None:
+                continue
+            picked[item.name] = [value[i] for i in index] if isinstance(value, list) else value[index]
+        return dataclasses.replace(self, **picked, messages=list(self.messages))
 
     @property
     def display_scores(self) -> np.ndarray:
@@ -85,23 +125,45 @@ class RegionResult:
             category_names=self.vocabulary, mask_rle=masks.to_rle if masks is not None and len(masks) else None,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (no masks): one entry per region with its top-k labels."""
+    def to_dict(self, image_path: str | Path | None = None, masks: bool = False) -> dict[str, Any]:
+        """The result as JSON-ready data, schema ``regionspot.result/1`` (docs/output.md, :func:`result_schema`).
+
+        image_path: recorded as ``image.path`` (None: null). masks: add each region's mask as COCO
+        compressed RLE (``{"size": [H, W], "counts": str}``); needs a result made with masks.
+        Boxes are XYXY original-image pixels (2 decimals); ``score`` is the softmax over the vocabulary
+        (the paper's, used for AP), ``confidence`` the same class's probability at the head's display
+        temperature (what a person is shown); both to 4 decimals, for the top-1 and each ``top_k`` entry.
+        """
+        region_masks = as_region_masks(self.masks) if masks else None
+        if masks and region_masks is None and len(self):
+            raise ValueError("to_dict(masks=True) needs a result with masks (predict(..., return_masks=True)).")
+        confidence, topk_confidence = self.display_scores, self.display_topk_scores
         regions = []
         for i in range(len(self)):
-            regions.append({
-                "box_xyxy": [round(float(v), 2) for v in self.boxes[i]],
+            region = {
+                "id": i,
+                "box_xyxy": [_r(v, 2) for v in self.boxes[i]],
+                "prompt": None if self.prompts is None else self.prompts[i],
                 "label": self.labels[i],
-                "score": round(float(self.scores[i]), 4),
-                "confidence": round(float(self.display_scores[i]), 4),
-                "mask_iou_pred": round(float(self.iou[i]), 4),
+                "confidence": _r(confidence[i], 4),
+                "score": _r(self.scores[i], 4),
+                "mask_iou_pred": _r(self.iou[i], 4),
                 "top_k": [
-                    {"label": self.vocabulary[int(c)], "score": round(float(s), 4)}
-                    for c, s in zip(self.topk_ids[i], self.topk_scores[i])
+                    {"label": self.vocabulary[int(c)], "confidence": _r(q, 4), "score": _r(s, 4)}
+                    for c, q, s in zip(self.topk_ids[i], topk_confidence[i], self.topk_scores[i])
                 ],
-            })
-        return {"image_size": list(self.image_size), "vocabulary": self.vocabulary, "regions": regions,
-                "messages": self.messages}
+            }
+            if region_masks is not None:
+                region["mask"] = region_masks.to_rle(i)
+            regions.append(region)
+        height, width = self.image_size
+        return {
+            "schema": SCHEMA,
+            "image": {"path": None if image_path is None else str(image_path), "width": int(width), "height": int(height)},
+            "vocabulary": list(self.vocabulary),
+            "regions": regions,
+            "messages": list(self.messages),
+        }
 
     def to_supervision(self):
         """A ``supervision.Detections`` (requires the optional package ``supervision``)."""

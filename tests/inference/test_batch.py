@@ -1,0 +1,97 @@
+"""inference.batch: which files, their output names, prompts files, fingerprints and COCO parts."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from regionspot.errors import ImageError, PromptError
+from regionspot.inference.batch import (
+    ImagePrompts,
+    coco_entries,
+    discover_images,
+    match_prompts,
+    output_names,
+    plan_batch,
+    read_prompts_file,
+)
+
+
+def _png(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 6)).save(path)
+    return path
+
+
+def test_discovery_of_files_folders_and_globs(tmp_path):
+    a, b, c = _png(tmp_path / "d" / "b.png"), _png(tmp_path / "d" / "a.JPG"), _png(tmp_path / "d" / "sub" / "c.png")
+    (tmp_path / "d" / "readme.txt").write_text("x")
+    assert discover_images([tmp_path / "d"]) == [b, a]  # sorted, image suffixes only, not subfolders
+    assert discover_images([str(tmp_path / "d" / "**" / "*.png")]) == [a, c]
+    assert discover_images([a, tmp_path / "d"]) == [a, b]  # each once, in the order first named
+    with pytest.raises(ImageError, match="Image not found"):
+        discover_images([tmp_path / "missing.png"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageError, match="no image files"):
+        discover_images([tmp_path / "empty"])
+
+
+def test_output_names_are_unique_and_stay_short_where_they_can(tmp_path):
+    paths = [tmp_path / "x" / "a.png", tmp_path / "y" / "a.png", tmp_path / "x" / "b.png", tmp_path / "x" / "b.jpg",
+             tmp_path / "x" / "c.png"]
+    names = output_names(paths)
+    assert names[0] == "x__a" and names[1] == "y__a" and names[4] == "c"
+    assert names[2].endswith("b_png") and names[3].endswith("b_jpg") and len(set(names)) == 5
+
+
+def test_prompts_file_reading_and_matching(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"a.png": {"boxes": [[1, 2, 3, 4]]}, "x/b.png": {"points": [[5, 6]]}}))
+    table = read_prompts_file(path)
+    images = [tmp_path / "a.png", tmp_path / "x" / "b.png", tmp_path / "y" / "b.png"]
+    found, unmatched = match_prompts(images, table)
+    assert found == [ImagePrompts(boxes=((1, 2, 3, 4),)), ImagePrompts(points=((5, 6),)), None] and unmatched == []
+    path.write_text(json.dumps({"b.png": {"boxes": [[1, 2, 3, 4]]}}))
+    with pytest.raises(PromptError, match="matches 2 images"):
+        match_prompts(images, read_prompts_file(path))
+    for bad, message in [("[1, 2]", "expected"), ('{"a.png": {"box": []}}', "must be"),
+                         ('{"a.png": {"boxes": [[1, 2, 3]]}}', "4-number"), ("{", "not valid JSON"),
+                         ('{"a.png": {"boxes": [[1, 1, 5, 5]], "points": [[1, 1], [2, 2]]}}', "1 boxes but 2 points")]:
+        path.write_text(bad)
+        with pytest.raises(PromptError, match=message):
+            read_prompts_file(path)
+
+
+def test_fingerprints_follow_content_prompts_and_options(tmp_path):
+    image = _png(tmp_path / "a.png")
+    box = ImagePrompts(boxes=((1, 1, 5, 5),))
+
+    def fp(prompts=box, options=None, vocabulary=("cat",), proposals=None):
+        return plan_batch([image], [prompts], options or {"top_k": 3}, vocabulary, proposals)[0].fingerprint
+
+    first = fp()
+    assert fp() == first
+    assert len({first, fp(options={"top_k": 2}), fp(vocabulary=("dog",)), fp(ImagePrompts(boxes=((1, 1, 6, 5),)))}) == 4
+    assert fp(proposals={"grid": 8}) == first  # proposal options matter in everything mode only
+    assert fp(ImagePrompts(), proposals={"grid": 8}) != fp(ImagePrompts(), proposals={"grid": 16})
+    Image.new("RGB", (8, 6), (1, 2, 3)).save(image)
+    assert fp() != first
+
+
+def test_coco_entries_are_the_results_to_coco_json(tiny_model_dir):
+    from regionspot.inference.predictor import RegionSpotPredictor
+    from regionspot.model import RegionSpot
+
+    predictor = RegionSpotPredictor(RegionSpot.from_pretrained(tiny_model_dir / "head.safetensors"))
+    predictor.set_image((np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8))
+    predictor.set_vocabulary(["a", "b", "c"])
+    result = predictor.predict(boxes=[[4, 6, 40, 30], [1, 1, 9, 9]], top_k=2)
+    ours = coco_entries(result.to_dict(masks=True), 5, {"a": 1, "b": 2, "c": 3})
+    theirs = result.to_coco_json(image_id=5)
+    assert len(ours) == len(theirs) == 4
+    for mine, reference in zip(ours, theirs):
+        assert (mine["image_id"], mine["category_id"], mine["segmentation"]) == (
+            reference["image_id"], reference["category_id"], reference["segmentation"])
+        assert mine["bbox"] == pytest.approx(reference["bbox"], abs=0.01)
+        assert mine["score"] == pytest.approx(reference["score"], abs=1e-4)

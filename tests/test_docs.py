@@ -6,9 +6,10 @@ The rules:
 - Fenced ``bash`` and ``python`` blocks are read from README.md and docs/*.md. A block right after a
   ``<!-- needs: REASON -->`` line is not run, for one of the reasons in ``NEEDS`` (real weights, which tests
   never download; files the reader brings; the network; a long-running server; minutes of CPU). Every
-  other block **is run**, offline, with the embedded ShapesWorld model, in a fresh temporary folder that
-  holds ``photo.jpg`` (the bundled example image, saved as JPEG) and nothing else; a block that fails
-  fails its test.
+  other block **is run**, offline, with the embedded ShapesWorld model, in a temporary folder of its page
+  that starts with ``photo.jpg`` (the bundled example image, saved as JPEG) and nothing else; blocks run
+  in page order, so a block may read what an earlier block of its page wrote; a block that fails fails
+  its test.
 - Every ``regionspot ...`` command of every block, run or not, is parsed by the real command line
   (``typer.main.get_command(app)`` + click's ``make_context``), which catches a removed or renamed command or
   option and a value that does not convert, without loading a model. ``...`` in a command stands for
@@ -236,24 +237,43 @@ def test_python_blocks_that_need_what_tests_lack_compile(block):
     compile(block.text, block.id, "exec")
 
 
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch):
-    """An empty folder holding photo.jpg (the bundled example), made the current directory."""
+def with_photo(folder: Path) -> Path:
+    """``folder`` holding photo.jpg (the bundled example image, saved as JPEG)."""
     from PIL import Image
 
     from regionspot.registry import assets_dir
 
-    Image.open(assets_dir() / "shapesworld" / "example.png").convert("RGB").save(tmp_path / "photo.jpg", quality=95)
-    monkeypatch.chdir(tmp_path)
+    Image.open(assets_dir() / "shapesworld" / "example.png").convert("RGB").save(folder / "photo.jpg", quality=95)
+    return folder
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    """An empty folder holding photo.jpg (the bundled example), made the current directory."""
+    monkeypatch.chdir(with_photo(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return tmp_path
+
+
+PAGE_FOLDERS: dict[Path, Path] = {}
+
+
+@pytest.fixture()
+def page_workdir(block, tmp_path_factory, monkeypatch):
+    """One folder per page, made the current directory: a page reads top to bottom, so a block may use what
+    an earlier block of the same page wrote (blocks run in page order)."""
+    if block.path not in PAGE_FOLDERS:
+        PAGE_FOLDERS[block.path] = with_photo(tmp_path_factory.mktemp(block.path.stem))
+    monkeypatch.chdir(PAGE_FOLDERS[block.path])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return PAGE_FOLDERS[block.path]
 
 
 RUNNABLE = [b for b in BLOCKS if b.needs is None]
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.id)
-def test_runnable_blocks_run(block, workdir):
+def test_runnable_blocks_run(block, page_workdir):
     if block.lang == "python":
         exec(compile(block.text, block.id, "exec"), {"__name__": "__docs__"})
         return

@@ -77,7 +77,7 @@ BAD = [
     (["IMG", "--vocab", "a", "--boxes", " ; "], "holds no box"),
     (["MISSING.png", "--vocab", "a", "--boxes", "1,1,5,5"], "Image not found"),
     (["CORRUPT.png", "--vocab", "a", "--boxes", "1,1,5,5"], "is it a valid image file"),
-    (["FOLDER", "--vocab", "a", "--boxes", "1,1,5,5"], "is a folder; pass an image file"),
+    (["FOLDER", "--vocab", "a", "--boxes", "1,1,5,5"], "with many images the pictures go to OUT/<name>.png"),
     (["IMG", "--vocab", "a", "--boxes", "1,1,5,5", "--device", "gpu"], "unknown device"),
     (["IMG", "--vocab", "a", "--boxes", "1,1,5,5", "--top-k", "0"], "--top-k must be a positive number"),
 ]
@@ -98,7 +98,9 @@ def test_an_inverted_box_in_a_json_file_names_the_file(photo, tmp_path):
 
 
 def test_an_output_folder_or_unwritable_place_is_refused(photo, tmp_path):
-    line = error_line(runner.invoke(app, ["predict", str(photo), "--vocab", "a", "--boxes", "1,1,5,5", "--out", str(tmp_path)]))
+    (tmp_path / "taken.json").mkdir()  # an --out ending in .json names one image's result file
+    line = error_line(runner.invoke(app, ["predict", str(photo), "--vocab", "a", "--boxes", "1,1,5,5",
+                                          "--out", str(tmp_path / "taken.json")]))
     assert "is a folder" in line
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -4,8 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from regionspot.inference.predictor import RegionSpotPredictor
+from regionspot.inference.proposals import Proposals
+from regionspot.inference.region_filter import RegionFilter
 from regionspot.inference.results import SCHEMA, result_schema
 from regionspot.model import RegionSpot
 from regionspot.testing.schema_check import check_against_schema, schema_errors
@@ -51,8 +54,9 @@ def test_points_and_proposals_are_recorded_as_their_prompts(predictor, monkeypat
     both = predictor.predict(boxes=[[4, 6, 40, 30]], points=[[[10, 10], [30, 12]]], point_labels=[[1, 0]]).to_dict()
     assert both["regions"][0]["prompt"] == {"type": "box", "box_xyxy": [4, 6, 40, 30], "points": [[10, 10], [30, 12]],
                                             "point_labels": [1, 0]}
-    monkeypatch.setattr(predictor, "propose", lambda options=None: np.array([[2, 3, 30, 40]], np.float32))
-    proposed = predictor.predict_everything().to_dict()
+    one = torch.ones(1)
+    monkeypatch.setattr(predictor, "_proposals", lambda options=None: Proposals(torch.tensor([[2.0, 3, 30, 40]]), one, one, one))
+    proposed = predictor.predict_everything(region_filter=RegionFilter.keep_all()).to_dict()
     assert proposed["regions"][0]["prompt"] == {"type": "proposal", "box_xyxy": [2, 3, 30, 40]}
     for payload in (points, both, proposed):
         check_against_schema(payload, result_schema())

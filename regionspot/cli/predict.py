@@ -123,8 +123,11 @@ class ModelChoice:
         return self.weights in (None, "shapesworld") and self.sam is None and self.clip is None
 
     def load(self):
+        from transformers.utils import logging as transformers_logging
+
         from regionspot.model import RegionSpot
 
+        transformers_logging.disable_progress_bar()  # its per-tensor "Loading weights" bars: noise on the terminal
         dev = self.device or best_device()
         return RegionSpot.from_pretrained(self.weights, segmenter=self.sam, vision_language=self.clip, device=dev,
                                           fast_path=guarded_fast_path(dev) if self.fast else None)

@@ -18,11 +18,14 @@ def shapesworld_generate(
     val: Annotated[int, typer.Option(help="Validation images.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
     image_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 256,
+    world: Annotated[str, typer.Option(help="ShapesWorld preset: v2 (8 x 8 classes, the embedded model's world) or "
+                                            "v1 (12 x 12, smaller objects).")] = "v2",
 ) -> None:
     """Generate a ShapesWorld dataset (COCO JSON with RLE masks and LVIS-style frequencies)."""
     from regionspot.shapesworld.generate import generate_shapesworld
+    from regionspot.shapesworld.world import world_preset
 
-    result = generate_shapesworld(out, train, val, seed=seed, image_size=image_size)
+    result = generate_shapesworld(out, train, val, seed=seed, image_size=image_size, world=world_preset(world))
     buckets = result["buckets"]
     typer.echo(
         f"ShapesWorld written to {result['root']}: {result['train']['images']} train / "

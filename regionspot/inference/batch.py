@@ -132,8 +132,24 @@ def image_prompts(boxes: Any = None, points: Any = None, where: str = "prompts")
     return ImagePrompts(box_rows, point_rows)
 
 
+def coco_box_prompts(data: dict[str, Any], where: str) -> dict[str, ImagePrompts]:
+    """The boxes of a COCO detection file as prompts: {image file_name: its annotations' boxes, XYXY pixels}
+    (COCO's ``bbox`` is [x, y, width, height]); images without annotations get no entry."""
+    names = {image.get("id"): image.get("file_name") for image in data["images"] if isinstance(image, dict)}
+    boxes: dict[str, list[list[float]]] = {}
+    for annotation in data["annotations"]:
+        name = names.get(annotation.get("image_id")) if isinstance(annotation, dict) else None
+        bbox = annotation.get("bbox") if name is not None else None
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise PromptError(f"{where}: annotation {annotation!r:.80} has no image of this file or no [x, y, w, h] bbox.")
+        x, y, w, h = (float(v) for v in bbox)
+        boxes.setdefault(name, []).append([x, y, x + w, y + h])
+    return {name: image_prompts(rows, None, f"{where}[{name!r}]") for name, rows in boxes.items()}
+
+
 def read_prompts_file(path: str | Path) -> dict[str, ImagePrompts]:
-    """A prompts file: JSON {image file name or path: {"boxes": [[x1, y1, x2, y2], ...], "points": [[x, y], ...]}}."""
+    """A prompts file: JSON {image file name or path: {"boxes": [[x1, y1, x2, y2], ...], "points": [[x, y], ...]}},
+    or a COCO detection file (its ``images`` and ``annotations``: each image's boxes)."""
     path = Path(path)
     if not path.is_file():
         raise PromptError(f"Prompts file not found: {path}.")
@@ -141,6 +157,8 @@ def read_prompts_file(path: str | Path) -> dict[str, ImagePrompts]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PromptError(f"{path} is not valid JSON ({error}).") from None
+    if isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list):
+        return coco_box_prompts(data, path.name)
     if not isinstance(data, dict):
         raise PromptError(f'{path}: expected {{"image.jpg": {{"boxes": [[x1, y1, x2, y2]], "points": [[x, y]]}}, ...}}.')
     table = {}

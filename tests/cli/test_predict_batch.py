@@ -47,6 +47,7 @@ def test_a_folder_writes_each_image_and_skips_a_corrupt_file_in_one_line(tiny_mo
     result = _run(tiny_model_dir, str(folder), "--boxes", "1,2,30,30", "--out", str(out))
     assert result.exit_code == 1, result.output  # some failed: status 1, the others written
     failed = [line for line in result.output.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1, repr(result.output)
     assert len(failed) == 1 and "broken.png" in failed[0] and "Traceback" not in result.output
     assert "3 images: 2 done, 0 skipped (finished before), 1 failed" in _summary(result.output)
     assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.png", "b.json", "b.png"]

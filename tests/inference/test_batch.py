@@ -63,6 +63,22 @@ def test_prompts_file_reading_and_matching(tmp_path):
             read_prompts_file(path)
 
 
+def test_a_coco_file_gives_each_image_its_boxes(tmp_path):
+    path = tmp_path / "val.json"
+    coco = {"images": [{"id": 7, "file_name": "val/a.png"}, {"id": 8, "file_name": "val/empty.png"}],
+            "annotations": [{"image_id": 7, "bbox": [10, 20, 30, 40]}, {"image_id": 7, "bbox": [0, 0, 5, 5]}],
+            "categories": []}
+    path.write_text(json.dumps(coco))
+    table = read_prompts_file(path)
+    assert table == {"val/a.png": ImagePrompts(boxes=((10, 20, 40, 60), (0, 0, 5, 5)))}  # XYWH -> XYXY
+    found, _ = match_prompts([tmp_path / "val" / "a.png", tmp_path / "val" / "empty.png"], table)
+    assert found[1] is None  # no annotations: no entry (everything mode or an error, as for any file)
+    coco["annotations"].append({"image_id": 99, "bbox": [1, 1, 2, 2]})
+    path.write_text(json.dumps(coco))
+    with pytest.raises(PromptError, match="no image of this file"):
+        read_prompts_file(path)
+
+
 def test_fingerprints_follow_content_prompts_and_options(tmp_path):
     image = _png(tmp_path / "a.png")
     box = ImagePrompts(boxes=((1, 1, 5, 5),))

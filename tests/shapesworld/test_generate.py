@@ -140,7 +140,11 @@ def test_cli_generate_and_bad_arguments(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "annotations" / "train.json").is_file() and (out / "annotations" / "val.json").is_file()
-    assert "144 categories" in result.output
+    assert "64 categories" in result.output  # the embedded model's world by default
+    result = CliRunner().invoke(app, [*args, "--world", "v1"])
+    assert result.exit_code == 0 and "144 categories" in result.output, result.output
+    result = CliRunner().invoke(app, [*args, "--world", "v9"])
+    assert result.exit_code == 2 and "Unknown ShapesWorld world 'v9'" in result.output
     with pytest.raises(RegionSpotError, match="rare"):
         generate_shapesworld(tmp_path / "x", 1, 1, train_bucket_weights=(1.0, 1.0, 0.5), progress=False)
     with pytest.raises(RegionSpotError, match="image_size"):

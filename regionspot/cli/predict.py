@@ -114,8 +114,8 @@ def predict(
     grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = 16,
     max_regions: Annotated[int, typer.Option(help="Everything mode: show at most this many regions.")] = 100,
     min_confidence: Annotated[float, typer.Option(help="Everything mode: hide regions below this confidence.")] = RegionFilter.min_confidence,
-    nms_iou: Annotated[float, typer.Option(help="Everything mode: hide a region overlapping a more confident one "
-                                                "of the same class above this box IoU (1: keep all).")] = RegionFilter.nms_iou,
+    nms_iou: Annotated[float, typer.Option(help="Everything mode: hide a region overlapping a more stable one "
+                                                "(any class) above this box IoU (1: keep all).")] = RegionFilter.nms_iou,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = False,
     max_megapixels: Annotated[float | None, typer.Option(help="Decode image files up to this many megapixels (default: PIL's "
@@ -190,7 +190,7 @@ def predict(
         result = predictor.predict_everything(proposal_options, top_k=top_k, return_masks=viz is not None,
                                               return_attention=want_attention, region_filter=region_filter)
         typer.echo(f"everything: {len(result)} of the regions proposed by the segmenter ({grid}x{grid} point grid + crops) "
-                   f"shown: confidence >= {min_confidence:g}, same-class box IoU <= {nms_iou:g}")
+                   f"shown: confidence >= {min_confidence:g}, box IoU <= {nms_iou:g} with a more stable one")
     else:
         result = predictor.predict(boxes=box_list, points=point_list, top_k=top_k, return_masks=viz is not None,
                                    return_attention=want_attention)

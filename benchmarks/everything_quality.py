@@ -12,10 +12,12 @@ Two steps. SAM runs once per image: the *unfiltered* labelled regions (today's o
 proposals, at most ``--max-regions``, each labelled) are cached to ``--cache DIR/<image id>.npz``
 (a rerun reuses them). The table is then computed offline for the unfiltered output ("before"), the
 library's defaults (``RegionFilter()``), each of its options varied alone (``min_stability`` of the
-proposals, ``min_confidence`` on the calibrated confidence, class-aware ``nms_iou``, the same-class
-``contained`` rule), and the best settings of the full sweep, so the defaults are chosen from it.
+proposals, ``min_confidence`` on the calibrated confidence, ``nms_iou`` and the ``contained`` rule, both
+across classes, regions ranked by stability), and the best settings of the full sweep, so the defaults are
+chosen from it. ``--images first-half`` is the half the defaults were chosen on; ``second-half`` is held out.
 
-    python benchmarks/everything_quality.py --cache /tmp/everything_cache [--num-val 100] [--seed N]
+    python benchmarks/everything_quality.py --cache /tmp/everything_cache [--num-val 100] [--seed N] \
+        [--only-table] [--images all|first-half|second-half]
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ def score(images: list[dict[str, np.ndarray]], region_filter: RegionFilter | Non
             keep = np.arange(len(ids))
         else:
             stable = np.flatnonzero(item["proposal_stability"] >= region_filter.min_stability)
-            keep = stable[keep_regions(item["boxes"][stable], ids[stable], confidence[stable], region_filter)]
+            keep = stable[keep_regions(item["boxes"][stable], confidence[stable], region_filter,
+                                       rank=item["proposal_stability"][stable])]
         gt = torch.as_tensor(item["gt_boxes"])
         objects += len(gt)
         kept += len(keep)
@@ -114,7 +117,7 @@ def score(images: list[dict[str, np.ndarray]], region_filter: RegionFilter | Non
             "per_object": kept / max(objects, 1), "objects": objects}
 
 
-SWEEP = {"min_stability": (0.0, 0.7, 0.8, 0.85, 0.9), "min_confidence": (0.0, 0.1, 0.15, 0.2, 0.3),
+SWEEP = {"min_stability": (0.0, 0.7, 0.75, 0.78, 0.8, 0.85), "min_confidence": (0.0, 0.1, 0.15, 0.2, 0.3),
          "nms_iou": (0.3, 0.5, 0.7, 1.0), "contained": (0.8, 0.9, 2.0)}
 
 
@@ -166,12 +169,17 @@ def main() -> None:
     parser.add_argument("--max-regions", type=int, default=100, help="Proposals labelled per image (today's cap).")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only-table", action="store_true", help="Use the cached images only; run no model.")
+    parser.add_argument("--images", choices=("all", "first-half", "second-half"), default="all",
+                        help="Score all cached images, or the half the defaults were chosen on, or the held-out half.")
     parser.add_argument("--frontier", type=int, default=5, help="Rows of the full sweep's best settings to print.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.only_table:
         cache_regions(args.cache, args.num_val, args.seed, args.max_regions)
-    table(load_cache(args.cache), args.frontier)
+    images = load_cache(args.cache)
+    half = len(images) // 2
+    images = {"all": images, "first-half": images[:half], "second-half": images[half:]}[args.images]
+    table(images, args.frontier)
 
 
 if __name__ == "__main__":

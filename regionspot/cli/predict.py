@@ -202,8 +202,10 @@ def predict(
     grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = 16,
     max_regions: Annotated[int, typer.Option(help="Everything mode: show at most this many regions.")] = 100,
     min_confidence: Annotated[float, typer.Option(help="Everything mode: hide regions below this confidence.")] = RegionFilter.min_confidence,
-    nms_iou: Annotated[float, typer.Option(help="Everything mode: hide a region overlapping a more confident one "
-                                                "of the same class above this box IoU (1: keep all).")] = RegionFilter.nms_iou,
+    nms_iou: Annotated[float, typer.Option(help="Everything mode: hide a region overlapping a more stable one "
+                                                "above this box IoU (1: keep all).")] = RegionFilter.nms_iou,
+    nms_per_class: Annotated[bool, typer.Option("--nms-per-class", help="Everything mode: suppress overlaps only "
+                                                "within a class (class-aware; default: across classes).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = False,
     max_megapixels: Annotated[float | None, typer.Option(help="Decode image files up to this many megapixels (default: PIL's "
@@ -233,7 +235,7 @@ def predict(
     if output_format not in ("json", "coco"):
         raise RegionSpotError(f"--format must be json or coco, got {output_format!r}.")
     proposals = ProposalOptions(points_per_side=grid, max_regions=max_regions)
-    region_filter = RegionFilter(min_confidence=min_confidence, nms_iou=nms_iou)
+    region_filter = RegionFilter(min_confidence=min_confidence, nms_iou=nms_iou, per_class=nms_per_class)
     if is_many(images or [], out, output_format, prompts_file):
         from regionspot.cli.predict_many import ManyImages, predict_many
 
@@ -292,9 +294,11 @@ def predict_one(image: Path | None, names: list[str] | None, box_list: list | No
     if everything:
         result = predictor.predict_everything(proposals, top_k=top_k, return_masks=want_masks,
                                               return_attention=want_attention, region_filter=region_filter)
+        overlap = "of its class" if region_filter.per_class else "of any class"
         typer.echo(f"everything: {len(result)} of the regions proposed by the segmenter "
                    f"({proposals.points_per_side}x{proposals.points_per_side} point grid + crops) shown: "
-                   f"confidence >= {region_filter.min_confidence:g}, same-class box IoU <= {region_filter.nms_iou:g}")
+                   f"confidence >= {region_filter.min_confidence:g}, box IoU <= {region_filter.nms_iou:g} "
+                   f"with a more stable region {overlap}")
     else:
         result = predictor.predict(boxes=box_list, points=point_list, top_k=top_k, return_masks=want_masks,
                                    return_attention=want_attention)

@@ -138,14 +138,15 @@ class RegionSpotPredictor:
 
         The best ``max(options.max_regions, FILTERED_PROPOSALS)`` proposals (:meth:`propose`) are labelled
         (:meth:`predict` with their boxes) when stable enough; ``region_filter`` (default ``RegionFilter()``:
-        stable and confident enough, no same-class duplicates or parts; ``RegionFilter.keep_all()`` keeps every
-        one) picks the regions to show, most confident first, at most ``options.max_regions`` of them. An image without any proposal,
+        stable and confident enough, no duplicates or parts, most stable first; ``RegionFilter.keep_all()`` keeps every
+        one) picks the regions to show, most stable first, at most ``options.max_regions`` of them. An image without any proposal,
         or without any kept region, gives a result with a message.
         """
         options = options or ProposalOptions()
         region_filter = region_filter or RegionFilter()
         proposals = self._proposals(dataclasses.replace(options, max_regions=max(options.max_regions, FILTERED_PROPOSALS)))
-        boxes = proposals.boxes[proposals.stability >= region_filter.min_stability].numpy()
+        stable = proposals.stability >= region_filter.min_stability
+        boxes, stability = proposals.boxes[stable].numpy(), proposals.stability[stable].numpy()
         if len(boxes) == 0:
             result = self.predict(boxes=np.zeros((0, 4), np.float32), top_k=top_k, return_masks=return_masks)
             result.messages.append(
@@ -155,7 +156,7 @@ class RegionSpotPredictor:
             return result
         labelled = self.predict(boxes=boxes, top_k=top_k, return_masks=return_masks, return_attention=return_attention)
         labelled.prompts = [{"type": "proposal", "box_xyxy": prompt["box_xyxy"]} for prompt in labelled.prompts]
-        result = filter_result(labelled, region_filter, options.max_regions)
+        result = filter_result(labelled, region_filter, options.max_regions, rank=stability)
         if len(result) == 0:
             result.messages.append(
                 f"None of the {len(labelled)} proposed regions reached confidence {region_filter.min_confidence:g} "

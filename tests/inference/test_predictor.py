@@ -154,14 +154,14 @@ def test_predict_everything_labels_every_proposal(predictor):
     # a random SAM predicts negative IoUs and unstable masks: keep them all (and near-copies: no NMS)
     options = ProposalOptions(points_per_side=4, crop_layers=0, refine=False, nms_iou=1.0, area_fraction=(0.0, 1.0),
                               min_predicted_iou=-1.0)
-    boxes = predictor.propose(options)
+    proposals = predictor._proposals(options)
+    boxes, stability = proposals.boxes.numpy(), proposals.stability.numpy()
     assert len(boxes) > 1
     result = predictor.predict_everything(options, top_k=2, region_filter=RegionFilter.keep_all())
-    # every proposal, most confident first
+    # every proposal, most stable first
     assert len(result) == len(boxes) and result.topk_ids.shape == (len(boxes), 2)
-    assert (np.diff(result.display_scores) <= 0).all()
     labelled = predictor.predict(boxes=boxes)
-    order = np.argsort(-labelled.display_scores, kind="stable")
+    order = np.argsort(-stability, kind="stable")
     np.testing.assert_allclose(result.boxes, boxes[order])
     np.testing.assert_allclose(result.probs, labelled.probs[order], atol=1e-6)
     # max_regions caps what is shown, chosen among all the proposals
@@ -181,7 +181,8 @@ def test_predict_everything_shows_only_what_the_filter_keeps(predictor):
     kept = predictor.predict_everything(options, region_filter=strict)
     assert 0 < len(kept) < len(every)
     assert (kept.display_scores >= strict.min_confidence).all()
-    np.testing.assert_allclose(kept.boxes, filter_result(every, strict).boxes)
+    stability = predictor._proposals(options).stability.numpy()
+    np.testing.assert_allclose(kept.boxes, filter_result(every, strict, rank=np.sort(stability)[::-1]).boxes)
     assert kept.masks is not None and len(kept.masks) == len(kept)
     # nothing stable or confident enough: an empty result that says why
     none = predictor.predict_everything(options, region_filter=RegionFilter(min_stability=0, min_confidence=1.0))

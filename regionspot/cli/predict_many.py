@@ -78,8 +78,8 @@ def predict_many(request: ManyImages, choice) -> int:
         discover_images,
         plan_batch,
         run_batch,
-        write_coco,
     )
+    from regionspot.inference.coco_output import write_coco
     from regionspot.inference.region_filter import RegionFilter
     from regionspot.inference.results import SCHEMA
 
@@ -118,7 +118,7 @@ def predict_many(request: ManyImages, choice) -> int:
     summary = run_batch(items, request.out, settings, make_predictor, on_outcome=report)
     written = f"{request.out}/<name>.json" + (" and .png" if request.pictures else "")
     if request.output_format == "coco":
-        coco, ids = write_coco(items, request.out, request.vocabulary)
+        coco, ids = write_coco(items, request.out, request.vocabulary, request.prompts_file)
         written += f", {coco} and {ids}"
     done, skipped, failed = summary.count("done"), summary.count("skipped"), summary.count("failed")
     rate = f", {done / summary.seconds * 60:.0f} images/min" if done and summary.seconds > 0 else ""

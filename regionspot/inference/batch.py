@@ -32,8 +32,6 @@ from regionspot.utils.io import atomic_path, write_json_atomic
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _GLOB_CHARS = set("*?[")
-COCO_RESULTS = "results.coco.json"
-IMAGE_IDS = "image_ids.json"
 
 
 # --- which files ----------------------------------------------------------------------------------
@@ -349,36 +347,3 @@ def _predict_and_write(predictor: Any, item: BatchItem, picture: Any, out_dir: P
 
 
 # --- COCO -------------------------------------------------------------------------------------------
-def coco_entries(payload: dict[str, Any], image_id: int, category_ids: dict[str, int]) -> list[dict[str, Any]]:
-    """A result JSON as COCO results: one entry per (region, class of its ``top_k``), the way
-    ``RegionResult.to_coco_json`` makes them — bbox [x, y, w, h] original pixels, ``score`` the paper's
-    softmax, ``segmentation`` the region's RLE when the JSON has masks."""
-    entries = []
-    for region in payload["regions"]:
-        x1, y1, x2, y2 = region["box_xyxy"]
-        for entry in region["top_k"]:
-            coco = {"image_id": image_id, "category_id": category_ids[entry["label"]],
-                    "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)], "score": entry["score"],
-                    "category_name": entry["label"]}
-            if "mask" in region:
-                coco["segmentation"] = region["mask"]
-            entries.append(coco)
-    return entries
-
-
-def write_coco(items: Sequence[BatchItem], out_dir: str | Path, vocabulary: Sequence[str]) -> tuple[Path, Path]:
-    """Write ``OUT/results.coco.json`` (the COCO results of every item whose result JSON is finished) and
-    ``OUT/image_ids.json`` ({"images": {file: image id}, "categories": {name: category id}}; image ids
-    1.. in the batch's order, category ids 1.. in the vocabulary's). Returns both paths."""
-    out_dir = Path(out_dir)
-    image_ids = {str(item.path): i for i, item in enumerate(items, start=1)}
-    category_ids = {name: i for i, name in enumerate(vocabulary, start=1)}
-    results = []
-    for item in items:
-        if is_finished(item, out_dir, pictures=False):
-            payload = json.loads(result_path(out_dir, item).read_text())
-            results += coco_entries(payload, image_ids[str(item.path)], category_ids)
-    coco_path, ids_path = out_dir / COCO_RESULTS, out_dir / IMAGE_IDS
-    write_json_atomic(coco_path, results, indent=None)
-    write_json_atomic(ids_path, {"images": image_ids, "categories": category_ids}, indent=1)
-    return coco_path, ids_path

@@ -1,15 +1,13 @@
-"""inference.batch: which files, their output names, prompts files, fingerprints and COCO parts."""
+"""inference.batch: which files, their output names, prompts files and fingerprints."""
 
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from regionspot.errors import ImageError, PromptError
 from regionspot.inference.batch import (
     ImagePrompts,
-    coco_entries,
     discover_images,
     match_prompts,
     output_names,
@@ -93,21 +91,3 @@ def test_fingerprints_follow_content_prompts_and_options(tmp_path):
     assert fp(ImagePrompts(), proposals={"grid": 8}) != fp(ImagePrompts(), proposals={"grid": 16})
     Image.new("RGB", (8, 6), (1, 2, 3)).save(image)
     assert fp() != first
-
-
-def test_coco_entries_are_the_results_to_coco_json(tiny_model_dir):
-    from regionspot.inference.predictor import RegionSpotPredictor
-    from regionspot.model import RegionSpot
-
-    predictor = RegionSpotPredictor(RegionSpot.from_pretrained(tiny_model_dir / "head.safetensors"))
-    predictor.set_image((np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8))
-    predictor.set_vocabulary(["a", "b", "c"])
-    result = predictor.predict(boxes=[[4, 6, 40, 30], [1, 1, 9, 9]], top_k=2)
-    ours = coco_entries(result.to_dict(masks=True), 5, {"a": 1, "b": 2, "c": 3})
-    theirs = result.to_coco_json(image_id=5)
-    assert len(ours) == len(theirs) == 4
-    for mine, reference in zip(ours, theirs):
-        assert (mine["image_id"], mine["category_id"], mine["segmentation"]) == (
-            reference["image_id"], reference["category_id"], reference["segmentation"])
-        assert mine["bbox"] == pytest.approx(reference["bbox"], abs=0.01)
-        assert mine["score"] == pytest.approx(reference["score"], abs=1e-4)

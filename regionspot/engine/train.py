@@ -27,7 +27,6 @@ from typing import Any
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 from torch import nn
-from tqdm.auto import tqdm
 
 from regionspot.cache.store import CachedRegions, CacheError, TokenCache
 from regionspot.engine.checkpointing import (
@@ -39,6 +38,7 @@ from regionspot.engine.config import TrainConfig
 from regionspot.engine.setup import TrainingSetup, build_training, make_sampler
 from regionspot.errors import CheckpointError, RegionSpotError, TrainingDivergedError
 from regionspot.modeling.head import region_text_logits
+from regionspot.utils.progress import progress_bar
 
 
 @dataclass
@@ -250,7 +250,7 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
         writer = csv.writer(csv_file)
         if new:
             writer.writerow(["step", "loss", "accuracy", "lr", "grad_norm", "it_per_s"])
-    bar = tqdm(total=config.max_iters, initial=start, desc="train", disable=not (show_progress and main))
+    bar = progress_bar(total=config.max_iters, initial=start, desc="train", disable=not (show_progress and main))
     last_good = ckpt
     batches = iter(sampler)
     t_last, step = time.perf_counter(), start

@@ -200,11 +200,11 @@ class _Build:
         seconds = {}
         for name, depth, use_map in HEADS:
             if (self.out / "runs" / name / "final_head.safetensors").is_file():
-                continue  # finished before an interruption; training is seeded, so it would come out the same
+                continue  # finished before an interruption
             start = time.perf_counter()
             recipe = _train_config(self.config, self.out, self.cache, self.sam, self.clip, name,
                                    depth or self.config.head_depth, use_map)
-            train(TrainConfig.from_yaml(recipe), resume=False, show_progress=self.show_progress)
+            train(TrainConfig.from_yaml(recipe), show_progress=self.show_progress)  # resumes a killed run
             seconds[name] = time.perf_counter() - start
         return {"seconds": seconds}
 

@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
 
 from regionspot.backbones.clip_inputs import clip_preprocessor_stats, preprocess_images
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
@@ -46,6 +45,7 @@ from regionspot.errors import (
 )
 from regionspot.utils.fingerprint import weights_fingerprint
 from regionspot.utils.fingerprint_cache import cached_weights_fingerprint, weight_files
+from regionspot.utils.progress import progress_bar
 
 _FIX_HINT = (
     "run `regionspot download BB|BL|BL@336` (CLIP included; add `--from DIR` for files fetched by other means), "
@@ -245,7 +245,7 @@ class ClipAdapter:
         num_batches = math.ceil(len(ids) / batch_size)
         if show_progress is None:
             show_progress = num_batches > 8
-        for start in tqdm(
+        for start in progress_bar(
             range(0, len(ids), batch_size),
             total=num_batches,
             desc="text",

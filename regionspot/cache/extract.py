@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
 
 import regionspot
 from regionspot.backbones.base import Segmenter, VisionLanguage
@@ -31,6 +30,7 @@ from regionspot.cache.store import (
 )
 from regionspot.data.transforms import hflip_boxes
 from regionspot.utils.io import write_json_atomic
+from regionspot.utils.progress import progress_bar
 
 # Manifest fields that must match when a cache directory is reused (resume or another rank).
 _MUST_MATCH = (
@@ -199,7 +199,7 @@ def extract_cache(
     todo = [s for s in mine if not shard_is_finished(out, s["name"])]
     total_images = sum(s["stop"] - s["start"] for s in todo)
     stats = CacheStats(0, 0, 0.0, 0, len(mine) - len(todo), 0)
-    bar = tqdm(total=total_images, desc=f"cache rank {rank}", unit="img", disable=not show_progress)
+    bar = progress_bar(total=total_images, desc=f"cache rank {rank}", unit="img", disable=not show_progress)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for shard in todo:

@@ -71,8 +71,6 @@ def head_file_identity(weights: str | None) -> list | None:
 
 def predict_many(request: ManyImages, choice) -> int:
     """Run the batch; print failures (one line each) and a summary; return the exit status (1: some failed)."""
-    from tqdm.auto import tqdm
-
     from regionspot.inference.batch import (
         BatchSettings,
         discover_images,
@@ -82,6 +80,7 @@ def predict_many(request: ManyImages, choice) -> int:
     from regionspot.inference.coco_output import write_coco
     from regionspot.inference.region_filter import RegionFilter
     from regionspot.inference.results import SCHEMA
+    from regionspot.utils.progress import progress_write
 
     if request.out.suffix.lower() == ".json" or request.out.is_file():
         raise RegionSpotError(f"--out {request.out} must be a folder when there are many images.")
@@ -113,7 +112,7 @@ def predict_many(request: ManyImages, choice) -> int:
     def report(outcome) -> None:
         if outcome.status == "failed":
             named = str(outcome.item.path) in outcome.error
-            tqdm.write(f"failed: {'' if named else f'{outcome.item.path}: '}{outcome.error}", file=sys.stderr)
+            progress_write(f"failed: {'' if named else f'{outcome.item.path}: '}{outcome.error}", file=sys.stderr)
 
     summary = run_batch(items, request.out, settings, make_predictor, on_outcome=report)
     written = f"{request.out}/<name>.json" + (" and .png" if request.pictures else "")

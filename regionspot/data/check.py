@@ -72,14 +72,14 @@ def check_dataset(
     to 8). path_rule: as ``CocoDetectionDataset`` (None: probed). Never raises for content problems;
     raises RegionSpotError only when the file cannot be read as JSON or a folder is missing.
     """
-    from tqdm.auto import tqdm
+    from regionspot.utils.progress import progress_bar
 
     annotation_file, image_root = Path(annotation_file), Path(image_root)
     if not annotation_file.is_file():
         raise RegionSpotError(f"Annotation file not found: {annotation_file}; check the path.")
     if not image_root.is_dir():
         raise RegionSpotError(f"Image folder not found: {image_root}; check the image root path.")
-    bar = tqdm(desc="read annotations", unit=" entries", unit_scale=True, disable=not show_progress)
+    bar = progress_bar(desc="read annotations", unit=" entries", unit_scale=True, disable=not show_progress)
     columns = read_coco_columns(annotation_file, keep_segmentations=False, max_examples=max_examples,
                                 on_element=lambda: bar.update())
     bar.close()
@@ -153,7 +153,7 @@ def _check_annotations(columns: CocoColumns, tolerance: float, problems: Problem
 def _check_files(columns: CocoColumns, root: Path, rule: str, decode: bool, pool: Executor | None, workers: int,
                  problems: ProblemLog, show_progress: bool) -> None:
     """Probe every image file (in batches) against the JSON's width and height."""
-    from tqdm.auto import tqdm
+    from regionspot.utils.progress import progress_bar
 
     limit = problems.max_examples
     unsized = (columns.widths < 1) | (columns.heights < 1)
@@ -162,7 +162,7 @@ def _check_files(columns: CocoColumns, root: Path, rule: str, decode: bool, pool
     unnamed = [k for k, f in enumerate(columns.file_names) if not f]
     problems.add_many("image without a file name", [f"image {columns.image_ids[k]}" for k in unnamed[:limit]], len(unnamed))
     todo = [k for k, f in enumerate(columns.file_names) if f]
-    bar = tqdm(total=len(todo), desc="check images", unit="img", disable=not show_progress)
+    bar = progress_bar(total=len(todo), desc="check images", unit="img", disable=not show_progress)
     for lo in range(0, len(todo), IMAGE_BATCH):
         batch = todo[lo : lo + IMAGE_BATCH]
         paths = [root / apply_path_rule(columns.file_names[k], rule) for k in batch]

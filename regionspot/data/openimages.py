@@ -302,7 +302,7 @@ def _convert(boxes_csv: Path, out: Path, table: _ImageTable, class_ids: dict[str
              allowed: set[str] | None, group_of: str, all_classes: bool, report: ConversionReport,
              show_progress: bool) -> None:
     """The streaming pass of :func:`convert_openimages`: CSV chunks in, JSON text out; fills ``report``."""
-    from tqdm.auto import tqdm
+    from regionspot.utils.progress import progress_bar
 
     used: set[int] = set()
     start = time.perf_counter()
@@ -310,7 +310,7 @@ def _convert(boxes_csv: Path, out: Path, table: _ImageTable, class_ids: dict[str
         handle = open(boxes_csv, newline="", encoding="utf-8-sig")
     except OSError as error:
         raise RegionSpotError(f"Cannot read {boxes_csv} ({error.strerror}); check the path.") from None
-    bar = tqdm(total=boxes_csv.stat().st_size, unit="B", unit_scale=True, desc="openimages", disable=not show_progress)
+    bar = progress_bar(total=boxes_csv.stat().st_size, unit="B", unit_scale=True, desc="openimages", disable=not show_progress)
     with handle, atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write('{"info": ' + json.dumps({"description": f"OpenImages boxes from {boxes_csv.name}",
                                           "group_of": group_of}) + ', "annotations": [')

@@ -3,15 +3,21 @@
 It opens and checks each cache, loads the vision-language model, embeds every dataset's vocabulary,
 builds the head, loss, optimizer and schedule exactly as :func:`regionspot.engine.train.train` does, and
 then runs ``steps_per_dataset`` optimisation steps on *each* dataset in turn (a real run draws datasets
-at random, so a few random steps could miss one). Nothing is written to the run folder; the head is
-discarded. What it reports is enough to catch a wrong path, a cache made with other backbones, a
+at random, so a few random steps could miss one). Nothing is written outside a temporary folder: not the
+run folder, not the user cache (``$REGIONSPOT_CACHE``: text embeddings, weight fingerprints), which points
+into the temporary folder while the run is built; the head is discarded. What it reports is enough to catch a wrong path, a cache made with other backbones, a
 vocabulary that does not embed, or a step too slow for the schedule, before a multi-day run starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +73,10 @@ def dry_run(config: TrainConfig, steps_per_dataset: int = 1, accelerator: Any = 
     if config.batch_size % world:
         raise RegionSpotError(f"batch_size {config.batch_size} is not divisible by {world} processes; change batch_size.")
     per_rank = config.batch_size // world
-    setup = build_training(config, accelerator.device, show_progress and accelerator.is_main_process)
+    with tempfile.TemporaryDirectory(prefix="regionspot-dry-run-") as scratch, _user_cache_in(scratch):
+        text_cache = False if config.text_cache_dir is False else str(Path(scratch) / "text")
+        config = dataclasses.replace(config, text_cache_dir=text_cache)
+        setup = build_training(config, accelerator.device, show_progress and accelerator.is_main_process)
     head, optimizer = accelerator.prepare(setup.head, setup.optimizer)
     head.train()
     total_weight = sum(d.weight for d in config.datasets)
@@ -91,3 +100,17 @@ def dry_run(config: TrainConfig, steps_per_dataset: int = 1, accelerator: Any = 
     params = sum(p.numel() for p in setup.head.parameters())
     return DryRunReport(probes, params, str(Path(config.model.vision_language)), config.feature_source, world, step,
                         pace, pace * config.max_iters / 3600)
+
+
+@contextmanager
+def _user_cache_in(folder: str) -> Iterator[None]:
+    """Point ``$REGIONSPOT_CACHE`` (the user cache of text embeddings and weight fingerprints) at ``folder``."""
+    before = os.environ.get("REGIONSPOT_CACHE")
+    os.environ["REGIONSPOT_CACHE"] = folder
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("REGIONSPOT_CACHE", None)
+        else:
+            os.environ["REGIONSPOT_CACHE"] = before

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from regionspot.backbones.base import Segmenter, SegmenterImageState, VisionLanguage
 from regionspot.data.coco_json import ImageRecord
@@ -38,6 +37,7 @@ from regionspot.evaluation.baselines import baseline_logits
 from regionspot.evaluation.protocol import Protocol
 from regionspot.inference.masks import CropMasks, LowResMasks, RegionMasks, full_size_chunks
 from regionspot.modeling.postprocess import image_topk_pairs, mask_runs, runs_to_rle, softmax_probs
+from regionspot.utils.progress import progress_bar
 
 STAGES = ("decode", "sam_encoder", "sam_decoder", "clip_map", "head", "crops", "postprocess")
 
@@ -146,7 +146,7 @@ def predict_images(
     batches = eval_batches(todo, prepare, options.batch_size, workers=workers, pin=device.type == "cuda")
     run = _Run(segmenter, vision_language, model, text, category_ids, options, protocol.mask_return, detections, timer)
     start = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="img", desc=f"eval[{rank}]" if world_size > 1 else "eval",
+    bar = progress_bar(total=len(todo), unit="img", desc=f"eval[{rank}]" if world_size > 1 else "eval",
                disable=not show_progress, dynamic_ncols=True)
     pending: list[_Finished] | None = None
 

@@ -104,7 +104,7 @@ def propose_boxes(
     settings: what made the boxes (detector id, queries, thresholds); a resumed run must match it.
     category_ids: the dataset category of each query index (None: class-agnostic, category_id 0).
     """
-    from tqdm.auto import tqdm
+    from regionspot.utils.progress import progress_bar
 
     if max_per_image < 1:
         raise RegionSpotError(f"--max-per-image must be >= 1, got {max_per_image}.")
@@ -118,7 +118,7 @@ def propose_boxes(
     with open(partial, "a", encoding="utf-8") as log:
         if not resumed:
             log.write(json.dumps(settings) + "\n")
-        for record in tqdm(records, desc="propose", unit="img", disable=not show_progress):
+        for record in progress_bar(records, desc="propose", unit="img", disable=not show_progress):
             if record.image_id in done:
                 continue
             try:

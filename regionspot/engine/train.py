@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,18 +28,19 @@ from typing import Any
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 from torch import nn
-from tqdm.auto import tqdm
 
 from regionspot.cache.store import CachedRegions, CacheError, TokenCache
 from regionspot.engine.checkpointing import (
-    find_checkpoint,
+    clear_run,
     load_training_checkpoint,
+    plan_run,
     save_training_checkpoint,
 )
 from regionspot.engine.config import TrainConfig
 from regionspot.engine.setup import TrainingSetup, build_training, make_sampler
 from regionspot.errors import CheckpointError, RegionSpotError, TrainingDivergedError
 from regionspot.modeling.head import region_text_logits
+from regionspot.utils.progress import progress_bar
 
 
 @dataclass
@@ -192,14 +194,28 @@ def run_step(setup: TrainingSetup, head: nn.Module, optimizer: torch.optim.Optim
 
 @dataclass
 class TrainResult:
+    """run_dir: the run folder; step: the last step; history: this call's logged steps (main process);
+    final_head: the exported head (main process); resumed_from: the checkpoint this call continued from;
+    finished: True when the run was already done and nothing was trained."""
+
     run_dir: Path
     step: int
     history: list[dict[str, float]]
     final_head: Path | None
+    resumed_from: Path | None = None
+    finished: bool = False
 
 
-def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = None, show_progress: bool = True) -> TrainResult:
-    """Train a head per ``config``; returns the run folder, last step and the logged history (main process)."""
+def train(config: TrainConfig, resume: bool | Path = True, accelerator: Any = None, show_progress: bool = True,
+          restart: bool = False, log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train a head per ``config``; returns the run folder, last step and the logged history (main process).
+
+    resume (default True): a rerun into the same ``output_dir`` continues from its latest checkpoint, or
+    returns at once (``finished=True``) when that run is done; a folder holding a run of another config
+    is refused (see :func:`regionspot.engine.checkpointing.plan_run`). A path resumes from that checkpoint
+    folder; False refuses a folder that holds a run. restart: delete the folder's run outputs and start
+    at step 0. log: called (main process) with one line saying where the run starts.
+    """
     from accelerate import Accelerator
     from accelerate.utils import gather_object
 
@@ -213,9 +229,23 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
     per_rank = config.batch_size // world
     run_dir = Path(config.output_dir)
     main = accelerator.is_main_process
+    plan = plan_run(run_dir, config.to_dict(), config.max_iters, resume, restart)
+    accelerator.wait_for_everyone()  # every process has read the folder before the main one writes to it
+    say = log if (log is not None and main) else (lambda _line: None)
+    if plan.finished is not None:
+        say(f"{run_dir} is finished (step {plan.step} of {config.max_iters}); its head is {plan.finished} "
+            "(--restart trains it again, a larger max_iters trains it on)")
+        return TrainResult(run_dir, plan.step, [], plan.finished, finished=True)
     if main:
+        if restart:
+            clear_run(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
+    accelerator.wait_for_everyone()
+    if plan.checkpoint is not None:
+        say(f"resuming from step {plan.step} of {config.max_iters} ({plan.checkpoint})")
+    else:
+        say(f"{'restarting' if restart else 'starting'} at step 0 of {config.max_iters} in {run_dir}")
 
     setup = build_training(config, accelerator.device, show_progress and main)
     head, optimizer, scheduler = setup.head, setup.optimizer, setup.scheduler
@@ -224,7 +254,7 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
     )
 
     start = 0
-    ckpt = find_checkpoint(run_dir, resume)
+    ckpt = plan.checkpoint
     if ckpt is not None:
         head_state, optim_state, state = load_training_checkpoint(ckpt)
         head.load_state_dict(head_state, strict=True)
@@ -250,7 +280,7 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
         writer = csv.writer(csv_file)
         if new:
             writer.writerow(["step", "loss", "accuracy", "lr", "grad_norm", "it_per_s"])
-    bar = tqdm(total=config.max_iters, initial=start, desc="train", disable=not (show_progress and main))
+    bar = progress_bar(total=config.max_iters, initial=start, desc="train", disable=not (show_progress and main))
     last_good = ckpt
     batches = iter(sampler)
     t_last, step = time.perf_counter(), start
@@ -298,7 +328,7 @@ def train(config: TrainConfig, resume: bool | Path = False, accelerator: Any = N
     if main:
         final_head = export_final_head(run_dir, accelerator.unwrap_model(head), config, step)
     accelerator.wait_for_everyone()
-    return TrainResult(run_dir, step, history, final_head)
+    return TrainResult(run_dir, step, history, final_head, resumed_from=ckpt)
 
 
 def export_final_head(run_dir: Path, head: nn.Module, config: TrainConfig, step: int) -> Path:

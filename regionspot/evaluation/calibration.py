@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from regionspot.checkpoint import load_head_checkpoint, save_head_checkpoint
 from regionspot.data.coco_json import CocoDetectionDataset
@@ -22,6 +21,7 @@ from regionspot.errors import RegionSpotError
 from regionspot.inference.predictor import RegionSpotPredictor
 from regionspot.model import RegionSpot
 from regionspot.modeling.postprocess import fit_temperature
+from regionspot.utils.progress import progress_bar
 
 
 def region_log_probs(model: RegionSpot, dataset: CocoDetectionDataset, limit: int | None = None,
@@ -34,7 +34,7 @@ def region_log_probs(model: RegionSpot, dataset: CocoDetectionDataset, limit: in
     predictor.set_vocabulary(dataset.category_names)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     log_probs, labels = [], []
-    for index in tqdm(range(count), desc="calibrate", disable=not show_progress, leave=False):
+    for index in progress_bar(range(count), desc="calibrate", disable=not show_progress, leave=False):
         record = dataset[index]
         if len(record) == 0:
             continue

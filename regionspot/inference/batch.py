@@ -307,14 +307,14 @@ def run_batch(
 
     make_predictor: called once, at the first unfinished item whose file decodes, for a predictor with its
     vocabulary set (its errors end the run). on_outcome: called with each item's outcome as it comes.
-    progress: show a tqdm bar (stderr).
+    progress: show a progress bar (stderr; plain lines when redirected).
     """
-    from tqdm.auto import tqdm
+    from regionspot.utils.progress import progress_bar
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start, predictor, outcomes = time.perf_counter(), None, []
-    for item in tqdm(items, desc="predict", unit="image", disable=not progress):
+    for item in progress_bar(items, desc="predict", unit="image", disable=not progress):
         if is_finished(item, out_dir, settings.pictures):
             outcome = ImageOutcome(item, "skipped")
         else:

@@ -33,7 +33,6 @@ from typing import Any
 
 import torch
 import yaml
-from tqdm.auto import tqdm
 
 from regionspot.errors import RegionSpotError
 from regionspot.shapesworld.generate import generate_shapesworld
@@ -43,6 +42,7 @@ from regionspot.shapesworld.report import evaluate_rows, report_markdown
 from regionspot.shapesworld.ship import choose_example, install_assets, shipped_metrics
 from regionspot.shapesworld.world import WorldConfig, world_preset
 from regionspot.utils.io import write_json_atomic
+from regionspot.utils.progress import progress_bar
 
 STAGES = ("data", "clip", "sam", "cache", "head", "calibrate", "eval", "ship")
 # Pre-training steps (CLIP, SAM) of a full build per world: step budgets, not seconds, so that a build gives
@@ -200,11 +200,11 @@ class _Build:
         seconds = {}
         for name, depth, use_map in HEADS:
             if (self.out / "runs" / name / "final_head.safetensors").is_file():
-                continue  # finished before an interruption; training is seeded, so it would come out the same
+                continue  # finished before an interruption
             start = time.perf_counter()
             recipe = _train_config(self.config, self.out, self.cache, self.sam, self.clip, name,
                                    depth or self.config.head_depth, use_map)
-            train(TrainConfig.from_yaml(recipe), resume=False, show_progress=self.show_progress)
+            train(TrainConfig.from_yaml(recipe), show_progress=self.show_progress)  # resumes a killed run
             seconds[name] = time.perf_counter() - start
         return {"seconds": seconds}
 
@@ -246,7 +246,7 @@ def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_
     build = _Build(out, config, show_progress)
     record: dict[str, Any] = {"config": asdict(config), "seconds": {}, "metrics": {}}
     start = time.perf_counter()
-    bar = tqdm(stages, desc="build", disable=not show_progress, position=0)
+    bar = progress_bar(stages, desc="build", disable=not show_progress, position=0)
     for stage in bar:
         bar.set_description(f"build: {stage}")
         marker = out / "stages" / f"{stage}.json"

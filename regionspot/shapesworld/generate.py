@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image
-from tqdm import tqdm
 
 from regionspot.errors import RegionSpotError
 from regionspot.shapesworld.streams import SPLIT_STREAMS, stream_rng
@@ -35,6 +34,7 @@ from regionspot.shapesworld.world import (
     category_probabilities,
     render_image,
 )
+from regionspot.utils.progress import progress_bar
 
 VAL_IMAGE_ID_OFFSET = 1_000_000
 
@@ -65,7 +65,7 @@ def _generate_split(
     images: list[dict] = []
     annotations: list[dict] = []
     all_ids = np.array([c.id for c in categories])
-    for index in tqdm(range(count), desc=f"ShapesWorld {split}", unit="img", disable=not progress):
+    for index in progress_bar(range(count), desc=f"ShapesWorld {split}", unit="img", disable=not progress):
         rng = stream_rng(seed, SPLIT_STREAMS[split], index)
         pixels, objects = render_image(rng, categories, probabilities, image_size, world,
                                        min_visible_fraction=min_visible_fraction)

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
 from transformers import CLIPModel
 
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
@@ -57,6 +56,7 @@ from regionspot.shapesworld.world import (
     uniform_probabilities,
 )
 from regionspot.text.tokenizer import save_clip_tokenizer
+from regionspot.utils.progress import progress_bar
 
 CROP_STORE = 96  # side of the stored object crops (context 2.6× the box side)
 CROP_CONTEXT = 2.6
@@ -155,7 +155,7 @@ def render_crop_pool(
     categories = world.categories(dataset_seed)
     probs = uniform_probabilities(categories)
     crops, labels = [], []
-    for index in tqdm(range(num_images), desc="CLIP crops", disable=not show_progress, leave=False):
+    for index in progress_bar(range(num_images), desc="CLIP crops", disable=not show_progress, leave=False):
         rng = stream_rng(seed, key, index)
         pixels, objects = render_image(rng, categories, probs, world=world)
         for obj in objects:
@@ -180,7 +180,7 @@ def render_scene_pool(
     categories = world.categories(dataset_seed)
     probs = uniform_probabilities(categories)
     images, labels = [], []
-    for index in tqdm(range(num_images), desc="CLIP scenes", disable=not show_progress, leave=False):
+    for index in progress_bar(range(num_images), desc="CLIP scenes", disable=not show_progress, leave=False):
         rng = stream_rng(seed, key, index)
         pixels, objects = render_image(rng, categories, probs, world=replace(world, max_objects=1, radius_range=radius_range))
         resized = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)

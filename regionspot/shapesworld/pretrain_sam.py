@@ -26,7 +26,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import SamModel
 
 from regionspot.engine.optim import param_groups
@@ -36,6 +35,7 @@ from regionspot.shapesworld.streams import SAM_BATCHES, SAM_POOL, stream_rng
 from regionspot.shapesworld.tiny_models import build_sam, folder_size_mb, sam_config, save_sam_folder
 from regionspot.shapesworld.token_probe import TokenShapeProbe
 from regionspot.shapesworld.world import WorldConfig, render_image, uniform_probabilities
+from regionspot.utils.progress import progress_bar
 
 
 @dataclass
@@ -161,7 +161,7 @@ def render_mask_pool(num_images: int, seed: int, key: int, image_size: int, data
     shape_index = {name: i for i, name in enumerate(world.shape_names)}
     images, boxes, masks, shapes = [], [], [], []
     side = image_size // 4
-    for index in tqdm(range(num_images), desc="SAM data", disable=not show_progress, leave=False):
+    for index in progress_bar(range(num_images), desc="SAM data", disable=not show_progress, leave=False):
         rng = stream_rng(seed, key, index)
         pixels, objects = render_image(rng, categories, probs, image_size, world)
         kept = [o for o in objects if o.mask.sum() >= 12]

@@ -16,9 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from regionspot.engine.optim import cosine_lr
+from regionspot.utils import progress as bars
 
 
 class Budget(Protocol):
@@ -40,8 +41,8 @@ def schedule_progress(step: int, elapsed: float, budget: Budget) -> float:
 def progress_bar(desc: str, budget: Budget, show: bool) -> tqdm:
     """A bar over steps, or over seconds when the run has a time budget."""
     if budget.max_seconds:
-        return tqdm(total=int(budget.max_seconds), desc=f"{desc} (s)", disable=not show, leave=False)
-    return tqdm(total=budget.steps, desc=desc, disable=not show, leave=False)
+        return bars.progress_bar(total=int(budget.max_seconds), desc=f"{desc} (s)", disable=not show, leave=False)
+    return bars.progress_bar(total=budget.steps, desc=desc, disable=not show, leave=False)
 
 
 def advance(bar: tqdm, step: int, elapsed: float, budget: Budget) -> None:

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
 
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.transforms import normalize_pixels
 from regionspot.shapesworld.streams import SAM_HELDOUT, stream_rng
 from regionspot.shapesworld.world import WorldConfig, render_image, uniform_probabilities
+from regionspot.utils.progress import progress_bar
 
 
 def normalise_pixels(images: np.ndarray) -> torch.Tensor:
@@ -44,7 +44,7 @@ def evaluate_miou(model, images: list[np.ndarray], boxes: list[np.ndarray], mask
     rng = np.random.default_rng(seed)
     size = int(model.config.vision_config.image_size)
     box_ious, point_ious = [], []
-    for image, box, mask in tqdm(list(zip(images, boxes, masks)), desc="SAM mIoU", disable=not show_progress,
+    for image, box, mask in progress_bar(list(zip(images, boxes, masks)), desc="SAM mIoU", disable=not show_progress,
                                  leave=False):
         embedding = model.get_image_embeddings(pixel_values=normalise_pixels(image[None]))
         truth = torch.from_numpy(mask)

@@ -20,10 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tqdm import tqdm
-
 from regionspot import __version__
 from regionspot.errors import DownloadError
+from regionspot.utils.progress import progress_bar
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0
@@ -160,7 +159,7 @@ def fetch(
                 handle = open(part, "ab" if resumed else "wb")
             except OSError as error:
                 raise disk_error(error, part, size) from None
-            bar = tqdm(total=total, initial=offset if resumed else 0, unit="B", unit_scale=True, unit_divisor=1024,
+            bar = progress_bar(total=total, initial=offset if resumed else 0, unit="B", unit_scale=True, unit_divisor=1024,
                        desc=what, disable=not progress, leave=False, dynamic_ncols=True)
             interrupted: BaseException | None = None
             with handle, bar:

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 from transformers import SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig, SamVisionConfig
 
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.backbones.convert.torch_io import read_weights_only_state_dict
 from regionspot.backbones.segmenter import ORIGINAL_DECODER_EPS
 from regionspot.errors import CheckpointError
+from regionspot.utils.progress import progress_bar
 
 __all__ = [
     "SAM_VARIANTS",
@@ -317,7 +317,7 @@ def convert_sam_checkpoint(
             f"Unexpected key {sources[unexpected[0]]!r} in {pth_path.name} for this SAM config "
             f"({len(unexpected)} unexpected); check model_type."
         )
-    for key in tqdm(expected, desc="checking SAM weights", leave=False, disable=len(expected) < 500):
+    for key in progress_bar(expected, desc="checking SAM weights", leave=False, disable=len(expected) < 500):
         if tuple(converted[key].shape) != tuple(expected[key].shape):
             raise CheckpointError(
                 f"Key {sources[key]!r} has shape {tuple(converted[key].shape)} but the "

@@ -36,4 +36,4 @@ def download(
     licence = model.manifest.get("licence")
     if licence:
         typer.echo(f"licence of these weights: {licence}")
-    typer.echo(f"use it: regionspot predict IMAGE --head {model.name} --vocab 'cat,dog' --boxes 'x1,y1,x2,y2'")
+    typer.echo(f"use it: regionspot predict IMAGE --model {model.name} --vocab 'cat,dog' --boxes 'x1,y1,x2,y2'")

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _commands(work: Path) -> list[str]:
     return ["regionspot models", "regionspot download BB", "regionspot download BL",
             f"regionspot download BL --from {work / 'browser'}", "regionspot models",
-            "regionspot predict --head BB --vocab circle,square,star --boxes 2,3,40,30 "
+            "regionspot predict --model BB --vocab circle,square,star --boxes 2,3,40,30 "
             f"--out {work / 'result.json'} --viz {work / 'result.png'} --device cpu"]
 
 

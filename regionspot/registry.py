@@ -227,6 +227,12 @@ def backbone_image_size(ref: str) -> int | None:
         return variant_config(weights.variant).image_size
     if weights.head is None or not Path(weights.head).is_file():
         return None
-    from regionspot.checkpoint import read_head_config
+    import json
 
-    return read_head_config(weights.head).image_size
+    from safetensors import safe_open
+
+    try:  # the head's recorded config (regionspot.checkpoint writes it; read here without importing it)
+        with safe_open(weights.head, framework="pt") as handle:
+            return int(json.loads((handle.metadata() or {})["config"])["image_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -9,6 +9,7 @@ with regionspot's default preprocessing (the behaviour of its time) and says so 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 import zipfile
@@ -30,10 +31,27 @@ FORMAT = "regionspot-head"
 FORMAT_VERSION = "1"
 
 
+def portable_config(config: RegionSpotConfig, artifact_dir: str | Path) -> RegionSpotConfig:
+    """``config`` with its backbones as a file in ``artifact_dir`` records them: registered names and hub ids
+    as they are, a registered model's folder by its name, any other folder relative to ``artifact_dir``
+    (``regionspot.registry.portable_backbone``). No absolute path, so moving the folder keeps it working."""
+    from regionspot.registry import portable_backbone
+
+    return dataclasses.replace(
+        config, segmenter=portable_backbone(config.segmenter, "segmenter", artifact_dir),
+        vision_language=portable_backbone(config.vision_language, "vision_language", artifact_dir),
+    )
+
+
 def save_head_checkpoint(
     path: str | Path, head: nn.Module | dict[str, torch.Tensor], config: RegionSpotConfig, meta: dict[str, Any] | None = None
 ) -> Path:
-    """Write the head's weights + config to ``path`` (safetensors), atomically."""
+    """Write the head's weights + config to ``path`` (safetensors), atomically.
+
+    The backbones are recorded by name, hub id, or a folder relative to the file (:func:`portable_config`);
+    ``meta["backbone_fingerprints"]`` ({"segmenter": ..., "vision_language": ...}), when the caller knows
+    them, says which weights those were.
+    """
     path = Path(path)
     state = head.state_dict() if isinstance(head, nn.Module) else head
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
@@ -41,7 +59,7 @@ def save_head_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "regionspot_version": __version__,
-        "config": json.dumps(config.to_dict()),
+        "config": json.dumps(portable_config(config, path.parent).to_dict()),
         "meta": json.dumps(meta or {}),
     }
     with atomic_path(path) as tmp:
@@ -52,7 +70,8 @@ def save_head_checkpoint(
 def load_head_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], RegionSpotConfig, dict[str, Any]]:
     """Read a regionspot head checkpoint. Returns (state_dict, config, meta).
 
-    An official RegionSpot ``.pth`` is converted on the fly (see :func:`convert_official_regionspot`).
+    A backbone recorded as a folder relative to the file comes back as that folder's absolute path
+    (``regionspot.registry.artifact_backbone``); names and hub ids as recorded. An official RegionSpot ``.pth`` is converted on the fly (see :func:`convert_official_regionspot`).
     """
     path = Path(path)
     if not path.is_file():
@@ -76,10 +95,30 @@ def load_head_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Reg
     config_dict = json.loads(metadata["config"])
     if "preprocess" not in config_dict:
         _warn_legacy_once(path)
-    config = RegionSpotConfig.from_dict(config_dict)
+    config = _with_backbones_beside(RegionSpotConfig.from_dict(config_dict), path.parent)
     meta = json.loads(metadata.get("meta", "{}"))
     meta["regionspot_version"] = metadata.get("regionspot_version")
     return state, config, meta
+
+
+def _with_backbones_beside(config: RegionSpotConfig, artifact_dir: Path) -> RegionSpotConfig:
+    from regionspot.registry import artifact_backbone
+
+    config.segmenter = artifact_backbone(config.segmenter, artifact_dir)
+    config.vision_language = artifact_backbone(config.vision_language, artifact_dir)
+    return config
+
+
+def read_head_config(path: str | Path) -> RegionSpotConfig:
+    """The config recorded in a regionspot head checkpoint, without reading its tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return _with_backbones_beside(RegionSpotConfig.from_dict(json.loads(metadata["config"])), Path(path).parent)
+    except (SafetensorError, OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{path} is not a readable regionspot head checkpoint ({error}).") from None
 
 
 def find_head_file(folder: str | Path) -> Path:

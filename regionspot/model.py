@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,14 +16,21 @@ from regionspot.config import RegionSpotConfig
 from regionspot.errors import CheckpointError
 from regionspot.modeling.head import RegionSpotHead, region_text_logits
 from regionspot.modeling.outputs import HeadOutput, RegionSpotOutput
-from regionspot.registry import list_pretrained
+from regionspot.registry import list_pretrained, resolve_backbone
 
 
-def _resolve_backbone(ref: str, base: Path | None) -> str:
-    """A relative folder in a checkpoint's config is relative to the checkpoint file."""
-    if base is not None and not Path(ref).is_absolute() and (base / ref).is_dir():
-        return str(base / ref)
-    return ref
+def _warn_other_weights(recorded: dict, model: RegionSpot, source: Path) -> None:
+    """Warn when the vision-language weights differ from those the head recorded (its fingerprint; the
+    segmenter's is recorded too, but computing it costs seconds per load, so it is not checked here)."""
+    for kind in ("vision_language",):
+        expected, part = recorded.get(kind), getattr(model, kind)
+        found = getattr(part, "weights_fingerprint", "")
+        if expected and found and expected != found:
+            warnings.warn(
+                f"{source} was trained with {kind} weights {expected}, but {part.model_id} has {found}; results may "
+                f"differ (pass the head's own backbone with --{'sam' if kind == 'segmenter' else 'clip'}).",
+                stacklevel=3,
+            )
 
 
 class RegionSpot(nn.Module):
@@ -58,14 +66,16 @@ class RegionSpot(nn.Module):
     def from_config(
         cls, config: RegionSpotConfig, device: str | torch.device | None = None, dtype: torch.dtype | None = None
     ) -> RegionSpot:
-        """Load the frozen backbones named by ``config`` (run with its ``preprocess``) and build a random head."""
+        """Load the frozen backbones named by ``config`` (registered names, hub ids or folders, see
+        ``regionspot.registry.resolve_backbone``; run with its ``preprocess``) and build a random head."""
         from regionspot.backbones.segmenter import load_segmenter
         from regionspot.backbones.vision_language import load_vision_language
 
         pre = config.preprocess
-        segmenter = load_segmenter(config.segmenter, device=device, dtype=dtype, decoder_layer_norm_eps=pre.sam_decoder_eps)
+        segmenter = load_segmenter(resolve_backbone(config.segmenter, "segmenter"), device=device, dtype=dtype,
+                                   decoder_layer_norm_eps=pre.sam_decoder_eps)
         vision_language = load_vision_language(
-            config.vision_language, image_size=config.image_size, device=device, dtype=dtype,
+            resolve_backbone(config.vision_language, "vision_language"), image_size=config.image_size, device=device, dtype=dtype,
             resize=pre.clip_resize, antialias=pre.clip_antialias,
         )
         head = RegionSpotHead(config.head)
@@ -90,7 +100,8 @@ class RegionSpot(nn.Module):
             a regionspot head ``.safetensors``, a model folder (``head.safetensors``), a training run folder
             (its final head, or its latest checkpoint while it runs), or an official RegionSpot ``.pth``
             (converted on the fly).
-        segmenter / vision_language: override the backbone ids stored in the checkpoint (hub id or folder).
+        segmenter / vision_language: override the backbones recorded in the checkpoint (a registered name such as
+            "shapesworld" or "BL", a hub id, or a folder).
         fast_path: None / "fp32" (default, most accurate), "bf16", "int8", "eager", "compile" (fp32 through
             ``torch.compile``: for long runs), or "auto": the fastest of bf16 / int8 / fp32 whose accuracy guard
             passed on this machine (``regionspot.inference.fast``).
@@ -123,12 +134,15 @@ class RegionSpot(nn.Module):
                 )
             if path.is_dir():
                 path = find_head_file(path)
-        state, config, _meta = load_head_checkpoint(path)
-        base = path.parent
-        config.segmenter = segmenter or _resolve_backbone(config.segmenter, base)
-        config.vision_language = vision_language or _resolve_backbone(config.vision_language, base)
+        state, config, meta = load_head_checkpoint(path)
+        config.segmenter = segmenter or config.segmenter
+        config.vision_language = vision_language or config.vision_language
         model = cls.from_config(config, device=device, dtype=dtype)
         load_head_state(model.head, state, source=str(path))
+        recorded = meta.get("backbone_fingerprints") or {}
+        _warn_other_weights({k: v for k, v in recorded.items() if not {"segmenter": segmenter,
+                                                                       "vision_language": vision_language}.get(k)},
+                            model, path)
         model.eval()
         if fast_path is not None:
             from regionspot.inference.fast import apply_fast_path, resolve_fast_path
@@ -137,8 +151,10 @@ class RegionSpot(nn.Module):
         return model
 
     def save_pretrained(self, path: str | Path, meta: dict | None = None) -> Path:
-        """Write the head (only) + config; the frozen backbones are referenced by id."""
-        return save_head_checkpoint(path, self.head, self.config, meta)
+        """Write the head (only) + config; the frozen backbones are referenced by name, hub id or a folder
+        relative to ``path``, with their weights fingerprints."""
+        prints = {kind: getattr(getattr(self, kind), "weights_fingerprint", "") for kind in ("segmenter", "vision_language")}
+        return save_head_checkpoint(path, self.head, self.config, {"backbone_fingerprints": prints, **(meta or {})})
 
     # --- computation -----------------------------------------------------------------------------
     @property

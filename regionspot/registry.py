@@ -8,6 +8,7 @@ them in the model home (``regionspot.weights.home``); until then their entry say
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -98,3 +99,140 @@ def list_pretrained() -> dict[str, PretrainedWeights]:
 def list_models() -> list[str]:
     """Names accepted by ``RegionSpot.from_pretrained(name)``."""
     return sorted(list_pretrained())
+
+
+# --- backbones by name -----------------------------------------------------------------------------
+
+BACKBONE_KINDS = ("segmenter", "vision_language")
+_KIND_WORDS = {"segmenter": ("segmenter", "--sam"), "vision_language": ("vision-language model", "--clip")}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in BACKBONE_KINDS:
+        raise ValueError(f"kind must be one of {BACKBONE_KINDS}, got {kind!r}.")
+
+
+def _in_hub_cache(model_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    except Exception:  # an id the hub library rejects is not in its cache
+        return False
+
+
+def resolve_backbone(ref: str | Path, kind: str) -> str:
+    """What to load for the backbone ``ref`` of ``kind`` ("segmenter" or "vision_language").
+
+    ref: a registered name (``list_models()``: "shapesworld", "BB", "BL", "BL@336", a downloaded hub-id model)
+        → its part: the folder inside the package or the model home, or, for a variant not downloaded, its hub
+        id; an existing folder → that folder (``~`` expanded); a hub id → itself.
+    Raises WeightsNotFoundError (one line listing the registered names) for a folder that does not exist, or a
+    name that is none of these while the hub cannot be reached (offline, unreachable) and is not in the local
+    Hugging Face cache.
+    """
+    from regionspot.backbones.hub import hub_offline, hub_unreachable, looks_like_path
+    from regionspot.errors import WeightsNotFoundError
+
+    _check_kind(kind)
+    ref = str(ref)
+    registry = list_pretrained()
+    if ref in registry:
+        return getattr(registry[ref], kind)
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return str(path)
+    what, option = _KIND_WORDS[kind]
+    names = ", ".join(sorted(registry))
+    if looks_like_path(ref):
+        raise WeightsNotFoundError(
+            f"The {what} folder {ref} does not exist; pass {option} a registered name ({names}), a hub id or a folder."
+        )
+    if not _in_hub_cache(ref) and (hub_offline() or hub_unreachable() is not None):
+        raise WeightsNotFoundError(
+            f"Unknown {what} {ref!r}: not a registered name ({names}), not a folder, and not a hub id available "
+            f"offline; pass {option} one of those names, a folder, or a hub id once online."
+        )
+    return ref
+
+
+def backbone_name(folder: str | Path, kind: str) -> str | None:
+    """The registered name whose ``kind`` part is ``folder`` (the embedded pair, a model in the home), or None."""
+    _check_kind(kind)
+    target = Path(folder).expanduser()
+    if not target.is_dir():
+        return None
+    target = target.resolve()
+    for name, weights in list_pretrained().items():
+        part = Path(getattr(weights, kind))
+        if part.is_dir() and part.resolve() == target:
+            return name
+    return None
+
+
+def portable_backbone(ref: str, kind: str, artifact_dir: str | Path) -> str:
+    """What an artifact (head checkpoint, token cache) in ``artifact_dir`` records for the backbone ``ref``.
+
+    A registered name or hub id is kept; a folder that is a registered model's part becomes that name; any
+    other folder becomes a path relative to ``artifact_dir`` (absolute only where no relative path exists,
+    e.g. another drive). :func:`artifact_backbone` reads it back.
+    """
+    ref = str(ref)
+    path = Path(ref).expanduser()
+    if ref in list_pretrained() or not path.is_dir():
+        return ref
+    name = backbone_name(path, kind)
+    if name is not None:
+        return name
+    try:
+        return Path(os.path.relpath(path.resolve(), Path(artifact_dir).resolve())).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def artifact_backbone(ref: str, artifact_dir: str | Path) -> str:
+    """The backbone an artifact in ``artifact_dir`` recorded as ``ref``, usable from anywhere: a relative folder
+    that exists beside the artifact → that folder (absolute); anything else (name, hub id, absolute path) as is."""
+    ref = str(ref)
+    if ref in list_pretrained() or Path(ref).is_absolute():
+        return ref
+    beside = Path(artifact_dir) / ref
+    return str(beside.resolve()) if beside.is_dir() else ref
+
+
+def same_backbone(a: str, b: str, kind: str) -> bool:
+    """Whether ``a`` and ``b`` name the same backbone: equal after :func:`resolve_backbone` (folders compared
+    as resolved paths; a name that cannot be resolved compares as written)."""
+    if a == b:
+        return True
+
+    def where(ref: str) -> str:
+        registry = list_pretrained()
+        found = getattr(registry[ref], kind) if ref in registry else ref
+        path = Path(found).expanduser()
+        return str(path.resolve()) if path.is_dir() else found
+
+    return where(a) == where(b)
+
+
+def backbone_image_size(ref: str) -> int | None:
+    """The input size a registered model runs its vision-language model at (its head's), for ``ref`` a registered
+    name or one of its folders; None for anything else (then the model's own size applies)."""
+    registry = list_pretrained()
+    name = ref if ref in registry else backbone_name(ref, "vision_language")
+    if name is None:
+        return None
+    weights = registry[name]
+    if weights.variant is not None:
+        return variant_config(weights.variant).image_size
+    if weights.head is None or not Path(weights.head).is_file():
+        return None
+    import json
+
+    from safetensors import safe_open
+
+    try:  # the head's recorded config (regionspot.checkpoint writes it; read here without importing it)
+        with safe_open(weights.head, framework="pt") as handle:
+            return int(json.loads((handle.metadata() or {})["config"])["image_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -21,6 +21,7 @@ from regionspot.shapesworld.world import WorldConfig
 
 SHIPPED = assets_dir() / "shapesworld"
 AP_MARGIN = 0.01  # AP as a fraction: one point; CPU numerics move subset AP by far less
+runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,94 @@ def test_predict_labels_the_bundled_example(tmp_path):
     payload = json.loads(out.read_text())
     assert [region["label"] for region in payload["regions"]] == spec["labels"]
     assert (tmp_path / "result.png").stat().st_size > 0
+
+
+# --- backbones by name ------------------------------------------------------------------------------
+
+def _downloaded_home(home, name="BB"):
+    """A model home laid out as `regionspot download` leaves it (the embedded pair stands in for the weights)."""
+    import shutil
+
+    from regionspot.weights.home import MANIFEST, MANIFEST_SCHEMA, model_dir
+
+    folder = model_dir(name, home)
+    folder.mkdir(parents=True)
+    shutil.copytree(SHIPPED / "sam", folder / "sam")
+    shutil.copytree(SHIPPED / "clip", folder / "clip")
+    shutil.copy(SHIPPED / "head.safetensors", folder / "head.safetensors")
+    (folder / MANIFEST).write_text(json.dumps({"schema": MANIFEST_SCHEMA, "name": name}))
+    return folder
+
+
+def test_resolve_backbone_by_name_hub_id_and_folder(tmp_path, monkeypatch):
+    from regionspot.config import VARIANTS
+    from regionspot.registry import resolve_backbone
+
+    monkeypatch.setenv("REGIONSPOT_HOME", str(tmp_path / "home"))
+    assert resolve_backbone("shapesworld", "segmenter") == str(SHIPPED / "sam")
+    assert resolve_backbone("shapesworld", "vision_language") == str(SHIPPED / "clip")
+    # A variant not downloaded is its hub ids; downloaded, the folders in the home.
+    assert resolve_backbone("BL", "vision_language") == VARIANTS["BL"].vision_language
+    folder = _downloaded_home(tmp_path / "home", "BB")
+    assert resolve_backbone("BB", "segmenter") == str(folder / "sam")
+    assert resolve_backbone("BB", "vision_language") == str(folder / "clip")
+    assert resolve_backbone(str(folder / "clip"), "vision_language") == str(folder / "clip")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr("regionspot.backbones.hub.hub_unreachable", lambda *a, **k: None)
+    assert resolve_backbone("openai/clip-vit-base-patch16", "vision_language") == "openai/clip-vit-base-patch16"
+
+
+def test_an_unknown_backbone_is_one_line_listing_the_names(tmp_path, monkeypatch):
+    from regionspot.errors import WeightsNotFoundError
+    from regionspot.registry import resolve_backbone
+
+    monkeypatch.setenv("REGIONSPOT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError) as error:
+        resolve_backbone("shapeworld", "segmenter")
+    message = str(error.value)
+    assert "\n" not in message and "'shapeworld'" in message and "shapesworld" in message and "BL@336" in message
+    with pytest.raises(WeightsNotFoundError, match="folder ./nowhere does not exist"):
+        resolve_backbone("./nowhere", "vision_language")
+
+
+def test_portable_backbone_names_registered_folders_and_relativises_others(tmp_path, monkeypatch):
+    from regionspot.registry import artifact_backbone, portable_backbone, same_backbone
+
+    monkeypatch.setenv("REGIONSPOT_HOME", str(tmp_path / "home"))
+    folder = _downloaded_home(tmp_path / "home", "BL")
+    run = tmp_path / "project" / "run"
+    run.mkdir(parents=True)
+    own = tmp_path / "project" / "sam"
+    own.mkdir()
+    assert portable_backbone(str(SHIPPED / "sam"), "segmenter", run) == "shapesworld"
+    assert portable_backbone(str(folder / "clip"), "vision_language", run) == "BL"
+    assert portable_backbone("openai/clip-vit-base-patch16", "vision_language", run) == "openai/clip-vit-base-patch16"
+    assert portable_backbone(str(own), "segmenter", run) == "../sam"
+    assert artifact_backbone("../sam", run) == str(own.resolve())
+    assert artifact_backbone("BL", run) == "BL"
+    assert same_backbone("shapesworld", str(SHIPPED / "sam"), "segmenter")
+    assert not same_backbone("shapesworld", str(own), "segmenter")
+
+
+def test_cli_cache_and_eval_take_the_embedded_pair_by_name(tmp_path):
+    from regionspot.cache.store import TokenCache
+    from regionspot.shapesworld.generate import generate_shapesworld
+
+    info = generate_shapesworld(tmp_path / "sw", num_train=3, num_val=2, seed=0, image_size=96, progress=False)
+    result = runner.invoke(app, ["cache", "--dataset", info["train_json"], "--images", info["image_root"],
+                                 "--out", str(tmp_path / "cache"), "--sam", "shapesworld", "--clip", "shapesworld",
+                                 "--device", "cpu", "--no-flip"])
+    assert result.exit_code == 0, result.output
+    cache = TokenCache(tmp_path / "cache")
+    assert cache.manifest["segmenter"] == "shapesworld" and cache.manifest["vision_language"]["id"] == "shapesworld"
+    assert cache.num_images == 3
+    result = runner.invoke(app, ["eval", "--data", info["val_json"], "--images", info["image_root"],
+                                 "--out", str(tmp_path / "eval"), "--method", "clip-box", "--sam", "shapesworld",
+                                 "--clip", "shapesworld", "--device", "cpu", "--iou-types", "bbox"])
+    assert result.exit_code == 0, result.output
+    assert "AP × 100" in result.output
+    bad = runner.invoke(app, ["cache", "--dataset", info["train_json"], "--images", info["image_root"],
+                              "--out", str(tmp_path / "cache2"), "--sam", "./no/such/sam", "--device", "cpu"])
+    assert bad.exit_code == 2 and bad.output.count("error:") == 1 and "shapesworld" in bad.output

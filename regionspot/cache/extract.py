@@ -29,6 +29,7 @@ from regionspot.cache.store import (
     shard_is_finished,
 )
 from regionspot.data.transforms import hflip_boxes
+from regionspot.registry import artifact_backbone, portable_backbone, same_backbone
 from regionspot.utils.io import write_json_atomic
 from regionspot.utils.progress import progress_bar
 
@@ -111,13 +112,40 @@ def plan_shards(num_images: int, world_size: int, shard_size: int) -> list[dict[
     return shards
 
 
+def portable_folder(folder: str | Path | None, out: Path) -> str:
+    """``folder`` as the manifest in ``out`` records it: relative to ``out`` (absolute only across drives); "" for none."""
+    if not folder:
+        return ""
+    try:
+        return Path(os.path.relpath(Path(folder).resolve(), out.resolve())).as_posix()
+    except ValueError:
+        return str(Path(folder).resolve())
+
+
+def _same_backbones(key: str, old: dict[str, Any], new: dict[str, Any], out: Path) -> bool:
+    """Whether two manifests' ``key`` ("segmenter" or "vision_language") name the same backbone, spelled otherwise:
+    the same weights fingerprint (a moved cache, a folder renamed), or the same folder or name (an older
+    manifest's absolute path)."""
+    if key not in ("segmenter", "vision_language"):
+        return False
+    a, b = old.get(key), new.get(key)
+    if key == "vision_language":
+        if not isinstance(a, dict) or not isinstance(b, dict) or {**a, "id": ""} != {**b, "id": ""}:
+            return False
+        a, b = a.get("id", ""), b.get("id", "")
+    prints = old.get(f"{key}_fingerprint"), new.get(f"{key}_fingerprint")
+    if prints[0] and prints[0] == prints[1]:
+        return True
+    return same_backbone(artifact_backbone(str(a), out), artifact_backbone(str(b), out), key)
+
+
 def _check_or_write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     if (out / "manifest.json").is_file():
         old = read_manifest(out)
         for key in _MUST_MATCH:
             if key == "preprocess" and key not in old:
                 continue  # an older cache, which did not record it
-            if old.get(key) != manifest.get(key):
+            if old.get(key) != manifest.get(key) and not _same_backbones(key, old, manifest, out):
                 raise CacheError(
                     f"Cache {out} was built with {key}={old.get(key)!r}, this run has {manifest.get(key)!r}; "
                     "rerun with the same settings or choose a new --out."
@@ -162,7 +190,7 @@ def extract_cache(
         raise CacheError("The dataset has no annotated boxes; check the annotation file.")
     vl_info = None
     if vision_language is not None:
-        vl_info = {"id": vision_language.model_id, "image_size": int(vision_language.image_size)}
+        vl_info = {"id": portable_backbone(vision_language.model_id, "vision_language", out), "image_size": int(vision_language.image_size)}
     eps = segmenter.decoder_layer_norm_eps
     preprocess = {
         "sam_decoder_eps": float(eps) if eps is not None else None,
@@ -173,7 +201,7 @@ def extract_cache(
     manifest = {
         "format_version": CACHE_FORMAT_VERSION,
         "code_version": regionspot.__version__,
-        "segmenter": segmenter.model_id,
+        "segmenter": portable_backbone(segmenter.model_id, "segmenter", out),
         "segmenter_fingerprint": segmenter.weights_fingerprint,
         "prompt_type": "box",
         "token_dim": int(segmenter.token_dim),
@@ -187,7 +215,7 @@ def extract_cache(
         "raw_category_names": list(getattr(dataset, "raw_category_names", dataset.category_names)),
         "preprocess": preprocess,
         "category_ids": [int(c) for c in getattr(dataset, "category_ids", [])],
-        "image_root": str(getattr(dataset, "image_root", "") or ""),
+        "image_root": portable_folder(getattr(dataset, "image_root", None), out),
         "num_images": len(positions),
         "world_size": world_size,
         "shard_size": shard_size,

@@ -2,8 +2,11 @@
 
 Layout of a cache directory::
 
-    DIR/manifest.json                 what produced the cache (backbone ids, prompt type, code version,
-                                      dataset vocabulary) and the shard plan (which images each shard holds)
+    DIR/manifest.json                 what produced the cache (backbones by registered name, hub id or a
+                                      folder relative to DIR, and their weights fingerprints; prompt type,
+                                      code version, dataset vocabulary, the image folder relative to DIR)
+                                      and the shard plan (which images each shard holds); no absolute path,
+                                      so the cache can be moved with what it refers to
     DIR/shards/<name>.bin             one binary file per shard: sections laid end to end, 64-byte aligned
     DIR/shards/<name>.json            the shard's index: sections (offset, dtype, shape), byte size, sha256,
                                       file names; written last, so its presence means "shard finished"
@@ -238,6 +241,14 @@ class _Shard:
             self.arrays[key] = view.view(dtype).reshape(sec["shape"])
 
 
+def _image_root(root: Path, recorded: str | None) -> str | None:
+    """The image folder a manifest records relative to the cache (older caches: as given, absolute or not)."""
+    if not recorded:
+        return recorded
+    beside = root / recorded
+    return str(beside.resolve()) if not Path(recorded).is_absolute() and beside.is_dir() else recorded
+
+
 class TokenCache:
     """Reads a cache built by :func:`regionspot.cache.extract.extract_cache`.
 
@@ -260,7 +271,7 @@ class TokenCache:
         self.raw_category_names: list[str] | None = list(raw) if raw is not None else None
         self.preprocess: dict[str, Any] = cache_preprocess(self.manifest)
         self.dataset_name: str = self.manifest["dataset_name"]
-        self.image_root: str | None = self.manifest.get("image_root")
+        self.image_root: str | None = _image_root(self.root, self.manifest.get("image_root"))
         self._shards = [_Shard(self.root, s["name"], verify) for s in self.manifest["shards"]]
         # (image position, flip) -> (shard, row in the shard's images table)
         self._where: dict[tuple[int, bool], tuple[int, int]] = {}

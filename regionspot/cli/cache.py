@@ -23,8 +23,10 @@ def cache(
     dataset: Annotated[Path, typer.Option(help="COCO-format annotation JSON (COCO, LVIS, Objects365, V3Det, ShapesWorld).")],
     images: Annotated[Path, typer.Option(help="Image root the JSON's file names are relative to.")],
     out: Annotated[Path, typer.Option(help="Cache folder (shards + index + manifest).")],
-    sam: Annotated[str, typer.Option(help="Segmenter: hub id or local folder.")] = "facebook/sam-vit-base",
-    clip: Annotated[str | None, typer.Option(help="Also cache this vision-language model's feature maps (fp16).")] = None,
+    sam: Annotated[str, typer.Option(help="Segmenter: a registered name (shapesworld, BB, BL, BL@336; see `regionspot models`), "
+                                          "hub id or folder.")] = "facebook/sam-vit-base",
+    clip: Annotated[str | None, typer.Option(help="Also cache this vision-language model's feature maps (fp16): a registered "
+                                                  "name, hub id or folder.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Vision-language input size (with --clip).")] = None,
     dataset_name: Annotated[str | None, typer.Option(help="Name recorded with every record (default: file stem).")] = None,
     flip: Annotated[bool, typer.Option(help="Also cache tokens of the horizontally flipped image (for consistent augmentation).")] = True,
@@ -46,6 +48,7 @@ def cache(
     from regionspot.cache.store import TokenCache
     from regionspot.config import preprocess_preset
     from regionspot.data.coco_json import CocoDetectionDataset
+    from regionspot.registry import resolve_backbone
 
     if not Path(dataset).is_file():
         raise CacheError(f"Annotation file {dataset} not found; pass --dataset path/to/annotations.json.")
@@ -61,10 +64,10 @@ def cache(
     device = device or best_device(local)
     torch_dtype = {None: None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
     ds = CocoDetectionDataset(dataset, images, dataset_name=dataset_name)
-    seg = load_segmenter(sam, device=device, dtype=torch_dtype, decoder_layer_norm_eps=pre.sam_decoder_eps)
+    seg = load_segmenter(resolve_backbone(sam, "segmenter"), device=device, dtype=torch_dtype, decoder_layer_norm_eps=pre.sam_decoder_eps)
     vl = None
     if clip is not None:
-        vl = load_vision_language(clip, image_size=image_size, device=device, dtype=torch_dtype,
+        vl = load_vision_language(resolve_backbone(clip, "vision_language"), image_size=image_size, device=device, dtype=torch_dtype,
                                   resize=pre.clip_resize, antialias=pre.clip_antialias)
     stats = extract_cache(ds, seg, out, vision_language=vl, flip=flip, shard_size=shard_size, chunk_size=chunk_size,
                           rank=rank, world_size=world, limit=limit)

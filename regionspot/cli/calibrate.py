@@ -17,8 +17,8 @@ def calibrate(
     data: Annotated[Path, typer.Option(help="COCO-format annotations with ground-truth boxes (e.g. a val split).")],
     images: Annotated[Path, typer.Option(help="Image root of the annotations.")],
     limit: Annotated[int | None, typer.Option(help="Use only the first N images.")] = 200,
-    sam: Annotated[str | None, typer.Option(help="Segmenter id or folder (default: the head's).")] = None,
-    clip: Annotated[str | None, typer.Option(help="Vision-language id or folder (default: the head's).")] = None,
+    sam: Annotated[str | None, typer.Option(help="Segmenter: registered name, hub id or folder (default: the head's).")] = None,
+    clip: Annotated[str | None, typer.Option(help="Vision-language model: registered name, hub id or folder (default: the head's).")] = None,
 ) -> None:
     """Fit the temperature of the displayed confidence (temperature scaling on GT boxes); AP is unaffected."""
     from regionspot.evaluation.calibration import calibrate_head

@@ -195,8 +195,8 @@ def predict(
     explain_per_layer: Annotated[bool, typer.Option(help="--explain draws every layer, not only the last.")] = False,
     model: Annotated[str | None, typer.Option(help="Registered weights by name (see `regionspot models`): "
                                                    "shapesworld (default), BB, BL, BL@336.")] = None,
-    sam: Annotated[str | None, typer.Option(help="Segmenter: hub id or local folder.")] = None,
-    clip: Annotated[str | None, typer.Option(help="Vision-language model: hub id or local folder.")] = None,
+    sam: Annotated[str | None, typer.Option(help="Segmenter: registered name (e.g. shapesworld, BL), hub id or folder.")] = None,
+    clip: Annotated[str | None, typer.Option(help="Vision-language model: registered name, hub id or folder.")] = None,
     head: Annotated[str | None, typer.Option(help="Head checkpoint (.safetensors, official .pth) or a registered name.")] = None,
     top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = 3,
     grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = 16,

@@ -26,7 +26,7 @@ def propose(
     max_per_image: Annotated[int, typer.Option(help="Boxes kept per image, best first.")] = 300,
     min_score: Annotated[float, typer.Option(help="Drop boxes scored below this.")] = 0.0,
     nms_iou: Annotated[float | None, typer.Option(help="Class-agnostic NMS at this IoU before the cap (default: none).")] = None,
-    sam: Annotated[str, typer.Option(help="With --detector sam: the segmenter (hub id or folder).")] = "facebook/sam-vit-base",
+    sam: Annotated[str, typer.Option(help="With --detector sam: the segmenter (registered name, hub id or folder).")] = "facebook/sam-vit-base",
     points_per_side: Annotated[int, typer.Option(help="With --detector sam: point grid side.")] = 16,
     limit: Annotated[int | None, typer.Option(help="Only the first N images (by id), as eval --limit.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
@@ -44,9 +44,10 @@ def propose(
     category_ids = None
     if detector == "sam":
         from regionspot.backbones.segmenter import load_segmenter
+        from regionspot.registry import resolve_backbone
 
         settings.update(sam=sam, points_per_side=points_per_side)
-        source = sam_box_source(load_segmenter(sam, device=device), points_per_side, max_per_image)
+        source = sam_box_source(load_segmenter(resolve_backbone(sam, "segmenter"), device=device), points_per_side, max_per_image)
     else:
         from regionspot.inference.detector_boxes import load_owlv2_boxes
 

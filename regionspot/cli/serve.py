@@ -17,8 +17,8 @@ from regionspot.errors import RegionSpotError
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
-    sam: Annotated[str | None, typer.Option(help="Segmenter: hub id or local folder.")] = None,
-    clip: Annotated[str | None, typer.Option(help="Vision-language model: hub id or local folder.")] = None,
+    sam: Annotated[str | None, typer.Option(help="Segmenter: registered name (e.g. shapesworld, BL), hub id or folder.")] = None,
+    clip: Annotated[str | None, typer.Option(help="Vision-language model: registered name, hub id or folder.")] = None,
     head: Annotated[str | None, typer.Option(help="Head checkpoint (.safetensors, official .pth) or a registered name.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
     vocab_preset: Annotated[str | None, typer.Option(help="The vocabulary the page starts with: coco, lvis or "

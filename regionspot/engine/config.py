@@ -20,6 +20,8 @@ from regionspot.errors import ConfigError
 from regionspot.evaluation.protocol import Protocol, resolve_protocol
 
 METHODS = ("regionspot", "clip-box", "clip-mask")
+# The sizes a training config may leave to its backbones (dotted keys as a config spells them).
+SIZE_KEYS = ("model.head.token_dim", "model.head.feature_dim", "model.head.embed_dim", "model.image_size")
 MASK_RETURNS = ("sam", "nearest")
 
 
@@ -45,6 +47,11 @@ class TrainConfig:
     mixed_precision: "no", "bf16" or "fp16" (autocast; on CPU only "no" and "bf16" make sense).
     clip_grad_norm: max gradient L2 norm, or None to disable.
     init_head: a head checkpoint (safetensors) to start from, e.g. stage 1's final head for stage 2.
+
+    Sizes: the head's token_dim / feature_dim / embed_dim and ``model.image_size`` that a config read by
+    :meth:`from_dict` does not state are listed in ``sizes_from_backbones`` (dotted keys of ``SIZE_KEYS``):
+    training reads them from the chosen backbones (``regionspot.engine.setup.fill_sizes``), and
+    :meth:`to_dict` leaves them out. A config built in Python states them all.
     """
 
     model: RegionSpotConfig = field(default_factory=RegionSpotConfig)
@@ -88,13 +95,25 @@ class TrainConfig:
         if sorted(self.lr_steps) != list(self.lr_steps):
             raise ConfigError(f"lr_steps must be increasing, got {self.lr_steps}.")
 
+    @property
+    def sizes_from_backbones(self) -> tuple[str, ...]:
+        """The keys of ``SIZE_KEYS`` this config leaves to its backbones (none unless read by ``from_dict``)."""
+        return getattr(self, "_sizes_from_backbones", ())
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["betas"] = list(self.betas)
+        for key in self.sizes_from_backbones:
+            node = data
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node[part]
+            node.pop(last, None)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        stated = copy.deepcopy(data)
         data = dict(data)
         check_keys(cls, data, ConfigError)
         try:
@@ -114,6 +133,7 @@ class TrainConfig:
             config = cls(model=model, datasets=datasets, **data)
         except TypeError as e:
             raise ConfigError(f"Bad training config: {e}") from e
+        config._sizes_from_backbones = tuple(key for key in SIZE_KEYS if not _states(stated, key))
         config.validate()
         return config
 
@@ -124,6 +144,15 @@ class TrainConfig:
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _states(data: Any, key: str) -> bool:
+    """Whether the nested mapping ``data`` sets the dotted ``key`` (to anything but null)."""
+    for part in key.split("."):
+        if not isinstance(data, dict) or data.get(part) is None:
+            return False
+        data = data[part]
+    return True
 
 
 def read_config_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:

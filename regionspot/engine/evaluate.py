@@ -285,7 +285,9 @@ def load_parts(
     from regionspot.backbones.segmenter import load_segmenter
     from regionspot.backbones.vision_language import load_vision_language
     from regionspot.inference.fast import apply_fast_path, resolve_fast_path
+    from regionspot.registry import resolve_backbone
 
-    parts = SimpleNamespace(segmenter=load_segmenter(sam, device=device), vision_language=load_vision_language(clip, device=device))
+    parts = SimpleNamespace(segmenter=load_segmenter(resolve_backbone(sam, "segmenter"), device=device),
+                            vision_language=load_vision_language(resolve_backbone(clip, "vision_language"), device=device))
     apply_fast_path(parts, resolve_fast_path(fast_path, parts.segmenter.device))  # the crop baselines alone
     return parts.segmenter, parts.vision_language, None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,9 +16,10 @@ from regionspot.cache.store import CacheError, TokenCache
 from regionspot.config import PreprocessConfig
 from regionspot.engine.config import TrainConfig
 from regionspot.engine.optim import build_optimizer, build_scheduler
-from regionspot.errors import RegionSpotError
+from regionspot.errors import ConfigError
 from regionspot.modeling.head import RegionSpotHead
 from regionspot.modeling.losses import SigmoidFocalLoss
+from regionspot.registry import artifact_backbone, backbone_image_size, resolve_backbone, same_backbone
 
 
 def make_sampler(sizes: list[int], weights: list[float], batch_size: int, seed: int, rank: int, world: int) -> Any:
@@ -43,18 +43,65 @@ def dataset_text_embeddings(vl: Any, cache: TokenCache, config: TrainConfig, sho
         ).float()
 
 
-def same_model(a: str, b: str) -> bool:
-    """Hub ids must match; local folders match when they are the same folder (relative paths, symlinks)."""
-    if a == b:
+def cache_made_with(cache: TokenCache, ref: str, kind: str) -> bool:
+    """Whether the cache's ``kind`` backbone (recorded by name, hub id or a folder relative to the cache) is
+    ``ref`` (a registered name, hub id or folder, as a config names it)."""
+    m = cache.manifest
+    recorded = m["segmenter"] if kind == "segmenter" else (m.get("vision_language") or {}).get("id", "")
+    if same_backbone(artifact_backbone(recorded, cache.root), ref, kind):
         return True
-    pa, pb = Path(a), Path(b)
-    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+    moved_apart = recorded.startswith("..") and not (cache.root / recorded).is_dir()
+    expected = m.get(f"{kind}_fingerprint")
+    if not (moved_apart and expected):
+        return False
+    # The cache was moved without its backbone folders: compare the weights themselves.
+    from regionspot.backbones.segmenter import load_segmenter
+    from regionspot.backbones.vision_language import load_vision_language
+
+    load = load_segmenter if kind == "segmenter" else load_vision_language
+    return load(resolve_backbone(ref, kind), device="cpu").weights_fingerprint == expected
+
+
+def _size_conflict(key: str, stated: Any, found: Any, source: str) -> ConfigError:
+    return ConfigError(
+        f"{key} is {stated} in the config but {source} gives {found}; drop {key} (sizes come from the backbones) "
+        "or choose the matching backbone."
+    )
+
+
+def fill_sizes(config: TrainConfig, caches: list[TokenCache], vl: Any) -> None:
+    """Set the sizes the config leaves to its backbones (``config.sizes_from_backbones``) from them, and refuse
+    a stated one that contradicts them (one ConfigError line naming the key and both values).
+
+    token_dim: the segmenter's token width, as the caches it made record it; feature_dim / embed_dim: the
+    vision-language model's. The image size is chosen before ``vl`` is loaded (:func:`vision_language_size`).
+    """
+    head, unstated = config.model.head, config.sizes_from_backbones
+    found = {"model.head.token_dim": (int(caches[0].manifest["token_dim"]), f"segmenter {config.model.segmenter}"),
+             "model.head.feature_dim": (int(vl.feature_dim), f"vision-language model {config.model.vision_language}"),
+             "model.head.embed_dim": (int(vl.embed_dim), f"vision-language model {config.model.vision_language}")}
+    for key, (value, source) in found.items():
+        name = key.rsplit(".", 1)[1]
+        if key in unstated:
+            setattr(head, name, value)
+        elif getattr(head, name) != value:
+            raise _size_conflict(key, getattr(head, name), value, source)
+    if "model.image_size" in unstated:
+        config.model.image_size = int(vl.image_size)
+
+
+def vision_language_size(config: TrainConfig) -> int | None:
+    """The input size to load the vision-language model at: the config's; else, for a registered model, the size
+    its head runs at (``regionspot.registry.backbone_image_size``); else None (the model's own)."""
+    if "model.image_size" not in config.sizes_from_backbones:
+        return config.model.image_size
+    return backbone_image_size(config.model.vision_language)
 
 
 def check_cache(cache: TokenCache, config: TrainConfig) -> None:
     """Refuse a cache made with other backbones or preprocessing than the config names (one CacheError line)."""
     m = cache.manifest
-    if not same_model(m["segmenter"], config.model.segmenter):
+    if not cache_made_with(cache, config.model.segmenter, "segmenter"):
         raise CacheError(
             f"Cache {cache.root} holds tokens of {m['segmenter']!r} but the config's segmenter is "
             f"{config.model.segmenter!r}; rebuild the cache or fix model.segmenter."
@@ -79,7 +126,7 @@ def check_cache(cache: TokenCache, config: TrainConfig) -> None:
             raise CacheError(
                 f"Cache {cache.root} has no feature maps; set feature_source=online or rebuild the cache with --clip."
             )
-        if not same_model(vl["id"], config.model.vision_language) or vl["image_size"] != config.model.image_size:
+        if not cache_made_with(cache, config.model.vision_language, "vision_language") or vl["image_size"] != config.model.image_size:
             raise CacheError(
                 f"Cache {cache.root} maps are from {vl['id']} at {vl['image_size']} px, config wants "
                 f"{config.model.vision_language} at {config.model.image_size}; rebuild or set feature_source=online."
@@ -119,6 +166,7 @@ class TrainingSetup:
     criterion: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
+    fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)  # the backbones' weights, for the head
 
 
 def build_training(config: TrainConfig, device: Any, show_progress: bool = True) -> TrainingSetup:
@@ -131,16 +179,16 @@ def build_training(config: TrainConfig, device: Any, show_progress: bool = True)
 
     caches = [TokenCache(d.cache, verify=config.verify_cache) for d in config.datasets]
     for cache in caches:
-        check_cache(cache, config)
+        if not cache_made_with(cache, config.model.segmenter, "segmenter"):
+            check_cache(cache, config)  # the one-line refusal naming both segmenters
     config.model.preprocess = recorded_preprocess(caches, config)
     pre = config.model.preprocess
-    vl = load_vision_language(config.model.vision_language, image_size=config.model.image_size, device=device,
+    vl = load_vision_language(resolve_backbone(config.model.vision_language, "vision_language"),
+                              image_size=vision_language_size(config), device=device,
                               resize=pre.clip_resize, antialias=pre.clip_antialias)
-    if vl.feature_dim != config.model.head.feature_dim or vl.embed_dim != config.model.head.embed_dim:
-        raise RegionSpotError(
-            f"{config.model.vision_language} has feature_dim {vl.feature_dim}, embed_dim {vl.embed_dim}; set "
-            "model.head.feature_dim / embed_dim to match."
-        )
+    fill_sizes(config, caches, vl)
+    for cache in caches:
+        check_cache(cache, config)
     texts = [dataset_text_embeddings(vl, c, config, show_progress) for c in caches]
     torch.manual_seed(config.seed)
     head = RegionSpotHead(config.model.head)
@@ -151,5 +199,7 @@ def build_training(config: TrainConfig, device: Any, show_progress: bool = True)
         head.load_state_dict(state, strict=True)
     optimizer = build_optimizer(head, config.lr, config.weight_decay, tuple(config.betas))
     scheduler = build_scheduler(optimizer, config.warmup_iters, config.warmup_factor, config.lr_steps, config.lr_gamma)
+    fingerprints = {"segmenter": caches[0].manifest.get("segmenter_fingerprint") or "",
+                    "vision_language": vl.weights_fingerprint}
     return TrainingSetup(caches, vl, texts, float(vl.logit_scale), head,
-                         SigmoidFocalLoss(config.focal_alpha, config.focal_gamma), optimizer, scheduler)
+                         SigmoidFocalLoss(config.focal_alpha, config.focal_gamma), optimizer, scheduler, fingerprints)

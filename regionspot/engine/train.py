@@ -326,17 +326,20 @@ def train(config: TrainConfig, resume: bool | Path = True, accelerator: Any = No
 
     final_head = None
     if main:
-        final_head = export_final_head(run_dir, accelerator.unwrap_model(head), config, step)
+        final_head = export_final_head(run_dir, accelerator.unwrap_model(head), config, step, setup.fingerprints)
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, step, history, final_head, resumed_from=ckpt)
 
 
-def export_final_head(run_dir: Path, head: nn.Module, config: TrainConfig, step: int) -> Path:
-    """``run_dir/final_head.safetensors`` via regionspot.checkpoint (head weights + config + backbone ids)."""
+def export_final_head(run_dir: Path, head: nn.Module, config: TrainConfig, step: int,
+                      fingerprints: dict[str, str] | None = None) -> Path:
+    """``run_dir/final_head.safetensors`` via regionspot.checkpoint (head weights + config + backbones by name,
+    hub id or relative folder, with their weights ``fingerprints`` when given)."""
     from regionspot.checkpoint import save_head_checkpoint
 
     path = run_dir / "final_head.safetensors"
-    meta = {"steps": step, "datasets": [d.cache for d in config.datasets], "seed": config.seed}
+    meta = {"steps": step, "datasets": [d.cache for d in config.datasets], "seed": config.seed,
+            **({"backbone_fingerprints": fingerprints} if fingerprints else {})}
     save_head_checkpoint(path, head, config.model, meta=meta)
     return path
 

@@ -67,6 +67,16 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
     return best
 
 
+def record_installed_backbones(head: Path, assets: Path) -> Path:
+    """Write ``head`` to ``assets/head.safetensors`` naming the installed ``assets/sam`` and ``assets/clip`` as
+    its backbones (recorded by name when ``assets`` is the package's), not the build's folders."""
+    from regionspot.checkpoint import load_head_checkpoint, save_head_checkpoint
+
+    state, config, meta = load_head_checkpoint(head)
+    config.segmenter, config.vision_language = str(assets / "sam"), str(assets / "clip")
+    return save_head_checkpoint(assets / "head.safetensors", state, config, meta)
+
+
 def install_assets(out: Path, assets: Path, example: dict[str, Any] | None, names: list[str]) -> dict[str, float]:
     """Copy the built models (+ example and vocabulary) into ``assets``; return sizes in MB."""
     assets.mkdir(parents=True, exist_ok=True)
@@ -77,7 +87,7 @@ def install_assets(out: Path, assets: Path, example: dict[str, Any] | None, name
         shutil.copytree(out / name, target)
     head = out / "runs" / "regionspot" / "final_head.safetensors"
     if head.is_file():
-        shutil.copy2(head, assets / "head.safetensors")
+        record_installed_backbones(head, assets)
     (assets / "vocabulary.txt").write_text("\n".join(names) + "\n")
     if example is not None:
         shutil.copy2(example["file"], assets / "example.png")

@@ -17,16 +17,9 @@ import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from regionspot.backbones.segmenter import load_segmenter
-from regionspot.backbones.vision_language import load_vision_language
-from regionspot.cache.extract import extract_cache
 from regionspot.checkpoint import load_head_checkpoint
 from regionspot.cli import app
-from regionspot.data.coco_json import CocoDetectionDataset
-from regionspot.shapesworld.generate import generate_shapesworld
-from regionspot.shapesworld.world import WorldConfig
-from regionspot.testing.tiny_clip import save_tiny_clip
-from regionspot.testing.tiny_sam import save_tiny_sam
+from regionspot.testing.tiny_training import tiny_training_env
 
 runner = CliRunner()
 STEPS = 40
@@ -40,16 +33,11 @@ SLOW_TRAIN = ("import time, regionspot.engine.train as t; step = t.run_step; "
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory) -> Path:
     """A tiny recipe (tiny random backbones, a 12-image ShapesWorld cache, 40 steps, a checkpoint every 5)."""
-    root = tmp_path_factory.mktemp("cli_train")
-    info = generate_shapesworld(root / "sw", num_train=12, num_val=0, seed=0, image_size=64, progress=False,
-                                world=WorldConfig(colours=("red", "green", "blue", "yellow"), shapes=("circle", "square")))
-    dataset = CocoDetectionDataset(info["train_json"], info["image_root"], dataset_name="shapesworld")
-    sam_dir, clip_dir = str(save_tiny_sam(root / "sam")), str(save_tiny_clip(root / "clip"))
-    segmenter, vl = load_segmenter(sam_dir), load_vision_language(clip_dir)
-    extract_cache(dataset, segmenter, root / "cache", vision_language=vl, flip=True, shard_size=4, show_progress=False)
+    env = tiny_training_env(tmp_path_factory.mktemp("cli_train"))
+    root, vl = env["root"], env["vl"]
     data = {
-        "model": {"segmenter": sam_dir, "vision_language": clip_dir, "image_size": vl.image_size, "templates": ["a {}."],
-                  "head": {"token_dim": segmenter.token_dim, "feature_dim": vl.feature_dim, "embed_dim": vl.embed_dim,
+        "model": {"segmenter": env["sam"], "vision_language": env["clip"], "image_size": vl.image_size, "templates": ["a {}."],
+                  "head": {"token_dim": env["token_dim"], "feature_dim": vl.feature_dim, "embed_dim": vl.embed_dim,
                            "depth": 1, "num_heads": 2, "ffn_dim": 64, "dropout": 0.1}},
         "datasets": [{"cache": str(root / "cache")}],
         "output_dir": str(root / "default_run"), "batch_size": 4, "lr": 2e-3, "max_iters": STEPS, "warmup_iters": 5,

@@ -8,12 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from regionspot.backbones.segmenter import load_segmenter
-from regionspot.backbones.vision_language import load_vision_language
-from regionspot.cache.extract import extract_cache
 from regionspot.cache.store import TokenCache
 from regionspot.checkpoint import load_head_checkpoint
-from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.engine.config import ConfigError, TrainConfig
 from regionspot.engine.optim import lr_factor
 from regionspot.engine.setup import dataset_text_embeddings
@@ -25,24 +21,14 @@ from regionspot.engine.train import (
     train,
 )
 from regionspot.modeling.head import RegionSpotHead
-from regionspot.shapesworld.generate import generate_shapesworld
-from regionspot.shapesworld.world import WorldConfig
-from regionspot.testing.tiny_clip import save_tiny_clip
-from regionspot.testing.tiny_sam import save_tiny_sam
+from regionspot.testing.tiny_training import tiny_training_env
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    info = generate_shapesworld(root / "sw", num_train=12, num_val=0, seed=0, image_size=64, progress=False,
-                                world=WorldConfig(colours=("red", "green", "blue", "yellow"), shapes=("circle", "square")))
-    dataset = CocoDetectionDataset(info["train_json"], info["image_root"], dataset_name="shapesworld")
-    sam_dir, clip_dir = str(save_tiny_sam(root / "sam")), str(save_tiny_clip(root / "clip"))
-    segmenter, vl = load_segmenter(sam_dir), load_vision_language(clip_dir)
-    extract_cache(dataset, segmenter, root / "cache", vision_language=vl, flip=True, shard_size=4, show_progress=False)
-    return {"root": root, "sam": sam_dir, "clip": clip_dir, "vl": vl, "token_dim": segmenter.token_dim}
+    return tiny_training_env(tmp_path_factory.mktemp("train"))
 
 
 def make_config(env, out: Path, **kw) -> TrainConfig:

@@ -8,7 +8,8 @@ Three signs are watched:
   of the training regions get the same top-1 class while the labels are diverse (the most common label
   holds less than ``max_label_share`` of them);
 - **loss flat**: the mean loss of the later half of the last ``flat_logs`` logs is within ``flat_tolerance``
-  (relative) of the earlier half while training accuracy stays below ``flat_max_accuracy``;
+  (relative) of the earlier half while training accuracy stays below ``flat_max_accuracy``, before the
+  first learning-rate drop (after it, a flat loss is convergence);
 - **val AP far below the crop baseline** (when both are known): AP < ``baseline_ratio`` × the AP of
   CLIP on the box crop (:func:`check_val_ap`).
 
@@ -65,13 +66,16 @@ class CollapseMonitor:
     """Watches a run's per-step metrics; :meth:`check` at each log step warns once per kind of collapse.
 
     lr / batch_size: the run's, to name the fix. max_iters: the run's length (no check in its first
-    ``start_fraction``, while the head is still finding its feet). log: called with the one-line warning.
+    ``start_fraction``, while the head is still finding its feet). flat_until: the step of the first
+    learning-rate drop (no flat-loss check after it). log: called with the one-line warning.
     """
 
     def __init__(self, lr: float | None = None, batch_size: int | None = None, max_iters: int | None = None,
-                 check: CollapseCheck | None = None, log: Callable[[str], None] | None = None) -> None:
+                 check: CollapseCheck | None = None, log: Callable[[str], None] | None = None,
+                 flat_until: int | None = None) -> None:
         self.check_config = check or CollapseCheck()
         self.lr, self.batch_size, self.max_iters, self.log = lr, batch_size, max_iters, log
+        self.flat_until = flat_until
         c = self.check_config
         self._pred: Counter = Counter()
         self._labels: Counter = Counter()
@@ -106,7 +110,7 @@ class CollapseMonitor:
         one_label = self._one_label()
         if one_label is not None and "one_label" not in self.warned:
             lines.append(self._warn("one_label", f"step {step}: {one_label}"))
-        flat = self._flat()
+        flat = self._flat() if self.flat_until is None or step <= self.flat_until else None
         if flat is not None and "flat" not in self.warned:
             lines.append(self._warn("flat", f"step {step}: {flat}"))
         return lines

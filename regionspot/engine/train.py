@@ -286,7 +286,8 @@ def train(config: TrainConfig, resume: bool | Path = True, accelerator: Any = No
         writer = csv.writer(csv_file)
         if new:
             writer.writerow(["step", "loss", "accuracy", "lr", "grad_norm", "it_per_s"])
-    monitor = CollapseMonitor(config.lr, config.batch_size, config.max_iters, log=say) if main else None
+    monitor = CollapseMonitor(config.lr, config.batch_size, config.max_iters, log=say,
+                              flat_until=min(config.lr_steps, default=config.max_iters)) if main else None
     bar = progress_bar(total=config.max_iters, initial=start, desc="train", disable=not (show_progress and main))
     last_good = ckpt
     batches = iter(sampler)

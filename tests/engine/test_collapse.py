@@ -22,10 +22,10 @@ def _batch(pred: list[int], labels: list[int]) -> tuple[torch.Tensor, torch.Tens
     return logits, torch.tensor([labels]), torch.ones(1, len(pred), dtype=torch.bool)
 
 
-def _run(monitor: CollapseMonitor, steps: int, predict, loss, log_every: int = 5) -> list[str]:
+def _run(monitor: CollapseMonitor, steps: int, predict, loss, log_every: int = 5, first: int = 1) -> list[str]:
     gen = torch.Generator().manual_seed(0)
     lines = []
-    for step in range(1, steps + 1):
+    for step in range(first, first + steps):
         labels = torch.randint(0, V, (20,), generator=gen).tolist()
         monitor.observe_batch(*_batch(predict(labels, gen), labels))
         monitor.observe({"loss": loss(step), "accuracy": 0.1})
@@ -71,6 +71,11 @@ def test_a_flat_loss_at_low_accuracy_warns_and_not_before_the_start_fraction():
     with pytest.warns(CollapseWarning, match="flat"):
         lines = _run(monitor, 200, diverse, lambda s: 0.05)
     assert any("loss is flat" in line for line in lines)
+    converged = CollapseMonitor(max_iters=1000, flat_until=300)  # the same flat loss after the first lr drop
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseWarning)
+        _run(converged, 300, diverse, lambda s: 1.0 / s)
+        assert _run(converged, 200, diverse, lambda s: 0.05, first=301) == []
 
 
 def test_val_ap_far_below_the_crop_baseline():

@@ -44,6 +44,7 @@ class CollapseCheck:
     flat_max_accuracy: float = 0.5
     baseline_ratio: float = 0.5
     start_fraction: float = 0.1
+    min_step: int = 50
 
 
 def batch_label_counts(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> tuple[Counter, Counter]:
@@ -58,7 +59,7 @@ def batch_label_counts(logits: torch.Tensor, labels: torch.Tensor, valid: torch.
 def _fix(lr: float | None, batch_size: int | None) -> str:
     lower = f"lr={lr / 3:.2g}" if lr else "a lower lr"
     larger = f"batch_size={2 * batch_size}" if batch_size else "a larger batch_size"
-    return (f"fix: train again with {lower} or {larger} (regionspot.engine.recipes.default_recipe(num_images) gives "
+    return (f"fix: train again with {lower} or {larger} (regionspot.engine.recipe_table.default_recipe(num_images) gives "
             "a measured recipe)")
 
 
@@ -66,8 +67,9 @@ class CollapseMonitor:
     """Watches a run's per-step metrics; :meth:`check` at each log step warns once per kind of collapse.
 
     lr / batch_size: the run's, to name the fix. max_iters: the run's length (no check in its first
-    ``start_fraction``, while the head is still finding its feet). flat_until: the step of the first
-    learning-rate drop (no flat-loss check after it). log: called with the one-line warning.
+    ``start_fraction`` nor before step ``min_step``: a head finding its feet often gives one label).
+    flat_until: the step of the first learning-rate drop (no flat-loss check after it). log: called with
+    the one-line warning.
     """
 
     def __init__(self, lr: float | None = None, batch_size: int | None = None, max_iters: int | None = None,
@@ -104,7 +106,7 @@ class CollapseMonitor:
             self._logs.append((sum(self._losses) / n, sum(self._accuracies) / n))
         self._windows.append((self._pred, self._labels))
         self._losses, self._accuracies, self._pred, self._labels = [], [], Counter(), Counter()
-        if self.max_iters and step < c.start_fraction * self.max_iters:
+        if step < c.min_step or (self.max_iters and step < c.start_fraction * self.max_iters):
             return []
         lines = []
         one_label = self._one_label()

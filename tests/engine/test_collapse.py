@@ -68,6 +68,8 @@ def test_a_flat_loss_at_low_accuracy_warns_and_not_before_the_start_fraction():
     with warnings.catch_warnings():
         warnings.simplefilter("error", CollapseWarning)
         assert _run(monitor, 60, diverse, lambda s: 0.05) == []  # steps 1-60 < 10 % of 1000: no check yet
+    early = CollapseMonitor(max_iters=100)  # nor before step 50, whatever the run's length
+    assert _run(early, 45, lambda labels, gen: [3] * len(labels), lambda s: 0.05) == []
     with pytest.warns(CollapseWarning, match="flat"):
         lines = _run(monitor, 200, diverse, lambda s: 0.05)
     assert any("loss is flat" in line for line in lines)
@@ -87,7 +89,7 @@ def test_val_ap_far_below_the_crop_baseline():
 
 
 def test_training_warns_when_forced_to_collapse_and_not_otherwise(env, tmp_path, monkeypatch):  # noqa: F811
-    check = CollapseCheck(min_regions=10)
+    check = CollapseCheck(min_regions=10, min_step=0)
     monkeypatch.setattr(train_module, "CollapseMonitor",
                         lambda *a, **kw: CollapseMonitor(*a, **{**kw, "check": check}))
     lines: list[str] = []

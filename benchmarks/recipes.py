@@ -15,7 +15,7 @@ head's architecture (its sizes and image size), on the shipped world (v2):
 
 Prints a Markdown table and writes ``OUT/recipes.json``::
 
-    OMP_NUM_THREADS=2 python benchmarks/recipes.py --out runs/recipes
+    OMP_NUM_THREADS=2 python benchmarks/recipes.py --out runs/recipes --sizes 60 300
     python benchmarks/recipes.py --out runs/recipes --grid 60:1e-3:8:300 --grid 300:1e-3:8:800
 """
 
@@ -33,10 +33,10 @@ import torch
 # size -> [(lr, batch, steps)]: lr x batch at the smallest size, fewer points at the larger ones (2 shared CPU
 # cores: a 300-step run at batch 4-8 takes 0.5-3 min, caching takes 0.3-0.6 s per image with its mirror).
 DEFAULT_GRID: dict[int, list[tuple[float, int, int]]] = {
-    60: [(3e-4, 4, 300), (1e-3, 4, 300), (2e-3, 4, 300), (1e-3, 8, 300), (2e-3, 8, 300), (3e-4, 8, 300),
-         (1e-4, 4, 300)],
-    300: [(1e-3, 8, 600), (3e-4, 8, 600)],
-    1500: [(1e-3, 8, 1500), (3e-4, 8, 1500)],
+    60: [(1e-4, 4, 300), (3e-4, 4, 300), (1e-3, 4, 300), (2e-3, 4, 300), (3e-4, 8, 300), (1e-3, 8, 300),
+         (2e-3, 8, 300), (3e-4, 16, 300), (3e-4, 4, 600)],
+    300: [(1e-4, 8, 600), (3e-4, 8, 600), (1e-3, 8, 600), (2e-3, 8, 600)],
+    1500: [(3e-4, 8, 1500), (1e-3, 8, 1500)],
 }
 
 

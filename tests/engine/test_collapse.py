@@ -86,6 +86,9 @@ def test_val_ap_far_below_the_crop_baseline():
     with warnings.catch_warnings():
         warnings.simplefilter("error", CollapseWarning)
         assert check_val_ap(21.9, 33.2) is None and check_val_ap(4.3, None) is None
+        assert check_val_ap(18.7, 45.5) is None  # the recipe table's best 60-image head beside its crop baseline
+    with pytest.warns(CollapseWarning):
+        check_val_ap(13.1, 45.5)  # the table's 300-image head at lr 2e-3
 
 
 def test_training_warns_when_forced_to_collapse_and_not_otherwise(env, tmp_path, monkeypatch):  # noqa: F811

@@ -21,7 +21,7 @@ from regionspot.errors import RegionSpotError
 # (train images, lr, batch, steps): the best point per size of the measured table (docs/train.md, "Recipes").
 MEASURED: tuple[tuple[int, float, int, int], ...] = (
     (60, 3e-4, 4, 600),
-    (300, 3e-4, 8, 600),
+    (300, 3e-4, 8, 1200),
 )
 MAX_STEPS = 20_000  # extrapolated schedules stop growing here
 

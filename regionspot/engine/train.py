@@ -36,6 +36,7 @@ from regionspot.engine.checkpointing import (
     plan_run,
     save_training_checkpoint,
 )
+from regionspot.engine.collapse import CollapseMonitor
 from regionspot.engine.config import TrainConfig
 from regionspot.engine.setup import TrainingSetup, build_training, make_sampler
 from regionspot.errors import CheckpointError, RegionSpotError, TrainingDivergedError
@@ -129,6 +130,7 @@ def train_step(
     text_embeddings: torch.Tensor,
     logit_scale: float,
     clip_grad_norm: float | None = None,
+    observe: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> dict[str, float]:
     """Forward, loss averaged per region over the *global* batch, backward, clip, optimizer step.
 
@@ -138,6 +140,7 @@ def train_step(
     Averaging over the global number of valid regions (all-reduced) makes N processes with B/N images
     each produce the same update as one process with B images (DDP averages gradients over processes).
     Raises TrainingDivergedError (before touching the weights) when any process sees a non-finite loss.
+    observe: called with (logits, labels, valid) after the step (the collapse check's predictions).
     """
     device = accelerator.device
     tokens = batch.tokens.to(device)
@@ -164,6 +167,8 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     with torch.no_grad():
         correct = ((logits.argmax(-1) == labels) & valid).sum().float()
+        if observe is not None:
+            observe(logits, labels, valid)
     return {
         "loss": float(local_mean.detach()),
         "accuracy": float(correct / n_local.clamp(min=1.0)),
@@ -172,7 +177,8 @@ def train_step(
 
 
 def run_step(setup: TrainingSetup, head: nn.Module, optimizer: torch.optim.Optimizer, accelerator: Any,
-             config: TrainConfig, dataset_index: int, indices: list[int], step: int) -> dict[str, float]:
+             config: TrainConfig, dataset_index: int, indices: list[int], step: int,
+             observe: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None) -> dict[str, float]:
     """One optimisation step on records ``indices`` of dataset ``dataset_index``, scored against that
     dataset's own vocabulary. Flips and dropout are drawn from (seed, step, rank), so a resumed run repeats
     them. head / optimizer: as prepared by accelerate. Returns :func:`train_step`'s metrics."""
@@ -186,7 +192,7 @@ def run_step(setup: TrainingSetup, head: nn.Module, optimizer: torch.optim.Optim
         batch.feature_map = online_feature_maps(setup.vision_language, cache, items, config.color_jitter, gen)
     torch.manual_seed(config.seed + 7919 * (step + 1) + rank)  # dropout draws of this step
     return train_step(head, setup.criterion, optimizer, accelerator, batch, setup.texts[dataset_index],
-                      setup.logit_scale, config.clip_grad_norm)
+                      setup.logit_scale, config.clip_grad_norm, observe)
 
 
 # --------------------------------------------------------------------------- the run
@@ -280,6 +286,8 @@ def train(config: TrainConfig, resume: bool | Path = True, accelerator: Any = No
         writer = csv.writer(csv_file)
         if new:
             writer.writerow(["step", "loss", "accuracy", "lr", "grad_norm", "it_per_s"])
+    monitor = CollapseMonitor(config.lr, config.batch_size, config.max_iters, log=say,
+                              flat_until=min(config.lr_steps, default=config.max_iters)) if main else None
     bar = progress_bar(total=config.max_iters, initial=start, desc="train", disable=not (show_progress and main))
     last_good = ckpt
     batches = iter(sampler)
@@ -288,7 +296,8 @@ def train(config: TrainConfig, resume: bool | Path = True, accelerator: Any = No
         while step < config.max_iters:
             ds_index, indices = next(batches)
             try:
-                metrics = run_step(setup, head, optimizer, accelerator, config, ds_index, indices, step)
+                metrics = run_step(setup, head, optimizer, accelerator, config, ds_index, indices, step,
+                                   monitor.observe_batch if monitor is not None else None)
             except TrainingDivergedError:
                 where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
                 raise TrainingDivergedError(
@@ -304,7 +313,9 @@ def train(config: TrainConfig, resume: bool | Path = True, accelerator: Any = No
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
             if main:
                 history.append(metrics)
+                monitor.observe(metrics)
                 if step % config.log_every == 0 or step == config.max_iters:
+                    monitor.check(step)
                     writer.writerow([step, metrics["loss"], metrics["accuracy"], metrics["lr"], metrics["grad_norm"], metrics["it_per_s"]])
                     csv_file.flush()
                     for key in ("loss", "accuracy", "lr", "grad_norm"):

@@ -128,8 +128,9 @@ def resolve_backbone(ref: str | Path, kind: str) -> str:
         → its part: the folder inside the package or the model home, or, for a variant not downloaded, its hub
         id; an existing folder → that folder (``~`` expanded); a hub id → itself.
     Raises WeightsNotFoundError (one line listing the registered names) for a folder that does not exist, or a
-    name that is none of these while the hub cannot be reached (offline, unreachable) and is not in the local
-    Hugging Face cache.
+    bare name (no "org/") that is none of these while the hub cannot be reached (offline, unreachable) and is
+    not in the local Hugging Face cache; an "org/name" id unavailable offline is left to the hub loader, whose
+    error names ``regionspot download``.
     """
     from regionspot.backbones.hub import hub_offline, hub_unreachable, looks_like_path
     from regionspot.errors import WeightsNotFoundError
@@ -148,7 +149,8 @@ def resolve_backbone(ref: str | Path, kind: str) -> str:
         raise WeightsNotFoundError(
             f"The {what} folder {ref} does not exist; pass {option} a registered name ({names}), a hub id or a folder."
         )
-    if not _in_hub_cache(ref) and (hub_offline() or hub_unreachable() is not None):
+    # "org/name" is meant as a hub id: the hub loader's own error says how to get it (download, --from)
+    if "/" not in ref and not _in_hub_cache(ref) and (hub_offline() or hub_unreachable() is not None):
         raise WeightsNotFoundError(
             f"Unknown {what} {ref!r}: not a registered name ({names}), not a folder, and not a hub id available "
             f"offline; pass {option} one of those names, a folder, or a hub id once online."

@@ -290,9 +290,11 @@ def _hub_model(repo_id: str, job: _Job) -> dict[str, Any]:
         raise DownloadError(f"{repo_id}: {error}") from None
     parts = {"files": record}
     names = {}
+    staging = job.staging.resolve()
     for part, ref, target in (("sam", config.segmenter, "sam"), ("clip", config.vision_language, "clip")):
-        if (job.staging / ref).is_dir():
-            names[part] = ref
+        local = (job.staging / ref).resolve()  # a folder of the repository (the checkpoint reads it back absolute)
+        if local.is_dir() and local.is_relative_to(staging):
+            names[part] = local.relative_to(staging).as_posix()
         elif looks_like_hub_id(ref):
             parts[part] = job.step(part, lambda ref=ref, target=target: _hub_folder_step(HubRepo(ref), job, target))
             names[part] = target

@@ -177,8 +177,9 @@ def predict(
     boxes_json: Annotated[Path | None, typer.Option(help="Boxes from a JSON file.")] = None,
     points: Annotated[str | None, typer.Option(help="One foreground point per region: 'x,y; x,y' (or 'x y; x y').")] = None,
     prompts_file: Annotated[Path | None, typer.Option("--prompts", help="Many images: a JSON file {\"a.jpg\": {\"boxes\": "
-                            "\\[\\[x1,y1,x2,y2], ...], \"points\": \\[\\[x,y], ...]}, ...}. An image without an entry "
-                            "takes --boxes/--points, or with --everything the proposals; else it is an error.")] = None,
+                            "\\[\\[x1,y1,x2,y2], ...], \"points\": \\[\\[x,y], ...]}, ...}, or a COCO file (each image's annotation "
+                            "boxes; its ids go into --format coco). An image without an entry takes --boxes/--points, "
+                            "or with --everything the proposals; else it is an error.")] = None,
     everything: Annotated[bool, typer.Option("--everything", help="No prompts: the segmenter proposes the regions "
                                                                "(point grid + crops) and all are labelled.")] = False,
     out: Annotated[Path | None, typer.Option(help="One image: the JSON result (default result.json). Many images: "

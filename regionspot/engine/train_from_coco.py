@@ -215,6 +215,19 @@ class _Run:
                               show_progress=self.options.show_progress)
 
 
+def _stage_inputs(stage: str, options: CocoTrainOptions, run: _Run) -> dict[str, Any]:
+    """What a finished stage's record must match to be reused (files as absolute paths)."""
+    def path(p: Path | None) -> str | None:
+        return None if p is None else str(Path(p).resolve())
+
+    if stage == "cache":
+        return {"data": path(options.data), "images": path(options.images), "sam": run.sam, "clip": run.clip}
+    if stage == "train":
+        return {}
+    return {"val": path(options.val), "val_images": path(options.val_images or options.images),
+            "limit": options.eval_limit}
+
+
 def _line(stage: str, record: dict[str, Any], reused: bool) -> str:
     m = record["metrics"]
     when = "done before" if reused else f"{record['seconds']:.0f} s"
@@ -259,13 +272,20 @@ def train_from_coco(options: CocoTrainOptions, log: Callable[[str], None] | None
     records: dict[str, dict[str, Any]] = {}
     for stage in stages:
         marker = out / "stages" / f"{stage}.json"
-        reused = marker.is_file() and not options.restart
+        inputs = _stage_inputs(stage, options, run)
+        done = json.loads(marker.read_text()) if marker.is_file() else None
+        reused = done is not None and done.get("inputs") == inputs and not options.restart
+        if stage == "cache" and done is not None and not reused and (out / "cache").is_dir():
+            if not options.restart:
+                raise ConfigError(f"{out} holds a token cache of other data or backbones ({done.get('inputs')}); "
+                                  "choose another --out, or --restart to build it again.")
+            shutil.rmtree(out / "cache")
         if stage == "train":
             reused = False  # training decides itself (finished runs return at once and say so)
         if not reused:
             t0 = time.perf_counter()
             metrics = getattr(run, f"stage_{stage}")()
-            record = {"metrics": metrics, "seconds": time.perf_counter() - t0}
+            record = {"metrics": metrics, "seconds": time.perf_counter() - t0, "inputs": inputs}
             if stage == "train" and metrics["trained_now"]:
                 for later in STAGES[STAGES.index("train") + 1:]:
                     (out / "stages" / f"{later}.json").unlink(missing_ok=True)

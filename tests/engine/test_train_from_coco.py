@@ -70,6 +70,17 @@ def test_coco_to_head_predicts_and_a_rerun_skips_finished_stages(world, tmp_path
 
 
 @pytest.mark.filterwarnings("ignore::regionspot.engine.collapse.CollapseWarning")
+@pytest.mark.filterwarnings("ignore::regionspot.engine.collapse.CollapseWarning")
+def test_a_folder_holding_a_cache_of_other_data_is_refused(world, tmp_path):
+    out = tmp_path / "run"
+    train_from_coco(_options(world, out, overrides=["max_iters=1"]))
+    other = CocoTrainOptions(data=world / "annotations" / "val.json", images=world, out=out, show_progress=False,
+                             overrides=["max_iters=1"])
+    with pytest.raises(ConfigError, match="cache of other data"):
+        train_from_coco(other)
+
+
+@pytest.mark.filterwarnings("ignore::regionspot.engine.collapse.CollapseWarning")
 def test_init_head_starts_from_its_weights_and_keeps_its_architecture(world, tmp_path):
     shipped = list_pretrained()["shapesworld"].head
     result = train_from_coco(CocoTrainOptions(data=world / "annotations" / "train.json", images=world,

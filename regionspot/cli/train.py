@@ -61,6 +61,10 @@ def train(
     from regionspot.engine.config import TrainConfig
 
     if data is not None:
+        if dry_run or resume_from is not None:
+            from regionspot.errors import ConfigError
+
+            raise ConfigError("--dry-run and --resume-from go with --config; with --data a rerun resumes by itself.")
         run_from_coco(data, images, val, val_images, sam, clip, init_head, out, list(overrides or []), restart,
                       eval_limit, config)
         return

@@ -129,5 +129,7 @@ def test_cli_train_data_needs_images_and_no_config(tmp_path):
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "a.json"), "--images", str(tmp_path),
                                  "--config", str(tmp_path / "a.json")])
     assert result.exit_code == 2 and "exclude each other" in result.output
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "a.json"), "--images", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 2 and "--dry-run" in result.output
     result = runner.invoke(app, ["train"])
     assert result.exit_code == 2 and "--data" in result.output

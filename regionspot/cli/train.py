@@ -49,14 +49,17 @@ def train(
 ) -> None:
     """Train the head on cached tokens (CPU, one GPU, or many with `accelerate launch -m regionspot.cli train ...`).
 
-    From a COCO file in one command: `regionspot train --data train.json --images DIR --val val.json --out
-    runs/mine` builds the token cache, trains, evaluates on val beside CLIP on the box crop, fits the display
-    temperature and writes runs/mine/head.safetensors and runs/mine/vocabulary.txt for `regionspot predict IMAGE
-    --head runs/mine/head.safetensors --vocab-file runs/mine/vocabulary.txt`.
+    From a COCO file in one command: regionspot train --data train.json --images DIR --val val.json --out runs/mine
+
+    That builds the token cache, trains with the recipe measured for the number of images, and writes the head.
+
+    With --val it also gives the val box AP beside CLIP on the box crop and fits the display temperature.
+
+    Then: regionspot predict IMAGE --head runs/mine/head.safetensors --vocab-file runs/mine/vocabulary.txt
+
     Backbones default to the embedded shapesworld pair; pass --sam/--clip for others.
 
-    Rerunning the same command resumes from the run folder's latest checkpoint and says from which step; a
-    finished run is reported, not retrained; a folder holding a run of another recipe is refused.
+    A rerun of the same command resumes and says from which step; a finished run is reported, not retrained.
     """
     from regionspot.engine.config import TrainConfig
 

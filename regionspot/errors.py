@@ -73,3 +73,7 @@ class PromptTruncatedWarning(UserWarning):
 
 class DownloadError(RegionSpotError):
     """A file could not be fetched, verified or registered (network, 404, web page, checksum, disk)."""
+
+
+class CollapseWarning(UserWarning):
+    """A training run looks collapsed (one label for most regions, flat loss, or AP far below the crop baseline)."""

@@ -108,7 +108,7 @@ def run_from_coco(data: Path, images: Path | None, val: Path | None, val_images:
                                eval_limit=eval_limit)
     import warnings
 
-    from regionspot.engine.collapse import CollapseWarning
+    from regionspot.errors import CollapseWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CollapseWarning)  # its lines come through the log already

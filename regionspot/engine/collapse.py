@@ -26,9 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-class CollapseWarning(UserWarning):
-    """A training run looks collapsed (one label for most regions, flat loss, or AP far below the crop baseline)."""
+from regionspot.errors import CollapseWarning
 
 
 @dataclass

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from regionspot.engine import train as train_module
-from regionspot.engine.collapse import CollapseCheck, CollapseMonitor, CollapseWarning, check_val_ap
+from regionspot.engine.collapse import CollapseCheck, CollapseMonitor, check_val_ap
+from regionspot.errors import CollapseWarning
 from tests.engine.test_train import env, make_config  # noqa: F401  (the module fixture)
 
 V = 16

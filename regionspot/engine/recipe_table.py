@@ -22,6 +22,7 @@ from regionspot.errors import RegionSpotError
 MEASURED: tuple[tuple[int, float, int, int], ...] = (
     (60, 3e-4, 4, 600),
     (300, 3e-4, 8, 1200),
+    (1500, 3e-4, 8, 1500),
 )
 MAX_STEPS = 20_000  # extrapolated schedules stop growing here
 

@@ -203,11 +203,6 @@ def check_writable(*paths: Path | None) -> None:
 
 
 # --- the embedded model's notes --------------------------------------------------------------------
-def uses_embedded_model(head: str | None, sam: str | None, clip: str | None, model: str | None = None) -> bool:
-    """Whether these options select the embedded ShapesWorld model (nothing given, or its name)."""
-    return (model in (None, "shapesworld") and head in (None, "shapesworld") and sam is None and clip is None)
-
-
 def _key(name: str) -> str:
     return " ".join(name.lower().split())
 

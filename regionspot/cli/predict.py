@@ -159,7 +159,9 @@ def is_many(images: list[Path], out: Path | None, output_format: str, prompts_fi
         return True
     if out is not None and out.suffix.lower() != ".json":
         return True
-    return bool(images) and (images[0].is_dir() or not images[0].exists() and bool(set("*?[") & set(str(images[0]))))
+    from regionspot.inference.batch import is_glob
+
+    return bool(images) and (images[0].is_dir() or not images[0].exists() and is_glob(images[0]))
 
 
 @app.command()

@@ -34,6 +34,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 _GLOB_CHARS = set("*?[")
 
 
+def is_glob(text: str | Path) -> bool:
+    """Whether ``text`` is a glob pattern (``*``, ``?`` or ``[``) rather than a plain path."""
+    return bool(_GLOB_CHARS & set(str(text)))
+
+
 # --- which files ----------------------------------------------------------------------------------
 def discover_images(inputs: Sequence[str | Path]) -> list[Path]:
     """The image files named by ``inputs``, in order, each once.
@@ -52,7 +57,7 @@ def discover_images(inputs: Sequence[str | Path]) -> list[Path]:
             matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not matches:
                 raise ImageError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
-        elif _GLOB_CHARS & set(text):
+        elif is_glob(text):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
             if not matches:
                 raise ImageError(f"No file matches {text!r}; check the pattern.")

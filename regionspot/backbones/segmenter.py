@@ -24,8 +24,8 @@ from regionspot.backbones.base import SegmenterBatch, SegmenterImageState, Segme
 from regionspot.backbones.hub import cached_file_or_none, from_pretrained, looks_like_path
 from regionspot.backbones.prompts import validate_boxes, validate_points
 from regionspot.backbones.sam_inputs import SamPreprocess, normalize_sam_pixels, prepare_sam_input
-from regionspot.data.transforms import MaskFrame, upsample_mask_logits
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
+from regionspot.masks.resize import MaskFrame, upsample_mask_logits
 from regionspot.utils.fingerprint import weights_fingerprint
 from regionspot.utils.sam_attention import one_image_token_major, use_chunked_bias
 

@@ -12,8 +12,8 @@ PACKAGE = ROOT / "regionspot"
 # The library: what `import regionspot` and the predictor need. Applications sit on top of it.
 LIBRARY = ("backbones", "cache", "data", "inference", "masks", "modeling", "text", "utils",
            "checkpoint", "config", "errors", "model", "registry", "weights")
-# The leaves: they import nothing of regionspot but each other.
-LEAVES = ("config", "errors", "utils", "masks")
+# The leaves: they import nothing of regionspot but each other (every package may import them).
+LEAVES = ("config", "errors", "masks", "utils")
 APPLICATIONS = ("engine", "evaluation", "cli", "demo", "shapesworld", "testing")
 
 

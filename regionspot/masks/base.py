@@ -1,10 +1,15 @@
 """One image's region masks behind one interface, handed out one region at a time.
 
 :class:`RegionMasks` is what drawing, COCO export, the evaluation's RLEs and the clip-mask crops read:
-``masks.crop(i)`` (region i's pixels inside its bounding box and the box's offset), ``masks.window(i, ...)``,
-``masks.to_rle(i)``, ``masks.boxes()``, ``masks[i]``, ``np.asarray(masks)``. :class:`DenseMasks` puts an
-(N, H, W) array behind it (:func:`as_region_masks`); ``masks.lowres.LowResMasks`` and
-``masks.regions.CropMasks`` keep less. :func:`mask_to_box` and :func:`hflip_masks` work on whole arrays.
+
+- ``masks.crop(i)``: region i's pixels inside its bounding box and the box's offset (cost ∝ the box);
+- ``masks.to_rle(i)``: its COCO compressed RLE, from the crop; ``masks.boxes()``: every tight box;
+- ``masks[i]``: its (H, W) mask; ``masks.window(i, top, bottom, left, right)``: any window of it;
+- ``np.asarray(masks)`` / ``masks.numpy()``: the whole (N, H, W) array — N × H × W bytes, on request only.
+
+:class:`DenseMasks` gives an (N, H, W) array the same interface (:func:`as_region_masks`), so callers take
+either; ``masks.lowres.LowResMasks`` (the segmenter's low-resolution logits) and ``masks.regions.CropMasks``
+(each region's tight crop) keep less. :func:`mask_to_box` and :func:`hflip_masks` work on whole arrays.
 
 Frames: masks are (H, W) in original-image pixels, rows then columns; a box is (top, bottom, left, right)
 with rows top..bottom-1 and columns left..right-1.

@@ -1,4 +1,4 @@
-"""regionspot.masks: every piece of mask code, at leaf level (torch and numpy only).
+"""regionspot.masks: every piece of mask code, at leaf level (torch, numpy and `regionspot.errors` only).
 
 - ``resize``: nearest resize of binary masks; a segmenter's low-resolution mask logits brought to image
   pixels (``MaskFrame``, ``upsample_mask_logits``) and any window of that resize computed alone, bit for bit

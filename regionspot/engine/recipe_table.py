@@ -16,8 +16,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from regionspot.errors import RegionSpotError
-
 # (train images, lr, batch, steps): the best point per size of the measured table (docs/train.md, "Recipes").
 MEASURED: tuple[tuple[int, float, int, int], ...] = (
     (60, 3e-4, 4, 600),
@@ -60,7 +58,7 @@ def default_recipe(num_train_images: int) -> Recipe:
     the steps grow with sqrt(size), up to MAX_STEPS.
     """
     if num_train_images < 1:
-        raise RegionSpotError(f"A recipe needs at least one train image, got {num_train_images}.")
+        raise ValueError(f"A recipe needs at least one train image, got {num_train_images}.")
     sizes = [m[0] for m in MEASURED]
     if num_train_images <= sizes[0]:
         _, lr, batch, steps = MEASURED[0]

@@ -108,7 +108,7 @@ def keep_regions(boxes: np.ndarray, confidence: np.ndarray, region_filter: Regio
         drops |= (inter >= region_filter.contained * area[:, None]) & (area[None, :] > area[:, None])
     if region_filter.per_class:
         if class_ids is None:
-            raise PromptError("RegionFilter(per_class=True) needs the regions' class_ids.")
+            raise ValueError("RegionFilter(per_class=True) needs the regions' class_ids.")
         labels = np.asarray(class_ids).reshape(-1)[candidates]
         drops &= labels[:, None] == labels[None, :]
     keep = np.zeros(len(candidates), bool)

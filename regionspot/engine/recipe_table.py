@@ -1,6 +1,6 @@
 """Default training recipes by dataset size, chosen from a measured table (docs/train.md, "Recipes").
 
-``benchmarks/recipes.py`` trains heads on ShapesWorld subsets of the sizes users have with a grid of
+``benchmarks/quality/recipes.py`` trains heads on ShapesWorld subsets of the sizes users have with a grid of
 (learning rate, batch, steps) and reports box AP on a fixed val set; :data:`MEASURED` keeps the best
 point per size. :func:`default_recipe` interpolates between them (geometrically in the number of train
 images) and extrapolates past the largest (steps grow with the square root of the size), and

@@ -142,9 +142,10 @@ def _besides_itself(table: dict[str, frozenset[str]]) -> dict[str, frozenset[str
 
 
 def _target(module: str, names: list[str]) -> list[str]:
-    """The regionspot modules an import statement reaches (``from regionspot import x`` reaches regionspot.x)."""
+    """The regionspot modules an import statement reaches (``from regionspot import x`` reaches regionspot.x;
+    ``import regionspot``, the package root, is allowed nowhere)."""
     if module == "regionspot":
-        return [f"regionspot.{name}" for name in names]
+        return [f"regionspot.{name}" for name in names] or [module]
     return [module] if module.startswith("regionspot.") else []
 
 
@@ -192,10 +193,12 @@ def test_the_table_check_can_fail():
     modules = {"regionspot.text.embeddings": [("regionspot.backbones.base", ["VisionLanguage"])],
                "regionspot.data.images": [("regionspot", ["text"])],
                "regionspot.weights.install": [("regionspot.checkpoint", ["load"])],
-               "regionspot.weights.home": [("regionspot.checkpoint", ["load"])]}
+               "regionspot.weights.home": [("regionspot.checkpoint", ["load"])],
+               "regionspot.cache.extract": [("regionspot", []), ("regionspot", ["__version__"])]}
     assert table_violations(modules, ALLOWED_IMPORTS) == [
         ("regionspot.text.embeddings", "regionspot.backbones.base"), ("regionspot.data.images", "regionspot.text"),
-        ("regionspot.weights.home", "regionspot.checkpoint")]
+        ("regionspot.weights.home", "regionspot.checkpoint"), ("regionspot.cache.extract", "regionspot"),
+        ("regionspot.cache.extract", "regionspot.__version__")]
 
 
 def test_library_never_imports_applications():

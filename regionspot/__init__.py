@@ -4,7 +4,7 @@
 >>> predictor = RegionSpotPredictor(RegionSpot.from_pretrained())
 """
 
-__version__ = "0.1.0"
+from regionspot.version import __version__
 
 __all__ = [
     "HeadConfig",

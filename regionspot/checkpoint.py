@@ -21,11 +21,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from regionspot import __version__
 from regionspot.backbones.convert.torch_io import read_weights_only_state_dict
 from regionspot.config import HeadConfig, RegionSpotConfig, preprocess_preset, variant_config
 from regionspot.errors import CheckpointError, LegacyCheckpointWarning
 from regionspot.utils.io import atomic_path
+from regionspot.version import __version__
 
 FORMAT = "regionspot-head"
 FORMAT_VERSION = "1"

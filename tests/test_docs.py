@@ -190,8 +190,8 @@ def check_script(words: list[str], where: str) -> None:
     script = ROOT / words[1]
     assert script.is_file(), f"{where}: {words[1]} does not exist"
     source = script.read_text()
-    if script.parent.name == "benchmarks":
-        source += (ROOT / "benchmarks" / "speed_tools.py").read_text()
+    if script.parent == ROOT / "benchmarks" / "speed":
+        source += (ROOT / "benchmarks" / "speed" / "speed_tools.py").read_text()
     for word in words[2:]:
         if word.startswith("--"):
             flag = word.split("=", 1)[0]
@@ -412,6 +412,23 @@ def test_relative_links_point_at_what_exists(path):
             if anchor not in headings:
                 problems.append(f"{target}: no heading #{anchor} in {linked.name}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_benchmarks_index_lists_every_benchmark_with_a_command_that_parses():
+    """benchmarks/README.md: one row per script of each benchmarks/<kind>/ folder, and its command exists."""
+    rows = re.findall(r"^## (\w+)/|^\| `(\w+\.py)` \|.*\| `?([^|`]*)`? \|$", (ROOT / "benchmarks" / "README.md").read_text(),
+                      flags=re.M)
+    listed, kind = set(), None
+    for folder, script, command in rows:
+        kind = folder or kind
+        if script:
+            listed.add(f"{kind}/{script}")
+            if command.startswith("python "):
+                assert command.split()[1] == f"benchmarks/{kind}/{script}", command
+                check_script(shlex.split(command), f"benchmarks/README.md: {script}")
+    present = {p.relative_to(ROOT / "benchmarks").as_posix() for p in (ROOT / "benchmarks").glob("*/*.py")}
+    assert listed == present, (sorted(present - listed), sorted(listed - present))
+    assert not list((ROOT / "benchmarks").glob("*.py")), "a benchmark belongs in one of the kind folders"
 
 
 def test_the_license_is_the_one_pyproject_names():

@@ -19,7 +19,6 @@ from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
 from regionspot.backbones.hub import cached_file_or_none
 from regionspot.config import CLIP_RESIZES
 from regionspot.data.transforms import normalize_pixels
-from regionspot.errors import ImageError
 
 __all__ = ["clip_preprocessor_stats", "preprocess_images", "save_clip_preprocessor_config"]
 
@@ -46,11 +45,11 @@ def preprocess_images(
     if isinstance(images, Image.Image):
         images = [images]
     if len(images) == 0:
-        raise ImageError("No images were given; pass a list of at least one PIL image.")
+        raise ValueError("No images were given; pass a list of at least one PIL image.")
     resized = []
     for index, image in enumerate(images):
         if not isinstance(image, Image.Image):
-            raise ImageError(
+            raise TypeError(
                 f"Image #{index} is a {type(image).__name__}, not a PIL image; load it with regionspot.data.images.load_image."
             )
         image = image.convert("RGB")

@@ -191,20 +191,20 @@ class SamSegmenter:
         (or None).
         """
         if not isinstance(state, SegmenterImageState):
-            raise PromptError("decode_prompts needs the state returned by encode_image(image); call that first.")
+            raise TypeError("decode_prompts needs the state returned by encode_image(image); call that first.")
         if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise PromptError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
         height, width = state.original_size
         boxes_t = validate_boxes(boxes, height, width) if boxes is not None else None
         points_t, labels_t = (None, None)
         if points is not None:
             points_t, labels_t = validate_points(points, point_labels, height, width)
         elif point_labels is not None:
-            raise PromptError("point_labels were given without points; pass points (N, P, 2) too.")
+            raise ValueError("point_labels were given without points; pass points (N, P, 2) too.")
         if boxes_t is None and points_t is None:
-            raise PromptError("decode_prompts needs boxes (N, 4) and/or points (N, P, 2).")
+            raise ValueError("decode_prompts needs boxes (N, 4) and/or points (N, P, 2).")
         if boxes_t is not None and points_t is not None and len(boxes_t) != len(points_t):
-            raise PromptError(f"Got {len(boxes_t)} boxes but {len(points_t)} point sets; pass one point set per box.")
+            raise ValueError(f"Got {len(boxes_t)} boxes but {len(points_t)} point sets; pass one point set per box.")
         count = len(boxes_t) if boxes_t is not None else len(points_t)
         if mask_size is not None:
             mask_size = (int(mask_size[0]), int(mask_size[1]))

@@ -39,7 +39,6 @@ from regionspot.config import CLIP_RESIZES
 from regionspot.errors import (
     CheckpointError,
     PromptTruncatedWarning,
-    VocabularyError,
     WeightsNotFoundError,
     preview,
 )
@@ -227,11 +226,11 @@ class ClipAdapter:
         show_progress: a tqdm bar; None shows it for more than 8 batches.
         """
         if isinstance(prompts, str):
-            raise VocabularyError("encode_text takes a list of prompts, not one string.")
+            raise TypeError("encode_text takes a list of prompts, not one string.")
         prompts = list(prompts)
         for index, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
-                raise VocabularyError(f"Prompt #{index} is a {type(prompt).__name__}, not a string.")
+                raise TypeError(f"Prompt #{index} is a {type(prompt).__name__}, not a string.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         if not prompts:

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-import regionspot
 from regionspot.backbones.base import Segmenter, VisionLanguage
 from regionspot.cache.store import (
     CACHE_FORMAT_VERSION,
@@ -32,6 +31,7 @@ from regionspot.data.transforms import hflip_boxes
 from regionspot.registry import artifact_backbone, portable_backbone, same_backbone
 from regionspot.utils.io import write_json_atomic
 from regionspot.utils.progress import progress_bar
+from regionspot.version import __version__
 
 # Manifest fields that must match when a cache directory is reused (resume or another rank).
 _MUST_MATCH = (
@@ -200,7 +200,7 @@ def extract_cache(
     plan = plan_shards(len(positions), world_size, shard_size)
     manifest = {
         "format_version": CACHE_FORMAT_VERSION,
-        "code_version": regionspot.__version__,
+        "code_version": __version__,
         "segmenter": portable_backbone(segmenter.model_id, "segmenter", out),
         "segmenter_fingerprint": segmenter.weights_fingerprint,
         "prompt_type": "box",

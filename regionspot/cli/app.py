@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from regionspot import __version__
 from regionspot.errors import RegionSpotError
+from regionspot.version import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recognize any region of an image with an open vocabulary.")
 convert_app = typer.Typer(no_args_is_help=True, help="Convert official checkpoints (SAM, OpenAI CLIP, RegionSpot) to our formats.")

@@ -44,7 +44,7 @@ class MultiDatasetSampler:
         sizes = [int(s) for s in dataset_sizes]
         probs = np.asarray(weights, dtype=np.float64)
         if not sizes or len(sizes) != len(probs):
-            raise RegionSpotError(
+            raise ValueError(
                 f"Give one weight per dataset: got {len(sizes)} dataset sizes and {len(probs)} weights."
             )
         if not np.isfinite(probs).all() or (probs < 0).any() or probs.sum() <= 0:
@@ -53,9 +53,9 @@ class MultiDatasetSampler:
         if empty:
             raise RegionSpotError(f"Datasets {empty} are empty but have a positive weight; give them weight 0.")
         if batch_size < 1:
-            raise RegionSpotError(f"batch_size must be >= 1, got {batch_size}.")
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise RegionSpotError(f"Need 0 <= rank < world_size, got rank={rank}, world_size={world_size}.")
+            raise ValueError(f"Need 0 <= rank < world_size, got rank={rank}, world_size={world_size}.")
         self.dataset_sizes = sizes
         self.weights = [float(w) for w in weights]
         self._probs = probs / probs.sum()

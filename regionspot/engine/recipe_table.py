@@ -1,6 +1,6 @@
 """Default training recipes by dataset size, chosen from a measured table (docs/train.md, "Recipes").
 
-``benchmarks/recipes.py`` trains heads on ShapesWorld subsets of the sizes users have with a grid of
+``benchmarks/quality/recipes.py`` trains heads on ShapesWorld subsets of the sizes users have with a grid of
 (learning rate, batch, steps) and reports box AP on a fixed val set; :data:`MEASURED` keeps the best
 point per size. :func:`default_recipe` interpolates between them (geometrically in the number of train
 images) and extrapolates past the largest (steps grow with the square root of the size), and
@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
-
-from regionspot.errors import RegionSpotError
 
 # (train images, lr, batch, steps): the best point per size of the measured table (docs/train.md, "Recipes").
 MEASURED: tuple[tuple[int, float, int, int], ...] = (
@@ -60,7 +58,7 @@ def default_recipe(num_train_images: int) -> Recipe:
     the steps grow with sqrt(size), up to MAX_STEPS.
     """
     if num_train_images < 1:
-        raise RegionSpotError(f"A recipe needs at least one train image, got {num_train_images}.")
+        raise ValueError(f"A recipe needs at least one train image, got {num_train_images}.")
     sizes = [m[0] for m in MEASURED]
     if num_train_images <= sizes[0]:
         _, lr, batch, steps = MEASURED[0]

@@ -77,7 +77,7 @@ def region_crops(
         return [crop_box(image, box) for box in box_array]
     region_masks = as_region_masks(masks)
     if region_masks.shape != (len(box_array), image.height, image.width):
-        raise PromptError(
+        raise ValueError(
             f"masks must be (N, H, W) = ({len(box_array)}, {image.height}, {image.width}), got {region_masks.shape}"
         )
     pixels = np.asarray(image.convert("RGB"))
@@ -125,7 +125,7 @@ def baseline_logits(
         crops = region_crops(image, boxes)
     elif method == "clip-mask":
         if masks is None:
-            raise PromptError("clip-mask needs the segmenter's masks of the boxes (masks=...).")
+            raise ValueError("clip-mask needs the segmenter's masks of the boxes (masks=...).")
         crops = region_crops(image, boxes, masks, fill=mean_fill_colour(vision_language))
     else:
         raise ValueError(f"unknown baseline {method!r}; choose one of {BASELINES}")

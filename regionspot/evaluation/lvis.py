@@ -405,11 +405,11 @@ def evaluate(
     backend: "faster_coco_eval" (fast, default) or "lvis" (reference lvis-api).
     """
     if iou_type not in ("bbox", "segm"):
-        raise EvaluationError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     if backend not in _BACKENDS:
-        raise EvaluationError(f"backend must be one of {sorted(_BACKENDS)}, got {backend!r}")
+        raise ValueError(f"backend must be one of {sorted(_BACKENDS)}, got {backend!r}")
     if max_dets_per_image is not None and int(max_dets_per_image) < 1:
-        raise EvaluationError(f"max_dets_per_image must be >= 1 or None, got {max_dets_per_image}")
+        raise ValueError(f"max_dets_per_image must be >= 1 or None, got {max_dets_per_image}")
     gt = load_ground_truth(gt_json_path_or_dict)
     dets = _load_results(results, gt, iou_type)
     if fixed_ap:

@@ -31,17 +31,17 @@ def attention_grid(attention: np.ndarray, layer: int | None = -1) -> np.ndarray:
     """
     attention = np.asarray(attention, dtype=np.float32)
     if attention.ndim != 4:
-        raise RegionSpotError(f"attention must be (N, layers, heads, T); got shape {attention.shape}.")
+        raise ValueError(f"attention must be (N, layers, heads, T); got shape {attention.shape}.")
     n, layers, _heads, tokens = attention.shape
     if layer is None:
         per_layer = attention.mean(1)  # (N, heads, T)
     elif -layers <= layer < layers:
         per_layer = attention[:, layer]
     else:
-        raise RegionSpotError(f"The head has {layers} layers; pick a layer in {-layers}..{layers - 1} or all of them.")
+        raise ValueError(f"The head has {layers} layers; pick a layer in {-layers}..{layers - 1} or all of them.")
     side = math.isqrt(tokens - 1)
     if side * side != tokens - 1:
-        raise RegionSpotError(f"{tokens} attended tokens are not a class token plus a square patch grid.")
+        raise ValueError(f"{tokens} attended tokens are not a class token plus a square patch grid.")
     return per_layer.mean(1)[:, 1:].reshape(n, side, side)  # (N, g, g)
 
 
@@ -76,7 +76,7 @@ def draw_attention(
     """
     base = np.asarray(image.convert("RGB"), dtype=np.float32)
     if heatmap.shape != base.shape[:2]:
-        raise RegionSpotError(f"heatmap {heatmap.shape} does not match the image {base.shape[:2]} (H, W).")
+        raise ValueError(f"heatmap {heatmap.shape} does not match the image {base.shape[:2]} (H, W).")
     low, high = float(heatmap.min()), float(heatmap.max())
     scaled = (heatmap - low) / (high - low) if high > low else np.zeros_like(heatmap)
     blended = (1 - alpha) * base + alpha * heat_colours(scaled).astype(np.float32)

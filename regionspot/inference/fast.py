@@ -228,6 +228,6 @@ def resolve_fast_path(name: str, device: torch.device | str = "cpu") -> str:
     if chosen is None:
         raise RegionSpotError(
             "No accuracy-guard verdicts for this machine yet: run `regionspot predict --fast` once (it runs the "
-            "guard) or `python benchmarks/accuracy_guard.py`, or pass fast_path='bf16' / 'int8' explicitly."
+            "guard) or `python benchmarks/speed/accuracy_guard.py`, or pass fast_path='bf16' / 'int8' explicitly."
         )
     return chosen

@@ -27,7 +27,7 @@ STABILITY_OFFSET = 1.0  # the mask logit offset of the stability score (SAM's au
 @dataclass(frozen=True)
 class ProposalOptions:
     """How regions are proposed (defaults: measured on ShapesWorld val with the embedded model,
-    ``benchmarks/proposal_recall.py``).
+    ``benchmarks/quality/proposal_recall.py``).
 
     points_per_side: the point grid on the whole image and on each crop is N×N.
     crop_layers: 0 — the whole image only; 1 — also 2×2 overlapping crops, each encoded on its own.

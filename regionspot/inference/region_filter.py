@@ -18,7 +18,7 @@ With ``per_class`` both overlap rules are class-aware: they compare regions of t
 
 At least ``FILTERED_PROPOSALS`` proposals are labelled before the filter, so that asking for a few
 regions shows the few best that survive it, not the survivors of the segmenter's first few.
-The defaults come from ``benchmarks/everything_quality.py`` (ShapesWorld val with the embedded model,
+The defaults come from ``benchmarks/quality/everything_quality.py`` (ShapesWorld val with the embedded model,
 chosen on half of the images; 93 % of the objects among all proposals at 21 regions per object, 68 % at
 1.4 kept): there the head's confidence tells objects from background and parts only
 weakly (it has no background class), so the segmenter's stability ranks the regions and the confidence
@@ -108,7 +108,7 @@ def keep_regions(boxes: np.ndarray, confidence: np.ndarray, region_filter: Regio
         drops |= (inter >= region_filter.contained * area[:, None]) & (area[None, :] > area[:, None])
     if region_filter.per_class:
         if class_ids is None:
-            raise PromptError("RegionFilter(per_class=True) needs the regions' class_ids.")
+            raise ValueError("RegionFilter(per_class=True) needs the regions' class_ids.")
         labels = np.asarray(class_ids).reshape(-1)[candidates]
         drops &= labels[:, None] == labels[None, :]
     keep = np.zeros(len(candidates), bool)

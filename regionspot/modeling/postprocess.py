@@ -29,7 +29,7 @@ def softmax_probs(logits: torch.Tensor) -> torch.Tensor:
     Returns (N, V) float32, a softmax over the vocabulary (each row sums to 1), computed in float32.
     """
     if logits.ndim != 2:
-        raise VocabularyError(
+        raise ValueError(
             f"logits must be (N, V), got shape {tuple(logits.shape)}; pass one image at a time"
         )
     return torch.softmax(logits.float(), dim=-1)
@@ -68,7 +68,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, low: float = 0.0
     search over log T in [low, high] (the NLL is unimodal in log T for fixed logits). Returns T.
     """
     if logits.ndim != 2 or labels.shape != logits.shape[:1] or len(labels) == 0:
-        raise VocabularyError(f"fit_temperature needs (R, V) logits and (R,) labels, R > 0; got {tuple(logits.shape)}, "
+        raise ValueError(f"fit_temperature needs (R, V) logits and (R,) labels, R > 0; got {tuple(logits.shape)}, "
                               f"{tuple(labels.shape)}.")
     logits, labels = logits.double(), labels.long()
 
@@ -111,16 +111,16 @@ def image_topk_pairs(
     highest first; ties keep the row-major (box, class) order. Several classes of one box may be kept.
     """
     if probs.ndim != 2:
-        raise VocabularyError(f"probs must be (N, V), got shape {tuple(probs.shape)}")
+        raise ValueError(f"probs must be (N, V), got shape {tuple(probs.shape)}")
     n, v = probs.shape
     if boxes.ndim != 2 or boxes.shape[-1] != 4 or boxes.shape[0] != n:
-        raise PromptError(f"boxes must be (N, 4) with N={n} like probs, got shape {tuple(boxes.shape)}")
+        raise ValueError(f"boxes must be (N, 4) with N={n} like probs, got shape {tuple(boxes.shape)}")
     if max_per_image is not None and (isinstance(max_per_image, bool) or int(max_per_image) < 1):
         raise ValueError(f"max_per_image must be a positive int or None, got {max_per_image!r}")
     scores = probs.float()
     if box_scores is not None:
         if box_scores.shape != (n,):
-            raise PromptError(f"box_scores must be (N,) with N={n}, got shape {tuple(box_scores.shape)}")
+            raise ValueError(f"box_scores must be (N,) with N={n}, got shape {tuple(box_scores.shape)}")
         scores = scores * box_scores.float().to(scores.device)[:, None]
     flat = scores.reshape(-1)  # (N*V,), index = box * V + class
     keep = torch.nonzero(flat >= min_score).squeeze(1)
@@ -169,22 +169,22 @@ def to_coco_results(
     sc = _as_numpy(scores).astype(np.float64).reshape(-1)
     cat_ids = [int(c) for c in category_ids]
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
-        raise PromptError(f"boxes_xyxy must be (N, 4), got shape {boxes.shape}")
+        raise ValueError(f"boxes_xyxy must be (N, 4), got shape {boxes.shape}")
     if not (len(bi) == len(ci) == len(sc)):
         raise ValueError(
             f"box_index, class_index and scores differ in length: {len(bi)}, {len(ci)}, {len(sc)}"
         )
     if len(bi) and (bi.min() < 0 or bi.max() >= len(boxes)):
-        raise PromptError(f"box_index out of range for {len(boxes)} boxes")
+        raise ValueError(f"box_index out of range for {len(boxes)} boxes")
     if len(ci) and (ci.min() < 0 or ci.max() >= len(cat_ids)):
-        raise VocabularyError(
+        raise ValueError(
             f"class_index out of range for a vocabulary of {len(cat_ids)}; category_ids must map every vocabulary entry"
         )
     rle_of = mask_rle
     if masks is not None:
         mask_np = _as_numpy(masks)
         if mask_np.ndim != 3 or mask_np.shape[0] != len(boxes):
-            raise PromptError(f"masks must be (N, H, W) with N={len(boxes)}, got shape {mask_np.shape}")
+            raise ValueError(f"masks must be (N, H, W) with N={len(boxes)}, got shape {mask_np.shape}")
 
         def rle_of(index: int) -> dict:
             return encode_rle(mask_np[index])

@@ -6,7 +6,7 @@ logits are compared with the fp32 path's (:func:`regionspot.inference.fast.compa
 reported: top-1 accuracy against the ground-truth class for both, so a path's effect on the task is
 visible next to its agreement.
 
-The table is printed by ``benchmarks/accuracy_guard.py``; ``regionspot predict --fast`` runs the guard
+The table is printed by ``benchmarks/speed/accuracy_guard.py``; ``regionspot predict --fast`` runs the guard
 once per machine and keeps the verdicts (``regionspot.inference.fast.verdicts_path``).
 """
 

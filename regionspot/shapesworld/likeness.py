@@ -12,7 +12,7 @@ checker), a few flat-coloured shapes and thin lines, plus faint pixel noise. See
 A photo has many colours (light, shading, materials), fine texture (fur, foliage, skin, print), or both.
 The image counts as ShapesWorld-like when both cues stay within what renders show; the limits are the
 largest values over 2,000 renders (both worlds, train and val streams) with a margin, and
-``benchmarks/shapesworld_likeness.py`` prints how they split renders from photos and textures. A plain
+``benchmarks/quality/shapesworld_likeness.py`` prints how they split renders from photos and textures. A plain
 photo (a crop of clear sky) can pass as like: the test is meant to catch the common case cheaply, not to
 be a classifier of everything.
 """
@@ -90,7 +90,7 @@ def looks_like_shapesworld(image: Image.Image) -> bool:
     return measure_likeness(image).like
 
 
-# --- calibration sets (benchmarks/shapesworld_likeness.py and the tests) ----------------------------------
+# --- calibration sets (benchmarks/quality/shapesworld_likeness.py and the tests) ----------------------------------
 def calibration_renders(per_stream: int, image_size: int = 256, seed: int = 0) -> list[tuple[str, Image.Image]]:
     """ShapesWorld renders named 'world/split/index': the first ``per_stream`` images of the train and val
     streams of each world preset (v1, v2), as the datasets draw them."""

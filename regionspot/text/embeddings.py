@@ -23,17 +23,31 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from regionspot.backbones.base import VisionLanguage
 from regionspot.errors import CheckpointError, PromptTruncatedWarning, preview
 from regionspot.text.prompts import DEFAULT_TEMPLATES, get_templates, validate_vocabulary
 from regionspot.utils.io import atomic_path
 
 CACHE_FORMAT = 1
+
+
+class TextEncoder(Protocol):
+    """What this module needs of a vision-language model (``backbones.base.VisionLanguage`` has it all):
+    its id and weights fingerprint for the cache key, and ``encode_text``.
+
+    ``encode_text(prompts, batch_size=...)`` returns (P, D) float embeddings, one per prompt; a model whose
+    ``encode_text`` also takes ``normalize=False`` (raw projections) and ``show_progress`` gets them.
+    """
+
+    model_id: str
+    weights_fingerprint: str
+
+    def encode_text(self, prompts: Sequence[str], batch_size: int = 256) -> torch.Tensor: ...
 
 
 def default_cache_dir() -> Path:
@@ -53,7 +67,7 @@ def _accepts(function, name: str) -> bool:
 
 
 def text_cache_key(
-    model: VisionLanguage, class_names: Sequence[str], templates: Sequence[str], ensemble: str
+    model: TextEncoder, class_names: Sequence[str], templates: Sequence[str], ensemble: str
 ) -> str:
     """A hex digest identifying (model, weights fingerprint, templates, class names, ensemble mode)."""
     payload = {
@@ -68,7 +82,7 @@ def text_cache_key(
 
 
 def class_text_embeddings(
-    model: VisionLanguage,
+    model: TextEncoder,
     class_names: Sequence[str],
     templates: str | Sequence[str] = DEFAULT_TEMPLATES,
     cache_dir: str | Path | None | bool = None,
@@ -154,7 +168,7 @@ def _read_cache(path: Path, num_classes: int) -> torch.Tensor:
     return embeddings.float()
 
 
-def _write_cache(path: Path, embeddings: torch.Tensor, model: VisionLanguage, num_templates: int) -> None:
+def _write_cache(path: Path, embeddings: torch.Tensor, model: TextEncoder, num_templates: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "format": str(CACHE_FORMAT),

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from regionspot import __version__
 from regionspot.errors import DownloadError
+from regionspot.version import __version__
 from regionspot.weights.sources import HubRepo
 from regionspot.weights.transfer import TIMEOUT_S, fetch
 

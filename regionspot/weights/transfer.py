@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from regionspot import __version__
 from regionspot.errors import DownloadError
 from regionspot.utils.progress import progress_bar
+from regionspot.version import __version__
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0

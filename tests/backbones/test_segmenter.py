@@ -201,7 +201,7 @@ def test_points_and_box_plus_points(segmenter, state):
     assert (both.tokens - out.tokens).abs().max() > 1e-3
     with pytest.raises(PromptError, match="outside"):
         segmenter.decode_prompts(state, points=torch.tensor([[[150.0, 10.0]]]))
-    with pytest.raises(PromptError, match="point set"):
+    with pytest.raises(ValueError, match="point set"):
         segmenter.decode_prompts(state, boxes=BOXES, points=points, point_labels=labels)
 
 
@@ -214,7 +214,7 @@ def test_bad_boxes(segmenter, state):
         segmenter.decode_prompts(state, boxes=torch.tensor([[120.0, 10.0, 150.0, 30.0]]))
     with pytest.raises(PromptError, match=r"\(N, 4\)"):
         segmenter.decode_prompts(state, boxes=torch.zeros(3, 5))
-    with pytest.raises(PromptError, match="encode_image"):
+    with pytest.raises(TypeError, match="encode_image"):
         segmenter.decode_prompts("not a state", boxes=BOXES)  # type: ignore[arg-type]
     with pytest.warns(UserWarning, match="box 1 clipped to the image"):
         clipped = segmenter.decode_prompts(state, boxes=torch.tensor([[10.0, 10.0, 50.0, 40.0], [-20.0, 5.0, 130.0, 70.0]]))

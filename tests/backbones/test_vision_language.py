@@ -14,7 +14,7 @@ from regionspot.backbones.base import VisionLanguage
 from regionspot.backbones.clip_inputs import preprocess_images
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
 from regionspot.backbones.vision_language import PromptTruncatedWarning, SiglipAdapter, load_vision_language
-from regionspot.errors import ImageError, VocabularyError, WeightsNotFoundError
+from regionspot.errors import WeightsNotFoundError
 
 
 @pytest.fixture(scope="module")
@@ -167,11 +167,11 @@ def test_long_prompt_truncated_with_one_warning(clip):
 
 
 def test_bad_inputs_raise_clear_errors(clip):
-    with pytest.raises(ImageError):
+    with pytest.raises(TypeError):
         clip.feature_map([np.zeros((4, 4, 3))])
-    with pytest.raises(ImageError):
+    with pytest.raises(ValueError):
         clip.encode_image([])
-    with pytest.raises(VocabularyError):
+    with pytest.raises(TypeError):
         clip.encode_text("a single string")
     assert clip.encode_text([]).shape == (0, 24)
 

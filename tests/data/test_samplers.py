@@ -83,11 +83,11 @@ def test_mismatched_state_and_bad_arguments_raise():
     state = MultiDatasetSampler(SIZES, [1, 1, 1], 2, seed=0).state_dict()
     with pytest.raises(RegionSpotError, match="seed"):
         MultiDatasetSampler(SIZES, [1, 1, 1], 2, seed=1).load_state_dict(state)
-    with pytest.raises(RegionSpotError, match="one weight per dataset"):
+    with pytest.raises(ValueError, match="one weight per dataset"):
         MultiDatasetSampler(SIZES, [1, 1], 2)
     with pytest.raises(RegionSpotError, match="not all zero"):
         MultiDatasetSampler(SIZES, [0, 0, 0], 2)
     with pytest.raises(RegionSpotError, match="empty"):
         MultiDatasetSampler([0, 5], [1, 1], 2)
-    with pytest.raises(RegionSpotError, match="rank"):
+    with pytest.raises(ValueError, match="rank"):
         MultiDatasetSampler(SIZES, [1, 1, 1], 2, rank=2, world_size=2)

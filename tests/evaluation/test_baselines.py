@@ -3,7 +3,6 @@ import pytest
 import torch
 from PIL import Image
 
-from regionspot.errors import PromptError
 from regionspot.evaluation.baselines import (
     baseline_logits,
     crop_box,
@@ -55,7 +54,7 @@ def test_mask_crops_blank_outside_the_mask_with_the_mean_colour(image, vl):
     np.testing.assert_array_equal(patch[inside], original[inside])
     assert (patch[~inside] == np.asarray(fill, np.uint8)).all()
     assert (np.asarray(crops[1]) == np.asarray(fill, np.uint8)).all()  # empty mask: fully blanked
-    with pytest.raises(PromptError, match="masks must be"):
+    with pytest.raises(ValueError, match="masks must be"):
         region_crops(image, BOXES, masks[:, :10])
 
 
@@ -83,7 +82,7 @@ def test_clip_mask_with_full_masks_equals_clip_box_and_needs_masks(image, vl, te
         baseline_logits("clip-mask", vl, image, boxes, text, masks=partial)[0],
         baseline_logits("clip-box", vl, image, boxes, text)[0],
     )
-    with pytest.raises(PromptError, match="masks"):
+    with pytest.raises(ValueError, match="masks"):
         baseline_logits("clip-mask", vl, image, boxes, text)
     with pytest.raises(ValueError, match="unknown baseline"):
         baseline_logits("clip-whole", vl, image, boxes, text)

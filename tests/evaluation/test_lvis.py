@@ -199,7 +199,7 @@ def test_bad_inputs_raise_clear_errors(hand_case):
         evaluate(gt, [_det(1, 1, [0, 0, 1, 1], 0.5), _det(1, 1, [0, float("nan"), 1, 1], 0.5)])
     with pytest.raises(EvaluationError, match="non-finite score"):
         evaluate(gt, [_det(1, 1, [0, 0, 1, 1], float("inf"))])
-    with pytest.raises(EvaluationError, match="backend"):
+    with pytest.raises(ValueError, match="backend"):
         evaluate(gt, dets, backend="detectron2")
 
 

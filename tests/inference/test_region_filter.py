@@ -20,7 +20,7 @@ def test_duplicates_go_whatever_their_labels():
     per_class = keep_regions(boxes, confidence, RegionFilter(min_confidence=0.1, nms_iou=0.5, per_class=True),
                              class_ids=ids)
     assert per_class.tolist() == [1, 2, 3]  # class-aware: the cat copy goes, the dog reading of the object stays
-    with pytest.raises(PromptError, match="class_ids"):
+    with pytest.raises(ValueError, match="class_ids"):
         keep_regions(boxes, confidence, RegionFilter(per_class=True))
 
 

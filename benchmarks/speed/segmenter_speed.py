@@ -3,7 +3,7 @@
 Prints the image-encoder time for one image (resized to 1024 on its longest side) and the decoder time
 for N boxes with and without masks. Random weights give the same FLOPs as the released model.
 
-    python benchmarks/segmenter_speed.py --boxes 12 --repeats 3
+    python benchmarks/speed/segmenter_speed.py --boxes 12 --repeats 3
 """
 
 from __future__ import annotations

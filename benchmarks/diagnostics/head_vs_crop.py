@@ -10,7 +10,7 @@ compares, on the regions of the other 20%, the top-1 class of
 against the cache's whole vocabulary. The held-out regions belong to classes the head was trained on,
 so this is the head's *easiest* case: if it loses here, it loses the AP table too.
 
-    python benchmarks/head_vs_crop.py BUILD_DIR [--iters 1500] [--lr 1e-3] [--batch 8] [--token-only]
+    python benchmarks/diagnostics/head_vs_crop.py BUILD_DIR [--iters 1500] [--lr 1e-3] [--batch 8] [--token-only]
 
 BUILD_DIR is a ``regionspot shapesworld build`` output (``cache/``, ``clip/``; the cache must hold
 CLIP maps and its manifest the image root).

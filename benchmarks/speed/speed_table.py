@@ -1,6 +1,6 @@
-"""The Markdown table of ``benchmarks/speed.py`` from its JSON report (also usable on a saved JSON file).
+"""The Markdown table of ``benchmarks/speed/speed.py`` from its JSON report (also usable on a saved JSON file).
 
-    python benchmarks/speed_table.py docs/speed.json
+    python benchmarks/speed/speed_table.py docs/speed.json
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ found when a proposal's box overlaps its box with IoU ≥ 0.5. Prints recall amo
 all (at most ``--max-regions``) proposals, proposals per image and seconds per image, for the default
 options and, with ``--ablation``, without crops, without refinement and with a coarser grid.
 
-    python benchmarks/proposal_recall.py [--num-val 100] [--seed 0] [--ablation] [--sam DIR]
+    python benchmarks/quality/proposal_recall.py [--num-val 100] [--seed 0] [--ablation] [--sam DIR]
 
 The segmenter is the embedded ShapesWorld model's tiny SAM unless ``--sam`` names another.
 """

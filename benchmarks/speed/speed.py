@@ -11,7 +11,7 @@ Measures, in one process and one run (so every ratio is side by side):
 - ``regionspot predict`` CLI wall time (text cached) minus the in-process model compute = start-up overhead;
 - peak RSS of ``regionspot predict --viz`` with the embedded model on a big image with many boxes.
 
-    nice -n 10 env OMP_WAIT_POLICY=PASSIVE python benchmarks/speed.py --threads 1 --boxes 1,12 \
+    nice -n 10 env OMP_WAIT_POLICY=PASSIVE python benchmarks/speed/speed.py --threads 1 --boxes 1,12 \
         --out docs/speed.json
 
 Prints one Markdown table (stdout) and writes the same rows as JSON (``--out``).
@@ -164,11 +164,12 @@ def main() -> None:
     parser.add_argument("--skip-cli", action="store_true")
     parser.add_argument("--cli-before", default=None,
                         help="another interpreter whose regionspot is the 'before' code (e.g. main's venv python)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/rs-perf"))
+    parser.add_argument("--work", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the rows")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="leave glibc's allocator as it is (the CLI tunes it: regionspot.utils.allocator)")
     args = parser.parse_args()
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="regionspot-bench-"))
     from regionspot.utils.allocator import keep_freed_memory
 
     malloc_tuned = not args.no_malloc_tuning and keep_freed_memory()

@@ -6,9 +6,9 @@ settings interleaved over ``--repeats`` rounds so that a changing machine load h
 median is kept. Two figures per setting: the CLI's wall time per image (start-up, model load and AP
 included) and the prediction loop's own seconds per image (``this_run`` in ``report.json``).
 
-    python benchmarks/eval_loop_speed.py --images 60 --settings 1x0,4x0,1x2,4x2 --repeats 2
+    python benchmarks/speed/eval_loop_speed.py --images 60 --settings 1x0,4x0,1x2,4x2 --repeats 2
     # also the code before (a source tree: git archive main regionspot | tar -x -C /tmp/before):
-    python benchmarks/eval_loop_speed.py --before /tmp/before
+    python benchmarks/speed/eval_loop_speed.py --before /tmp/before
 
 Prints a Markdown table with both figures and the loop's speed-up over the first setting.
 """
@@ -50,10 +50,11 @@ def main() -> None:
     parser.add_argument("--settings", default="1x0,4x0,1x2,4x2", help="BATCHxWORKERS, comma-separated")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "regionspot-eval-loop")
+    parser.add_argument("--work", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     parser.add_argument("--before", type=Path, default=None,
                         help="a regionspot source tree to time too, at --batch-size 4 (e.g. main's code)")
     args = parser.parse_args()
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="regionspot-bench-"))
     from regionspot.registry import assets_dir
     from regionspot.shapesworld.generate import generate_shapesworld
 

@@ -15,8 +15,8 @@ head's architecture (its sizes and image size), on the shipped world (v2):
 
 Prints a Markdown table and writes ``OUT/recipes.json``::
 
-    OMP_NUM_THREADS=2 python benchmarks/recipes.py --out runs/recipes --sizes 60 300 1500
-    python benchmarks/recipes.py --out runs/recipes --grid 60:1e-3:8:300 --grid 300:1e-3:8:800
+    OMP_NUM_THREADS=2 python benchmarks/quality/recipes.py --out runs/recipes --sizes 60 300 1500
+    python benchmarks/quality/recipes.py --out runs/recipes --grid 60:1e-3:8:300 --grid 300:1e-3:8:800
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ Prints a Markdown table. Each case is one ``regionspot predict IMAGE --boxes-jso
 its peak RSS is the kernel's ``ru_maxrss`` of that child (``os.wait4``). A case that runs past --timeout
 or whose RSS passes --rss-cap-gb is ended and reported as such, with the peak it had reached.
 
-    nice -n 15 env OMP_NUM_THREADS=1 python benchmarks/memory.py \\
-        --before /work/main/.venv/bin/regionspot [--sizes 12,48] [--boxes 50,200]
+    nice -n 15 env OMP_NUM_THREADS=1 python benchmarks/speed/memory.py \\
+        --before OLD_VENV/bin/regionspot [--sizes 12,48] [--boxes 50,200]
 
 The images (the bundled ShapesWorld example scaled up, 4:3, PNG) and boxes (seeded, 3–25 % of each side)
 are written to --work once. The 48-megapixel image is under PIL's decompression-bomb limit (89.5 MP).
@@ -20,6 +20,7 @@ import os
 import platform
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -105,9 +106,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds before an 'after' case is ended")
     parser.add_argument("--before-timeout", type=float, default=420.0, help="seconds before a 'before' case is ended")
     parser.add_argument("--rss-cap-gb", type=float, default=7.0, help="end a case whose RSS passes this")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/regionspot-memory"))
+    parser.add_argument("--work", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     parser.add_argument("--json", type=Path, default=None, help="also write the measurements here")
     args = parser.parse_args()
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="regionspot-bench-"))
     args.work.mkdir(parents=True, exist_ok=True)
 
     sizes = [int(v) for v in args.sizes.split(",")]

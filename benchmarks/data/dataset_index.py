@@ -1,7 +1,7 @@
 """Dataset index time and peak memory on a V3Det-sized synthetic annotation file.
 
-    python benchmarks/dataset_index.py --out /tmp/v3det_synth
-    python benchmarks/dataset_index.py --out /tmp/v3det_synth --code /path/to/other/checkout   # "before"
+    python benchmarks/data/dataset_index.py --out /tmp/v3det_synth
+    python benchmarks/data/dataset_index.py --out /tmp/v3det_synth --code /path/to/other/checkout   # "before"
 
 Writes (once; reused when present) a COCO-format file shaped like V3Det v1 train: 184,000 images with
 nested paths ``Images/a<category>/<name>.jpg``, 1,750,000 boxes, 13,204 categories with a description
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import resource, sys, time

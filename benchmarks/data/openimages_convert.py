@@ -1,6 +1,6 @@
 """OpenImages CSV -> COCO JSON conversion throughput (boxes/s) and peak memory on a synthetic split.
 
-    python benchmarks/openimages_convert.py --out /tmp/oi_synth --boxes 1500000 --images 190000
+    python benchmarks/data/openimages_convert.py --out /tmp/oi_synth --boxes 1500000 --images 190000
 
 Writes (once; reused when present) a box CSV in the public v6 layout (13 columns, ~8 boxes per image, 3 %
 group-of), the 601-class boxable descriptions and ``<ImageID>.jpg`` files (small real JPEGs of 12 sizes,
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEADER = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
 
 CHILD = r"""

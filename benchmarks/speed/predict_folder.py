@@ -8,7 +8,7 @@ ground-truth boxes, then times, each as a fresh ``python -m regionspot.cli`` pro
 3. separate calls, ``regionspot predict IMAGE --boxes ... --out X.json --viz X.png``, on the first
    ``--separate`` images, extrapolated to all ``--images`` when fewer (the table says so).
 
-    OMP_NUM_THREADS=2 python benchmarks/predict_folder.py --images 100 --separate 20
+    OMP_NUM_THREADS=2 python benchmarks/speed/predict_folder.py --images 100 --separate 20
 """
 
 from __future__ import annotations

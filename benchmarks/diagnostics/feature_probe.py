@@ -5,7 +5,7 @@ feature map mean-pooled inside each box, (b) the segmenter token, (c) both. Trai
 the cached regions, tested on the rest. If (a) is weak, the head cannot do better than the crop
 baselines, whatever its attention learns.
 
-    python benchmarks/feature_probe.py CACHE_DIR [--steps 400] [--attributes]
+    python benchmarks/diagnostics/feature_probe.py CACHE_DIR [--steps 400] [--attributes]
 
 --attributes (ShapesWorld): also probe the two parts of a "<colour> <shape>" class name separately.
 """

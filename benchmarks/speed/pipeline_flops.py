@@ -1,6 +1,6 @@
 """FLOPs of each step of the pipeline at full size (random weights), counted by torch's FlopCounterMode.
 
-    python benchmarks/pipeline_flops.py
+    python benchmarks/speed/pipeline_flops.py
 
 Counts multiply-accumulates x 2 of matmuls and convolutions (what GPUs are rated in), per image or per
 box: SAM-B's image encoder at 1024², its prompt encoder + decoder per box (tokens only, as the cache

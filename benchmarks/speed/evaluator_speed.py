@@ -5,7 +5,7 @@ categories; r/c/f frequencies) with about ``--dets`` detections per image (some 
 300 cap), runs both backends of ``regionspot.evaluation.lvis.evaluate`` and prints a table
 (evaluator, seconds, AP, APr, APc, APf). Exits non-zero if the backends disagree by more than 1e-4.
 
-    python benchmarks/evaluator_speed.py --images 1000 --categories 1203 --dets 300
+    python benchmarks/speed/evaluator_speed.py --images 1000 --categories 1203 --dets 300
 """
 
 from __future__ import annotations

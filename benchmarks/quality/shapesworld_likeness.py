@@ -5,7 +5,7 @@ Rows: ShapesWorld renders (both worlds, train and val streams), the photos shipp
 given with --photos), random crops of those photos (half to nine tenths of each side), and synthetic 1/f
 colour textures. Columns: how many the test calls like / unlike ShapesWorld.
 
-    python benchmarks/shapesworld_likeness.py --per-stream 100 --crops 12 --textures 20
+    python benchmarks/quality/shapesworld_likeness.py --per-stream 100 --crops 12 --textures 20
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Token-cache throughput: boxes/s and bytes per box with full-size random SAM-B on 1024² images.
 
-    python benchmarks/cache_throughput.py --images 2 --boxes 20
-    python benchmarks/cache_throughput.py --images 4 --boxes 32 --encoder tiny --flip   # the per-box part
+    python benchmarks/data/cache_throughput.py --images 2 --boxes 20
+    python benchmarks/data/cache_throughput.py --images 4 --boxes 32 --encoder tiny --flip   # the per-box part
 
 ``--encoder tiny`` keeps SAM-B's prompt encoder and mask decoder (256-d tokens, the per-box cost and the
 bytes per box of the real cache) but swaps the ViT-B image encoder for a 2-block, 64-wide one, so the

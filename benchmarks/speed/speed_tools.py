@@ -1,4 +1,4 @@
-"""Measuring helpers for ``benchmarks/speed.py``: GEMM peak, FLOP counting (CPU SDPA included), timing,
+"""Measuring helpers for ``benchmarks/speed/speed.py``: GEMM peak, FLOP counting (CPU SDPA included), timing,
 and the plain reference pipeline (straight transformers calls, fp32, eager, one decoder call, full-size masks).
 """
 

@@ -17,8 +17,8 @@ Per row, against ``released``: the logits of every ground-truth box (max |Δ| ov
 share of the released logit range, averaged over boxes), top-1 agreement, top-5 overlap, and the LVIS
 box / mask AP of the whole run with their change.
 
-    python benchmarks/fidelity.py [--num-val 100] [--image-size 256] [--out runs/fidelity]
-    python benchmarks/fidelity.py --head RegionSpot-BL.safetensors --data lvis_v1_val.json --images COCO_ROOT --limit 200
+    python benchmarks/diagnostics/fidelity.py [--num-val 100] [--image-size 256] [--out runs/fidelity]
+    python benchmarks/diagnostics/fidelity.py --head RegionSpot-BL.safetensors --data lvis_v1_val.json --images COCO_ROOT --limit 200
 
 Default: the embedded ShapesWorld model (its head was trained with the default pipeline) on ``--num-val``
 regenerated ShapesWorld val images (seed 0, the CI subset's generator).

@@ -1,7 +1,7 @@
 """Training step time per image: cached tokens + cached CLIP maps vs online CLIP (CLIP-L/14 size, random).
 
-    python benchmarks/train_step.py --batch 4 --regions 50 --steps 3 --mode cached
-    python benchmarks/train_step.py --batch 4 --regions 50 --steps 3 --mode online
+    python benchmarks/speed/train_step.py --batch 4 --regions 50 --steps 3 --mode cached
+    python benchmarks/speed/train_step.py --batch 4 --regions 50 --steps 3 --mode online
 
 Run each mode in its own process: the peak memory printed is the process's peak RSS (CPU) or the peak
 allocated CUDA memory (GPU).

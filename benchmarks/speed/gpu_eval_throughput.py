@@ -12,8 +12,8 @@ Precisions: fp32 (PyTorch defaults: no TF32 matmuls); bf16 = the library's bf16 
 SAM's image encoder and mask decoder and the CLIP towers; prompt encoder and head fp32); fp16 = autocast
 to float16 on the same modules. One warm-up pass of one batch precedes each timed pass.
 
-    python benchmarks/gpu_eval_throughput.py --device cuda --batch-sizes 1,8,32 --precisions fp32,bf16,fp16
-    python benchmarks/gpu_eval_throughput.py --tiny --device cpu --images 8 --batch-sizes 1,4 --precisions fp32
+    python benchmarks/speed/gpu_eval_throughput.py --device cuda --batch-sizes 1,8,32 --precisions fp32,bf16,fp16
+    python benchmarks/speed/gpu_eval_throughput.py --tiny --device cpu --images 8 --batch-sizes 1,4 --precisions fp32
 
 ``--tiny`` uses the embedded ShapesWorld model instead (a CPU smoke test of this script, not a figure).
 Prints a Markdown table: images/s, and per image the time the loop waited for input and the GPU's peak memory.
@@ -87,8 +87,9 @@ def main() -> None:
     parser.add_argument("--iou-types", default="bbox,segm", help="bbox,segm (masks + RLE) or bbox")
     parser.add_argument("--workers", type=int, default=None, help="input processes (default: the loop's default)")
     parser.add_argument("--tiny", action="store_true", help="the embedded ShapesWorld model (CPU smoke test)")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "regionspot-bench")
+    parser.add_argument("--work", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     args = parser.parse_args()
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="regionspot-bench-"))
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         parser.error("CUDA is not available here; pass --device cpu (with --tiny for a smoke test).")
     args.work.mkdir(parents=True, exist_ok=True)

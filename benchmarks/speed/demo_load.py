@@ -7,7 +7,7 @@ unless ``--url`` names a running local server, then runs ``--clients`` threads, 
 percentiles. The server runs one request at a time (one model instance), so latency grows with the
 number of clients while throughput stays that of one worker.
 
-    python benchmarks/demo_load.py --clients 4 --seconds 60 [--everything] [--url http://127.0.0.1:7860/]
+    python benchmarks/speed/demo_load.py --clients 4 --seconds 60 [--everything] [--url http://127.0.0.1:7860/]
 """
 
 from __future__ import annotations

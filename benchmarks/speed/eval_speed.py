@@ -9,7 +9,7 @@ encoding is done once per dataset and cached, so it is not part of the per-image
 call, masks on) → CLIP map → head → softmax / top pairs / RLE → append to the store. The first image is
 a warm-up and is not counted.
 
-    python benchmarks/eval_speed.py --images 3 --boxes 12 --eval-images 200
+    python benchmarks/speed/eval_speed.py --images 3 --boxes 12 --eval-images 200
 
 Prints two Markdown tables (seconds per image by stage; evaluator seconds by backend and iou type).
 """

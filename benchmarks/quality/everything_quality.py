@@ -16,7 +16,7 @@ proposals, ``min_confidence`` on the calibrated confidence, ``nms_iou`` and the 
 across classes, regions ranked by stability), and the best settings of the full sweep, so the defaults are
 chosen from it. ``--images first-half`` is the half the defaults were chosen on; ``second-half`` is held out.
 
-    python benchmarks/everything_quality.py --cache /tmp/everything_cache [--num-val 100] [--seed N] \
+    python benchmarks/quality/everything_quality.py --cache /tmp/everything_cache [--num-val 100] [--seed N] \
         [--only-table] [--images all|first-half|second-half]
 """
 

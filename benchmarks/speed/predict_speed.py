@@ -3,7 +3,7 @@
 Real weights cannot be downloaded here, so the backbones are randomly initialised at their real sizes
 (random weights cost the same FLOPs). Prints a table: end-to-end CLI wall time, then a breakdown.
 
-    python benchmarks/predict_speed.py --boxes 12 [--work /tmp/regionspot-bench] [--threads 2]
+    python benchmarks/speed/predict_speed.py --boxes 12 [--work DIR] [--threads 2]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,10 +75,11 @@ def build_full_size(work: Path, variant: str = "BL") -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--boxes", type=int, default=12)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/regionspot-bench"))
+    parser.add_argument("--work", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--vocab", type=int, default=20, help="number of class names")
     args = parser.parse_args()
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="regionspot-bench-"))
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     root = build_full_size(args.work)
@@ -93,7 +95,6 @@ def main() -> None:
     vocab = ",".join(f"class {i}" for i in range(args.vocab))
 
     import shutil
-    import tempfile
 
     text_cache = Path(tempfile.mkdtemp(prefix="text-cache-", dir=args.work))  # cold: nothing cached yet
     cmd = [sys.executable, "-m", "regionspot.cli", "predict", str(image_path), "--vocab", vocab, "--boxes", box_arg,

@@ -6,16 +6,17 @@
    (``regionspot.inference.fast.verdicts_path``).
 2. ``--ap``: box AP of the embedded RegionSpot on those images, per path, and its change against fp32.
 3. ``--full-size``: the BL architecture at full size (SAM ViT-B with SAM-style init, CLIP ViT-L/14, random
-   head; built by ``benchmarks/predict_speed.py``) on one image with ``--boxes`` boxes against ``--vocab``
+   head; built by ``benchmarks/speed/predict_speed.py``) on one image with ``--boxes`` boxes against ``--vocab``
    random class names — the numerics of the real sizes, where a trained tiny model cannot say.
 
-    nice -n 10 env OMP_WAIT_POLICY=PASSIVE python benchmarks/accuracy_guard.py --images 60 --ap --full-size
+    nice -n 10 env OMP_WAIT_POLICY=PASSIVE python benchmarks/speed/accuracy_guard.py --images 60 --ap --full-size
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -109,8 +110,9 @@ def main() -> None:
     parser.add_argument("--full-size", action="store_true")
     parser.add_argument("--boxes", type=int, default=50)
     parser.add_argument("--vocab", type=int, default=20)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/rs-perf"))
+    parser.add_argument("--work", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     args = parser.parse_args()
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="regionspot-bench-"))
     torch.set_num_threads(args.threads)
     paths = args.paths.split(",")
     lines = _shapesworld_table(paths, args.images)

@@ -7,13 +7,14 @@ seconds to all 1203 names (97,443 prompts). The tokenizer is the project's small
 not downloadable here), so token counts — and the FLOPs with them — differ from real CLIP's; the ratio to the
 floor is what carries over.
 
-    python benchmarks/text_speed.py --threads 2 --every 20 --paths fp32,bf16,int8
+    python benchmarks/speed/text_speed.py --threads 2 --every 20 --paths fp32,bf16,int8
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +30,9 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=20, help="take every N-th LVIS name")
     parser.add_argument("--variant", default="BL", choices=("BB", "BL", "BL@336"))
     parser.add_argument("--paths", default="fp32,bf16,int8")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/rs-perf"))
+    parser.add_argument("--work", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     args = parser.parse_args()
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="regionspot-bench-"))
     from predict_speed import build_full_size
 
     from regionspot.inference.fast import candidate_paths

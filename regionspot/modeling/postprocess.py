@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from regionspot.errors import PromptError, VocabularyError
+from regionspot.errors import VocabularyError
 from regionspot.masks.rle import encode_rle
 
 __all__ = ["softmax_probs", "top_classes", "calibrated_confidence", "fit_temperature", "image_topk_pairs", "to_coco_results"]

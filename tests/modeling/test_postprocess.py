@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from regionspot.errors import PromptError, VocabularyError
+from regionspot.errors import VocabularyError
 from regionspot.masks.rle import encode_rle
 from regionspot.modeling.postprocess import image_topk_pairs, softmax_probs, to_coco_results
 

@@ -11,6 +11,9 @@ tests/test_architecture.py, whatever tree is measured.
     messages included) and in how many files; as a code name (``code``: identifier tokens, no strings or
     comments); and as a declaration or hand-over (``decl``: a function parameter, a keyword argument of a
     call, or a field of a class body); totals and means per option.
+(a') the lists that spell a command's options: every function signature, call (its keyword names) and class
+    body (its fields) in regionspot/ naming 4 or more of the command's options; for each option, in how
+    many of those lists it is spelled (the Typer declaration is one of them).
 (b) imports that point up: library -> applications (test_architecture's LIBRARY / APPLICATIONS), and every
     import outside the per-package table (test_architecture's ALLOWED_IMPORTS; the package root exempt).
 (c) copies of the scoring formula logit_scale * cos(head(tokens, map), text): functions that use the head's
@@ -38,6 +41,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
 MODULE_LINES, FUNCTION_LINES = 400, 80
+LIST_MIN_OPTIONS = 4
 
 
 def architecture():
@@ -55,6 +59,23 @@ def sources(root: Path) -> dict[str, tuple[Path, str]]:
         parts = path.relative_to(root).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         found[name] = (path, path.read_text())
+    return found
+
+
+def command_callbacks(root: Path) -> set[str]:
+    """"module:function" of every Typer command's callback (other commands' signatures are not hand-overs)."""
+    sys.path.insert(0, str(root))
+    import typer.main
+
+    from regionspot.cli import app
+
+    found = set()
+    stack = [typer.main.get_command(app)]
+    while stack:
+        command = stack.pop()
+        stack.extend(getattr(command, "commands", {}).values())
+        if command.callback is not None:
+            found.add(f"{command.callback.__module__}:{command.callback.__name__}")
     return found
 
 
@@ -111,6 +132,43 @@ def option_table(root: Path, files: dict[str, tuple[Path, str]]) -> list[str]:
                      f"{totals['decl']} |")
         lines.append(f"| **{command}: mean per option** | | {totals['words'] / n:.1f} | {totals['files'] / n:.1f} | "
                      f"{totals['code'] / n:.1f} | {totals['decl'] / n:.1f} |")
+    return lines
+
+
+def _spelled_lists(tree: ast.AST):
+    """(line, kind, name, names it spells) for every signature, call and class body of a module."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            yield node.lineno, "def", node.name, {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+        elif isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "?")
+            yield node.lineno, "call", called, {k.arg for k in node.keywords if k.arg}
+        elif isinstance(node, ast.ClassDef):
+            yield node.lineno, "class", node.name, {s.target.id for s in node.body
+                                                    if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+
+
+def option_lists(root: Path, files: dict[str, tuple[Path, str]]) -> list[str]:
+    trees = {path.relative_to(root): ast.parse(text) for path, text in files.values()}
+    callbacks = command_callbacks(root)
+    group = __import__("typer.main").main.get_command(__import__("regionspot.cli").cli.app)
+    lines = ["## (a') Lists that spell a command's options (signatures, calls, class bodies naming 4 or more of them)", ""]
+    for command, options in command_options(root).items():
+        wanted = set(options)
+        own = group.commands[command].callback
+        others = callbacks - {f"{own.__module__}:{own.__name__}"}
+        found = [(where, line, kind, name, names & wanted) for where, tree in trees.items()
+                 for line, kind, name, names in _spelled_lists(tree) if len(names & wanted) >= LIST_MIN_OPTIONS
+                 and not (kind == "def" and f"{'.'.join(where.with_suffix('').parts)}:{name}" in others)]
+        per_option = {o: sum(o in spelled for *_rest, spelled in found) for o in options}
+        counts = sorted(per_option.values())
+        lines.append(f"**{command}** ({len(options)} options): {len(found)} lists; places per option: "
+                     f"min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]}")
+        lines += [f"- {where}:{line} {kind} `{name}` ({len(spelled)}/{len(options)})"
+                  for where, line, kind, name, spelled in found]
+        lines.append("")
     return lines
 
 
@@ -236,7 +294,7 @@ def main() -> None:
     args = parser.parse_args()
     root = args.root.resolve()
     files = sources(root)
-    sections = [option_table(root, files), upward_imports(files), scoring_copies(root, files),
+    sections = [option_lists(root, files), option_table(root, files), upward_imports(files), scoring_copies(root, files),
                 dataloader_users(root, files), sizes(root, files), duplicate_pairs(root)]
     print(f"# Design measures of {root}\n")
     print("\n\n".join("\n".join(section) for section in sections))

@@ -140,23 +140,20 @@ def default_vocabulary(names: list[str] | None, options: PredictOptions) -> list
     raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog', --vocab-file names.txt or --vocab-preset.")
 
 
-def load_model(options: PredictOptions):
-    """The model ``options`` name (weights, backbones, device, --fast numerics)."""
+def load_model(options: PredictOptions) -> tuple:
+    """(model, its "model" record for a result JSON): the model ``options`` name (weights, backbones, device,
+    --fast numerics)."""
     from transformers.utils import logging as transformers_logging
 
     from regionspot.model import RegionSpot
 
     transformers_logging.disable_progress_bar()  # its per-tensor "Loading weights" bars: noise on the terminal
     device = options.device or best_device()
-    return RegionSpot.from_pretrained(options.weights, segmenter=options.segmenter,
-                                      vision_language=options.vision_language, device=device,
-                                      fast_path=guarded_fast_path(device) if options.fast else None)
-
-
-def model_record(options: PredictOptions, model) -> dict:
-    """The "model" field of a result JSON."""
-    return {"name": options.weights or "shapesworld", "segmenter": model.config.segmenter,
-            "vision_language": model.config.vision_language}
+    model = RegionSpot.from_pretrained(options.weights, segmenter=options.segmenter,
+                                       vision_language=options.vision_language, device=device,
+                                       fast_path=guarded_fast_path(device) if options.fast else None)
+    return model, {"name": options.weights or "shapesworld", "segmenter": model.config.segmenter,
+                   "vision_language": model.config.vision_language}
 
 
 @app.command()
@@ -234,9 +231,23 @@ def run_predict(options: PredictOptions) -> int:
     if is_many(options):
         from regionspot.cli.predict_many import predict_many
 
-        return predict_many(options, inputs)
+        return predict_many(options, check_many(options, inputs), inputs.boxes, inputs.points, load_model)
     predict_one(options, inputs)
     return 0
+
+
+def check_many(options: PredictOptions, inputs: Inputs) -> list[str]:
+    """What only many-images mode refuses; the vocabulary (the embedded model's notes printed)."""
+    if not options.images:
+        raise RegionSpotError("Name the images: regionspot predict photos/ --out results/.")
+    if options.viz is not None or options.explain is not None:
+        raise RegionSpotError("--viz and --explain name one picture; with many images the pictures go to "
+                              "OUT/<name>.png (--no-viz: none).")
+    vocabulary = default_vocabulary(inputs.names, options)
+    if options.embedded:
+        for note in checks.embedded_model_notes(vocabulary, None, ""):
+            typer.echo(f"note: {note}")
+    return vocabulary
 
 
 # --- one image ------------------------------------------------------------------------------------
@@ -248,11 +259,11 @@ def predict_one(options: PredictOptions, inputs: Inputs) -> None:
     checks.check_writable(out, viz, options.explain)
     start = time.perf_counter()
     image, picture, inputs = read_image(options, inputs)
-    model = load_model(options)
+    model, record = load_model(options)
     loaded = time.perf_counter()
     predictor, result = label(model, picture, inputs, options, want_masks=viz is not None or options.masks)
     done = time.perf_counter()
-    written = write_outputs(options, image, predictor, result, model_record(options, model), out, viz,
+    written = write_outputs(options, image, predictor, result, record, out, viz,
                             {"load": round(loaded - start, 3), "predict": round(done - loaded, 3)})
     for i, name in enumerate(result.labels):
         box = ", ".join(f"{v:.0f}" for v in result.boxes[i])

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from regionspot.errors import PromptError, RegionSpotError
-
-if TYPE_CHECKING:
-    from regionspot.cli.predict import Inputs
-    from regionspot.inference.options import PredictOptions
+from regionspot.inference.options import PredictOptions
 
 
-def prompts_per_image(options: PredictOptions, inputs: Inputs, images: list[Path]) -> list:
+def prompts_per_image(options: PredictOptions, boxes: list | None, points: list | None, images: list[Path]) -> list:
     """Each image's prompts: its --prompts entry, else --boxes/--points, else (with --everything or without
     --prompts) everything mode. An image left without any under --prompts is an error, before any work."""
     from regionspot.inference.batch import ImagePrompts, image_prompts, match_prompts, read_prompts_file
 
-    given = image_prompts(inputs.boxes, inputs.points, "--boxes/--points")
+    given = image_prompts(boxes, points, "--boxes/--points")
     if options.prompts_file is None:
         return [given] * len(images)
     found, unmatched = match_prompts(images, read_prompts_file(options.prompts_file))
@@ -60,36 +57,21 @@ def model_identity(options: PredictOptions) -> dict:
             "fast": options.fast, "head_file": head_file_identity(options.weights)}
 
 
-def check_many(options: PredictOptions, inputs: Inputs) -> list[str]:
-    """What only many-images mode refuses; the vocabulary (the embedded model's notes printed)."""
-    import regionspot.cli.checks as checks
-    from regionspot.cli.predict import default_vocabulary
-
-    if not options.images:
-        raise RegionSpotError("Name the images: regionspot predict photos/ --out results/.")
-    if options.viz is not None or options.explain is not None:
-        raise RegionSpotError("--viz and --explain name one picture; with many images the pictures go to "
-                              "OUT/<name>.png (--no-viz: none).")
-    vocabulary = default_vocabulary(inputs.names, options)
-    if options.embedded:
-        for note in checks.embedded_model_notes(vocabulary, None, ""):
-            typer.echo(f"note: {note}")
-    return vocabulary
-
-
-def predict_many(options: PredictOptions, inputs: Inputs) -> int:
-    """Run the batch; print failures (one line each) and a summary; return the exit status (1: some failed)."""
+def predict_many(options: PredictOptions, vocabulary: list[str], boxes: list | None, points: list | None,
+                 load: Callable[[PredictOptions], tuple]) -> int:
+    """Run the batch (the prompts typed apply to the images --prompts leaves without; ``load``: options -> (model,
+    its record for the result JSON), called only if an image is left to do); print failures (one line each)
+    and a summary; return the exit status (1: some failed)."""
     from regionspot.inference.batch import BatchSettings, discover_images, plan_batch, run_batch
     from regionspot.inference.coco_output import write_coco
     from regionspot.inference.results import SCHEMA
     from regionspot.utils.progress import progress_write
 
-    vocabulary = check_many(options, inputs)
     out, pictures = options.out or Path("predictions"), not options.no_viz
     if out.suffix.lower() == ".json" or out.is_file():
         raise RegionSpotError(f"--out {out} must be a folder when there are many images.")
     images = discover_images(options.images)
-    prompts = prompts_per_image(options, inputs, images)
+    prompts = prompts_per_image(options, boxes, points, images)
     proposals, region_filter = options.proposals(), options.region_filter()
     record = {"schema": SCHEMA, "model": model_identity(options), "top_k": options.top_k, "masks": options.masks}
     items = plan_batch(images, prompts, record, vocabulary,
@@ -102,11 +84,9 @@ def predict_many(options: PredictOptions, inputs: Inputs) -> int:
                              pictures=pictures, decode_limit=options.decode_limit, record={"options": record})
 
     def make_predictor():
-        from regionspot.cli.predict import load_model, model_record
         from regionspot.inference.predictor import RegionSpotPredictor
 
-        model = load_model(options)
-        settings.record["model"] = model_record(options, model)
+        model, settings.record["model"] = load(options)
         predictor = RegionSpotPredictor(model)
         predictor.set_vocabulary(vocabulary)
         return predictor

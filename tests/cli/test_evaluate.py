@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from regionspot.cli import app
-from regionspot.cli.options import flag, name_flags
+from regionspot.cli.options import flag
 from regionspot.engine.config import EvalOptions
 
 runner = CliRunner()
@@ -60,11 +60,6 @@ def test_every_eval_flag_is_a_field_of_its_options():
     params = typer.main.get_command(app).commands["eval"].params
     assert {p.name for p in params} <= fields
     assert all(flag(p.name) in p.opts for p in params)
-
-
-def test_name_flags_rewrites_only_the_commands_fields():
-    assert name_flags("`methods` is empty; `other` stays", ["methods"]) == "--method is empty; `other` stays"
-    assert name_flags("`eval_resize` x", ["eval_resize"]) == "--input-resize x"
 
 
 def test_eval_help_names_the_paper_switch():

@@ -124,8 +124,8 @@ def main() -> None:
         model = RegionSpot.from_config(config)
         load_head_state(model.head, base.head.state_dict())
         model.eval()
-        options = EvalOptions(methods=("regionspot",), input_resize=preprocess.eval_resize,
-                              input_min_size=preprocess.eval_min_size, input_max_size=preprocess.eval_max_size,
+        options = EvalOptions(methods=("regionspot",), eval_resize=preprocess.eval_resize,
+                              eval_min_size=preprocess.eval_min_size, eval_max_size=preprocess.eval_max_size,
                               mask_return=mask_return, limit=args.limit, text_cache_dir=str(out / "text"),
                               overwrite=True)
         summary = evaluate_dataset(args.data, args.images, out / "eval" / name.replace(", ", "_").replace(" ", "-"),

@@ -179,13 +179,6 @@ def _numbers(*values: float) -> str:
 
 
 # --- flags and outputs ----------------------------------------------------------------------------
-def check_positive(**options: float | None) -> None:
-    """Each option (name=value, '_' for '-') must be a positive number when given."""
-    for name, value in options.items():
-        if value is not None and not value > 0:
-            raise RegionSpotError(f"--{name.replace('_', '-')} must be a positive number, got {value}.")
-
-
 def check_writable(*paths: Path | None) -> None:
     """Each output path is no folder and its folder is writable (made now if missing, as the run would)."""
     for path in paths:

@@ -1,11 +1,15 @@
 """``regionspot predict`` (and ``regionspot models``): label regions of one image, write JSON and a picture.
 
-Box and point strings are read by ``backbones.prompts.parse_numbers`` (shared with the demo), names files
-by ``text.presets``; everything that needs no model is checked first by ``cli.checks``.
+Its options are ``inference.options.PredictOptions``' fields (defaults included). The command reads like a
+``main``: check the options, read the inputs, then one image (read it, load the model, label, write) or many
+(``cli/predict_many.py``). Box and point strings are read by ``backbones.prompts.parse_numbers`` (shared with
+the demo), names files by ``text.presets``; everything that needs no model is checked first (``cli.checks``,
+``PredictOptions.validate``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -16,8 +20,9 @@ import typer
 
 import regionspot.cli.checks as checks
 from regionspot.cli.app import app, best_device, friendly
-from regionspot.errors import ImageError, PromptError, RegionSpotError, VocabularyError
-from regionspot.inference.region_filter import RegionFilter
+from regionspot.cli.options import flag_messages
+from regionspot.errors import PromptError, RegionSpotError, VocabularyError
+from regionspot.inference.options import PredictOptions
 
 
 def read_boxes_json(path: Path, box_format: str = "xyxy") -> list[list[float]]:
@@ -75,7 +80,7 @@ def guarded_fast_path(device: str) -> str:
     return chosen
 
 
-# --- predict --------------------------------------------------------------------------------------
+# --- the steps ------------------------------------------------------------------------------------
 def bundled_example() -> tuple[Path, list[list[float]], list[str]]:
     """The bundled ShapesWorld example: image path, its boxes and its vocabulary."""
     from regionspot.registry import assets_dir
@@ -87,132 +92,120 @@ def bundled_example() -> tuple[Path, list[list[float]], list[str]]:
     return example.parent / spec["image"], spec["boxes"], spec["vocabulary"]
 
 
-def read_prompt_options(boxes: str | None, boxes_json: Path | None, points: str | None, everything: bool,
-                        box_format: str = "xyxy") -> tuple[list | None, list | None]:
-    """The boxes (--boxes or --boxes-json, XYXY after --box-format) and points (--points) given on the
-    command line, checked."""
-    if boxes is not None and boxes_json is not None:
-        raise PromptError("Pass either --boxes or --boxes-json, not both.")
-    box_list = checks.read_box_option(boxes, box_format) if boxes is not None else None
-    if boxes_json is not None:
-        box_list = read_boxes_json(boxes_json, checks.check_box_format(box_format))
-    point_list = checks.read_point_option(points) if points is not None else None
-    if everything and (box_list is not None or point_list is not None):
-        raise PromptError("--everything labels the regions the segmenter proposes; drop --boxes/--points (or --everything).")
-    return box_list, point_list
+@dataclass
+class Inputs:
+    """What predict reads before any model: the class names (None: not given) and the prompts given on the
+    command line (boxes XYXY, points XY, original-image pixels; None: not given)."""
+
+    names: list[str] | None
+    boxes: list[list[float]] | None
+    points: list[list[float]] | None
 
 
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which weights to load and how: --model or --head (``weights``), --sam, --clip, --device, --fast."""
-
-    weights: str | None = None
-    sam: str | None = None
-    clip: str | None = None
-    device: str | None = None
-    fast: bool = False
-
-    @classmethod
-    def from_options(cls, model: str | None, head: str | None, **others) -> ModelChoice:
-        if model is not None and head is not None:
-            raise RegionSpotError("Pass --model NAME (registered weights) or --head PATH (your own head), not both.")
-        return cls(model if model is not None else head, **others)
-
-    @property
-    def embedded(self) -> bool:
-        return self.weights in (None, "shapesworld") and self.sam is None and self.clip is None
-
-    def load(self):
-        from transformers.utils import logging as transformers_logging
-
-        from regionspot.model import RegionSpot
-
-        transformers_logging.disable_progress_bar()  # its per-tensor "Loading weights" bars: noise on the terminal
-        dev = self.device or best_device()
-        return RegionSpot.from_pretrained(self.weights, segmenter=self.sam, vision_language=self.clip, device=dev,
-                                          fast_path=guarded_fast_path(dev) if self.fast else None)
-
-    def record(self, model) -> dict:
-        """The "model" field of a result JSON."""
-        return {"name": self.weights or "shapesworld", "segmenter": model.config.segmenter,
-                "vision_language": model.config.vision_language}
+def check_options(options: PredictOptions) -> PredictOptions:
+    """Every check that needs neither a model nor a file, each bad value one line; the device normalised."""
+    options = dataclasses.replace(options, device=checks.check_device(options.device))
+    options.validate()
+    return options
 
 
-def default_vocabulary(names: list[str] | None, choice: ModelChoice) -> list[str]:
-    """The class names to use: those given, else the embedded model's own 64 (other weights need names)."""
-    if names is not None:
-        return names
-    if choice.embedded:
-        return read_vocabulary(None, None, "shapesworld")
-    raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog', --vocab-file names.txt or --vocab-preset.")
+def read_inputs(options: PredictOptions) -> Inputs:
+    """The class names and prompts as typed or in the files named, checked."""
+    names = checks.check_names(read_vocabulary(options.vocab, options.vocab_file, options.vocab_preset), options.vocab)
+    boxes = checks.read_box_option(options.boxes, options.box_format) if options.boxes is not None else None
+    if options.boxes_json is not None:
+        boxes = read_boxes_json(options.boxes_json, checks.check_box_format(options.box_format))
+    points = checks.read_point_option(options.points) if options.points is not None else None
+    return Inputs(names, boxes, points)
 
 
-def decode_limit(max_megapixels: float | None) -> int | None:
-    if max_megapixels is not None and not max_megapixels > 0:
-        raise ImageError(f"--max-megapixels must be a positive number, got {max_megapixels}.")
-    return None if max_megapixels is None else int(max_megapixels * 1e6)
-
-
-def is_many(images: list[Path], out: Path | None, output_format: str, prompts_file: Path | None) -> bool:
+def is_many(options: PredictOptions) -> bool:
     """Many-images mode: several inputs, a folder, a glob, --prompts, --format coco, or --out not a .json."""
-    if len(images) > 1 or prompts_file is not None or output_format != "json":
+    images = options.images or []
+    if len(images) > 1 or options.prompts_file is not None or options.output_format != "json":
         return True
-    if out is not None and out.suffix.lower() != ".json":
+    if options.out is not None and options.out.suffix.lower() != ".json":
         return True
     from regionspot.inference.batch import is_glob
 
     return bool(images) and (images[0].is_dir() or not images[0].exists() and is_glob(images[0]))
 
 
+def default_vocabulary(names: list[str] | None, options: PredictOptions) -> list[str]:
+    """The class names to use: those given, else the embedded model's own 64 (other weights need names)."""
+    if names is not None:
+        return names
+    if options.embedded:
+        return read_vocabulary(None, None, "shapesworld")
+    raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog', --vocab-file names.txt or --vocab-preset.")
+
+
+def load_model(options: PredictOptions) -> tuple:
+    """(model, its "model" record for a result JSON): the model ``options`` name (weights, backbones, device,
+    --fast numerics)."""
+    from transformers.utils import logging as transformers_logging
+
+    from regionspot.model import RegionSpot
+
+    transformers_logging.disable_progress_bar()  # its per-tensor "Loading weights" bars: noise on the terminal
+    device = options.device or best_device()
+    model = RegionSpot.from_pretrained(options.weights, segmenter=options.segmenter,
+                                       vision_language=options.vision_language, device=device,
+                                       fast_path=guarded_fast_path(device) if options.fast else None)
+    return model, {"name": options.weights or "shapesworld", "segmenter": model.config.segmenter,
+                   "vision_language": model.config.vision_language}
+
+
 @app.command()
 @friendly
+@flag_messages
 def predict(
     images: Annotated[list[Path] | None, typer.Argument(help="Image files, folders or quoted globs ('photos/*.jpg'). "
-                                                             "Default: the bundled ShapesWorld example.")] = None,
-    vocab: Annotated[str | None, typer.Option(help="Comma-separated class names, e.g. 'cat,dog'.")] = None,
-    vocab_file: Annotated[Path | None, typer.Option(help="A file with one class name per line.")] = None,
-    vocab_preset: Annotated[str | None, typer.Option(help="A ready vocabulary: coco, lvis or shapesworld.")] = None,
+                                                             "Default: the bundled ShapesWorld example.")] = PredictOptions.images,
+    vocab: Annotated[str | None, typer.Option(help="Comma-separated class names, e.g. 'cat,dog'.")] = PredictOptions.vocab,
+    vocab_file: Annotated[Path | None, typer.Option(help="A file with one class name per line.")] = PredictOptions.vocab_file,
+    vocab_preset: Annotated[str | None, typer.Option(help="A ready vocabulary: coco, lvis or shapesworld.")] = PredictOptions.vocab_preset,
     boxes: Annotated[str | None, typer.Option(help="Boxes in image pixels, separated by ';': 'x1,y1,x2,y2; x1 y1 x2 y2' "
-                                                   "(commas or spaces between numbers).")] = None,
+                                                   "(commas or spaces between numbers).")] = PredictOptions.boxes,
     box_format: Annotated[str, typer.Option(help="How --boxes / --boxes-json lists read: xyxy (corners) or xywh "
-                                                 "(x, y, width, height).")] = "xyxy",
-    boxes_json: Annotated[Path | None, typer.Option(help="Boxes from a JSON file.")] = None,
-    points: Annotated[str | None, typer.Option(help="One foreground point per region: 'x,y; x,y' (or 'x y; x y').")] = None,
+                                                 "(x, y, width, height).")] = PredictOptions.box_format,
+    boxes_json: Annotated[Path | None, typer.Option(help="Boxes from a JSON file.")] = PredictOptions.boxes_json,
+    points: Annotated[str | None, typer.Option(help="One foreground point per region: 'x,y; x,y' (or 'x y; x y').")] = PredictOptions.points,
     prompts_file: Annotated[Path | None, typer.Option("--prompts", help="Many images: a JSON file {\"a.jpg\": {\"boxes\": "
                             "\\[\\[x1,y1,x2,y2], ...], \"points\": \\[\\[x,y], ...]}, ...}, or a COCO file (each image's annotation "
                             "boxes; its ids go into --format coco). An image without an entry takes --boxes/--points, "
-                            "or with --everything the proposals; else it is an error.")] = None,
+                            "or with --everything the proposals; else it is an error.")] = PredictOptions.prompts_file,
     everything: Annotated[bool, typer.Option("--everything", help="No prompts: the segmenter proposes the regions "
-                                                               "(point grid + crops) and all are labelled.")] = False,
+                                                               "(point grid + crops) and all are labelled.")] = PredictOptions.everything,
     out: Annotated[Path | None, typer.Option(help="One image: the JSON result (default result.json). Many images: "
-                                                  "a folder (default predictions/) for <name>.json and <name>.png.")] = None,
+                                                  "a folder (default predictions/) for <name>.json and <name>.png.")] = PredictOptions.out,
     output_format: Annotated[str, typer.Option("--format", help="json: a result JSON per image. coco: also one "
-                             "COCO results file OUT/results.coco.json and OUT/image_ids.json.")] = "json",
-    masks: Annotated[bool, typer.Option("--masks", help="Put each region's mask in the JSON (COCO RLE).")] = False,
+                             "COCO results file OUT/results.coco.json and OUT/image_ids.json.")] = PredictOptions.output_format,
+    masks: Annotated[bool, typer.Option("--masks", help="Put each region's mask in the JSON (COCO RLE).")] = PredictOptions.masks,
     viz: Annotated[Path | None, typer.Option(help="One image: where to write a PNG with masks, boxes and labels "
-                                                  "(default result.png).")] = None,
-    no_viz: Annotated[bool, typer.Option("--no-viz", help="Write no pictures.")] = False,
+                                                  "(default result.png).")] = PredictOptions.viz,
+    no_viz: Annotated[bool, typer.Option("--no-viz", help="Write no pictures.")] = PredictOptions.no_viz,
     explain: Annotated[Path | None, typer.Option(help="Write the head's attention maps over the image (PNG), "
-                                                      "one panel per region (the first --explain-regions).")] = None,
-    explain_regions: Annotated[int, typer.Option(help="How many regions --explain draws.")] = 6,
-    explain_per_layer: Annotated[bool, typer.Option(help="--explain draws every layer, not only the last.")] = False,
+                                                      "one panel per region (the first --explain-regions).")] = PredictOptions.explain,
+    explain_regions: Annotated[int, typer.Option(help="How many regions --explain draws.")] = PredictOptions.explain_regions,
+    explain_per_layer: Annotated[bool, typer.Option(help="--explain draws every layer, not only the last.")] = PredictOptions.explain_per_layer,
     model: Annotated[str | None, typer.Option(help="Registered weights by name (see `regionspot models`): "
-                                                   "shapesworld (default), BB, BL, BL@336.")] = None,
-    sam: Annotated[str | None, typer.Option(help="Segmenter: registered name (e.g. shapesworld, BL), hub id or folder.")] = None,
-    clip: Annotated[str | None, typer.Option(help="Vision-language model: registered name, hub id or folder.")] = None,
-    head: Annotated[str | None, typer.Option(help="Head checkpoint (.safetensors, official .pth) or a registered name.")] = None,
-    top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = 3,
-    grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = 16,
-    max_regions: Annotated[int, typer.Option(help="Everything mode: show at most this many regions.")] = 100,
-    min_confidence: Annotated[float, typer.Option(help="Everything mode: hide regions below this confidence.")] = RegionFilter.min_confidence,
+                                                   "shapesworld (default), BB, BL, BL@336.")] = PredictOptions.model,
+    segmenter: Annotated[str | None, typer.Option("--sam", help="Segmenter: registered name (e.g. shapesworld, BL), hub id or folder.")] = PredictOptions.segmenter,
+    vision_language: Annotated[str | None, typer.Option("--clip", help="Vision-language model: registered name, hub id or folder.")] = PredictOptions.vision_language,
+    head: Annotated[str | None, typer.Option(help="Head checkpoint (.safetensors, official .pth) or a registered name.")] = PredictOptions.head,
+    top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = PredictOptions.top_k,
+    grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = PredictOptions.grid,
+    max_regions: Annotated[int, typer.Option(help="Everything mode: show at most this many regions.")] = PredictOptions.max_regions,
+    min_confidence: Annotated[float, typer.Option(help="Everything mode: hide regions below this confidence.")] = PredictOptions.min_confidence,
     nms_iou: Annotated[float, typer.Option(help="Everything mode: hide a region overlapping a more stable one "
-                                                "above this box IoU (1: keep all).")] = RegionFilter.nms_iou,
+                                                "above this box IoU (1: keep all).")] = PredictOptions.nms_iou,
     nms_per_class: Annotated[bool, typer.Option("--nms-per-class", help="Everything mode: suppress overlaps only "
-                                                "within a class (class-aware; default: across classes).")] = False,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = False,
+                                                "within a class (class-aware; default: across classes).")] = PredictOptions.nms_per_class,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = PredictOptions.device,
+    fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = PredictOptions.fast,
     max_megapixels: Annotated[float | None, typer.Option(help="Decode image files up to this many megapixels (default: PIL's "
-                                                                "decompression-bomb limit, 89.5; or $REGIONSPOT_MAX_MEGAPIXELS).")] = None,
+                                                                "decompression-bomb limit, 89.5; or $REGIONSPOT_MAX_MEGAPIXELS).")] = PredictOptions.max_megapixels,
 ) -> None:
     """Label regions (boxes, points, or --everything the segmenter finds) of one or many images; write JSON
     (schema regionspot.result/1, see docs/output.md) and pictures.
@@ -226,76 +219,95 @@ def predict(
     and OUT/<name>.png per image; a rerun skips the images already done with the same options. A file that
     cannot be read is reported in one line and skipped; the others finish, and the exit status is then 1.
     """
-    from regionspot.inference.proposals import ProposalOptions
-
-    # checks that need no model (regionspot/cli/checks.py): each bad input is one line before any loading
-    device = checks.check_device(device)
-    checks.check_positive(top_k=top_k, grid=grid, max_regions=max_regions, explain_regions=explain_regions)
-    names = checks.check_names(read_vocabulary(vocab, vocab_file, vocab_preset), vocab)
-    box_list, point_list = read_prompt_options(boxes, boxes_json, points, everything, box_format)
-    choice = ModelChoice.from_options(model, head, sam=sam, clip=clip, device=device, fast=fast)
-    limit = decode_limit(max_megapixels)
-    if output_format not in ("json", "coco"):
-        raise RegionSpotError(f"--format must be json or coco, got {output_format!r}.")
-    proposals = ProposalOptions(points_per_side=grid, max_regions=max_regions)
-    region_filter = RegionFilter(min_confidence=min_confidence, nms_iou=nms_iou, per_class=nms_per_class)
-    if is_many(images or [], out, output_format, prompts_file):
-        from regionspot.cli.predict_many import ManyImages, predict_many
-
-        if not images:
-            raise RegionSpotError("Name the images: regionspot predict photos/ --out results/.")
-        if viz is not None or explain is not None:
-            raise RegionSpotError("--viz and --explain name one picture; with many images the pictures go to "
-                                  "OUT/<name>.png (--no-viz: none).")
-        vocabulary = default_vocabulary(names, choice)
-        if choice.embedded:
-            for note in checks.embedded_model_notes(vocabulary, None, ""):
-                typer.echo(f"note: {note}")
-        request = ManyImages(images, vocabulary, box_list, point_list, everything, prompts_file,
-                             out or Path("predictions"), output_format, masks, not no_viz, limit, top_k, proposals,
-                             region_filter)
-        raise typer.Exit(predict_many(request, choice))
-    out, viz = out or Path("result.json"), None if no_viz else viz or Path("result.png")
-    checks.check_writable(out, viz, explain)
-    predict_one(images[0] if images else None, names, box_list, point_list, everything, choice, out, viz, masks,
-                top_k, proposals, region_filter, limit, explain, explain_regions, explain_per_layer)
+    status = run_predict(PredictOptions(**locals()))
+    if status:
+        raise typer.Exit(status)
 
 
-def predict_one(image: Path | None, names: list[str] | None, box_list: list | None, point_list: list | None,
-                everything: bool, choice: ModelChoice, out: Path, viz: Path | None, masks: bool, top_k: int,
-                proposals, region_filter: RegionFilter, limit: int | None, explain: Path | None, explain_regions: int,
-                explain_per_layer: bool) -> None:
-    """One image: the JSON at ``out``, the picture at ``viz`` (None: none), the regions on stdout."""
-    from regionspot.data.images import load_image
-    from regionspot.inference.predictor import RegionSpotPredictor
-    from regionspot.inference.visualize import draw_result
+def run_predict(options: PredictOptions) -> int:
+    """``predict``'s steps: check the options, read the inputs, label one image or many; the exit status."""
+    options = check_options(options)
+    inputs = read_inputs(options)
+    if is_many(options):
+        from regionspot.cli.predict_many import predict_many
 
+        return predict_many(options, check_many(options, inputs), inputs.boxes, inputs.points, load_model)
+    predict_one(options, inputs)
+    return 0
+
+
+def check_many(options: PredictOptions, inputs: Inputs) -> list[str]:
+    """What only many-images mode refuses; the vocabulary (the embedded model's notes printed)."""
+    if not options.images:
+        raise RegionSpotError("Name the images: regionspot predict photos/ --out results/.")
+    if options.viz is not None or options.explain is not None:
+        raise RegionSpotError("--viz and --explain name one picture; with many images the pictures go to "
+                              "OUT/<name>.png (--no-viz: none).")
+    vocabulary = default_vocabulary(inputs.names, options)
+    if options.embedded:
+        for note in checks.embedded_model_notes(vocabulary, None, ""):
+            typer.echo(f"note: {note}")
+    return vocabulary
+
+
+# --- one image ------------------------------------------------------------------------------------
+def predict_one(options: PredictOptions, inputs: Inputs) -> None:
+    """One image: the JSON at --out, the picture at --viz (--no-viz: none), the attention maps at --explain,
+    the regions on stdout."""
+    out = options.out or Path("result.json")
+    viz = None if options.no_viz else options.viz or Path("result.png")
+    checks.check_writable(out, viz, options.explain)
     start = time.perf_counter()
+    image, picture, inputs = read_image(options, inputs)
+    model, record = load_model(options)
+    loaded = time.perf_counter()
+    predictor, result = label(model, picture, inputs, options, want_masks=viz is not None or options.masks)
+    done = time.perf_counter()
+    written = write_outputs(options, image, predictor, result, record, out, viz,
+                            {"load": round(loaded - start, 3), "predict": round(done - loaded, 3)})
+    for i, name in enumerate(result.labels):
+        box = ", ".join(f"{v:.0f}" for v in result.boxes[i])
+        typer.echo(f"[{box}]  {name}  {result.display_scores[i]:.2f}")
+    typer.echo(f"wrote {' and '.join(str(p) for p in written)}  (load {loaded - start:.1f}s, predict {done - loaded:.1f}s)")
+
+
+def read_image(options: PredictOptions, inputs: Inputs):
+    """(path, decoded image, inputs with the class names settled): the image given, or the bundled example with
+    its boxes and names; decoded before the model loads, so a bad or oversized file is one line at once. Prints
+    the notes (everything mode chosen for lack of prompts, what the embedded model cannot know)."""
+    from regionspot.data.images import load_image
+
+    image, names, boxes, points = (options.images or [None])[0], inputs.names, inputs.boxes, inputs.points
     own_image = image is not None
     if image is None:
         image, example_boxes, example_names = bundled_example()
-        if box_list is None and point_list is None and not everything:
-            box_list = example_boxes
+        if boxes is None and points is None and not options.everything:
+            boxes = example_boxes
         names = names if names is not None else example_names
     else:
-        checks.check_prompts_fit(image, box_list, point_list)
-        if box_list is None and point_list is None and not everything:
+        checks.check_prompts_fit(image, boxes, points)
+        if boxes is None and points is None and not options.everything:
             typer.echo(f"note: {checks.EVERYTHING_NOTE}")
-    names = default_vocabulary(names, choice)
-    everything = everything or (box_list is None and point_list is None)
-    picture = load_image(image, decode_limit=limit)  # before the model: a bad or oversized file is one line, at once
-    if choice.embedded:  # the embedded model says what it cannot know
+    names = default_vocabulary(names, options)
+    picture = load_image(image, decode_limit=options.decode_limit)
+    if options.embedded:  # the embedded model says what it cannot know
         for note in checks.embedded_model_notes(names, picture if own_image else None, image.name):
             typer.echo(f"note: {note}")
+    return image, picture, Inputs(names, boxes, points)
 
-    model = choice.load()
-    loaded = time.perf_counter()
+
+def label(model, picture, inputs: Inputs, options: PredictOptions, want_masks: bool):
+    """(predictor, RegionResult): the prompted regions labelled, or without prompts (or with --everything) the
+    regions the segmenter proposes; its notes printed."""
+    from regionspot.inference.predictor import RegionSpotPredictor
+
     predictor = RegionSpotPredictor(model)
     predictor.set_image(picture)
-    predictor.set_vocabulary(names)
-    want_masks, want_attention = viz is not None or masks, explain is not None
-    if everything:
-        result = predictor.predict_everything(proposals, top_k=top_k, return_masks=want_masks,
+    predictor.set_vocabulary(inputs.names)
+    want_attention = options.explain is not None
+    if options.everything or (inputs.boxes is None and inputs.points is None):
+        proposals, region_filter = options.proposals(), options.region_filter()
+        result = predictor.predict_everything(proposals, top_k=options.top_k, return_masks=want_masks,
                                               return_attention=want_attention, region_filter=region_filter)
         overlap = "of its class" if region_filter.per_class else "of any class"
         typer.echo(f"everything: {len(result)} of the regions proposed by the segmenter "
@@ -303,15 +315,20 @@ def predict_one(image: Path | None, names: list[str] | None, box_list: list | No
                    f"confidence >= {region_filter.min_confidence:g}, box IoU <= {region_filter.nms_iou:g} "
                    f"with a more stable region {overlap}")
     else:
-        result = predictor.predict(boxes=box_list, points=point_list, top_k=top_k, return_masks=want_masks,
-                                   return_attention=want_attention)
-    done = time.perf_counter()
+        result = predictor.predict(boxes=inputs.boxes, points=inputs.points, top_k=options.top_k,
+                                   return_masks=want_masks, return_attention=want_attention)
     for message in result.messages:
         typer.echo(f"note: {message}")
+    return predictor, result
 
-    payload = result.to_dict(image_path=image, masks=masks)
-    payload.update({"model": choice.record(model),
-                    "timing_s": {"load": round(loaded - start, 3), "predict": round(done - loaded, 3)}})
+
+def write_outputs(options: PredictOptions, image: Path, predictor, result, model: dict, out: Path, viz: Path | None,
+                  timing: dict) -> list[Path]:
+    """The result JSON (``model`` and ``timing`` recorded in it), the picture and the attention maps; their paths."""
+    from regionspot.inference.visualize import draw_result
+
+    payload = result.to_dict(image_path=image, masks=options.masks)
+    payload.update({"model": model, "timing_s": timing})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))
     written = [out]
@@ -319,16 +336,14 @@ def predict_one(image: Path | None, names: list[str] | None, box_list: list | No
         viz.parent.mkdir(parents=True, exist_ok=True)
         draw_result(predictor.image, result).save(viz)
         written.append(viz)
-    if explain is not None and len(result):
+    if options.explain is not None and len(result):
         from regionspot.inference.explain import explain_figure
 
-        explain.parent.mkdir(parents=True, exist_ok=True)
-        explain_figure(predictor.image, result, max_regions=explain_regions, per_layer=explain_per_layer).save(explain)
-        written.append(explain)
-    for i, label in enumerate(result.labels):
-        box = ", ".join(f"{v:.0f}" for v in result.boxes[i])
-        typer.echo(f"[{box}]  {label}  {result.display_scores[i]:.2f}")
-    typer.echo(f"wrote {' and '.join(str(p) for p in written)}  (load {loaded - start:.1f}s, predict {done - loaded:.1f}s)")
+        options.explain.parent.mkdir(parents=True, exist_ok=True)
+        explain_figure(predictor.image, result, max_regions=options.explain_regions,
+                       per_layer=options.explain_per_layer).save(options.explain)
+        written.append(options.explain)
+    return written
 
 
 @app.command("models")
@@ -338,4 +353,3 @@ def models() -> None:
 
     for name, weights in list_pretrained().items():
         typer.echo(f"{name:12s} {weights.description}")
-

@@ -220,8 +220,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 @dataclass
 class EvalOptions:
-    """What to evaluate and how (no model parts: those are passed built).
+    """Everything ``regionspot eval`` is asked: the one list of its options (the command line fills it field by
+    field; :func:`regionspot.engine.evaluate.run_evaluation` runs it). Messages name these fields.
 
+    data / images: the COCO/LVIS ground truth and its image root (:func:`~regionspot.engine.evaluate.evaluate_dataset`
+        takes them as arguments, with the model parts built). out: the run folder (predictions, report).
+    head / segmenter / vision_language: the head (checkpoint or registered name; None: the embedded model) and
+        overrides of its backbones (registered name, hub id or folder). device: where they run (None: the
+        accelerator's). merge_only: no prediction: merge what ``out`` holds and score it.
     methods: rows of the table, a subset of ``METHODS``, in order.
     boxes: "gt" (every ground-truth box is a prompt) or a COCO-results json of detections.
     iou_types: ("bbox",), ("segm",) or both; "segm" scores the segmenter's masks.
@@ -238,19 +244,28 @@ class EvalOptions:
     max_boxes_per_image / min_box_score: detections source only: keep the top boxes by detector score.
     evaluator: "faster_coco_eval" or "lvis". templates: set name or list (None: the model's / "imagenet").
     text_cache_dir: text-embedding cache (None: the default cache; False: none).
-    overwrite: discard predictions already in ``out_dir`` instead of resuming.
-    input_resize: the image both backbones see: "none" (original), "shortest-edge" (detectron2's
-        ResizeShortestEdge(input_min_size, input_max_size), PIL bilinear; boxes scaled with it) or None
-        (the head's ``preprocess.eval_resize``; "none" without a head).
+    overwrite: discard predictions already in ``out`` instead of resuming.
+    eval_resize / eval_min_size / eval_max_size: the image both backbones see, as ``PreprocessConfig``'s fields
+        of the same names: "none" (original), "shortest-edge" (detectron2's
+        ResizeShortestEdge(eval_min_size, eval_max_size), PIL bilinear; boxes scaled with it) or None (the
+        head's ``preprocess.eval_resize``; "none" without a head).
     mask_return: "sam" (SAM's bilinear upsampling of the mask logits straight to the original size) or
         "nearest" (masks at the input scale, then torch's nearest-neighbour to the original size, as the
         released evaluation does).
-    paper_protocol: the released evaluation: input_resize "shortest-edge" 800/1333 and mask_return
+    paper_protocol: the released evaluation: eval_resize "shortest-edge" 800/1333 and mask_return
         "nearest" (the head's CLIP resize, class names and SAM eps come from its checkpoint as always).
     fast_path: the backbones' numerics (``regionspot.inference.fast``): "fp32" (default), "bf16", "int8",
         "compile", "eager", or "auto" (the fastest whose accuracy guard passed on this machine).
     """
 
+    data: Path | None = None
+    images: Path | None = None
+    out: Path = Path("eval")
+    head: str | None = None
+    segmenter: str | None = None
+    vision_language: str | None = None
+    device: str | None = None
+    merge_only: bool = False
     methods: tuple[str, ...] = ("regionspot",)
     boxes: str = "gt"
     iou_types: tuple[str, ...] = ("bbox", "segm")
@@ -269,21 +284,23 @@ class EvalOptions:
     templates: str | list[str] | None = None
     text_cache_dir: str | None | bool = None
     overwrite: bool = False
-    input_resize: str | None = None
-    input_min_size: int = 800
-    input_max_size: int = 1333
+    eval_resize: str | None = None
+    eval_min_size: int = 800
+    eval_max_size: int = 1333
     mask_return: str = "sam"
     paper_protocol: bool = False
     fast_path: str = "fp32"
 
     def __post_init__(self) -> None:
+        self.methods, self.iou_types = tuple(self.methods), tuple(self.iou_types)
         if self.paper_protocol:
-            self.input_resize, self.input_min_size, self.input_max_size = "shortest-edge", 800, 1333
+            self.eval_resize, self.eval_min_size, self.eval_max_size = "shortest-edge", 800, 1333
             self.mask_return = "nearest"
 
     def validate(self) -> None:
+        """Raise one ``ConfigError`` naming the field (in backticks) of the first bad value."""
         if not self.methods:
-            raise ConfigError(f"No method given; pass --method with one of {', '.join(METHODS)}.")
+            raise ConfigError(f"No method given; pass `methods` with one of {', '.join(METHODS)}.")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
@@ -291,40 +308,43 @@ class EvalOptions:
             raise ConfigError(f"A method is given twice in {list(self.methods)}; pass each once.")
         bad = [t for t in self.iou_types if t not in ("bbox", "segm")]
         if bad or not self.iou_types:
-            raise ConfigError(f"--iou-types must be bbox, segm or bbox,segm; got {','.join(self.iou_types)}.")
+            raise ConfigError(f"`iou_types` must be bbox, segm or bbox,segm; got {','.join(self.iou_types)}.")
         if self.evaluator not in ("faster_coco_eval", "lvis"):
-            raise ConfigError(f"--evaluator must be faster_coco_eval or lvis, got {self.evaluator!r}.")
+            raise ConfigError(f"`evaluator` must be faster_coco_eval or lvis, got {self.evaluator!r}.")
         for name in ("batch_size", "crop_batch_size", "max_boxes_per_image", "fixed_ap_pairs_per_image"):
             if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
-            raise ConfigError(f"--workers must be a whole number >= 0, got {self.workers!r}.")
+            raise ConfigError(f"`workers` must be a whole number >= 0, got {self.workers!r}.")
         if self.chunk_size is not None and self.chunk_size < 1:
-            raise ConfigError(f"chunk_size must be >= 1 or None, got {self.chunk_size}.")
+            raise ConfigError(f"`chunk_size` must be >= 1 or None, got {self.chunk_size}.")
         if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"--limit must be >= 1, got {self.limit}.")
+            raise ConfigError(f"`limit` must be >= 1, got {self.limit}.")
         if self.max_dets_per_image is not None and self.max_dets_per_image < 1:
-            raise ConfigError(f"--max-dets-per-image must be >= 1, got {self.max_dets_per_image}.")
-        if self.input_resize is not None and self.input_resize not in INPUT_RESIZES:
-            raise ConfigError(f"--input-resize must be one of {', '.join(INPUT_RESIZES)}, got {self.input_resize!r}.")
+            raise ConfigError(f"`max_dets_per_image` must be >= 1, got {self.max_dets_per_image}.")
+        if self.eval_resize is not None and self.eval_resize not in INPUT_RESIZES:
+            raise ConfigError(f"`eval_resize` must be one of {', '.join(INPUT_RESIZES)}, got {self.eval_resize!r}.")
         if self.mask_return not in MASK_RETURNS:
-            raise ConfigError(f"--mask-return must be one of {', '.join(MASK_RETURNS)}, got {self.mask_return!r}.")
-        if not 1 <= self.input_min_size <= self.input_max_size:
-            raise ConfigError(
-                f"input sizes must satisfy 1 <= min <= max, got {self.input_min_size}/{self.input_max_size}."
-            )
+            raise ConfigError(f"`mask_return` must be one of {', '.join(MASK_RETURNS)}, got {self.mask_return!r}.")
+        if not 1 <= self.eval_min_size <= self.eval_max_size:
+            raise ConfigError(f"`eval_min_size` and `eval_max_size` must satisfy 1 <= min <= max, got "
+                              f"{self.eval_min_size}/{self.eval_max_size}.")
         from regionspot.inference.fast import FAST_PATHS
 
         if self.fast_path not in (*FAST_PATHS, "auto"):
-            raise ConfigError(f"--fast-path must be one of {', '.join(FAST_PATHS)} or auto, got {self.fast_path!r}.")
+            raise ConfigError(f"`fast_path` must be one of {', '.join(FAST_PATHS)} or auto, got {self.fast_path!r}.")
         if self.boxes != "gt" and not Path(self.boxes).is_file():
-            raise ConfigError(f"Detections file not found: {self.boxes}; pass --boxes gt or a COCO results json.")
+            raise ConfigError(f"Detections file not found: {self.boxes}; pass `boxes` gt or a COCO results json.")
+        if self.data is not None and not Path(self.data).is_file():
+            raise ConfigError(f"Annotation file not found: {self.data}; pass `data` ANN.json.")
+        if self.images is not None and not Path(self.images).is_dir():
+            raise ConfigError(f"Image folder not found: {self.images}; pass `images` ROOT.")
 
     def protocol(self, segmenter: Any, vision_language: Any, model: Any = None) -> Protocol:
         """The run's pipeline (input size, mask return, the head's recorded preprocessing); see
         ``regionspot.evaluation.protocol.resolve_protocol``."""
-        return resolve_protocol(segmenter, vision_language, model, input_resize=self.input_resize,
-                                min_size=self.input_min_size, max_size=self.input_max_size, mask_return=self.mask_return)
+        return resolve_protocol(segmenter, vision_language, model, input_resize=self.eval_resize,
+                                min_size=self.eval_min_size, max_size=self.eval_max_size, mask_return=self.mask_return)
 
     @property
     def pairs_per_image(self) -> int | None:

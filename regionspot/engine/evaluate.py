@@ -20,6 +20,9 @@ feature-map call; per image: decode all its boxes (one decoder call unless ``chu
 every method, append the image to the prediction store (flushed; fsync'ed per batch), and move on
 (``regionspot.engine.eval_loop``). A rerun into the same ``out_dir`` skips finished images. Images are sharded round-robin
 over accelerate processes; rank 0 merges the shards and evaluates after all finished.
+
+``run_evaluation(EvalOptions(...))`` is the whole ``regionspot eval`` command (its options are ``EvalOptions``'
+fields); ``evaluate_dataset`` is the same run with the model parts built by the caller.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ __all__ = [
     "merge_and_evaluate",
     "evaluate_dataset",
     "load_parts",
+    "run_evaluation",
 ]
 
 ROW_NAMES = {"clip-box": "CLIP w/ box", "clip-mask": "CLIP w/ mask", "regionspot": "RegionSpot"}
@@ -123,7 +127,7 @@ def merge_and_evaluate(
         if missing:
             raise RegionSpotError(
                 f"{len(missing)} image(s) have no predictions yet (e.g. {sorted(missing)[:3]}); rerun the evaluation "
-                "into the same --out to finish them."
+                "into the same `out` to finish them."
             )
     gt, notes = _ground_truth(annotation_file, merged.image_ids)
     iou_types = list(options.iou_types)
@@ -265,20 +269,22 @@ def evaluate_dataset(
 
 
 def load_parts(
-    methods: Sequence[str], head: str | None = None, sam: str | None = None, clip: str | None = None,
+    methods: Sequence[str], head: str | None = None, segmenter: str | None = None, vision_language: str | None = None,
     device: str | torch.device | None = None, fast_path: str = "fp32",
 ) -> tuple[Segmenter, VisionLanguage, Any]:
     """(segmenter, vision_language, model or None) for an evaluation of ``methods``.
 
     A head (``head``: checkpoint or registered name; None: the embedded model) is loaded when the
-    "regionspot" method needs it or when a backbone id is missing (its checkpoint names them); the
-    backbones then run with the head's recorded preprocessing. ``sam`` / ``clip`` override its ids.
+    "regionspot" method needs it or when a backbone is not given (its checkpoint names them); the
+    backbones then run with the head's recorded preprocessing. ``segmenter`` / ``vision_language``
+    (registered name, hub id or folder) override its backbones.
     fast_path: the backbones' numerics (``regionspot.inference.fast.FAST_PATHS`` or "auto").
     """
-    if "regionspot" in methods or sam is None or clip is None:
+    if "regionspot" in methods or segmenter is None or vision_language is None:
         from regionspot.model import RegionSpot
 
-        model = RegionSpot.from_pretrained(head, segmenter=sam, vision_language=clip, device=device, fast_path=fast_path)
+        model = RegionSpot.from_pretrained(head, segmenter=segmenter, vision_language=vision_language, device=device,
+                                           fast_path=fast_path)
         return model.segmenter, model.vision_language, model if "regionspot" in methods else None
     from types import SimpleNamespace
 
@@ -287,7 +293,33 @@ def load_parts(
     from regionspot.inference.fast import apply_fast_path, resolve_fast_path
     from regionspot.registry import resolve_backbone
 
-    parts = SimpleNamespace(segmenter=load_segmenter(resolve_backbone(sam, "segmenter"), device=device),
-                            vision_language=load_vision_language(resolve_backbone(clip, "vision_language"), device=device))
+    parts = SimpleNamespace(
+        segmenter=load_segmenter(resolve_backbone(segmenter, "segmenter"), device=device),
+        vision_language=load_vision_language(resolve_backbone(vision_language, "vision_language"), device=device),
+    )
     apply_fast_path(parts, resolve_fast_path(fast_path, parts.segmenter.device))  # the crop baselines alone
     return parts.segmenter, parts.vision_language, None
+
+
+def run_evaluation(options: EvalOptions, show_progress: bool = True) -> EvalSummary | None:
+    """The whole evaluation ``options`` describe: load the parts, predict into ``options.out`` (resuming),
+    merge and score; with ``merge_only``, score what ``out`` holds. Returns the summary on the main process.
+
+    Under ``accelerate launch`` the images are sharded over processes (:func:`evaluate_dataset`).
+    """
+    options.validate()
+    if options.data is None or options.images is None:
+        raise ValueError("run_evaluation needs options.data and options.images (evaluate_dataset takes them as arguments).")
+    if options.merge_only:
+        ids = [r.image_id for r in select_records(CocoDetectionDataset(options.data, options.images), options.limit)]
+        return merge_and_evaluate(options.data, options.out, options, ids,
+                                  {"dataset": str(options.data), "merge_only": True})
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=options.device == "cpu")
+    segmenter, vision_language, model = load_parts(options.methods, options.head, options.segmenter,
+                                                   options.vision_language, options.device or accelerator.device,
+                                                   fast_path=options.fast_path)
+    return evaluate_dataset(options.data, options.images, options.out, segmenter=segmenter,
+                            vision_language=vision_language, model=model, options=options, accelerator=accelerator,
+                            show_progress=show_progress)

@@ -74,7 +74,7 @@ def test_several_files_and_a_quoted_glob_with_clashing_names(tiny_model_dir, tmp
 
 
 def test_a_rerun_skips_finished_images_without_loading_the_model(tiny_model_dir, folder, tmp_path, monkeypatch):
-    from regionspot.cli.predict import ModelChoice
+    import regionspot.cli.predict as predict_cli
 
     (folder / "broken.png").unlink()
     out = tmp_path / "out"
@@ -82,10 +82,10 @@ def test_a_rerun_skips_finished_images_without_loading_the_model(tiny_model_dir,
     assert _run(tiny_model_dir, *args).exit_code == 0
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
-    def no_model(self):
+    def no_model(options):
         raise AssertionError("the model was loaded although every image was finished")
 
-    monkeypatch.setattr(ModelChoice, "load", no_model)
+    monkeypatch.setattr(predict_cli, "load_model", no_model)
     again = _run(tiny_model_dir, *args)
     assert again.exit_code == 0, again.output
     assert "2 images: 0 done, 2 skipped (finished before), 0 failed" in _summary(again.output)

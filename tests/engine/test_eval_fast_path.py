@@ -19,10 +19,10 @@ def world(tmp_path_factory):
 
 
 def _run(world, out, fast_path):
-    from regionspot.cli.evaluate import run_eval
+    from regionspot.engine.evaluate import run_evaluation
 
-    return run_eval(data=world[0], images=world[1], out=out, iou_types="bbox", device="cpu", show_progress=False,
-                    text_cache_dir=str(out / "text"), fast_path=fast_path)
+    return run_evaluation(EvalOptions(data=world[0], images=world[1], out=out, iou_types=("bbox",), device="cpu",
+                                      text_cache_dir=str(out / "text"), fast_path=fast_path), show_progress=False)
 
 
 def test_bf16_eval_is_recorded_and_keeps_the_ap(world, tmp_path):
@@ -48,5 +48,5 @@ def test_crop_baselines_alone_get_the_path(tiny_sam_dir, tiny_clip_dir):
 
 
 def test_unknown_fast_path_is_one_clear_error():
-    with pytest.raises(ConfigError, match="--fast-path must be one of"):
+    with pytest.raises(ConfigError, match="`fast_path` must be one of"):
         EvalOptions(fast_path="fp8").validate()

@@ -170,18 +170,21 @@ def test_a_different_run_in_the_same_folder_is_refused(model, world, tmp_path):
     assert list(summary.results) == ["CLIP w/ mask"] and summary.meta["num_images"] == 1
 
 
-def test_cli_eval_baselines_only(tiny_sam_dir, tiny_clip_dir, world, tmp_path, capsys):
-    from regionspot.cli.evaluate import run_eval
+def test_run_evaluation_baselines_only(tiny_sam_dir, tiny_clip_dir, world, tmp_path):
+    """The whole `eval` run from its options: backbones by name, no head; then merge-only scores the same store."""
+    from regionspot.engine.evaluate import run_evaluation
 
-    summary = run_eval(
-        world[0], world[1], methods=["clip-box", "clip-mask"], sam=str(tiny_sam_dir), clip=str(tiny_clip_dir),
-        iou_types="bbox", out=tmp_path, limit=2, device="cpu", templates="single", text_cache_dir=str(tmp_path / "t"),
-    )
+    options = EvalOptions(data=world[0], images=world[1], methods=("clip-box", "clip-mask"), segmenter=str(tiny_sam_dir),
+                          vision_language=str(tiny_clip_dir), iou_types=("bbox",), out=tmp_path, limit=2, device="cpu",
+                          templates="single", text_cache_dir=str(tmp_path / "t"))
+    summary = run_evaluation(options, show_progress=False)
     assert summary.meta["num_images"] == 2 and set(summary.results) == {"CLIP w/ box", "CLIP w/ mask"}
-    assert "| CLIP w/ box | GT boxes |" in capsys.readouterr().out
-    again = run_eval(world[0], world[1], methods=["clip-box", "clip-mask"], iou_types="bbox", out=tmp_path, limit=2,
-                     merge_only=True, show_progress=False)
+    assert "| CLIP w/ box | GT boxes |" in (tmp_path / "report.md").read_text()
+    again = run_evaluation(EvalOptions(data=world[0], images=world[1], methods=("clip-box", "clip-mask"),
+                                       iou_types=("bbox",), out=tmp_path, limit=2, merge_only=True), show_progress=False)
     assert numbers(again) == numbers(summary)
+    with pytest.raises(ValueError, match="options.data"):
+        run_evaluation(EvalOptions(out=tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -189,14 +192,16 @@ def test_cli_eval_baselines_only(tiny_sam_dir, tiny_clip_dir, world, tmp_path, c
     [
         ({"methods": ()}, "No method"),
         ({"methods": ("regionspot", "clip")}, "Unknown method"),
-        ({"iou_types": ("box",)}, "iou-types"),
+        ({"iou_types": ("box",)}, "`iou_types`"),
         ({"evaluator": "coco"}, "evaluator"),
         ({"boxes": "/nonexistent/dets.json"}, "Detections file not found"),
         ({"limit": 0}, "limit"),
-        ({"mask_return": "bilinear"}, "mask-return"),
-        ({"input_resize": "longest-edge"}, "input-resize"),
-        ({"workers": -1}, "--workers"),
-        ({"batch_size": 0}, "batch_size"),
+        ({"mask_return": "bilinear"}, "`mask_return`"),
+        ({"eval_resize": "longest-edge"}, "`eval_resize`"),
+        ({"workers": -1}, "`workers`"),
+        ({"batch_size": 0}, "`batch_size`"),
+        ({"data": "/nonexistent/gt.json"}, "Annotation file not found: .*`data`"),
+        ({"images": "/nonexistent/"}, "Image folder not found: .*`images`"),
     ],
 )
 def test_bad_options_raise_one_clear_error(kwargs, message):
@@ -264,7 +269,7 @@ def test_default_protocol_follows_the_heads_recorded_input_resize(model, world, 
     try:
         summary = evaluate(model, world, tmp_path / "head", limit=1)
         evaluate_dataset(world[0], world[1], tmp_path / "override", segmenter=spy, vision_language=model.vision_language,
-                         model=model, options=EvalOptions(text_cache_dir=False, limit=1, input_resize="none"),
+                         model=model, options=EvalOptions(text_cache_dir=False, limit=1, eval_resize="none"),
                          show_progress=False)
         assert spy.sizes == [(64, 64)]  # the option overrides the head
         spy.sizes.clear()
@@ -275,14 +280,3 @@ def test_default_protocol_follows_the_heads_recorded_input_resize(model, world, 
         model.config.preprocess = original
     assert summary.meta["input_resize"].startswith("shortest edge 96") and not summary.meta["paper_protocol"]
     assert summary.meta["mask_return"].startswith("SAM logits")  # our mask return stays the default
-
-
-def test_eval_help_names_the_paper_switch():
-    from typer.testing import CliRunner
-
-    from regionspot.cli import app
-
-    result = CliRunner().invoke(app, ["eval", "--help"], terminal_width=200)
-    assert result.exit_code == 0
-    assert "--paper-protocol" in result.output and "--mask-return" in result.output
-    assert "--workers" in result.output and "--batch-size" in result.output

@@ -1,6 +1,6 @@
+"""`regionspot predict` on one image: JSON and picture, files of names and boxes, one-line errors, everything mode."""
+
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -94,11 +94,6 @@ def test_parse_numbers():
     assert parse_numbers("1,2,3,4; 5,6,7,8", 4, "box") == [[1, 2, 3, 4], [5, 6, 7, 8]]
     with pytest.raises(PromptError):
         parse_numbers("1,2,x,4", 4, "box")
-
-
-def test_version_and_help_run_as_a_program():
-    done = subprocess.run([sys.executable, "-m", "regionspot.cli", "--version"], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.startswith("regionspot ")
 
 
 def test_without_prompts_a_random_model_says_it_found_nothing(tiny_model_dir, image_path, tmp_path):

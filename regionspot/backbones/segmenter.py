@@ -103,6 +103,8 @@ class SamSegmenter:
         """Run in numerics ``mode`` (``backbones.numerics.NUMERICS``); returns its fingerprint suffix. bf16: the
         image encoder and mask decoder under bf16 autocast (the prompt encoder's random-Fourier positional
         encoding is precision-sensitive: it stays fp32); int8 / compile: the image encoder."""
+        if mode == "int8" and self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self._model)  # int8 weights cannot be summed
         sam = self._model
         encoder, decoder = sam.vision_encoder, sam.mask_decoder
         self._numerics_suffix = switch_numerics(

@@ -55,6 +55,14 @@ def test_clip_int8_is_one_way_and_keeps_its_text_apart(tiny_clip_dir):
         clip.set_numerics("fp32")
 
 
+def test_segmenter_int8_keeps_the_fp32_fingerprint_with_a_suffix(tiny_sam_dir):
+    base = load_segmenter(str(tiny_sam_dir)).weights_fingerprint
+    segmenter = load_segmenter(str(tiny_sam_dir))  # fingerprint not computed yet: taken before quantising
+    assert segmenter.set_numerics("int8") == "+int8" and segmenter.weights_fingerprint == base + "+int8"
+    assert any("quantized" in type(m).__module__ for m in segmenter.model.vision_encoder.modules())
+    assert not any("quantized" in type(m).__module__ for m in segmenter.model.mask_decoder.modules())
+
+
 def test_clip_bf16_wraps_both_towers(tiny_clip_dir):
     clip = load_vision_language(str(tiny_clip_dir))
     reference = clip.feature_map([_image()])

@@ -114,7 +114,7 @@ def time_model(args: argparse.Namespace, root: Path) -> dict[str, float]:
 def time_evaluators(args: argparse.Namespace, root: Path) -> list[tuple[str, str, int, float]]:
     """Seconds of each backend and iou type on synthetic predictions: N images × 300 detections."""
     from regionspot.evaluation.lvis import evaluate
-    from regionspot.modeling.postprocess import encode_rle
+    from regionspot.masks.rle import encode_rle
 
     rng = np.random.default_rng(1)
     ann = write_dataset(root / "evaluator", args.eval_images, args.boxes, seed=1)

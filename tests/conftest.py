@@ -17,7 +17,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # Tests whose results depend on the CPU's floating-point kernels: `bash scripts/test.sh --avx2` runs them again
 # with AVX2 kernels forced (as on AVX2-only CPUs), and CI does so on every run.
-NUMERICS = ("tests/backbones/", "tests/utils/", "tests/inference/", "tests/modeling/", "tests/text/",
+NUMERICS = ("tests/backbones/", "tests/utils/", "tests/inference/", "tests/masks/", "tests/modeling/", "tests/text/",
             "tests/evaluation/", "tests/test_model.py", "tests/engine/test_eval_fast_path.py",
             "tests/engine/test_eval_batching.py", "tests/shapesworld/test_guard.py", "tests/test_checkpoint.py")
 

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from PIL import Image
 
-from regionspot.data.transforms import MaskFrame
+from regionspot.masks.resize import MaskFrame
 
 
 @dataclass

@@ -26,8 +26,8 @@ from regionspot.backbones.numerics import switch_numerics
 from regionspot.backbones.prompts import validate_boxes, validate_points
 from regionspot.backbones.sam_attention import one_image_token_major, set_sam_attention, use_chunked_bias
 from regionspot.backbones.sam_inputs import SamPreprocess, normalize_sam_pixels, prepare_sam_input
-from regionspot.data.transforms import MaskFrame, upsample_mask_logits
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
+from regionspot.masks.resize import MaskFrame, upsample_mask_logits
 from regionspot.utils.fingerprint import weights_fingerprint
 
 __all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "stability_score"]

@@ -29,11 +29,11 @@ from regionspot.backbones.prompts import parse_numbers
 from regionspot.data.images import load_image
 from regionspot.errors import ImageError, PromptError, VocabularyError
 from regionspot.inference.explain import explain_figure
-from regionspot.inference.masks import concat_masks
 from regionspot.inference.predictor import RegionSpotPredictor
 from regionspot.inference.proposals import ProposalOptions
 from regionspot.inference.results import RegionResult
 from regionspot.inference.visualize import draw_result
+from regionspot.masks.lowres import concat_masks
 from regionspot.text.presets import PRESETS, preset_vocabulary, read_names_file, split_names
 
 TYPED, NAMES_FILE = "typed", "file"

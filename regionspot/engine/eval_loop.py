@@ -4,9 +4,9 @@ feature-map call for the batch, then per image all its boxes through SAM's promp
 the mask RLEs, and the image appended to the prediction store. Resumable (finished images are skipped)
 and sharded over ranks (round-robin); see ``regionspot.engine.evaluate`` for the run around it.
 
-Masks (:func:`region_masks`): the decoder's low-resolution logits, never N full-size masks at once — on a
-CPU made one region's crop at a time (``LowResMasks``), on a GPU a bounded chunk of regions at a time on
-the device, where the RLE run boundaries are found; the same pixels as the segmenter's full-size masks.
+Masks (``masks.regions.region_masks``): the decoder's low-resolution logits, never N full-size masks at
+once — on a CPU made one region's crop at a time (``LowResMasks``), on a GPU a bounded chunk of regions at a
+time on the device, where the RLE run boundaries are found; the same pixels as the segmenter's full-size masks.
 
 Overlap: the next batches are prepared on the CPU while the model runs; on a GPU, the host work of
 finishing a batch (RLE strings, the store's JSON lines and fsync) runs while the device encodes the
@@ -28,15 +28,16 @@ import torch
 
 from regionspot.backbones.base import Segmenter, SegmenterImageState, VisionLanguage
 from regionspot.data.coco_json import ImageRecord
-from regionspot.data.transforms import MaskFrame, scale_boxes
+from regionspot.data.transforms import scale_boxes
 from regionspot.engine.config import EvalOptions
 from regionspot.engine.eval_inputs import EvalBatch, EvalItem, InputPreparer, default_workers, eval_batches
 from regionspot.errors import RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.baselines import baseline_logits
 from regionspot.evaluation.protocol import Protocol
-from regionspot.inference.masks import CropMasks, LowResMasks, RegionMasks, full_size_chunks
-from regionspot.modeling.postprocess import image_topk_pairs, mask_runs, runs_to_rle, softmax_probs
+from regionspot.masks.regions import region_masks
+from regionspot.masks.rle import runs_to_rle
+from regionspot.modeling.postprocess import image_topk_pairs, softmax_probs
 from regionspot.utils.progress import progress_bar
 
 STAGES = ("decode", "sam_encoder", "sam_decoder", "clip_map", "head", "crops", "postprocess")
@@ -85,7 +86,7 @@ class _Timer:
 @dataclass
 class _Finished:
     """One image, computed and waiting for the store: an error, or its boxes (XYWH original pixels), the
-    run lengths of its masks (:func:`region_masks`; None without mask AP) at ``size`` (H, W), and its pairs."""
+    run lengths of its masks (``masks.regions.region_masks``; None without mask AP) at ``size`` (H, W), and its pairs."""
 
     record: ImageRecord
     error: str | None = None
@@ -257,7 +258,7 @@ class _Run:
 
     def _score_image(self, item: EvalItem, state: SegmenterImageState, feature_map: torch.Tensor | None) -> _Finished:
         """Every method on one image. Boxes are scaled to the image the backbones saw (``item.model_size``);
-        masks come back at the original size (``mask_return``), region by region (:func:`region_masks`)."""
+        masks come back at the original size (``mask_return``), region by region (``masks.regions.region_masks``)."""
         options, timer = self.options, self.timer
         record = item.record
         boxes_np, box_scores_np = _image_boxes(record, options, self.detections)
@@ -298,30 +299,3 @@ class _Run:
                                               box_scores=box_scores)
                 pairs[method] = [[b, self.category_ids[c], s] for b, c, s in zip(bi.tolist(), ci.tolist(), sc.tolist())]
         return _Finished(record, boxes_xywh=boxes_xywh, runs=runs, size=(height, width), pairs=pairs)
-
-
-def region_masks(
-    logits: torch.Tensor, frame: MaskFrame, size: tuple[int, int], runs: bool, crops: bool,
-    on_device: bool | None = None,
-) -> tuple[RegionMasks | None, list[np.ndarray] | None]:
-    """One image's masks from the segmenter's low-res ``logits`` (N, h, w) and ``frame``, at ``size`` (H, W):
-    for the clip-mask crops (``crops``) and the RLE run lengths (``runs``), never N full-size masks at once.
-
-    Logits on the CPU: ``LowResMasks``, made one region's crop at a time (memory: N low-res masks plus one
-    region; the pixels are the CPU's full-size masks, bit for bit). Elsewhere (a GPU): ``full_size_chunks``
-    on the device with its own arithmetic, as the segmenter's full-size masks there; the runs are found on
-    the device (``mask_runs``: only their boundaries cross to the host) and each region's tight crop is
-    copied (``CropMasks``). ``on_device`` chooses the path (None: by the logits' device; both give the
-    same pixels on a CPU). Returns (masks or None, N run-length arrays or None).
-    """
-    if not (logits.device.type != "cpu" if on_device is None else on_device):
-        lazy = LowResMasks(logits, frame, nearest_size=size)
-        return lazy, [lazy.runs(i) for i in range(len(lazy))] if runs else None
-    all_runs: list[np.ndarray] = []
-    all_crops: list[tuple[np.ndarray, tuple[int, int]]] = []
-    for chunk in full_size_chunks(logits, frame, nearest_size=size):
-        if runs:
-            all_runs.extend(mask_runs(chunk))
-        if crops:
-            all_crops.extend(CropMasks.cut(chunk))
-    return CropMasks(all_crops, size) if crops else None, all_runs if runs else None

@@ -26,7 +26,7 @@ from PIL import Image
 
 from regionspot.backbones.base import VisionLanguage
 from regionspot.errors import PromptError
-from regionspot.inference.masks import RegionMasks, as_region_masks
+from regionspot.masks.base import RegionMasks, as_region_masks
 
 __all__ = ["BASELINES", "crop_box", "region_crops", "mean_fill_colour", "crop_logits", "baseline_logits"]
 

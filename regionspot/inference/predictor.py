@@ -18,10 +18,10 @@ import torch
 from regionspot.backbones.base import SegmenterImageState
 from regionspot.data.images import ImageLike, load_image
 from regionspot.errors import PromptError, RegionSpotError
-from regionspot.inference.masks import LowResMasks
 from regionspot.inference.proposals import ProposalOptions, Proposals, propose_regions
 from regionspot.inference.region_filter import FILTERED_PROPOSALS, RegionFilter, filter_result
 from regionspot.inference.results import RegionResult
+from regionspot.masks.lowres import LowResMasks
 from regionspot.model import RegionSpot
 from regionspot.modeling.postprocess import calibrated_confidence, top_classes
 from regionspot.text.prompts import validate_vocabulary

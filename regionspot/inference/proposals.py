@@ -17,8 +17,9 @@ import torch
 from PIL import Image
 
 from regionspot.backbones.base import Segmenter, SegmenterImageState
-from regionspot.data.transforms import box_iou, mask_to_box
+from regionspot.data.transforms import box_iou
 from regionspot.errors import PromptError
+from regionspot.masks.base import mask_to_box
 
 STABILITY_OFFSET = 1.0  # the mask logit offset of the stability score (SAM's automatic mask generator's)
 

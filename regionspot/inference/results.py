@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from regionspot.inference.masks import RegionMasks, as_region_masks
+from regionspot.masks.base import RegionMasks, as_region_masks
 from regionspot.modeling.postprocess import to_coco_results
 
 SCHEMA = "regionspot.result/1"  # the "schema" field of every result JSON; bumped on an incompatible change
@@ -45,7 +45,7 @@ class RegionResult:
     probs: (N, V) float32 softmax over the vocabulary per region.
     topk_ids / topk_scores: (N, k) the k best classes per region, best first.
     masks: (N, H, W) bool at the original image size, or None. From the predictor a ``LowResMasks`` (see
-        ``inference.masks``): the segmenter's low-resolution logits, each region's pixels made when asked
+        ``regionspot.masks.lowres``): the segmenter's low-resolution logits, each region's pixels made when asked
         (``masks[i]``, ``masks.crop(i)``, ``masks.to_rle(i)``; ``np.asarray(masks)`` builds all N × H × W).
         An (N, H, W) array works too.
     iou: (N,) float32 the segmenter's predicted mask IoU.

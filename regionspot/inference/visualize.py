@@ -17,8 +17,8 @@ import hashlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from regionspot.inference.masks import as_region_masks
 from regionspot.inference.results import RegionResult
+from regionspot.masks.base import as_region_masks
 
 Rect = tuple[float, float, float, float]  # x1, y1, x2, y2
 

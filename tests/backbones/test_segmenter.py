@@ -301,7 +301,7 @@ def test_mask_size_upsamples_the_logits_straight_to_the_asked_size(segmenter, st
 
 
 def test_low_res_masks_come_with_their_frame_and_the_same_tokens(segmenter, state):
-    from regionspot.data.transforms import upsample_mask_logits
+    from regionspot.masks.resize import upsample_mask_logits
 
     dense = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200))
     low = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200), low_res_masks=True)

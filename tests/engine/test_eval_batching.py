@@ -87,7 +87,7 @@ def test_the_device_mask_path_stores_the_same_lines(model, world, tmp_path, monk
     """A GPU's mask path (full-size masks a chunk of regions at a time on the device, runs found there,
     crops for clip-mask), forced on the CPU in chunks of 2 regions, stores the CPU path's very lines."""
     from regionspot.engine import eval_loop
-    from regionspot.inference import masks as masks_lib
+    from regionspot.masks import regions as masks_lib
 
     def run(out):
         options = EvalOptions(methods=("regionspot", "clip-mask"), text_cache_dir=False, batch_size=4, workers=0)

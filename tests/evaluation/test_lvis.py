@@ -17,7 +17,7 @@ from regionspot.evaluation.lvis import (
     cap_per_image,
     evaluate,
 )
-from regionspot.modeling.postprocess import encode_rle
+from regionspot.masks.rle import encode_rle
 
 BACKENDS = ("faster_coco_eval", "lvis")
 

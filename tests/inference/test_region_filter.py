@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from regionspot.errors import PromptError
-from regionspot.inference.masks import DenseMasks
 from regionspot.inference.region_filter import RegionFilter, filter_result, keep_regions
 from regionspot.inference.results import RegionResult
+from regionspot.masks.base import DenseMasks
 
 CAT, DOG = 0, 1
 

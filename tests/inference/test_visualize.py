@@ -51,7 +51,7 @@ def test_drawing_tints_lightly_and_shows_the_calibrated_confidence():
 
 
 def test_masks_are_drawn_one_bounding_box_crop_at_a_time():
-    from regionspot.inference.masks import DenseMasks
+    from regionspot.masks.base import DenseMasks
 
     class CropOnly(DenseMasks):
         """Refuses anything that would build a full-size mask."""

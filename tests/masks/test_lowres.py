@@ -4,40 +4,20 @@ give exactly the masks of the segmenter's own full-size path (embedded ShapesWor
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from regionspot.data.transforms import mask_to_box, resize_masks
-from regionspot.inference import masks as masks_lib
-from regionspot.inference.masks import CropMasks, DenseMasks, LowResMasks, as_region_masks, concat_masks
 from regionspot.inference.predictor import RegionSpotPredictor
-from regionspot.model import RegionSpot
-from regionspot.modeling.postprocess import encode_rle, mask_runs
-from regionspot.registry import assets_dir
-
-
-@pytest.fixture(scope="module")
-def model():
-    return RegionSpot.from_pretrained()  # the embedded ShapesWorld model
-
-
-@pytest.fixture(scope="module")
-def example():
-    return Image.open(assets_dir() / "shapesworld" / "example.png").convert("RGB")
-
-
-def _boxes(height: int, width: int, n: int, seed: int) -> torch.Tensor:
-    rng = np.random.default_rng(seed)
-    x0, y0 = rng.uniform(0, width * 0.7, n), rng.uniform(0, height * 0.7, n)
-    x1, y1 = x0 + rng.uniform(3, width * 0.3, n), y0 + rng.uniform(3, height * 0.3, n)
-    return torch.tensor(np.stack([x0, y0, x1, y1], 1), dtype=torch.float32)
+from regionspot.masks.base import DenseMasks, as_region_masks, mask_to_box
+from regionspot.masks.lowres import LowResMasks, concat_masks
+from regionspot.masks.resize import resize_masks
+from regionspot.masks.rle import encode_rle, mask_runs
 
 
 @pytest.mark.parametrize("size", [(1000, 1333), (301, 517), (30, 41)])  # large (window replica), odd, tiny
-def test_low_res_masks_are_exactly_the_segmenters_full_size_masks(model, example, size):
+def test_low_res_masks_are_exactly_the_segmenters_full_size_masks(model, example, size, random_boxes):
     height, width = size
     segmenter = model.segmenter
     state = segmenter.encode_image(example.resize((width, height)))
-    boxes = _boxes(height, width, 10, seed=height)
+    boxes = random_boxes(height, width, 10, seed=height)
     for mask_size, nearest in [(None, None), ((height // 2 + 1, width // 3 + 2), (height, width))]:
         dense = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size).masks
         if nearest is not None:  # the released evaluation's mask return
@@ -58,37 +38,9 @@ def test_low_res_masks_are_exactly_the_segmenters_full_size_masks(model, example
         assert all(np.array_equal(lazy.runs(i), runs[i]) for i in range(10))
 
 
-@pytest.mark.parametrize("size", [(301, 517), (30, 41)])
-def test_full_size_chunks_and_their_crops_are_the_segmenters_full_size_masks(model, example, monkeypatch, size):
-    """The device path (a GPU's): full-size masks a few regions at a time, then only each region's crop kept."""
-    height, width = size
-    segmenter = model.segmenter
-    state = segmenter.encode_image(example.resize((width, height)))
-    boxes = _boxes(height, width, 7, seed=width)
-    per_region = max(segmenter.preprocess.pad_size**2, height * width)
-    monkeypatch.setattr(masks_lib, "MASK_CHUNK_PIXELS", 3 * per_region)  # chunks of 3, 3, 1 regions
-    for mask_size, nearest in [(None, None), ((height // 2 + 1, width // 3 + 2), (height, width))]:
-        dense = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size).masks
-        if nearest is not None:
-            dense = resize_masks(dense, *nearest, align="corner")
-        out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, low_res_masks=True)
-        chunks = list(masks_lib.full_size_chunks(out.low_res_masks, out.mask_frame, nearest_size=nearest))
-        assert [len(c) for c in chunks] == [3, 3, 1] and torch.equal(torch.cat(chunks), dense)
-        cropped = CropMasks([c for chunk in chunks for c in CropMasks.cut(chunk)], dense.shape[1:])
-        dense = dense.numpy()
-        assert cropped.shape == dense.shape and np.array_equal(cropped.numpy(), dense)
-        assert [cropped.to_rle(i) for i in range(7)] == [encode_rle(m) for m in dense]
-        assert np.array_equal(cropped.boxes(), mask_to_box(dense))
-        h, w = dense.shape[1:]
-        assert np.array_equal(cropped.window(2, 3, h - 1, 0, w // 2), dense[2, 3 : h - 1, : w // 2])
-        assert np.array_equal(np.asarray(cropped[[4, 0]]), dense[[4, 0]])
-    empty = CropMasks.cut(torch.zeros(2, 5, 6, dtype=torch.bool))
-    assert [c.shape for c, _ in empty] == [(0, 0), (0, 0)] and CropMasks(empty, (5, 6)).bbox(1) is None
-
-
-def test_one_region_at_a_time_and_array_like_access(model, example):
+def test_one_region_at_a_time_and_array_like_access(model, example, random_boxes):
     state = model.segmenter.encode_image(example)
-    out = model.segmenter.decode_prompts(state, boxes=_boxes(256, 256, 6, seed=1), low_res_masks=True)
+    out = model.segmenter.decode_prompts(state, boxes=random_boxes(256, 256, 6, seed=1), low_res_masks=True)
     logits = out.low_res_masks.clone()
     logits[3] = -10.0  # an empty region
     lazy = LowResMasks(logits, out.mask_frame)
@@ -108,9 +60,9 @@ def test_one_region_at_a_time_and_array_like_access(model, example):
     assert isinstance(wrapped, DenseMasks) and wrapped.bbox(0) == lazy.bbox(0) and as_region_masks(lazy) is lazy
 
 
-def test_concatenation_stays_low_res_in_one_frame(model, example):
+def test_concatenation_stays_low_res_in_one_frame(model, example, random_boxes):
     state = model.segmenter.encode_image(example)
-    first = model.segmenter.decode_prompts(state, boxes=_boxes(256, 256, 2, seed=2), low_res_masks=True)
+    first = model.segmenter.decode_prompts(state, boxes=random_boxes(256, 256, 2, seed=2), low_res_masks=True)
     second = model.segmenter.decode_prompts(state, points=torch.tensor([[[60.0, 120.0]]]), low_res_masks=True)
     a, b = LowResMasks(first.low_res_masks, first.mask_frame), LowResMasks(second.low_res_masks, second.mask_frame)
     both = concat_masks(a, b)
@@ -121,12 +73,12 @@ def test_concatenation_stays_low_res_in_one_frame(model, example):
     assert concat_masks(a, None) is None
 
 
-def test_predictor_keeps_masks_low_res_until_asked(model, example, tmp_path):
+def test_predictor_keeps_masks_low_res_until_asked(model, example, tmp_path, random_boxes):
     """Memory by design: a result holds N low-res logit grids, not N full-size masks."""
     predictor = RegionSpotPredictor(model, text_cache_dir=str(tmp_path))
     predictor.set_image(example.resize((1500, 1200)))
     predictor.set_vocabulary(["red circle", "blue square"])
-    result = predictor.predict(boxes=_boxes(1200, 1500, 40, seed=3).numpy())
+    result = predictor.predict(boxes=random_boxes(1200, 1500, 40, seed=3).numpy())
     assert isinstance(result.masks, LowResMasks) and result.masks.shape == (40, 1200, 1500)
     assert result.masks.logits.shape == (40, 64, 64) and result.masks.logits.dtype == torch.float32
     points = predictor.predict(points=[[300.0, 500.0], [900.0, 700.0]])

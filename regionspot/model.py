@@ -59,7 +59,7 @@ class RegionSpot(nn.Module):
         self.vision_language = vision_language
         self.head = head
         self.config = config
-        self.fast_path = "fp32"  # see regionspot.inference.fast
+        self.fast_path = "fp32"  # the backbones' numerics: set_numerics
 
     # --- construction ----------------------------------------------------------------------------
     @classmethod
@@ -102,9 +102,9 @@ class RegionSpot(nn.Module):
             (converted on the fly).
         segmenter / vision_language: override the backbones recorded in the checkpoint (a registered name such as
             "shapesworld" or "BL", a hub id, or a folder).
-        fast_path: None / "fp32" (default, most accurate), "bf16", "int8", "eager", "compile" (fp32 through
-            ``torch.compile``: for long runs), or "auto": the fastest of bf16 / int8 / fp32 whose accuracy guard
-            passed on this machine (``regionspot.inference.fast``).
+        fast_path: the backbones' numerics (:meth:`set_numerics`): None / "fp32" (default, most accurate), "bf16",
+            "int8", "eager", "compile" (fp32 through ``torch.compile``: for long runs). The fastest one whose
+            accuracy guard passed on this machine: ``regionspot.inference.fast.resolve_fast_path("auto", device)``.
         """
         registry = list_pretrained()
         name = "shapesworld" if name_or_path is None else str(name_or_path)
@@ -145,10 +145,23 @@ class RegionSpot(nn.Module):
                             model, path)
         model.eval()
         if fast_path is not None:
-            from regionspot.inference.fast import apply_fast_path, resolve_fast_path
-
-            apply_fast_path(model, resolve_fast_path(fast_path, model.segmenter.device))
+            model.set_numerics(fast_path)
         return model
+
+    def set_numerics(self, mode: str) -> str:
+        """Run both frozen backbones in numerics ``mode`` (``backbones.numerics.NUMERICS``), in place; recorded
+        as ``fast_path``. Returns the fingerprint suffix of ``mode`` ("+bf16" / "+int8", else ""), which both
+        backbones' ``weights_fingerprint`` then end in (text embeddings computed in a lossy mode are cached
+        apart). int8 and compile cannot be switched back. Raises ValueError for an unknown mode ("auto" is
+        chosen by ``regionspot.inference.fast.resolve_fast_path``), RegionSpotError for a mode the device
+        cannot run."""
+        if mode == "auto":
+            raise ValueError("fast_path='auto' is chosen from this machine's accuracy-guard verdicts: pass "
+                             "regionspot.inference.fast.resolve_fast_path('auto', device) instead.")
+        suffix = self.segmenter.set_numerics(mode)
+        self.vision_language.set_numerics(mode)
+        self.fast_path = mode
+        return suffix
 
     def save_pretrained(self, path: str | Path, meta: dict | None = None) -> Path:
         """Write the head (only) + config; the frozen backbones are referenced by name, hub id or a folder

@@ -1,9 +1,9 @@
 """The accuracy-guard table of the fast paths, and this machine's verdicts for `regionspot predict --fast`.
 
-1. ShapesWorld val (the CI subset's first ``--images`` images, every GT box, the embedded model's vocabulary) with
-   the embedded, really trained tiny models: logit error and top-1/top-5 agreement of each path against
-   fp32, and GT top-1 accuracy of the path and of fp32 on the same regions. Verdicts are recorded
-   (``regionspot.inference.fast.verdicts_path``).
+1. A labelled COCO set — by default ShapesWorld val (the CI subset's first ``--images`` images, every GT box, its
+   vocabulary) with the embedded, really trained tiny models; ``--data FILE --image-root DIR [--model NAME]``
+   for any other: logit error and top-1/top-5 agreement of each path against fp32, and GT top-1 accuracy of
+   the path and of fp32 on the same regions. Verdicts are recorded (``regionspot.inference.fast.verdicts_path``).
 2. ``--ap``: box AP of the embedded RegionSpot on those images, per path, and its change against fp32.
 3. ``--full-size``: the BL architecture at full size (SAM ViT-B with SAM-style init, CLIP ViT-L/14, random
    head; built by ``benchmarks/speed/predict_speed.py``) on one image with ``--boxes`` boxes against ``--vocab``
@@ -24,15 +24,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _shapesworld_table(paths: list[str], images: int) -> list[str]:
+def _guard_table(paths: list[str], images: int, data: Path | None, image_root: Path | None,
+                 model: str | None, work: Path) -> list[str]:
+    from regionspot.evaluation.guard import run_guard
     from regionspot.inference.fast import passes_guard
-    from regionspot.shapesworld.guard import run_guard
+    from regionspot.shapesworld.guard import run_ci_subset_guard
 
-    lines = [f"ShapesWorld val, first {images} CI-subset images, all GT boxes, embedded models; reference: fp32.", "",
+    if data is None:
+        title = f"ShapesWorld val, first {images} CI-subset images, all GT boxes, embedded models; reference: fp32."
+        rows = run_ci_subset_guard(paths, num_images=images)
+    else:
+        title = f"{data.name}, first {images} labelled images, all GT boxes, {model or 'embedded model'}; reference: fp32."
+        rows = run_guard(paths, data, image_root, images, weights=model, text_cache_dir=work / "guard-text")
+    lines = [title, "",
              "| path | regions | max abs Δlogit | mean abs Δlogit | top-1 agree | top-1 agree up to ties | top-5 overlap "
              "| GT top-1 (path / fp32) | guard |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for row in run_guard(paths, num_images=images):
+    for row in rows:
         r = row.result
         lines.append(f"| {row.path} | {r.regions} | {r.max_abs:.4f} | {r.mean_abs:.5f} | {100 * r.top1:.1f} % | "
                      f"{100 * r.top1_up_to_ties:.1f} % | {100 * r.top5:.1f} % | {100 * row.accuracy:.1f} % / {100 * row.reference_accuracy:.1f} % | "
@@ -44,7 +52,6 @@ def _ap_table(paths: list[str], images: int, work: Path) -> list[str]:
     """Box AP of the embedded RegionSpot on the first ``images`` CI-subset val images, per path."""
     from regionspot.engine.config import EvalOptions
     from regionspot.engine.evaluate import evaluate_dataset
-    from regionspot.inference.fast import apply_fast_path
     from regionspot.model import RegionSpot
     from regionspot.shapesworld.guard import regenerate_ci_subset
     from regionspot.shapesworld.report import table_rows
@@ -54,7 +61,7 @@ def _ap_table(paths: list[str], images: int, work: Path) -> list[str]:
              "| path | AP | APr | APc | APf | ΔAP vs fp32 |", "|---|---|---|---|---|---|"]
     base = None
     for path in ["fp32", *[p for p in paths if p != "fp32"]]:
-        model = apply_fast_path(RegionSpot.from_pretrained(device="cpu"), path)
+        model = RegionSpot.from_pretrained(device="cpu", fast_path=path)
         options = EvalOptions(methods=("regionspot",), iou_types=("bbox",), overwrite=True,
                               text_cache_dir=str(work / "ap" / f"text-{path}"))
         summary = evaluate_dataset(Path(info["val_json"]), Path(info["image_root"]), work / "ap" / f"eval-{path}",
@@ -105,17 +112,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--paths", default="eager,bf16,int8")
-    parser.add_argument("--images", type=int, default=60)
-    parser.add_argument("--ap", action="store_true", help="also box AP per path on the first --images CI-subset images")
+    parser.add_argument("--images", type=int, default=60, help="first N labelled images of the set")
+    parser.add_argument("--data", type=Path, help="a labelled COCO file to guard on (default: the ShapesWorld CI subset)")
+    parser.add_argument("--image-root", type=Path, help="the folder of --data's images")
+    parser.add_argument("--model", help="the model for --data (a registered name or head; default: the embedded one)")
+    parser.add_argument("--ap", action="store_true", help="also box AP per path on the first --images CI-subset images "
+                        "(without --data)")
     parser.add_argument("--full-size", action="store_true")
     parser.add_argument("--boxes", type=int, default=50)
     parser.add_argument("--vocab", type=int, default=20)
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a fresh temporary one)")
     args = parser.parse_args()
+    if (args.data is None) != (args.image_root is None) or (args.model is not None and args.data is None):
+        parser.error("--data and --image-root go together (and --model needs them)")
+    if args.ap and args.data is not None:
+        parser.error("--ap measures the ShapesWorld CI subset; drop --data (or --ap)")
     args.work = args.work or Path(tempfile.mkdtemp(prefix="regionspot-bench-"))
     torch.set_num_threads(args.threads)
     paths = args.paths.split(",")
-    lines = _shapesworld_table(paths, args.images)
+    lines = _guard_table(paths, args.images, args.data, args.image_root, args.model, args.work)
     if args.ap:
         lines += [""] + _ap_table(paths, args.images, args.work)
     if args.full_size:

@@ -37,14 +37,13 @@ from predict_speed import build_full_size  # noqa: E402
 
 def load_model(args: argparse.Namespace, precision: str):
     """The model at ``precision`` (a fresh load each time: fast paths switch a model in place)."""
-    from regionspot.inference.fast import apply_fast_path
     from regionspot.model import RegionSpot
     from regionspot.utils.precision import autocast_forward
 
     path = None if args.tiny else build_full_size(args.work) / "head.safetensors"
     model = RegionSpot.from_pretrained(path, device=args.device)
     if precision == "bf16":
-        apply_fast_path(model, "bf16")
+        model.set_numerics("bf16")
     elif precision == "fp16":
         sam, clip = model.segmenter.model, model.vision_language.model
         for module in (sam.vision_encoder, sam.mask_decoder, sam.mask_decoder.iou_prediction_head,

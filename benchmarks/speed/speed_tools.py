@@ -98,11 +98,10 @@ class ReferencePipeline:
     full context in input order. Preprocessing is the adapters' (the same pixels as the library path)."""
 
     def __init__(self, model) -> None:
-        from regionspot.utils.precision import set_attention
-
+        model.set_numerics("eager")
         self.model = model
-        self.sam = set_attention(model.segmenter.model, "eager")
-        self.clip = set_attention(model.vision_language.model, "eager")
+        self.sam = model.segmenter.model
+        self.clip = model.vision_language.model
 
     def encode_image(self, image) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         pixels, original, resized = self.model.segmenter.preprocess_image(image)

@@ -94,7 +94,8 @@ class Segmenter(Protocol):
     """A promptable segmenter that yields a position-aware token per prompt.
 
     model_id: hub id or folder it was loaded from; token_dim: width of the token (SAM: 256);
-    weights_fingerprint: identity of its weights (``regionspot.utils.fingerprint``) for cache manifests;
+    weights_fingerprint: identity of its weights (``regionspot.utils.fingerprint``) for cache manifests, with
+    the suffix of a lossy numerics mode (``set_numerics``);
     decoder_layer_norm_eps: eps of its mask decoder's LayerNorms (recorded with caches and heads; None
     for a segmenter without one); device: where it runs.
     """
@@ -112,6 +113,12 @@ class Segmenter(Protocol):
     def device(self) -> torch.device: ...
 
     def encode_image(self, image: Image.Image) -> SegmenterImageState: ...
+
+    def set_numerics(self, mode: str) -> str:
+        """Run in numerics ``mode`` (``backbones.numerics.NUMERICS``: "fp32", "eager", "bf16", "int8", "compile");
+        returns the fingerprint suffix of that mode ("+bf16" / "+int8", else ""), which ``weights_fingerprint``
+        then ends in. Raises ValueError for an unknown mode, RegionSpotError for one the device cannot run."""
+        ...
 
     def input_preprocessor(self) -> Callable[[Image.Image], SegmenterBatch]:
         """A picklable CPU function: one RGB image -> a ``SegmenterBatch`` of one (for worker processes)."""
@@ -144,7 +151,7 @@ class VisionLanguage(Protocol):
     embed_dim: int  # D: width of the joint image-text space
     image_size: int  # side of the square input in pixels
     num_tokens: int  # T: feature-map tokens at image_size
-    weights_fingerprint: str  # identity of the weights, for cache keys
+    weights_fingerprint: str  # identity of the weights (+ a lossy numerics mode's suffix), for cache keys
     resize: str  # "pil" or "torch-bilinear" (PreprocessConfig.clip_resize)
     antialias: bool
     mean: tuple[float, ...]  # pixel normalisation on the 0..1 scale
@@ -161,6 +168,10 @@ class VisionLanguage(Protocol):
 
         images: PIL images, or their (B, 3, S, S) float32 pixels from ``input_preprocessor()``.
         """
+        ...
+
+    def set_numerics(self, mode: str) -> str:
+        """As ``Segmenter.set_numerics``: run in numerics ``mode``; returns its fingerprint suffix."""
         ...
 
     def input_preprocessor(self) -> Callable[[Sequence[Image.Image]], torch.Tensor]:

@@ -22,12 +22,13 @@ from torch import nn
 
 from regionspot.backbones.base import SegmenterBatch, SegmenterImageState, SegmenterOutput
 from regionspot.backbones.hub import cached_file_or_none, from_pretrained, looks_like_path
+from regionspot.backbones.numerics import switch_numerics
 from regionspot.backbones.prompts import validate_boxes, validate_points
+from regionspot.backbones.sam_attention import one_image_token_major, set_sam_attention, use_chunked_bias
 from regionspot.backbones.sam_inputs import SamPreprocess, normalize_sam_pixels, prepare_sam_input
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
 from regionspot.masks.resize import MaskFrame, upsample_mask_logits
 from regionspot.utils.fingerprint import weights_fingerprint
-from regionspot.utils.sam_attention import one_image_token_major, use_chunked_bias
 
 __all__ = ["ORIGINAL_DECODER_EPS", "SamPreprocess", "SamSegmenter", "default_decoder_eps", "load_segmenter", "stability_score"]
 
@@ -62,6 +63,7 @@ class SamSegmenter:
         self._pre = preprocess
         self._is_hq = model.config.model_type == "sam_hq"
         self._fingerprint: str | None = None
+        self._numerics, self._numerics_suffix = "fp32", ""
 
     # ----------------------------------------------------------------- properties
     @property
@@ -92,10 +94,24 @@ class SamSegmenter:
 
     @property
     def weights_fingerprint(self) -> str:
-        """Identity of the weights (computed once)."""
+        """Identity of the weights (computed once), with the numerics suffix of a lossy mode (``set_numerics``)."""
         if self._fingerprint is None:
             self._fingerprint = weights_fingerprint(self._model)
-        return self._fingerprint
+        return self._fingerprint + self._numerics_suffix
+
+    def set_numerics(self, mode: str) -> str:
+        """Run in numerics ``mode`` (``backbones.numerics.NUMERICS``); returns its fingerprint suffix. bf16: the
+        image encoder and mask decoder under bf16 autocast (the prompt encoder's random-Fourier positional
+        encoding is precision-sensitive: it stays fp32); int8 / compile: the image encoder."""
+        if mode == "int8" and self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self._model)  # int8 weights cannot be summed
+        sam = self._model
+        encoder, decoder = sam.vision_encoder, sam.mask_decoder
+        self._numerics_suffix = switch_numerics(
+            sam, mode, self._numerics, self.device, bf16=(encoder, decoder, decoder.iou_prediction_head),
+            int8=(encoder,), compiled=(encoder,), attention=set_sam_attention)
+        self._numerics = mode
+        return self._numerics_suffix
 
     @property
     def decoder_layer_norm_eps(self) -> float:

@@ -35,6 +35,7 @@ from PIL import Image
 from regionspot.backbones.clip_inputs import clip_preprocessor_stats, preprocess_images
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
 from regionspot.backbones.hub import cached_file_or_none, from_pretrained
+from regionspot.backbones.numerics import switch_numerics
 from regionspot.config import CLIP_RESIZES
 from regionspot.errors import (
     CheckpointError,
@@ -106,6 +107,7 @@ class ClipAdapter:
         self.resize = resize
         self.antialias = bool(antialias)
         self.weights_fingerprint = fingerprint or weights_fingerprint(model)
+        self._numerics, self._numerics_suffix = "fp32", ""
 
     @staticmethod
     def _embed_dim(config) -> int:
@@ -130,6 +132,17 @@ class ClipAdapter:
         """T, the number of feature-map tokens at ``image_size`` (incl. the class token)."""
         grid = self.image_size // self.patch_size
         return grid * grid + int(self.has_class_token)
+
+    def set_numerics(self, mode: str) -> str:
+        """Run in numerics ``mode`` (``backbones.numerics.NUMERICS``); returns its fingerprint suffix, which
+        ``weights_fingerprint`` then ends in (text embeddings computed in a lossy mode are cached apart).
+        bf16 / int8: the vision and text towers; compile: the vision tower (text batches change length)."""
+        vision, text = self.model.vision_model, self.model.text_model
+        suffix = switch_numerics(self.model, mode, self._numerics, self.device, bf16=(vision, text),
+                                 int8=(vision, text), compiled=(vision,))
+        self.weights_fingerprint = self.weights_fingerprint.removesuffix(self._numerics_suffix) + suffix
+        self._numerics, self._numerics_suffix = mode, suffix
+        return suffix
 
     # -- images -----------------------------------------------------------------------------------
     def input_preprocessor(self, size: int | None = None) -> Callable[[Sequence[Image.Image]], torch.Tensor]:

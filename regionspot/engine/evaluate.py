@@ -280,25 +280,24 @@ def load_parts(
     (registered name, hub id or folder) override its backbones.
     fast_path: the backbones' numerics (``regionspot.inference.fast.FAST_PATHS`` or "auto").
     """
+    from regionspot.inference.fast import resolve_fast_path
+
+    fast_path = resolve_fast_path(fast_path, device or "cpu")
     if "regionspot" in methods or segmenter is None or vision_language is None:
         from regionspot.model import RegionSpot
 
         model = RegionSpot.from_pretrained(head, segmenter=segmenter, vision_language=vision_language, device=device,
                                            fast_path=fast_path)
         return model.segmenter, model.vision_language, model if "regionspot" in methods else None
-    from types import SimpleNamespace
-
     from regionspot.backbones.segmenter import load_segmenter
     from regionspot.backbones.vision_language import load_vision_language
-    from regionspot.inference.fast import apply_fast_path, resolve_fast_path
     from regionspot.registry import resolve_backbone
 
-    parts = SimpleNamespace(
-        segmenter=load_segmenter(resolve_backbone(segmenter, "segmenter"), device=device),
-        vision_language=load_vision_language(resolve_backbone(vision_language, "vision_language"), device=device),
-    )
-    apply_fast_path(parts, resolve_fast_path(fast_path, parts.segmenter.device))  # the crop baselines alone
-    return parts.segmenter, parts.vision_language, None
+    segmenter = load_segmenter(resolve_backbone(segmenter, "segmenter"), device=device)
+    vision_language = load_vision_language(resolve_backbone(vision_language, "vision_language"), device=device)
+    for part in (segmenter, vision_language):  # the crop baselines alone
+        part.set_numerics(fast_path)
+    return segmenter, vision_language, None
 
 
 def run_evaluation(options: EvalOptions, show_progress: bool = True) -> EvalSummary | None:

@@ -1,27 +1,20 @@
-"""Fast paths: options that trade a little numerical accuracy for speed, each guarded against fp32.
+"""Fast paths: which numerics to run the frozen backbones in, and the accuracy guard that decides it.
 
-Paths (``FAST_PATHS``), applied in place to a loaded :class:`~regionspot.model.RegionSpot` by
-:func:`apply_fast_path`:
+The paths (``FAST_PATHS``) are the backbones' numerics modes (``regionspot.backbones.numerics.NUMERICS``:
+fp32, eager, bf16, int8, compile); each backbone adapter sets its own (``set_numerics``) and
+``RegionSpot.set_numerics`` / ``RegionSpot.from_pretrained(fast_path=...)`` switches both. This module is the
+policy only:
 
-- ``"fp32"`` — the default and most accurate: float32 weights and activations, PyTorch SDPA attention
-  (transformers' default; mathematically the same attention as eager).
-- ``"eager"`` — float32 with transformers' eager attention (the plain reference; never faster).
-- ``"bf16"`` — the SAM image encoder, SAM mask decoder and the CLIP vision/text towers run under
-  ``torch.autocast(bfloat16)``; weights stay float32, outputs are cast back to float32; the SAM prompt
-  encoder (its random-Fourier positional encoding is precision-sensitive) and the head stay float32.
-  Only worth it where bf16 is native: GPUs, CPUs with AMX-BF16 / AVX-512 BF16.
-- ``"int8"`` — the Linear layers of the SAM image encoder and of the CLIP vision/text towers become
-  dynamic int8 Linear layers (CPU only); the decoder and head stay float32.
-- ``"compile"`` — fp32, with the SAM image encoder and the CLIP vision tower compiled by ``torch.compile``
-  (inductor). The first image pays the compilation (about a minute for BL on 2 CPU cores); it then runs a few
-  per cent faster (docs/performance.md), so it is for long evaluations, not one picture, and ``"auto"`` /
-  ``--fast`` never pick it. The text tower is not compiled: its batches change length.
-
-The accuracy guard compares a path's logits with the fp32 path's on the same regions:
-:func:`compare_logits` gives the logit error and top-1/top-5 agreement; :func:`passes_guard` applies the
-thresholds. Guard verdicts for *this machine* (``machine_signature``) are kept in a small JSON file so
-that ``choose_fast_path`` can pick the fastest path that passed without re-running the guard; the
-guard runner itself (ShapesWorld val, the embedded model) is ``regionspot.shapesworld.guard``.
+- :func:`candidate_paths` — the paths worth trying on a device (bf16 only where it is native, int8 on CPU);
+  ``"compile"`` is never a candidate (the first image pays about a minute of compilation for BL on 2 CPU
+  cores; it then runs a few per cent faster, docs/performance.md), nor is ``"eager"`` (never faster).
+- The accuracy guard's thresholds: :func:`compare_logits` gives a path's logit error and top-1/top-5
+  agreement with fp32 on the same regions; :func:`passes_guard` applies ``GUARD_TOP1`` /
+  ``GUARD_MAX_ABS_LOGIT``. The guard itself runs on any labelled COCO set (``regionspot.evaluation.guard``;
+  ``GUARD_COMMAND`` runs it on the ShapesWorld CI subset).
+- Verdicts: guard results for *this machine* (``machine_signature``) kept in a small JSON file, so that
+  :func:`choose_fast_path` / :func:`resolve_fast_path` ("auto") pick the fastest path that passed without
+  re-running the guard.
 """
 
 from __future__ import annotations
@@ -34,22 +27,17 @@ from pathlib import Path
 
 import torch
 
+from regionspot.backbones.numerics import NUMERICS
 from regionspot.errors import RegionSpotError
-from regionspot.utils.precision import (
-    autocast_forward,
-    cpu_flags,
-    has_native_bf16,
-    quantize_linear_int8,
-    set_attention,
-)
+from regionspot.utils.precision import cpu_flags, has_native_bf16
 
 __all__ = [
     "FAST_PATHS",
+    "GUARD_COMMAND",
     "GUARD_MAX_ABS_LOGIT",
     "GUARD_TOP1",
     "TIE_LOGIT",
     "GuardResult",
-    "apply_fast_path",
     "candidate_paths",
     "choose_fast_path",
     "compare_logits",
@@ -61,7 +49,9 @@ __all__ = [
     "write_verdicts",
 ]
 
-FAST_PATHS = ("fp32", "eager", "bf16", "int8", "compile")
+FAST_PATHS = NUMERICS
+# The command that runs the guard on the ShapesWorld CI subset and records this machine's verdicts.
+GUARD_COMMAND = "python benchmarks/speed/accuracy_guard.py"
 # A fast path passes when ≥ 99 % of regions keep their top-1 class and the largest logit error stays small
 # against the logits' scale (CLIP's logit scale is 100: cosine × 100).
 GUARD_TOP1 = 0.99
@@ -73,41 +63,7 @@ GUARD_MAX_ABS_LOGIT = 2.0
 TIE_LOGIT = 0.01
 
 
-# --------------------------------------------------------------------------------------- applying
-def apply_fast_path(model, path: str):
-    """Switch a loaded RegionSpot (in place; also returned) to ``path`` — one of ``FAST_PATHS``.
-
-    A model is switched once, from its loaded (fp32) state; ``int8`` cannot be undone. Raises
-    RegionSpotError for an unknown path or a path the model's device cannot run.
-    """
-    if path not in FAST_PATHS:
-        raise RegionSpotError(f"Unknown fast path {path!r}; choose one of {', '.join(FAST_PATHS)} (or 'auto').")
-    sam = model.segmenter.model
-    clip = model.vision_language.model
-    device = model.segmenter.device
-    set_attention(sam, "eager" if path == "eager" else "sdpa")
-    set_attention(clip, "eager" if path == "eager" else "sdpa")
-    if path == "bf16":
-        if device.type not in ("cpu", "cuda"):
-            raise RegionSpotError(f"The bf16 path runs on CPU or CUDA, not {device.type}.")
-        for module in (sam.vision_encoder, sam.mask_decoder, sam.mask_decoder.iou_prediction_head,
-                       clip.vision_model, clip.text_model):
-            autocast_forward(module, torch.bfloat16, device.type)
-    elif path == "int8":
-        if device.type != "cpu":
-            raise RegionSpotError(f"The int8 path (dynamic quantisation) runs on CPU only; this model is on {device}.")
-        for module in (sam.vision_encoder, clip.vision_model, clip.text_model):
-            quantize_linear_int8(module)
-    elif path == "compile":
-        for module in (sam.vision_encoder, clip.vision_model):
-            module.compile()
-    if path in ("bf16", "int8") and isinstance(getattr(model.vision_language, "weights_fingerprint", None), str):
-        # text embeddings computed on this path differ slightly: keep them apart in the on-disk cache
-        model.vision_language.weights_fingerprint += f"+{path}"
-    model.fast_path = path
-    return model
-
-
+# --------------------------------------------------------------------------------------- choosing
 def candidate_paths(device: torch.device | str = "cpu") -> list[str]:
     """The fast paths worth trying on ``device``, fastest expected first; "fp32" always last.
 
@@ -227,7 +183,7 @@ def resolve_fast_path(name: str, device: torch.device | str = "cpu") -> str:
     chosen = choose_fast_path(device)
     if chosen is None:
         raise RegionSpotError(
-            "No accuracy-guard verdicts for this machine yet: run `regionspot predict --fast` once (it runs the "
-            "guard) or `python benchmarks/speed/accuracy_guard.py`, or pass fast_path='bf16' / 'int8' explicitly."
+            f"No accuracy-guard verdicts for this machine yet: run `{GUARD_COMMAND}` once, or pass "
+            "fast_path='bf16' / 'int8' explicitly."
         )
     return chosen

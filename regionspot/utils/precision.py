@@ -1,9 +1,11 @@
-"""Low-level switches for running frozen backbones faster: CPU feature probe, autocast wrapping,
-attention implementation, int8 dynamic quantisation of Linear layers.
+"""Generic switches for running frozen modules faster: CPU feature probe, autocast wrapping, the
+transformers attention implementation, int8 dynamic quantisation of Linear layers.
 
 Each function changes one ``nn.Module`` in place and leaves its ``state_dict`` keys alone except
-:func:`quantize_linear_int8` (which replaces Linear modules, so it is for inference only). The policy —
-which switch to use on which hardware, and the accuracy guard — lives in ``regionspot.inference.fast``.
+:func:`quantize_linear_int8` (which replaces Linear modules, so it is for inference only). Which modules of a
+backbone get which switch is the backbone adapter's business (``set_numerics`` in ``regionspot.backbones``;
+SAM's own attention classes in ``backbones/sam_attention.py``); which path to use on which hardware, and the
+accuracy guard, is ``regionspot.inference.fast``.
 """
 
 from __future__ import annotations
@@ -96,10 +98,9 @@ def autocast_forward(module: nn.Module, dtype: torch.dtype | None, device_type: 
 
 
 def set_attention(module: nn.Module, implementation: str) -> nn.Module:
-    """Switch a transformers model (SAM, SAM-HQ, CLIP, SigLIP) to ``"eager"`` or ``"sdpa"`` attention in place.
-
-    Attention layers that look the implementation up at call time follow their config; SAM's vision
-    attention picks a class at construction, so its layers are re-classed (same parameters).
+    """Switch a transformers model (SAM, SAM-HQ, CLIP, SigLIP) to ``"eager"`` or ``"sdpa"`` attention in place:
+    every attention layer that looks the implementation up in its config at call time follows it. (SAM's
+    vision attention picks its class at construction: ``backbones.sam_attention.set_sam_attention``.)
     """
     if implementation not in ("eager", "sdpa"):
         raise ValueError(f"implementation must be 'eager' or 'sdpa', got {implementation!r}.")
@@ -111,20 +112,7 @@ def set_attention(module: nn.Module, implementation: str) -> nn.Module:
                 child = getattr(config, name, None)
                 if child is not None and hasattr(child, "_attn_implementation"):
                     child._attn_implementation = implementation
-    _reclass_sam_vision_attention(module, implementation)
     return module
-
-
-def _reclass_sam_vision_attention(module: nn.Module, implementation: str) -> None:
-    """SAM / SAM-HQ vision attention layers → the eager class, or for "sdpa" our chunked-bias subclass
-    (``utils/sam_attention.py``: the same result as transformers' SDPA class without its dense bias)."""
-    from regionspot.utils.sam_attention import vision_attention_classes
-
-    families = vision_attention_classes()
-    for sub in module.modules():
-        for family in families:
-            if type(sub) in family.values():
-                sub.__class__ = family[implementation]
 
 
 def quantize_linear_int8(module: nn.Module) -> nn.Module:

@@ -50,3 +50,18 @@ def test_crop_baselines_alone_get_the_path(tiny_sam_dir, tiny_clip_dir):
 def test_unknown_fast_path_is_one_clear_error():
     with pytest.raises(ConfigError, match="`fast_path` must be one of"):
         EvalOptions(fast_path="fp8").validate()
+
+
+def test_auto_is_resolved_from_this_machines_verdicts(tiny_sam_dir, tiny_clip_dir, tmp_path, monkeypatch):
+    from regionspot.engine.evaluate import load_parts
+    from regionspot.errors import RegionSpotError
+    from regionspot.inference import fast
+
+    monkeypatch.setenv("REGIONSPOT_CACHE", str(tmp_path))
+    monkeypatch.setattr(fast, "has_native_bf16", lambda device: False)
+    with pytest.raises(RegionSpotError, match=fast.GUARD_COMMAND):  # before any model is loaded
+        load_parts(("clip-box",), None, str(tiny_sam_dir), str(tiny_clip_dir), "cpu", fast_path="auto")
+    fast.write_verdicts({"int8": fast.GuardResult(20, 0.1, 0.01, 1.0, 1.0)}, "cpu")
+    segmenter, vision_language, _ = load_parts(("clip-box",), None, str(tiny_sam_dir), str(tiny_clip_dir), "cpu",
+                                               fast_path="auto")
+    assert segmenter.weights_fingerprint.endswith("+int8") and vision_language.weights_fingerprint.endswith("+int8")

@@ -6,7 +6,6 @@ from regionspot.inference import fast
 from regionspot.inference.fast import (
     GUARD_MAX_ABS_LOGIT,
     GuardResult,
-    apply_fast_path,
     candidate_paths,
     choose_fast_path,
     compare_logits,
@@ -59,7 +58,7 @@ def test_choose_takes_the_first_candidate_that_passed(tmp_path, monkeypatch):
     monkeypatch.setenv("REGIONSPOT_CACHE", str(tmp_path))
     monkeypatch.setattr(fast, "has_native_bf16", lambda device: True)
     assert choose_fast_path("cpu") is None
-    with pytest.raises(RegionSpotError, match="guard"):
+    with pytest.raises(RegionSpotError, match="accuracy_guard.py"):  # names the command that makes them
         resolve_fast_path("auto", "cpu")
     good, bad = GuardResult(10, 0.1, 0.01, 1.0, 1.0), GuardResult(10, 5.0, 1.0, 0.8, 0.9)
     write_verdicts({"bf16": bad, "int8": good}, "cpu")
@@ -126,6 +125,20 @@ def test_fast_paths_keep_the_example_top1(example, path, tmp_path, monkeypatch):
         assert error < 1e-3 and "+" not in model.vision_language.weights_fingerprint
 
 
-def test_unknown_path_raises():
-    with pytest.raises(RegionSpotError, match="Unknown fast path"):
-        apply_fast_path(object(), "fp8")
+def test_unknown_and_auto_paths_are_programmer_errors():
+    model = RegionSpot.from_pretrained()
+    with pytest.raises(ValueError, match="Unknown numerics"):
+        model.set_numerics("fp8")
+    with pytest.raises(ValueError, match="resolve_fast_path"):
+        RegionSpot.from_pretrained(fast_path="auto")
+    assert model.fast_path == "fp32"
+
+
+def test_model_set_numerics_switches_both_backbones(tiny_model_dir):
+    model = RegionSpot.from_pretrained(tiny_model_dir)
+    prints = [model.segmenter.weights_fingerprint, model.vision_language.weights_fingerprint]
+    assert model.set_numerics("bf16") == "+bf16" and model.fast_path == "bf16"
+    assert [model.segmenter.weights_fingerprint, model.vision_language.weights_fingerprint] == [p + "+bf16" for p in prints]
+    assert "forward" in model.segmenter.model.vision_encoder.__dict__
+    assert "forward" in model.vision_language.model.vision_model.__dict__
+    assert model.set_numerics("fp32") == "" and model.vision_language.weights_fingerprint == prints[1]

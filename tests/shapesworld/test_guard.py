@@ -4,7 +4,7 @@ keep ≥ 99 % of the fp32 path's top-1 classes (on this subset: all of them)."""
 import pytest
 
 from regionspot.inference.fast import GUARD_TOP1, passes_guard, read_verdicts
-from regionspot.shapesworld.guard import run_guard
+from regionspot.shapesworld.guard import run_ci_subset_guard
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +13,7 @@ def rows(tmp_path_factory):
 
     os.environ["REGIONSPOT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     try:
-        return {row.path: row for row in run_guard(["eager", "bf16", "int8", "compile"], num_images=3)}
+        return {row.path: row for row in run_ci_subset_guard(["eager", "bf16", "int8", "compile"], num_images=3)}
     finally:
         del os.environ["REGIONSPOT_CACHE"]
 
@@ -34,6 +34,6 @@ def test_eager_is_float_exact_and_reduced_precision_is_not(rows):
 
 def test_guard_records_verdicts(tmp_path, monkeypatch):
     monkeypatch.setenv("REGIONSPOT_CACHE", str(tmp_path))
-    run_guard(["eager"], num_images=1)
+    run_ci_subset_guard(["eager"], num_images=1)
     (verdicts,) = read_verdicts().values()
     assert set(verdicts) == {"eager"} and verdicts["eager"]["passed"] is True

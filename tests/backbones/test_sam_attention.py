@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from transformers import SamHQModel, SamModel
 
-import regionspot.utils.sam_attention as sam_attention
+import regionspot.backbones.sam_attention as sam_attention
+from regionspot.backbones.sam_attention import set_sam_attention
 from regionspot.shapesworld.tiny_models import sam_hq_config, sam_style_init_
 from regionspot.testing.tiny_sam import tiny_sam_config
-from regionspot.utils.precision import set_attention
 
 
 def _encoder(model_class, seed: int = 0):
@@ -45,7 +45,7 @@ def test_chunked_attention_matches_transformers(model_class, chunk_elements, mon
     model = _encoder(model_class)
     pixels = torch.randn(2, 3, 160, 160)
     with torch.inference_mode():
-        assert _classes(set_attention(model, "eager")) == {f"{model_class.__name__[:-5]}VisionAttention"}
+        assert _classes(set_sam_attention(model, "eager")) == {f"{model_class.__name__[:-5]}VisionAttention"}
         eager = _embed(model, pixels)
         sdpa_class = sam_attention.chunked_rel_pos_classes()
         plain = next(base for base in sdpa_class if base.__name__.startswith(model_class.__name__[:-5] + "Vision"))
@@ -54,7 +54,7 @@ def test_chunked_attention_matches_transformers(model_class, chunk_elements, mon
                 module.__class__ = plain
         reference = _embed(model, pixels)
         monkeypatch.setattr(sam_attention, "CHUNK_ELEMENTS", chunk_elements)
-        assert _classes(set_attention(model, "sdpa")) == {f"Chunked{plain.__name__}"}
+        assert _classes(set_sam_attention(model, "sdpa")) == {f"Chunked{plain.__name__}"}
         chunked = _embed(model, pixels)
     if chunk_elements >= 1 << 26:  # one band: the same SDPA call as transformers', so the same arithmetic
         assert torch.equal(chunked, reference)
@@ -75,7 +75,7 @@ def _without_rel_pos(model, pixels):
 
 def test_chunks_bound_the_bias(monkeypatch):
     """With a budget of one query row per band, no bias tensor holds more than a row of queries."""
-    model = set_attention(_encoder(SamModel), "sdpa")
+    model = set_sam_attention(_encoder(SamModel), "sdpa")
     monkeypatch.setattr(sam_attention, "CHUNK_ELEMENTS", 1)
     largest = []
     real = torch.nn.functional.scaled_dot_product_attention

@@ -1,4 +1,5 @@
-"""SAM's vision attention with its decomposed relative-position bias added a chunk of query rows at a time.
+"""SAM's vision attention with its decomposed relative-position bias added a chunk of query rows at a time, the
+switch between it and transformers' eager class, and the decoder's token-major inputs.
 
 transformers' SDPA path for SAM (and SAM-HQ) builds the whole bias, (B, heads, H·W, H·W), from two small
 factors and hands it to ``scaled_dot_product_attention`` as a mask. For ViT-B's global-attention layers at
@@ -8,7 +9,7 @@ than the attention itself (`docs/performance.md`). Here the two factors are made
 bias is built for a band of query rows at a time — about ``CHUNK_ELEMENTS`` floats — and consumed right away
 by SDPA on those rows. The result is the same tensor: the same einsums and adds produce each bias value,
 and SDPA computes every query row independently of the others (bit-identical on the CPU, checked in
-``tests/utils/test_sam_attention.py``). The bias held at once stays near ``CHUNK_ELEMENTS`` floats (one query
+``tests/backbones/test_sam_attention.py``). The bias held at once stays near ``CHUNK_ELEMENTS`` floats (one query
 row of all B images at the least) instead of B × heads × (H·W)².
 """
 
@@ -18,11 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from regionspot.utils.precision import set_attention
+
 __all__ = [
     "CHUNK_ELEMENTS",
     "chunked_rel_pos_classes",
     "one_image_token_major",
     "rel_pos_sdpa",
+    "set_sam_attention",
     "use_chunked_bias",
     "vision_attention_classes",
 ]
@@ -113,6 +117,23 @@ def use_chunked_bias(model: nn.Module) -> nn.Module:
         target = classes.get(type(sub))
         if target is not None:
             sub.__class__ = target
+    return model
+
+
+def set_sam_attention(model: nn.Module, implementation: str) -> nn.Module:
+    """Switch a SAM / SAM-HQ ``model`` to ``"eager"`` or ``"sdpa"`` attention in place (also returned).
+
+    The attention layers that look the implementation up at call time follow the config
+    (``utils.precision.set_attention``); SAM's vision attention picks its class at construction, so its
+    layers are re-classed (same parameters): to transformers' eager class, or for "sdpa" to our chunked-bias
+    subclass (the same result as transformers' SDPA class without its dense bias).
+    """
+    set_attention(model, implementation)
+    families = vision_attention_classes()
+    for sub in model.modules():
+        for family in families:
+            if type(sub) in family.values():
+                sub.__class__ = family[implementation]
     return model
 
 

@@ -43,7 +43,7 @@ def sam_rows(folder: str) -> list[tuple[str, float]]:
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
     state = segmenter.encode_image(image)
     boxes = torch.tensor([[10.0, 10.0, 200.0, 200.0]] * 10)
-    decoder = flops(lambda: segmenter.decode_prompts(state, boxes=boxes, return_masks=False, chunk_size=10)) / 10
+    decoder = flops(lambda: segmenter.decode_prompts(state, boxes=boxes, masks="none", chunk_size=10)) / 10
     return [("SAM-B image encoder, 1024², per image variant", encoder),
             ("SAM-B prompt encoder + decoder (token only), per box", decoder)]
 

@@ -276,9 +276,10 @@ class _Run:
         with timer("sam_decoder"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # boxes are inside the image already; nothing to tell the user per box
             # "nearest": masks at the model input's size, then torch's legacy nearest to the original size
-            seg = self.segmenter.decode_prompts(state, boxes=model_boxes, return_masks=options.needs_masks,
-                                                chunk_size=options.chunk_size or max(n, 1), low_res_masks=True,
-                                                mask_size=(height, width) if self.mask_return == "sam" else None)
+            seg = self.segmenter.decode_prompts(
+                state, boxes=model_boxes, masks="low_res" if options.needs_masks else "none",
+                chunk_size=options.chunk_size or max(n, 1),
+                mask_size=(height, width) if self.mask_return == "sam" and options.needs_masks else None)
         if seg.low_res_masks is not None:
             with timer("postprocess"):
                 masks, runs = region_masks(seg.low_res_masks, seg.mask_frame, (height, width),

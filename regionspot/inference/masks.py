@@ -15,7 +15,7 @@ regions at a time (device memory bounded by ``MASK_CHUNK_PIXELS``), with the dev
 the same pixels as the segmenter's full-size masks on that device; :class:`CropMasks` keeps what crosses
 to the host: each region's pixels inside its tight box.
 
-The pixels are the segmenter's own full-size masks (``decode_prompts(..., low_res_masks=False)``) as the
+The pixels are the segmenter's own full-size masks (``decode_prompts(..., masks="full")``) as the
 CPU computes them, bit for bit: the window is computed with the same taps, weights and rounding
 (``data.transforms.resize_logits_window``). The upsampling runs on the CPU; a GPU's bilinear kernel rounds
 differently, so against a GPU's full-size masks a pixel can differ where its logit is within rounding of 0.
@@ -329,7 +329,7 @@ def full_size_chunks(
     (k, H, W) bool chunks in order, k × max(pad_size², H × W) ≤ ``MASK_CHUNK_PIXELS`` (at least one region).
 
     The pixels are the segmenter's full-size masks on that device (:func:`upsample_mask_logits` > 0, as
-    ``decode_prompts(low_res_masks=False)`` makes them), then torch's legacy nearest resize to
+    ``decode_prompts(masks="full")`` makes them), then torch's legacy nearest resize to
     ``nearest_size`` (``resize_masks(align="corner")``) when it is given and differs from ``frame.size``.
     """
     height, width = (int(v) for v in (nearest_size or frame.size))

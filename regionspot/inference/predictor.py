@@ -208,7 +208,7 @@ class RegionSpotPredictor:
             warnings.simplefilter("always")
             seg = self.model.segmenter.decode_prompts(
                 self._state, boxes=box_tensor, points=point_tensor, point_labels=label_tensor,
-                return_masks=return_masks or box_tensor is None, chunk_size=self.chunk_size, low_res_masks=True,
+                masks="low_res" if return_masks or box_tensor is None else "none", chunk_size=self.chunk_size,
             )
         messages = [str(w.message) for w in caught]
         for message in messages:
@@ -232,14 +232,8 @@ class RegionSpotPredictor:
         topk_confidence = calibrated_confidence(logits, top_ids, self.model.config.display_temperature)  # (N, k)
         topk_confidence = topk_confidence.cpu().numpy().astype(np.float32)
         masks = LowResMasks(seg.low_res_masks, seg.mask_frame) if seg.low_res_masks is not None else None
-        if box_tensor is not None:
-            height, width = self._state.original_size
-            out_boxes = box_tensor.clone()
-            out_boxes[:, 0::2] = out_boxes[:, 0::2].clamp(0, width)
-            out_boxes[:, 1::2] = out_boxes[:, 1::2].clamp(0, height)
-            out_boxes = out_boxes.numpy()
-        else:
-            out_boxes = masks.boxes()  # the masks' tight boxes, one region at a time
+        # the boxes as the segmenter decoded them (clipped to the image), else the masks' tight boxes
+        out_boxes = seg.boxes.numpy() if seg.boxes is not None else masks.boxes()
         return RegionResult(
             boxes=out_boxes.astype(np.float32),
             labels=[vocab[int(i)] for i in top_ids[:, 0]],

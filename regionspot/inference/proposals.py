@@ -135,7 +135,7 @@ def _propose_in_frame(segmenter: Segmenter, state: SegmenterImageState, options:
     """Proposals of one encoded frame (the image or a crop), as XYXY pixels of that frame."""
     frame = state.original_size
     mask_frame = state.reshaped_size  # masks at the segmenter's working size bound the memory
-    decode = {"return_masks": True, "chunk_size": options.chunk_size, "mask_size": mask_frame,
+    decode = {"masks": "full", "chunk_size": options.chunk_size, "mask_size": mask_frame,
               "stability_offset": STABILITY_OFFSET}
     points = point_grid(options.points_per_side, *frame)
     found = _masks_to_proposals(segmenter.decode_prompts(state, points=points, **decode), frame, mask_frame, options)

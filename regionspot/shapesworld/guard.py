@@ -75,7 +75,7 @@ def region_logits(model: RegionSpot, images: list[Path], boxes: list[torch.Tenso
     with torch.inference_mode():
         for image, image_boxes in zip(images, boxes):
             predictor.set_image(image)
-            seg = model.segmenter.decode_prompts(predictor._state, boxes=image_boxes, return_masks=False)
+            seg = model.segmenter.decode_prompts(predictor._state, boxes=image_boxes, masks="none")
             out.append(model(seg.tokens[None], predictor._feature_map, predictor._text).logits[0].float())
     return torch.cat(out)
 

@@ -179,7 +179,7 @@ def main() -> None:
 
     from regionspot.inference.fast import candidate_paths
     from regionspot.model import RegionSpot
-    from regionspot.text.prompts import get_templates
+    from regionspot.text.templates import get_templates
 
     machine = {"cpu": cpu_model(), "flags": cpu_flag_line(), "threads": args.threads, "torch": torch.__version__, "variant": args.variant,
                "malloc_tuned": malloc_tuned,

@@ -24,7 +24,7 @@ from regionspot.inference.region_filter import FILTERED_PROPOSALS, RegionFilter,
 from regionspot.inference.results import RegionResult
 from regionspot.model import RegionSpot
 from regionspot.modeling.postprocess import calibrated_confidence, top_classes
-from regionspot.text.prompts import validate_vocabulary
+from regionspot.text.templates import validate_vocabulary
 
 
 def _as_tensor(value, name: str, last_dim: int | None) -> torch.Tensor | None:

@@ -35,6 +35,7 @@ from regionspot.errors import RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.baselines import baseline_logits
 from regionspot.evaluation.protocol import Protocol
+from regionspot.inference.box_sources import ScoredBoxes
 from regionspot.inference.masks import CropMasks, LowResMasks, RegionMasks, full_size_chunks
 from regionspot.modeling.postprocess import image_topk_pairs, mask_runs, runs_to_rle, softmax_probs
 from regionspot.utils.progress import progress_bar
@@ -109,7 +110,7 @@ def predict_images(
     options: EvalOptions,
     store_root: str | os.PathLike,
     model: Any = None,
-    detections: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    detections: dict[int, ScoredBoxes] | None = None,
     rank: int = 0,
     world_size: int = 1,
     on_image: Callable[[int], None] | None = None,
@@ -205,14 +206,11 @@ def _timed_batches(batches: Iterator[EvalBatch], timer: _Timer) -> Iterator[Eval
         yield batch
 
 
-def _image_boxes(
-    record: ImageRecord, options: EvalOptions, detections: dict | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(boxes (N, 4) float32 XYXY original pixels, detector scores (N,) or None for GT boxes)."""
+def _image_boxes(record: ImageRecord, options: EvalOptions, detections: dict[int, ScoredBoxes] | None) -> ScoredBoxes:
+    """The image's box prompts, XYXY original pixels: its ground truth (unscored) or its detections."""
     if options.boxes == "gt":
-        return record.boxes.astype(np.float32).reshape(-1, 4), None
-    empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
-    return (detections or {}).get(record.image_id, empty)
+        return ScoredBoxes.unscored(record.boxes)
+    return (detections or {}).get(record.image_id, ScoredBoxes.class_agnostic(np.zeros((0, 4)), np.zeros(0)))
 
 
 @dataclass
@@ -260,14 +258,13 @@ class _Run:
         masks come back at the original size (``mask_return``), region by region (:func:`region_masks`)."""
         options, timer = self.options, self.timer
         record = item.record
-        boxes_np, box_scores_np = _image_boxes(record, options, self.detections)
-        n = len(boxes_np)
+        found = _image_boxes(record, options, self.detections)
+        boxes_np, n = found.boxes.numpy(), len(found)
         boxes_xywh = [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in boxes_np.tolist()]
         if n == 0:
             return _Finished(record, boxes_xywh=[], runs=[] if "segm" in options.iou_types else None,
                              pairs={m: [] for m in options.methods})
-        boxes = torch.from_numpy(boxes_np)
-        box_scores = None if box_scores_np is None else torch.from_numpy(box_scores_np)
+        boxes, box_scores = found.boxes, found.scores
         height, width = item.size
         model_boxes = boxes
         if item.model_size != item.size:

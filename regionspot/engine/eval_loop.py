@@ -206,11 +206,14 @@ def _timed_batches(batches: Iterator[EvalBatch], timer: _Timer) -> Iterator[Eval
         yield batch
 
 
-def _image_boxes(record: ImageRecord, options: EvalOptions, detections: dict[int, ScoredBoxes] | None) -> ScoredBoxes:
-    """The image's box prompts, XYXY original pixels: its ground truth (unscored) or its detections."""
+def _image_boxes(
+    record: ImageRecord, options: EvalOptions, detections: dict[int, ScoredBoxes] | None
+) -> ScoredBoxes:
+    """The image's box prompts (XYXY original pixels): its ground truth (unscored) or its detections."""
     if options.boxes == "gt":
         return ScoredBoxes.unscored(record.boxes)
-    return (detections or {}).get(record.image_id, ScoredBoxes.class_agnostic(np.zeros((0, 4)), np.zeros(0)))
+    empty = ScoredBoxes.class_agnostic(np.zeros((0, 4)), np.zeros(0))
+    return (detections or {}).get(record.image_id, empty)
 
 
 @dataclass

@@ -128,7 +128,7 @@ def validate_boxes(boxes, height: int, width: int) -> torch.Tensor:
         warnings.warn(
             f"box {index} clipped to the image ({width}x{height}): "
             f"{[round(v, 2) for v in boxes_t[index].tolist()]} -> {[round(v, 2) for v in clipped[index].tolist()]}",
-            stacklevel=3,
+            stacklevel=4,  # the caller of decode_prompts (via validate_prompts)
         )
     return clipped
 
@@ -185,3 +185,22 @@ def check_decode_options(masks: str, chunk_size: int, mask_size: tuple[int, int]
             raise PromptError(f"mask_size must be a positive (height, width), got {tuple(mask_size)}.")
     if stability_offset is not None and masks != "full":
         raise ValueError(f"stability_offset scores full-size masks: pass masks='full', not {masks!r}.")
+
+
+def validate_prompts(
+    boxes, points, point_labels, height: int, width: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The prompts of one decode, checked (:func:`validate_boxes`, :func:`validate_points`): boxes (N, 4)
+    clipped to the image, points (N, P, 2) and labels (N, P), each None when not given. Raises PromptError
+    for labels without points, no prompt at all, or a box count that differs from the point sets'."""
+    boxes_t = validate_boxes(boxes, height, width) if boxes is not None else None
+    points_t, labels_t = (None, None)
+    if points is not None:
+        points_t, labels_t = validate_points(points, point_labels, height, width)
+    elif point_labels is not None:
+        raise PromptError("point_labels were given without points; pass points (N, P, 2) too.")
+    if boxes_t is None and points_t is None:
+        raise PromptError("decode_prompts needs boxes (N, 4) and/or points (N, P, 2).")
+    if boxes_t is not None and points_t is not None and len(boxes_t) != len(points_t):
+        raise PromptError(f"Got {len(boxes_t)} boxes but {len(points_t)} point sets; pass one point set per box.")
+    return boxes_t, points_t, labels_t

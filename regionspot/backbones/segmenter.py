@@ -22,7 +22,7 @@ from torch import nn
 
 from regionspot.backbones.base import SegmenterBatch, SegmenterImageState, SegmenterOutput
 from regionspot.backbones.hub import cached_file_or_none, from_pretrained, looks_like_path
-from regionspot.backbones.prompts import check_decode_options, validate_boxes, validate_points
+from regionspot.backbones.prompts import check_decode_options, validate_prompts
 from regionspot.backbones.sam_inputs import SamPreprocess, normalize_sam_pixels, prepare_sam_input
 from regionspot.data.transforms import MaskFrame, upsample_mask_logits
 from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
@@ -167,45 +167,32 @@ class SamSegmenter:
     ) -> SegmenterOutput:
         """Decode N prompts against one encoded image.
 
-        boxes: (N, 4) float, XYXY, original-image pixels. Boxes partly outside the image are clipped
-            (with a warning; the clipped boxes come back in ``boxes``); NaN/inf, zero-area or wholly-outside
-            boxes raise PromptError.
+        boxes: (N, 4) float, XYXY, original-image pixels; clipped to the image (with a warning) when partly
+            outside; NaN/inf, zero-area or wholly-outside boxes raise PromptError.
         points: (N, P, 2) float, xy, original-image pixels; point_labels (N, P) int with 1 = foreground,
             0 = background, -1 = padding (ignored). Labels default to 1. With boxes too, prompt i is
             box i plus points i.
-        masks: which masks come back (``MASK_MODES``):
-            "full" — ``masks`` (N, H, W) bool at ``mask_size``, the logits upsampled bilinearly straight to it;
-            "low_res" — ``low_res_masks`` (N, h, w) float32 on the model's device (SAM: 256²), the decoder's
-              logits, and ``mask_frame`` (its ``size`` = mask_size): memory N × h × w whatever the image
-              size; ``inference.masks.LowResMasks`` upsamples one region (or one window of it) on the CPU when
-              asked, ``inference.masks.full_size_chunks`` a few regions at a time on the device;
-            "none" — no masks: the decoder stops after its two-way transformer (no upscaling convs,
-              hypernetwork MLPs, mask product or resize); tokens and IoU are identical in every mode.
+        masks: which masks come back (``MASK_MODES``); tokens and IoU are identical in every mode.
+            "full": ``masks`` (N, H, W) bool at ``mask_size``, the logits upsampled bilinearly straight to it;
+            "low_res": the decoder's logits ``low_res_masks`` (N, h, w) float32 on the model's device (SAM:
+              256²: memory independent of the image size) and their ``mask_frame`` (``size`` = mask_size),
+              for ``inference.masks.LowResMasks`` / ``full_size_chunks`` to upsample a region at a time;
+            "none": the decoder stops after its two-way transformer (no mask branch, no resize).
         chunk_size: prompts per decoder call (memory ∝ chunk_size × 256 × 64 × 64 floats).
         mask_size: (height, width) the masks come out at; default the encoded image's size (e.g. the size
             of the image an evaluation resized before encoding). Not with masks="none".
         stability_offset: also return each mask's stability score (SAM's automatic mask generator): the
             IoU of the masks thresholded at logit +offset and -offset, at ``mask_size``. masks="full" only.
 
-        Returns SegmenterOutput with tokens (N, 256) float32, iou (N,) float32, the masks of the mode,
-        stability (N,) float32 (or None) and boxes (N, 4) float32, the box prompts as decoded (clipped to
-        the image; None without box prompts). Raises ValueError for an unknown ``masks`` or an option the
-        mode has no use for (``backbones.prompts.check_decode_options``).
+        Returns SegmenterOutput: tokens (N, 256) float32, iou (N,) float32, the masks of the mode, stability
+        (N,) float32 or None, boxes (N, 4) float32 as decoded (clipped; None without box prompts). ValueError
+        for an unknown ``masks`` or an option the mode has no use for (``prompts.check_decode_options``).
         """
         if not isinstance(state, SegmenterImageState):
             raise PromptError("decode_prompts needs the state returned by encode_image(image); call that first.")
         check_decode_options(masks, chunk_size, mask_size, stability_offset)
         height, width = state.original_size
-        boxes_t = validate_boxes(boxes, height, width) if boxes is not None else None
-        points_t, labels_t = (None, None)
-        if points is not None:
-            points_t, labels_t = validate_points(points, point_labels, height, width)
-        elif point_labels is not None:
-            raise PromptError("point_labels were given without points; pass points (N, P, 2) too.")
-        if boxes_t is None and points_t is None:
-            raise PromptError("decode_prompts needs boxes (N, 4) and/or points (N, P, 2).")
-        if boxes_t is not None and points_t is not None and len(boxes_t) != len(points_t):
-            raise PromptError(f"Got {len(boxes_t)} boxes but {len(points_t)} point sets; pass one point set per box.")
+        boxes_t, points_t, labels_t = validate_prompts(boxes, points, point_labels, height, width)
         count = len(boxes_t) if boxes_t is not None else len(points_t)
         size = (int(mask_size[0]), int(mask_size[1])) if mask_size is not None else tuple(state.original_size)
         frame = MaskFrame(self._pre.pad_size, tuple(state.reshaped_size), size)

@@ -42,6 +42,29 @@ def _as_tensor(value, name: str, last_dim: int | None) -> torch.Tensor | None:
     return tensor
 
 
+def _prompt_tensors(
+    boxes, points, point_labels
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``predict``'s prompts as tensors: boxes (N, 4), points (N, P, 2) (a single (N, 2) array: one point per
+    region) and their labels (N, P) (default 1, foreground); None where not given. Raises PromptError for no
+    prompt at all or a box count that differs from the point sets'."""
+    box_tensor = _as_tensor(boxes, "boxes", 4)
+    point_tensor = _as_tensor(points, "points", 2)
+    label_tensor = None
+    if point_tensor is not None:
+        if point_tensor.dim() == 2:
+            point_tensor = point_tensor[:, None, :]  # (N, 1, 2)
+        if point_labels is None:
+            label_tensor = torch.ones(point_tensor.shape[:2], dtype=torch.long)
+        else:
+            label_tensor = torch.as_tensor(np.asarray(point_labels)).long().reshape(point_tensor.shape[:2])
+    if box_tensor is None and point_tensor is None:
+        raise PromptError("Give the regions to recognise: boxes=[[x1, y1, x2, y2], ...] or points=[[x, y], ...].")
+    if box_tensor is not None and point_tensor is not None and len(box_tensor) != len(point_tensor):
+        raise PromptError(f"{len(box_tensor)} boxes but {len(point_tensor)} point sets; give one of each per region.")
+    return box_tensor, point_tensor, label_tensor
+
+
 def _prompt_records(
     boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
 ) -> list[dict]:
@@ -189,20 +212,7 @@ class RegionSpotPredictor:
             raise RegionSpotError("Call set_image(image) before predict().")
         if self._text is None:
             raise RegionSpotError("Call set_vocabulary([...class names...]) before predict().")
-        box_tensor = _as_tensor(boxes, "boxes", 4)
-        point_tensor = _as_tensor(points, "points", 2)
-        label_tensor = None
-        if point_tensor is not None:
-            if point_tensor.dim() == 2:
-                point_tensor = point_tensor[:, None, :]  # (N, 1, 2)
-            if point_labels is None:
-                label_tensor = torch.ones(point_tensor.shape[:2], dtype=torch.long)
-            else:
-                label_tensor = torch.as_tensor(np.asarray(point_labels)).long().reshape(point_tensor.shape[:2])
-        if box_tensor is None and point_tensor is None:
-            raise PromptError("Give the regions to recognise: boxes=[[x1, y1, x2, y2], ...] or points=[[x, y], ...].")
-        if box_tensor is not None and point_tensor is not None and len(box_tensor) != len(point_tensor):
-            raise PromptError(f"{len(box_tensor)} boxes but {len(point_tensor)} point sets; give one of each per region.")
+        box_tensor, point_tensor, label_tensor = _prompt_tensors(boxes, points, point_labels)
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

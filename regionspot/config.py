@@ -118,7 +118,7 @@ class RegionSpotConfig:
 
     segmenter / vision_language: hub ids or local folders of transformers models.
     image_size: input size of the vision-language model (224, or 336 via position interpolation).
-    templates: a template-set name from ``regionspot.text.prompts`` or an explicit list.
+    templates: a template-set name from ``regionspot.text.templates`` or an explicit list.
     preprocess: how the head's inputs are made (CLIP resize, evaluation input size, class names, SAM
         eps); a checkpoint that lacks it was written before these were recorded (see checkpoint.py).
     display_temperature: the softmax temperature of the *displayed* confidence (fitted by temperature

@@ -14,8 +14,9 @@ from regionspot.backbones.hub import looks_like_path
 from regionspot.checkpoint import find_head_file, load_head_checkpoint, load_head_state, save_head_checkpoint
 from regionspot.config import RegionSpotConfig
 from regionspot.errors import CheckpointError
-from regionspot.modeling.head import RegionSpotHead, region_text_logits
-from regionspot.modeling.outputs import HeadOutput, RegionSpotOutput
+from regionspot.modeling.head import RegionSpotHead
+from regionspot.modeling.outputs import RegionSpotOutput
+from regionspot.modeling.scoring import score_regions
 from regionspot.registry import list_pretrained, resolve_backbone
 
 
@@ -174,23 +175,6 @@ class RegionSpot(nn.Module):
     def logit_scale(self) -> float:
         return self.vision_language.logit_scale
 
-    def run_head(
-        self, tokens: torch.Tensor, feature_map: torch.Tensor | None, padding_mask: torch.Tensor | None = None,
-        return_attention: bool = False,
-    ) -> HeadOutput:
-        """tokens (B, N, 256), feature_map (B, T, C) → the head's output on the head's device and dtype."""
-        param = next(self.head.parameters())
-        tokens = tokens.to(device=param.device, dtype=param.dtype)
-        if feature_map is not None:
-            feature_map = feature_map.to(device=param.device, dtype=param.dtype)
-        return self.head(tokens, feature_map, padding_mask, return_attention=return_attention)
-
-    def embed_regions(
-        self, tokens: torch.Tensor, feature_map: torch.Tensor | None, padding_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """tokens (B, N, 256), feature_map (B, T, C) → region embeddings (B, N, D), un-normalised."""
-        return self.run_head(tokens, feature_map, padding_mask).region_embeddings
-
     def forward(
         self,
         tokens: torch.Tensor,
@@ -201,11 +185,10 @@ class RegionSpot(nn.Module):
     ) -> RegionSpotOutput:
         """tokens (B, N, 256), feature_map (B, T, C), text_embeddings (V, D) L2-normalised, padding_mask
         (B, N) bool (True = padding) → RegionSpotOutput with logits (B, N, V) float32 (and, with
-        ``return_attention``, the head's cross-attention weights (B, L, heads, N, T) of this forward)."""
-        out = self.run_head(tokens, feature_map, padding_mask, return_attention=return_attention)
-        regions = out.region_embeddings
-        logits = region_text_logits(regions, text_embeddings.to(regions.device), self.logit_scale)
-        return RegionSpotOutput(logits=logits, region_embeddings=regions, attention=out.attention)
+        ``return_attention``, the head's cross-attention weights (B, L, heads, N, T) of this forward):
+        :func:`regionspot.modeling.scoring.score_regions` with the vision-language model's logit scale."""
+        return score_regions(self.head, tokens, feature_map, text_embeddings, self.logit_scale, padding_mask,
+                             return_attention=return_attention)
 
     def text_embeddings(
         self, class_names: Sequence[str], templates: str | list[str] | None = None, cache_dir: str | Path | None = None,

@@ -27,7 +27,7 @@ ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "utils": frozenset({"errors", "config"}),
     "version": frozenset(),
     "masks": frozenset({"errors"}),
-    "data": LEAVES | {"text.prompts"},
+    "data": LEAVES | {"text.templates"},
     "backbones": LEAVES | {"data"},
     "text": LEAVES,
     "modeling": LEAVES,

@@ -75,7 +75,7 @@ def region_logits(model: RegionSpot, protocol: Protocol, dataset: CocoDetectionD
         if len(boxes) == 0:
             out.append(torch.zeros(0, text.shape[0]))
             continue
-        tokens = model.segmenter.decode_prompts(model.segmenter.encode_image(shown), boxes=boxes, return_masks=False).tokens
+        tokens = model.segmenter.decode_prompts(model.segmenter.encode_image(shown), boxes=boxes, masks="none").tokens
         out.append(model(tokens[None], model.vision_language.feature_map([shown]), text).logits[0].cpu())
     return out
 

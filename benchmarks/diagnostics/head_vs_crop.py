@@ -31,8 +31,9 @@ from regionspot.config import HeadConfig
 from regionspot.data.images import load_image
 from regionspot.engine.train import collate
 from regionspot.evaluation.baselines import crop_logits, region_crops
-from regionspot.modeling.head import RegionSpotHead, region_text_logits
+from regionspot.modeling.head import RegionSpotHead
 from regionspot.modeling.losses import sigmoid_focal_loss
+from regionspot.modeling.scoring import score_regions
 from regionspot.text.embeddings import class_text_embeddings
 
 
@@ -56,7 +57,7 @@ def train_head(config: HeadConfig, train: list[CachedRegions], text: torch.Tenso
             group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.iters // 20)) * (0.1 if step > 0.8 * args.iters else 1.0)
         index = torch.randint(len(train), (args.batch,))
         tokens, maps, labels, valid = batch_inputs([train[i] for i in index])
-        logits = region_text_logits(head(tokens, maps, ~valid).region_embeddings, text, scale)
+        logits = score_regions(head, tokens, maps, text, scale, ~valid).logits
         loss = sigmoid_focal_loss(logits, labels, valid)
         optimizer.zero_grad()
         loss.backward()
@@ -103,7 +104,7 @@ def main() -> None:
         for it in held_out:
             tokens, maps, labels, valid = batch_inputs([it])
             image = load_image(Path(cache.image_root) / it.file_name)
-            scores = {name: region_text_logits(head(tokens, maps, ~valid).region_embeddings, text, vl.logit_scale)[0]
+            scores = {name: score_regions(head, tokens, maps, text, vl.logit_scale, ~valid).logits[0]
                       for name, (head, _) in heads.items()}
             scores["crop"] = crop_logits(vl, region_crops(image, it.boxes), text)  # (N, V) each
             for name, logits in scores.items():

@@ -90,7 +90,7 @@ def _full_size_table(paths: list[str], work: Path, boxes: int, vocab: int) -> li
         with torch.inference_mode():
             text = model.text_embeddings(names, templates="single", cache_dir=False, show_progress=False)
             state = model.segmenter.encode_image(image)
-            tokens = model.segmenter.decode_prompts(state, boxes=box_tensor, return_masks=False).tokens
+            tokens = model.segmenter.decode_prompts(state, boxes=box_tensor, masks="none").tokens
             logits = model(tokens[None], model.vision_language.feature_map([image]), text).logits[0]
         return tokens, logits
 

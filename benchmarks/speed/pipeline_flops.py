@@ -19,8 +19,9 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, SamConfig, SamModel
 
 from regionspot.backbones.segmenter import load_segmenter
 from regionspot.config import HeadConfig
-from regionspot.modeling.head import RegionSpotHead, region_text_logits
+from regionspot.modeling.head import RegionSpotHead
 from regionspot.modeling.losses import SigmoidFocalLoss
+from regionspot.modeling.scoring import score_regions
 
 
 def flops(fn) -> float:
@@ -42,7 +43,7 @@ def sam_rows(folder: str) -> list[tuple[str, float]]:
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
     state = segmenter.encode_image(image)
     boxes = torch.tensor([[10.0, 10.0, 200.0, 200.0]] * 10)
-    decoder = flops(lambda: segmenter.decode_prompts(state, boxes=boxes, return_masks=False, chunk_size=10)) / 10
+    decoder = flops(lambda: segmenter.decode_prompts(state, boxes=boxes, masks="none", chunk_size=10)) / 10
     return [("SAM-B image encoder, 1024², per image variant", encoder),
             ("SAM-B prompt encoder + decoder (token only), per box", decoder)]
 
@@ -86,7 +87,7 @@ def head_rows() -> list[tuple[str, float]]:
         labels, valid = torch.randint(0, vocabulary, (1, 100)), torch.ones(1, 100, dtype=torch.bool)
 
         def step(text=text, labels=labels, valid=valid) -> None:
-            logits = region_text_logits(head(tokens, fmap).region_embeddings, text, 100.0)
+            logits = score_regions(head, tokens, fmap, text, 100.0).logits
             SigmoidFocalLoss()(logits, labels, valid).backward()
 
         rows.append((f"BL head fwd + bwd, 100 regions, {name} ({vocabulary} names), per image", flops(step)))

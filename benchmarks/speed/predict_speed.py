@@ -127,7 +127,7 @@ def main() -> None:
         t3 = time.perf_counter()
         model.vision_language.feature_map([image])
         t4 = time.perf_counter()
-        model.segmenter.decode_prompts(state, boxes=torch.tensor(boxes), return_masks=True)
+        model.segmenter.decode_prompts(state, boxes=torch.tensor(boxes), masks="full")
         t5 = time.perf_counter()
     predictor.set_image(image)
     t6 = time.perf_counter()

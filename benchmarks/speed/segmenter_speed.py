@@ -47,7 +47,8 @@ def main() -> None:
     state = segmenter.encode_image(image)
 
     def decode(masks: bool):
-        return lambda: segmenter.decode_prompts(state, boxes=boxes, return_masks=masks, chunk_size=args.chunk_size)
+        return lambda: segmenter.decode_prompts(state, boxes=boxes, masks="full" if masks else "none",
+                                              chunk_size=args.chunk_size)
 
     decode(False)()  # warm-up
     no_masks_s = best_time(decode(False), args.repeats, warmup=0)

@@ -66,8 +66,8 @@ def _stage_rows(model, image, boxes: torch.Tensor, counts: list[int], text, repe
     for n in counts:
         part = boxes[:n]
         rows[f"decoder_masks_{n}"] = best_time(lambda p=part: seg.decode_prompts(state, boxes=p), repeats)
-        rows[f"decoder_nomask_{n}"] = best_time(lambda p=part: seg.decode_prompts(state, boxes=p, return_masks=False), repeats)
-        tokens = seg.decode_prompts(state, boxes=part, return_masks=False).tokens[None]
+        rows[f"decoder_nomask_{n}"] = best_time(lambda p=part: seg.decode_prompts(state, boxes=p, masks="none"), repeats)
+        tokens = seg.decode_prompts(state, boxes=part, masks="none").tokens[None]
         rows[f"head_{n}"] = best_time(lambda t=tokens: model(t, fmap, text), repeats)
     return rows
 
@@ -180,7 +180,7 @@ def main() -> None:
 
     from regionspot.inference.fast import candidate_paths
     from regionspot.model import RegionSpot
-    from regionspot.text.prompts import get_templates
+    from regionspot.text.templates import get_templates
 
     machine = {"cpu": cpu_model(), "flags": cpu_flag_line(), "threads": args.threads, "torch": torch.__version__, "variant": args.variant,
                "malloc_tuned": malloc_tuned,
@@ -206,7 +206,7 @@ def main() -> None:
                  "text_sorted": count_flops(lambda: model.vision_language.encode_text(prompts, show_progress=False))}
         for n in counts:
             flops[f"decoder_masks_{n}"] = count_flops(lambda n=n: model.segmenter.decode_prompts(state, boxes=boxes[:n]))
-            tokens = model.segmenter.decode_prompts(state, boxes=boxes[:n], return_masks=False).tokens[None]
+            tokens = model.segmenter.decode_prompts(state, boxes=boxes[:n], masks="none").tokens[None]
             flops[f"head_{n}"] = count_flops(lambda t=tokens: model(t, fmap, text))
         flops["text_padded"] = count_flops(lambda: ReferencePipeline(model).encode_text(prompts))  # switches to eager
     model = None

@@ -38,7 +38,7 @@ def main() -> None:
     from regionspot.inference.fast import candidate_paths
     from regionspot.model import RegionSpot
     from regionspot.text.presets import preset_vocabulary
-    from regionspot.text.prompts import get_templates
+    from regionspot.text.templates import get_templates
     from regionspot.utils.allocator import keep_freed_memory
 
     keep_freed_memory()

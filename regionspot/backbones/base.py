@@ -65,20 +65,26 @@ class SegmenterBatch:
         return replace(self, pixels=self.pixels.pin_memory())
 
 
+# What ``Segmenter.decode_prompts(masks=...)`` returns of the masks: full-size boolean masks, the decoder's
+# low-resolution logits with their frame, or none (the decoder stops before its mask branch).
+MASK_MODES: tuple[str, ...] = ("full", "low_res", "none")
+
+
 @dataclass
 class SegmenterOutput:
     """Per-prompt results of a segmenter.
 
     tokens: (N, 256) float32, the position-aware token of each prompt.
     iou: (N,) float32, the predicted IoU of each mask.
-    masks: (N, H, W) bool at the encoded image's size (or the ``mask_size`` asked for), or None when
-        masks were not asked for.
+    masks: (N, H, W) bool at the encoded image's size (or the ``mask_size`` asked for) with
+        ``masks="full"``; else None.
     stability: (N,) float32, each mask's stability score (IoU of the mask at logit thresholds ±offset),
         or None when not asked for (``stability_offset``).
     low_res_masks: (N, h, w) float32 on the segmenter's device, the decoder's mask logits in the padded
-        model-input frame that ``mask_frame`` describes, when asked for (``low_res_masks=True``) instead of
-        ``masks``; else None.
+        model-input frame that ``mask_frame`` describes, with ``masks="low_res"``; else None.
     mask_frame: where ``low_res_masks`` sit and the size masks come out at; None without them.
+    boxes: (N, 4) float32 on the CPU, XYXY original-image pixels: the box prompts as decoded, i.e.
+        clipped to the image; None when the prompts had no boxes.
     """
 
     tokens: torch.Tensor
@@ -87,6 +93,7 @@ class SegmenterOutput:
     stability: torch.Tensor | None = None
     low_res_masks: torch.Tensor | None = None
     mask_frame: MaskFrame | None = None
+    boxes: torch.Tensor | None = None
 
 
 @runtime_checkable
@@ -134,12 +141,16 @@ class Segmenter(Protocol):
         boxes: torch.Tensor | None = None,
         points: torch.Tensor | None = None,
         point_labels: torch.Tensor | None = None,
-        return_masks: bool = True,
+        *,
+        masks: str = "full",
         chunk_size: int = 16,
         mask_size: tuple[int, int] | None = None,
         stability_offset: float | None = None,
-        low_res_masks: bool = False,
-    ) -> SegmenterOutput: ...
+    ) -> SegmenterOutput:
+        """N box and/or point prompts (original-image pixels) -> tokens, IoU, the masks of the ``masks`` mode
+        (one of ``MASK_MODES``) at ``mask_size``, stability scores (``stability_offset``, full masks only)
+        and the boxes as decoded (clipped to the image)."""
+        ...
 
 
 @runtime_checkable

@@ -1,5 +1,5 @@
 """Checking prompts before a segmenter sees them: one clear error per bad box or point (original-image
-pixels; boxes XYXY, points xy)."""
+pixels; boxes XYXY, points xy), and the options of a decode (``check_decode_options``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import torch
 
+from regionspot.backbones.base import MASK_MODES
 from regionspot.data.transforms import xywh_to_xyxy
 from regionspot.errors import PromptError
 
@@ -127,7 +128,7 @@ def validate_boxes(boxes, height: int, width: int) -> torch.Tensor:
         warnings.warn(
             f"box {index} clipped to the image ({width}x{height}): "
             f"{[round(v, 2) for v in boxes_t[index].tolist()]} -> {[round(v, 2) for v in clipped[index].tolist()]}",
-            stacklevel=3,
+            stacklevel=4,  # the caller of decode_prompts (via validate_prompts)
         )
     return clipped
 
@@ -166,3 +167,40 @@ def validate_points(points, labels, height: int, width: int) -> tuple[torch.Tens
     # padding points may hold anything: SAM ignores their coordinates, keep them finite
     points_t = torch.where(real.unsqueeze(-1), points_t, torch.zeros_like(points_t))
     return points_t, labels_t
+
+
+def check_decode_options(masks: str, chunk_size: int, mask_size: tuple[int, int] | None,
+                         stability_offset: float | None) -> None:
+    """The options of ``Segmenter.decode_prompts``: ValueError for a combination no caller should ask for
+    (``masks`` not one of ``MASK_MODES``; ``mask_size`` without masks; stability without full-size masks),
+    PromptError for a chunk size or mask size that is not positive."""
+    if masks not in MASK_MODES:
+        raise ValueError(f"masks must be one of {MASK_MODES}, got {masks!r}.")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise PromptError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    if mask_size is not None:
+        if masks == "none":
+            raise ValueError("mask_size is the size masks come out at; masks='none' makes none: drop mask_size.")
+        if min(int(mask_size[0]), int(mask_size[1])) < 1:
+            raise PromptError(f"mask_size must be a positive (height, width), got {tuple(mask_size)}.")
+    if stability_offset is not None and masks != "full":
+        raise ValueError(f"stability_offset scores full-size masks: pass masks='full', not {masks!r}.")
+
+
+def validate_prompts(
+    boxes, points, point_labels, height: int, width: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The prompts of one decode, checked (:func:`validate_boxes`, :func:`validate_points`): boxes (N, 4)
+    clipped to the image, points (N, P, 2) and labels (N, P), each None when not given. Raises ValueError
+    for labels without points, no prompt at all, or a box count that differs from the point sets'."""
+    boxes_t = validate_boxes(boxes, height, width) if boxes is not None else None
+    points_t, labels_t = (None, None)
+    if points is not None:
+        points_t, labels_t = validate_points(points, point_labels, height, width)
+    elif point_labels is not None:
+        raise ValueError("point_labels were given without points; pass points (N, P, 2) too.")
+    if boxes_t is None and points_t is None:
+        raise ValueError("decode_prompts needs boxes (N, 4) and/or points (N, P, 2).")
+    if boxes_t is not None and points_t is not None and len(boxes_t) != len(points_t):
+        raise ValueError(f"Got {len(boxes_t)} boxes but {len(points_t)} point sets; pass one point set per box.")
+    return boxes_t, points_t, labels_t

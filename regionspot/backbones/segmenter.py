@@ -23,10 +23,10 @@ from torch import nn
 from regionspot.backbones.base import SegmenterBatch, SegmenterImageState, SegmenterOutput
 from regionspot.backbones.hub import cached_file_or_none, from_pretrained, looks_like_path
 from regionspot.backbones.numerics import switch_numerics
-from regionspot.backbones.prompts import validate_boxes, validate_points
+from regionspot.backbones.prompts import check_decode_options, validate_prompts
 from regionspot.backbones.sam_attention import one_image_token_major, set_sam_attention, use_chunked_bias
 from regionspot.backbones.sam_inputs import SamPreprocess, normalize_sam_pixels, prepare_sam_input
-from regionspot.errors import CheckpointError, PromptError, WeightsNotFoundError
+from regionspot.errors import CheckpointError, WeightsNotFoundError
 from regionspot.masks.resize import MaskFrame, upsample_mask_logits
 from regionspot.utils.fingerprint import weights_fingerprint
 
@@ -175,100 +175,79 @@ class SamSegmenter:
         boxes: torch.Tensor | None = None,
         points: torch.Tensor | None = None,
         point_labels: torch.Tensor | None = None,
-        return_masks: bool = True,
+        *,
+        masks: str = "full",
         chunk_size: int = 16,
         mask_size: tuple[int, int] | None = None,
         stability_offset: float | None = None,
-        low_res_masks: bool = False,
     ) -> SegmenterOutput:
         """Decode N prompts against one encoded image.
 
-        boxes: (N, 4) float, XYXY, original-image pixels. Boxes partly outside the image are clipped
-            (with a warning); NaN/inf, zero-area or wholly-outside boxes raise PromptError.
+        boxes: (N, 4) float, XYXY, original-image pixels; clipped to the image (with a warning) when partly
+            outside; NaN/inf, zero-area or wholly-outside boxes raise PromptError.
         points: (N, P, 2) float, xy, original-image pixels; point_labels (N, P) int with 1 = foreground,
             0 = background, -1 = padding (ignored). Labels default to 1. With boxes too, prompt i is
             box i plus points i.
-        return_masks: False skips the mask branch (upscaling convs, hypernetwork MLPs, mask product and
-            the resize to the original size); tokens and IoU are identical either way.
+        masks: which masks come back (``MASK_MODES``); tokens and IoU are identical in every mode.
+            "full": ``masks`` (N, H, W) bool at ``mask_size``, the logits upsampled bilinearly straight to it;
+            "low_res": the decoder's logits ``low_res_masks`` (N, h, w) float32 on the model's device (SAM:
+              256²: memory independent of the image size) and their ``mask_frame`` (``size`` = mask_size),
+              for ``inference.masks.LowResMasks`` / ``full_size_chunks`` to upsample a region at a time;
+            "none": the decoder stops after its two-way transformer (no mask branch, no resize).
         chunk_size: prompts per decoder call (memory ∝ chunk_size × 256 × 64 × 64 floats).
-        mask_size: (height, width) of the returned masks; default the encoded image's size. The mask
-            logits are upsampled bilinearly straight to it (e.g. the size of the image an evaluation
-            resized before encoding).
-        stability_offset: also return each mask's stability score (SAM's automatic mask generator):
-            the IoU of the masks thresholded at logit +offset and -offset, at ``mask_size``. Needs masks.
-        low_res_masks: with return_masks, return the decoder's low-resolution logits and their frame
-            (``low_res_masks`` (N, h, w) float32 on the model's device, ``mask_frame`` with ``size`` =
-            mask_size) instead of full-size masks: memory N × h × w (SAM: 256²) whatever the image size;
-            ``inference.masks.LowResMasks`` upsamples one region (or one window of it) on the CPU when
-            asked, ``inference.masks.full_size_chunks`` a few regions at a time on the device.
+        mask_size: (height, width) the masks come out at; default the encoded image's size (e.g. the size
+            of the image an evaluation resized before encoding). Not with masks="none".
+        stability_offset: also return each mask's stability score (SAM's automatic mask generator): the
+            IoU of the masks thresholded at logit +offset and -offset, at ``mask_size``. masks="full" only.
 
-        Returns SegmenterOutput with tokens (N, 256) float32, iou (N,) float32, masks (N, H, W) bool at
-        ``mask_size`` (None when return_masks is False or low_res_masks is True) and stability (N,) float32
-        (or None).
+        Returns SegmenterOutput: tokens (N, 256) float32, iou (N,) float32, the masks of the mode, stability
+        (N,) float32 or None, boxes (N, 4) float32 as decoded (clipped; None without box prompts). ValueError
+        for an unknown ``masks`` or an option the mode has no use for (``prompts.check_decode_options``).
         """
         if not isinstance(state, SegmenterImageState):
             raise TypeError("decode_prompts needs the state returned by encode_image(image); call that first.")
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+        check_decode_options(masks, chunk_size, mask_size, stability_offset)
         height, width = state.original_size
-        boxes_t = validate_boxes(boxes, height, width) if boxes is not None else None
-        points_t, labels_t = (None, None)
-        if points is not None:
-            points_t, labels_t = validate_points(points, point_labels, height, width)
-        elif point_labels is not None:
-            raise ValueError("point_labels were given without points; pass points (N, P, 2) too.")
-        if boxes_t is None and points_t is None:
-            raise ValueError("decode_prompts needs boxes (N, 4) and/or points (N, P, 2).")
-        if boxes_t is not None and points_t is not None and len(boxes_t) != len(points_t):
-            raise ValueError(f"Got {len(boxes_t)} boxes but {len(points_t)} point sets; pass one point set per box.")
+        boxes_t, points_t, labels_t = validate_prompts(boxes, points, point_labels, height, width)
         count = len(boxes_t) if boxes_t is not None else len(points_t)
-        if mask_size is not None:
-            mask_size = (int(mask_size[0]), int(mask_size[1]))
-            if min(mask_size) < 1:
-                raise PromptError(f"mask_size must be a positive (height, width), got {mask_size}.")
-        if stability_offset is not None and not return_masks:
-            raise PromptError("stability_offset needs the masks; pass return_masks=True.")
-        if stability_offset is not None and low_res_masks:
-            raise PromptError("stability_offset needs full-size masks; drop low_res_masks=True.")
-        frame = MaskFrame(self._pre.pad_size, tuple(state.reshaped_size), mask_size or tuple(state.original_size))
-        lazy = return_masks and low_res_masks
+        size = (int(mask_size[0]), int(mask_size[1])) if mask_size is not None else tuple(state.original_size)
+        frame = MaskFrame(self._pre.pad_size, tuple(state.reshaped_size), size)
         if count == 0:
-            return self._empty_output(return_masks and not lazy, frame, stability_offset is not None, lazy)
+            return self._empty_output(masks, frame, stability_offset is not None, boxes_t)
 
         # original pixels -> resized-image pixels (the frame SamModel expects)
         new_h, new_w = state.reshaped_size
         scale = torch.tensor([new_w / width, new_h / height], dtype=torch.float32)
-        if boxes_t is not None:
-            boxes_t = boxes_t * scale.repeat(2)
-        if points_t is not None:
-            points_t = points_t * scale
+        model_boxes = None if boxes_t is None else boxes_t * scale.repeat(2)
+        model_points = None if points_t is None else points_t * scale
 
-        tokens, ious, masks, low_res, stability = [], [], [], [], []
+        tokens, ious, full, low_res, stability = [], [], [], [], []
         for start in range(0, count, chunk_size):
             part = slice(start, start + chunk_size)
             chunk = self._decode_chunk(
                 state,
-                None if boxes_t is None else boxes_t[part],
-                None if points_t is None else points_t[part],
+                None if model_boxes is None else model_boxes[part],
+                None if model_points is None else model_points[part],
                 None if labels_t is None else labels_t[part],
-                return_masks,
+                masks != "none",
             )
             tokens.append(chunk[0])
             ious.append(chunk[1])
-            if lazy:
+            if masks == "low_res":
                 low_res.append(chunk[2])
-            elif return_masks:
+            elif masks == "full":
                 logits = upsample_mask_logits(chunk[2], frame)  # (n, H, W)
-                masks.append(logits > 0.0)
+                full.append(logits > 0.0)
                 if stability_offset is not None:
                     stability.append(stability_score(logits, stability_offset))
         return SegmenterOutput(
             tokens=torch.cat(tokens),
             iou=torch.cat(ious),
-            masks=torch.cat(masks) if masks else None,
+            masks=torch.cat(full) if full else None,
             stability=torch.cat(stability) if stability else None,
-            low_res_masks=torch.cat(low_res) if lazy else None,
-            mask_frame=frame if lazy else None,
+            low_res_masks=torch.cat(low_res) if low_res else None,
+            mask_frame=frame if low_res else None,
+            boxes=boxes_t,
         )
 
     @torch.no_grad()
@@ -322,17 +301,19 @@ class SamSegmenter:
         iou = output.iou_scores[0, :, 0].float()  # (n,)
         return tokens, iou, output.pred_masks[0, :, 0].float()  # (n, h, w) logits, h = w = image_size / 4
 
-    def _empty_output(self, return_masks: bool, frame: MaskFrame, stability: bool, low_res: bool) -> SegmenterOutput:
+    def _empty_output(self, masks: str, frame: MaskFrame, stability: bool, boxes: torch.Tensor | None) -> SegmenterOutput:
         height, width = frame.size
         device = self.device
         side = frame.pad_size // 4  # SAM's low-res masks are a quarter of its input side
+        low_res = masks == "low_res"
         return SegmenterOutput(
             tokens=torch.zeros(0, self.token_dim, device=device),
             iou=torch.zeros(0, device=device),
-            masks=torch.zeros(0, height, width, dtype=torch.bool, device=device) if return_masks else None,
+            masks=torch.zeros(0, height, width, dtype=torch.bool, device=device) if masks == "full" else None,
             stability=torch.zeros(0, device=device) if stability else None,
             low_res_masks=torch.zeros(0, side, side, device=device) if low_res else None,
             mask_frame=frame if low_res else None,
+            boxes=boxes,
         )
 
 

@@ -245,7 +245,7 @@ def extract_cache(
                     img: Image.Image = ImageOps.mirror(image) if flipped else image
                     boxes = hflip_boxes(rec["boxes"], rec["width"]) if flipped else rec["boxes"]
                     state = segmenter.encode_image(img)
-                    result = segmenter.decode_prompts(state, boxes=boxes, return_masks=False, chunk_size=chunk_size)
+                    result = segmenter.decode_prompts(state, boxes=boxes, masks="none", chunk_size=chunk_size)
                     fmap = vision_language.feature_map([img])[0] if vision_language is not None else None
                     writer.add(
                         image_index=pos,

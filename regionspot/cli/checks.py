@@ -3,7 +3,7 @@ typed boxes and names, the output paths and the prompts against the image's head
 ``error:`` line (exit 2) within a second, not a traceback after the model has loaded. And the notes the
 embedded ShapesWorld model gives when it is asked about things it cannot know.
 
-Parsing and geometry live in the library (``backbones.prompts``, ``text.prompts``, ``data.images``,
+Parsing and geometry live in the library (``backbones.prompts``, ``text.templates``, ``data.images``,
 ``shapesworld.likeness``); this module words them for the command line.
 """
 
@@ -74,11 +74,11 @@ def check_device(device: str | None) -> str | None:
 # --- names ----------------------------------------------------------------------------------------
 def check_names(names: list[str] | None, typed: str | None = None) -> list[str] | None:
     """The class names, checked: ';' inside a typed name (names are comma-separated), empty names and
-    names that become the same once prepared (``text.prompts.validate_vocabulary``). typed: the --vocab
+    names that become the same once prepared (``text.templates.validate_vocabulary``). typed: the --vocab
     text they came from, quoted in the error with a corrected version."""
     if names is None:
         return None
-    from regionspot.text.prompts import validate_vocabulary
+    from regionspot.text.templates import validate_vocabulary
 
     source = f"--vocab {typed!r}" if typed is not None else "the class names"
     parts = [p.strip() for p in re.split(r"[,;]", typed or "")]

@@ -34,7 +34,7 @@ def propose(
 ) -> None:
     """Boxes of our own for `regionspot eval --boxes`: OWLv2 (open-vocabulary or class-agnostic) or SAM proposals."""
     from regionspot.data.coco_json import CocoDetectionDataset
-    from regionspot.engine.propose import propose_boxes, sam_box_source
+    from regionspot.engine.propose import propose_boxes
 
     if queries not in QUERIES:
         raise RegionSpotError(f"--queries must be one of {', '.join(QUERIES)}, got {queries!r}.")
@@ -44,10 +44,11 @@ def propose(
     category_ids = None
     if detector == "sam":
         from regionspot.backbones.segmenter import load_segmenter
+        from regionspot.inference.proposals import proposal_source
         from regionspot.registry import resolve_backbone
 
         settings.update(sam=sam, points_per_side=points_per_side)
-        source = sam_box_source(load_segmenter(resolve_backbone(sam, "segmenter"), device=device), points_per_side, max_per_image)
+        source = proposal_source(load_segmenter(resolve_backbone(sam, "segmenter"), device=device), points_per_side, max_per_image)
     else:
         from regionspot.inference.detector_boxes import load_owlv2_boxes
 

@@ -31,7 +31,7 @@ from regionspot.data.coco_index import CocoColumns, ProblemLog, positions_of, re
 from regionspot.data.coco_json import apply_path_rule, choose_path_rule
 from regionspot.data.images import probe_images_in, shown_size
 from regionspot.errors import RegionSpotError
-from regionspot.text.prompts import clean_class_name
+from regionspot.text.templates import clean_class_name
 
 IMAGE_BATCH = 20_000
 

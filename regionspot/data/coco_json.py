@@ -37,7 +37,7 @@ from regionspot.data.coco_index import (
 from regionspot.data.images import load_image
 from regionspot.data.transforms import clip_boxes, xywh_to_xyxy
 from regionspot.errors import RegionSpotError, preview
-from regionspot.text.prompts import clean_class_name
+from regionspot.text.templates import clean_class_name
 
 PATH_RULES = ("as-is", "from-patch", "basename")
 _PATCH = re.compile(r"(?:^|/)(patch\d+/.*)$")

@@ -35,6 +35,7 @@ from regionspot.errors import RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.baselines import baseline_logits
 from regionspot.evaluation.protocol import Protocol
+from regionspot.inference.box_sources import ScoredBoxes
 from regionspot.masks.regions import region_masks
 from regionspot.masks.rle import runs_to_rle
 from regionspot.modeling.postprocess import image_topk_pairs, softmax_probs
@@ -110,7 +111,7 @@ def predict_images(
     options: EvalOptions,
     store_root: str | os.PathLike,
     model: Any = None,
-    detections: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    detections: dict[int, ScoredBoxes] | None = None,
     rank: int = 0,
     world_size: int = 1,
     on_image: Callable[[int], None] | None = None,
@@ -207,12 +208,12 @@ def _timed_batches(batches: Iterator[EvalBatch], timer: _Timer) -> Iterator[Eval
 
 
 def _image_boxes(
-    record: ImageRecord, options: EvalOptions, detections: dict | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(boxes (N, 4) float32 XYXY original pixels, detector scores (N,) or None for GT boxes)."""
+    record: ImageRecord, options: EvalOptions, detections: dict[int, ScoredBoxes] | None
+) -> ScoredBoxes:
+    """The image's box prompts (XYXY original pixels): its ground truth (unscored) or its detections."""
     if options.boxes == "gt":
-        return record.boxes.astype(np.float32).reshape(-1, 4), None
-    empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+        return ScoredBoxes.unscored(record.boxes)
+    empty = ScoredBoxes.class_agnostic(np.zeros((0, 4)), np.zeros(0))
     return (detections or {}).get(record.image_id, empty)
 
 
@@ -261,14 +262,13 @@ class _Run:
         masks come back at the original size (``mask_return``), region by region (``masks.regions.region_masks``)."""
         options, timer = self.options, self.timer
         record = item.record
-        boxes_np, box_scores_np = _image_boxes(record, options, self.detections)
-        n = len(boxes_np)
+        found = _image_boxes(record, options, self.detections)
+        boxes_np, n = found.boxes.numpy(), len(found)
         boxes_xywh = [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in boxes_np.tolist()]
         if n == 0:
             return _Finished(record, boxes_xywh=[], runs=[] if "segm" in options.iou_types else None,
                              pairs={m: [] for m in options.methods})
-        boxes = torch.from_numpy(boxes_np)
-        box_scores = None if box_scores_np is None else torch.from_numpy(box_scores_np)
+        boxes, box_scores = found.boxes, found.scores
         height, width = item.size
         model_boxes = boxes
         if item.model_size != item.size:
@@ -277,9 +277,10 @@ class _Run:
         with timer("sam_decoder"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # boxes are inside the image already; nothing to tell the user per box
             # "nearest": masks at the model input's size, then torch's legacy nearest to the original size
-            seg = self.segmenter.decode_prompts(state, boxes=model_boxes, return_masks=options.needs_masks,
-                                                chunk_size=options.chunk_size or max(n, 1), low_res_masks=True,
-                                                mask_size=(height, width) if self.mask_return == "sam" else None)
+            seg = self.segmenter.decode_prompts(
+                state, boxes=model_boxes, masks="low_res" if options.needs_masks else "none",
+                chunk_size=options.chunk_size or max(n, 1),
+                mask_size=(height, width) if self.mask_return == "sam" and options.needs_masks else None)
         if seg.low_res_masks is not None:
             with timer("postprocess"):
                 masks, runs = region_masks(seg.low_res_masks, seg.mask_frame, (height, width),

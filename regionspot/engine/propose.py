@@ -19,22 +19,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from PIL import Image
 
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.transforms import xyxy_to_xywh
 from regionspot.engine.evaluate import select_records
 from regionspot.errors import ImageError, RegionSpotError
-from regionspot.inference.detector_boxes import DetectedBoxes
+from regionspot.inference.box_sources import BoxSource, ScoredBoxes
 from regionspot.utils.io import atomic_path
-
-BoxSource = Callable[[Image.Image], DetectedBoxes]
 
 
 @dataclass
@@ -47,21 +40,6 @@ class ProposeStats:
     failed: list[str]
     resumed: int
     seconds: float
-
-
-def sam_box_source(segmenter: Any, points_per_side: int = 16, max_regions: int = 300) -> BoxSource:
-    """SAM's automatic proposals (``regionspot.inference.proposals.propose_regions``) as a box source:
-    class-agnostic, scored by the segmenter's predicted IoU × stability."""
-    from regionspot.inference.proposals import ProposalOptions, propose_regions
-
-    options = ProposalOptions(points_per_side=points_per_side, max_regions=max_regions)
-
-    def detect(image: Image.Image) -> DetectedBoxes:
-        found = propose_regions(segmenter, image, options)
-        boxes = found.boxes.float().cpu()
-        return DetectedBoxes(boxes, found.scores.float().cpu(), torch.full((len(boxes),), -1, dtype=torch.long))
-
-    return detect
 
 
 def _resume(partial: Path, settings: dict, overwrite: bool) -> dict[int, list[dict]]:
@@ -99,7 +77,8 @@ def propose_boxes(
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> ProposeStats:
-    """Run ``source`` on each selected image of ``dataset`` and write the results file ``out``.
+    """Run ``source`` (any ``inference.box_sources.BoxSource``) on each selected image of ``dataset`` and
+    write the results file ``out``.
 
     settings: what made the boxes (detector id, queries, thresholds); a resumed run must match it.
     category_ids: the dataset category of each query index (None: class-agnostic, category_id 0).
@@ -138,11 +117,12 @@ def propose_boxes(
                         time.perf_counter() - start)
 
 
-def _results(image_id: int, found: DetectedBoxes, category_ids: list[int] | None, cap: int) -> list[dict]:
+def _results(image_id: int, found: ScoredBoxes, category_ids: list[int] | None, cap: int) -> list[dict]:
     """COCO results entries of one image: XYWH pixels rounded to 0.01, at most ``cap``, best first."""
     boxes = xyxy_to_xywh(found.boxes[:cap].double()).tolist()
     out = []
-    for box, score, label in zip(boxes, found.scores[:cap].tolist(), found.labels[:cap].tolist(), strict=True):
+    scores = found.scores[:cap].tolist() if found.scores is not None else [1.0] * len(boxes)  # unscored: 1
+    for box, score, label in zip(boxes, scores, found.labels[:cap].tolist(), strict=True):
         category = category_ids[label] if category_ids is not None and label >= 0 else 0
         out.append({"image_id": image_id, "category_id": int(category), "bbox": [round(v, 2) for v in box],
                     "score": float(score)})

@@ -40,7 +40,7 @@ from regionspot.engine.collapse import CollapseMonitor
 from regionspot.engine.config import TrainConfig
 from regionspot.engine.setup import TrainingSetup, build_training, make_sampler
 from regionspot.errors import CheckpointError, RegionSpotError, TrainingDivergedError
-from regionspot.modeling.head import region_text_logits
+from regionspot.modeling.scoring import score_regions
 from regionspot.utils.progress import progress_bar
 
 
@@ -150,8 +150,7 @@ def train_step(
     n_local = valid.sum().float()
     n_global = accelerator.reduce(n_local.clone(), reduction="sum") if accelerator.num_processes > 1 else n_local
     with accelerator.autocast():
-        out = head(tokens, fmap, padding_mask=~valid)
-        logits = region_text_logits(out.region_embeddings, text_embeddings.to(device), logit_scale)  # (B, N, V)
+        logits = score_regions(head, tokens, fmap, text_embeddings, logit_scale, ~valid).logits  # (B, N, V)
     local_mean = criterion(logits, labels, valid)
     loss = local_mean * n_local / n_global.clamp(min=1.0) * accelerator.num_processes
     finite = torch.isfinite(loss.detach()).float().reshape(1)
@@ -377,8 +376,8 @@ def cache_accuracy(
         items = [cache.get(i, False) for i in range(lo, min(lo + batch_size, cache.num_images))]
         batch = collate(items, 0, 10**9, gen)
         fmap = batch.feature_map if vision_language is None else online_feature_maps(vision_language, cache, items, 0.0, gen)
-        out = head(batch.tokens.to(device), fmap.to(device), padding_mask=~batch.valid.to(device))
-        pred = region_text_logits(out.region_embeddings, text_embeddings.to(device), logit_scale).argmax(-1).cpu()
+        logits = score_regions(head, batch.tokens, fmap, text_embeddings, logit_scale, ~batch.valid.to(device)).logits
+        pred = logits.argmax(-1).cpu()  # (B, N)
         correct += int(((pred == batch.labels) & batch.valid).sum())
         total += int(batch.valid.sum())
     head.train(was_training)

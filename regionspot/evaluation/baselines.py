@@ -27,6 +27,7 @@ from PIL import Image
 from regionspot.backbones.base import VisionLanguage
 from regionspot.errors import PromptError
 from regionspot.masks.base import RegionMasks, as_region_masks
+from regionspot.modeling.scoring import region_text_logits
 
 __all__ = ["BASELINES", "crop_box", "region_crops", "mean_fill_colour", "crop_logits", "baseline_logits"]
 
@@ -95,17 +96,18 @@ def region_crops(
 def crop_logits(
     vision_language: VisionLanguage, crops: Sequence[Image.Image], text: torch.Tensor, batch_size: int = 64
 ) -> torch.Tensor:
-    """(N, V) float32 logits = logit_scale · cos(CLIP(crop), text) for N crops against text (V, D) L2-normalised."""
+    """(N, V) float32 logits = logit_scale · cos(CLIP(crop), text) for N crops against text (V, D) L2-normalised
+    (``modeling.scoring.region_text_logits``, as RegionSpot's regions are scored)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    text = text.float()
     if not crops:
         return torch.zeros(0, text.shape[0])
+    scale = float(vision_language.logit_scale)
     parts = []
     for start in range(0, len(crops), batch_size):
-        embeddings = vision_language.encode_image(list(crops[start : start + batch_size]))  # (b, D) normalised
-        parts.append(embeddings.float().to(text.device) @ text.T)  # (b, V)
-    return torch.cat(parts) * float(vision_language.logit_scale)
+        embeddings = vision_language.encode_image(list(crops[start : start + batch_size]))  # (b, D)
+        parts.append(region_text_logits(embeddings.to(text.device), text, scale))  # (b, V)
+    return torch.cat(parts)
 
 
 def baseline_logits(

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from regionspot.errors import RegionSpotError
+from regionspot.inference.box_sources import ScoredBoxes
 
 
 def load_detections(
@@ -26,16 +27,16 @@ def load_detections(
     sizes: dict[int, tuple[int, int]],
     max_boxes_per_image: int = 300,
     min_score: float = 0.0,
-) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[str, int]]:
+) -> tuple[dict[int, ScoredBoxes], dict[str, int]]:
     """Box prompts from a detector's COCO results file, grouped by image.
 
     path: [{"image_id", "bbox": [x, y, w, h], "score", ...}, ...] (category_id, if any, is ignored:
         boxes are class-agnostic prompts; a box listed under several categories is kept once with its
         highest score), or the GLIP box file (see the module doc).
     sizes: image_id -> (height, width) of the evaluated images; detections of other images are ignored.
-    Returns ({image_id: (boxes (N, 4) float32 XYXY clipped to the image, scores (N,) float32)}, counts),
-    boxes sorted by score (highest first), at most ``max_boxes_per_image`` per image, each ≥ 1 px wide
-    and high after clipping.
+    Returns ({image_id: ``ScoredBoxes`` (boxes (N, 4) float32 XYXY clipped to the image, scores (N,) float32,
+    class-agnostic)}, counts), boxes sorted by score (highest first), at most ``max_boxes_per_image`` per
+    image, each ≥ 1 px wide and high after clipping.
     """
     path = Path(path)
     try:
@@ -72,8 +73,8 @@ def load_detections(
         ranked = sorted(per_image.items(), key=lambda kv: -kv[1])[:max_boxes_per_image]
         boxes = np.asarray([b for b, _ in ranked], dtype=np.float32).reshape(-1, 4)
         scores = np.asarray([s for _, s in ranked], dtype=np.float32)
-        out[image_id] = (boxes, scores)
-    counts["kept"] = sum(len(s) for _, s in out.values())
+        out[image_id] = ScoredBoxes.class_agnostic(boxes, scores)
+    counts["kept"] = sum(len(found) for found in out.values())
     return out, counts
 
 

@@ -23,7 +23,7 @@ from regionspot.data.images import load_image
 from regionspot.errors import RegionSpotError
 from regionspot.inference.fast import GuardResult, compare_logits, write_verdicts
 from regionspot.model import RegionSpot
-from regionspot.text.prompts import validate_vocabulary
+from regionspot.text.templates import validate_vocabulary
 
 __all__ = ["GuardRow", "GuardSet", "read_guard_set", "region_logits", "run_guard"]
 
@@ -72,7 +72,7 @@ def region_logits(model: RegionSpot, regions: GuardSet, text_cache_dir: str | Pa
         picture = load_image(image)
         state = model.segmenter.encode_image(picture)
         feature_map = model.vision_language.feature_map([picture])  # (1, T, C)
-        tokens = model.segmenter.decode_prompts(state, boxes=boxes, return_masks=False).tokens  # (n, 256)
+        tokens = model.segmenter.decode_prompts(state, boxes=boxes, masks="none").tokens  # (n, 256)
         out.append(model(tokens[None], feature_map, text).logits[0].float().cpu())  # (n, V)
     return torch.cat(out)
 

@@ -17,7 +17,6 @@ vocabulary (:meth:`Owlv2Boxes.set_queries`), not once per image.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,23 +24,10 @@ from PIL import Image
 
 from regionspot.backbones.hub import from_pretrained
 from regionspot.errors import RegionSpotError
+from regionspot.inference.box_sources import ScoredBoxes
 from regionspot.inference.proposals import nms
 
 QUERY_TEMPLATE = "a photo of a {}"
-
-
-@dataclass
-class DetectedBoxes:
-    """One image's detections, best first.
-
-    boxes: (K, 4) float32 XYXY, original-image pixels, clipped to the image, each >= ``min_size`` wide
-    and high. scores: (K,) float32 in [0, 1]. labels: (K,) int64 index into the queries, -1 when
-    class-agnostic.
-    """
-
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    labels: torch.Tensor
 
 
 def load_owlv2_boxes(model_id: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Owlv2Boxes:
@@ -114,9 +100,10 @@ class Owlv2Boxes:
 
     @torch.inference_mode()
     def detect(self, image: Image.Image, max_detections: int = 300, min_score: float = 0.0,
-               nms_iou: float | None = None, min_size: float = 1.0) -> DetectedBoxes:
-        """The image's boxes (see :class:`DetectedBoxes`): score >= ``min_score``, class-agnostic NMS at
-        ``nms_iou`` when given, then the best ``max_detections``."""
+               nms_iou: float | None = None, min_size: float = 1.0) -> ScoredBoxes:
+        """The image's boxes (a ``box_sources.BoxSource``): XYXY original-image pixels clipped to the image,
+        each >= ``min_size`` wide and high, scores in [0, 1], labels into the queries (-1 class-agnostic);
+        score >= ``min_score``, class-agnostic NMS at ``nms_iou`` when given, then the best ``max_detections``."""
         width, height = image.size
         pixels = self.image_processor(images=image, return_tensors="pt")["pixel_values"]
         pixels = pixels.to(self.device, dtype=next(self.model.parameters()).dtype)
@@ -141,11 +128,11 @@ class Owlv2Boxes:
 
 
 def select_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, max_detections: int,
-                      min_score: float = 0.0, nms_iou: float | None = None, min_size: float = 1.0) -> DetectedBoxes:
+                      min_score: float = 0.0, nms_iou: float | None = None, min_size: float = 1.0) -> ScoredBoxes:
     """Keep boxes (N, 4) XYXY with score >= min_score and both sides >= min_size, optionally suppress
     overlaps (class-agnostic NMS), and return the best ``max_detections``, best first."""
     keep = (scores >= min_score) & ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
     order = nms(boxes, scores, nms_iou) if nms_iou is not None and len(scores) else scores.argsort(descending=True, stable=True)
     order = order[:max_detections]
-    return DetectedBoxes(boxes[order].float(), scores[order].float(), labels[order].long())
+    return ScoredBoxes(boxes[order].float(), scores[order].float(), labels[order].long())

@@ -24,7 +24,7 @@ from regionspot.inference.results import RegionResult
 from regionspot.masks.lowres import LowResMasks
 from regionspot.model import RegionSpot
 from regionspot.modeling.postprocess import calibrated_confidence, top_classes
-from regionspot.text.prompts import validate_vocabulary
+from regionspot.text.templates import validate_vocabulary
 
 
 def _as_tensor(value, name: str, last_dim: int | None) -> torch.Tensor | None:
@@ -40,6 +40,29 @@ def _as_tensor(value, name: str, last_dim: int | None) -> torch.Tensor | None:
         if tensor.dim() < 2 or tensor.shape[-1] != last_dim:
             raise PromptError(f"{name} must have shape (N, {last_dim}); got {tuple(tensor.shape)}.")
     return tensor
+
+
+def _prompt_tensors(
+    boxes, points, point_labels
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``predict``'s prompts as tensors: boxes (N, 4), points (N, P, 2) (a single (N, 2) array: one point per
+    region) and their labels (N, P) (default 1, foreground); None where not given. Raises PromptError for no
+    prompt at all or a box count that differs from the point sets'."""
+    box_tensor = _as_tensor(boxes, "boxes", 4)
+    point_tensor = _as_tensor(points, "points", 2)
+    label_tensor = None
+    if point_tensor is not None:
+        if point_tensor.dim() == 2:
+            point_tensor = point_tensor[:, None, :]  # (N, 1, 2)
+        if point_labels is None:
+            label_tensor = torch.ones(point_tensor.shape[:2], dtype=torch.long)
+        else:
+            label_tensor = torch.as_tensor(np.asarray(point_labels)).long().reshape(point_tensor.shape[:2])
+    if box_tensor is None and point_tensor is None:
+        raise PromptError("Give the regions to recognise: boxes=[[x1, y1, x2, y2], ...] or points=[[x, y], ...].")
+    if box_tensor is not None and point_tensor is not None and len(box_tensor) != len(point_tensor):
+        raise PromptError(f"{len(box_tensor)} boxes but {len(point_tensor)} point sets; give one of each per region.")
+    return box_tensor, point_tensor, label_tensor
 
 
 def _prompt_records(
@@ -189,26 +212,13 @@ class RegionSpotPredictor:
             raise RegionSpotError("Call set_image(image) before predict().")
         if self._text is None:
             raise RegionSpotError("Call set_vocabulary([...class names...]) before predict().")
-        box_tensor = _as_tensor(boxes, "boxes", 4)
-        point_tensor = _as_tensor(points, "points", 2)
-        label_tensor = None
-        if point_tensor is not None:
-            if point_tensor.dim() == 2:
-                point_tensor = point_tensor[:, None, :]  # (N, 1, 2)
-            if point_labels is None:
-                label_tensor = torch.ones(point_tensor.shape[:2], dtype=torch.long)
-            else:
-                label_tensor = torch.as_tensor(np.asarray(point_labels)).long().reshape(point_tensor.shape[:2])
-        if box_tensor is None and point_tensor is None:
-            raise PromptError("Give the regions to recognise: boxes=[[x1, y1, x2, y2], ...] or points=[[x, y], ...].")
-        if box_tensor is not None and point_tensor is not None and len(box_tensor) != len(point_tensor):
-            raise PromptError(f"{len(box_tensor)} boxes but {len(point_tensor)} point sets; give one of each per region.")
+        box_tensor, point_tensor, label_tensor = _prompt_tensors(boxes, points, point_labels)
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             seg = self.model.segmenter.decode_prompts(
                 self._state, boxes=box_tensor, points=point_tensor, point_labels=label_tensor,
-                return_masks=return_masks or box_tensor is None, chunk_size=self.chunk_size, low_res_masks=True,
+                masks="low_res" if return_masks or box_tensor is None else "none", chunk_size=self.chunk_size,
             )
         messages = [str(w.message) for w in caught]
         for message in messages:
@@ -232,14 +242,8 @@ class RegionSpotPredictor:
         topk_confidence = calibrated_confidence(logits, top_ids, self.model.config.display_temperature)  # (N, k)
         topk_confidence = topk_confidence.cpu().numpy().astype(np.float32)
         masks = LowResMasks(seg.low_res_masks, seg.mask_frame) if seg.low_res_masks is not None else None
-        if box_tensor is not None:
-            height, width = self._state.original_size
-            out_boxes = box_tensor.clone()
-            out_boxes[:, 0::2] = out_boxes[:, 0::2].clamp(0, width)
-            out_boxes[:, 1::2] = out_boxes[:, 1::2].clamp(0, height)
-            out_boxes = out_boxes.numpy()
-        else:
-            out_boxes = masks.boxes()  # the masks' tight boxes, one region at a time
+        # the boxes as the segmenter decoded them (clipped to the image), else the masks' tight boxes
+        out_boxes = seg.boxes.numpy() if seg.boxes is not None else masks.boxes()
         return RegionResult(
             boxes=out_boxes.astype(np.float32),
             labels=[vocab[int(i)] for i in top_ids[:, 0]],

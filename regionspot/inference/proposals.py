@@ -19,6 +19,7 @@ from PIL import Image
 from regionspot.backbones.base import Segmenter, SegmenterImageState
 from regionspot.data.transforms import box_iou
 from regionspot.errors import PromptError
+from regionspot.inference.box_sources import BoxSource, ScoredBoxes
 from regionspot.masks.base import mask_to_box
 
 STABILITY_OFFSET = 1.0  # the mask logit offset of the stability score (SAM's automatic mask generator's)
@@ -81,6 +82,11 @@ class Proposals:
     def take(self, index: torch.Tensor) -> Proposals:
         return Proposals(self.boxes[index], self.scores[index], self.iou[index], self.stability[index])
 
+    def scored_boxes(self) -> ScoredBoxes:
+        """The proposals as a box source's answer: class-agnostic, scored by IoU × stability, on the CPU."""
+        boxes = self.boxes.float().cpu()
+        return ScoredBoxes(boxes, self.scores.float().cpu(), torch.full((len(boxes),), -1, dtype=torch.long))
+
     @staticmethod
     def concat(parts: list[Proposals]) -> Proposals:
         if not parts:
@@ -136,7 +142,7 @@ def _propose_in_frame(segmenter: Segmenter, state: SegmenterImageState, options:
     """Proposals of one encoded frame (the image or a crop), as XYXY pixels of that frame."""
     frame = state.original_size
     mask_frame = state.reshaped_size  # masks at the segmenter's working size bound the memory
-    decode = {"return_masks": True, "chunk_size": options.chunk_size, "mask_size": mask_frame,
+    decode = {"masks": "full", "chunk_size": options.chunk_size, "mask_size": mask_frame,
               "stability_offset": STABILITY_OFFSET}
     points = point_grid(options.points_per_side, *frame)
     found = _masks_to_proposals(segmenter.decode_prompts(state, points=points, **decode), frame, mask_frame, options)
@@ -186,3 +192,14 @@ def propose_regions(
     found.boxes[:, 0::2] = found.boxes[:, 0::2].clamp(0, width)
     found.boxes[:, 1::2] = found.boxes[:, 1::2].clamp(0, height)
     return found.take(nms(found.boxes, found.scores, options.nms_iou)[: options.max_regions])
+
+
+def proposal_source(segmenter: Segmenter, points_per_side: int = 16, max_regions: int = 300) -> BoxSource:
+    """The segmenter's automatic proposals (:func:`propose_regions`) as a box source
+    (``inference.box_sources``): class-agnostic, scored by the segmenter's predicted IoU × stability."""
+    options = ProposalOptions(points_per_side=points_per_side, max_regions=max_regions)
+
+    def detect(image: Image.Image) -> ScoredBoxes:
+        return propose_regions(segmenter, image, options).scored_boxes()
+
+    return detect

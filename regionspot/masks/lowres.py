@@ -6,7 +6,7 @@ memory N × h × w floats whatever the image's size — and makes full-size pixe
 or one window of a region, at a time (the :class:`~regionspot.masks.base.RegionMasks` interface): the cost
 grows with the objects' areas, not with the image's pixels times the regions.
 
-The pixels are the segmenter's own full-size masks (``decode_prompts(..., low_res_masks=False)``) as the
+The pixels are the segmenter's own full-size masks (``decode_prompts(..., masks="full")``) as the
 CPU computes them, bit for bit: the window is computed with the same taps, weights and rounding
 (``masks.resize.resize_logits_window``). The upsampling runs on the CPU; a GPU's bilinear kernel rounds
 differently, so against a GPU's full-size masks a pixel can differ where its logit is within rounding of 0

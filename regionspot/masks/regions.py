@@ -85,7 +85,7 @@ def full_size_chunks(
     (k, H, W) bool chunks in order, k × max(pad_size², H × W) ≤ ``MASK_CHUNK_PIXELS`` (at least one region).
 
     The pixels are the segmenter's full-size masks on that device (:func:`upsample_mask_logits` > 0, as
-    ``decode_prompts(low_res_masks=False)`` makes them), then torch's legacy nearest resize to
+    ``decode_prompts(masks="full")`` makes them), then torch's legacy nearest resize to
     ``nearest_size`` (``resize_masks(align="corner")``) when it is given and differs from ``frame.size``.
     """
     height, width = (int(v) for v in (nearest_size or frame.size))

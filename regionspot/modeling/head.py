@@ -9,7 +9,6 @@ into the joint image-text space. Parameter names follow the official release (``
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from regionspot.config import HeadConfig
@@ -105,13 +104,3 @@ class _CrossAttentionRecorder:
     def _keep(self, _module: nn.Module, _args: tuple, output: tuple) -> None:
         self.weights.append(output[1])  # (B, heads, N, T)
 
-
-def region_text_logits(
-    region_embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: float | torch.Tensor
-) -> torch.Tensor:
-    """Scaled cosine similarity.
-
-    region_embeddings: (..., N, D); text_embeddings: (V, D), L2-normalised. Returns (..., N, V).
-    """
-    regions = F.normalize(region_embeddings.float(), dim=-1, eps=1e-7)
-    return logit_scale * regions @ text_embeddings.float().t()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES, get_templates
+from regionspot.text.templates import CLIP_IMAGENET_TEMPLATES, get_templates
 
 CAPTION_TEMPLATES: tuple[str, ...] = (
     "{}",

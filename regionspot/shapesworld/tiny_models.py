@@ -37,7 +37,7 @@ from transformers import (
 
 from regionspot.backbones.clip_inputs import save_clip_preprocessor_config
 from regionspot.backbones.convert.sam import save_sam_processor_config
-from regionspot.text.prompts import CLIP_IMAGENET_TEMPLATES
+from regionspot.text.templates import CLIP_IMAGENET_TEMPLATES
 from regionspot.text.tokenizer import EOS, train_bpe
 
 TINY_WORDS: tuple[str, ...] = (

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from regionspot.errors import CheckpointError, PromptTruncatedWarning, preview
-from regionspot.text.prompts import DEFAULT_TEMPLATES, get_templates, validate_vocabulary
+from regionspot.text.templates import DEFAULT_TEMPLATES, get_templates, validate_vocabulary
 from regionspot.utils.io import atomic_path
 
 CACHE_FORMAT = 1
@@ -95,7 +95,7 @@ def class_text_embeddings(
     class_names: the vocabulary; names are prepared and validated (``validate_vocabulary``: empty or
         duplicate names raise VocabularyError).
     name_style: "clean" or "raw" class-name handling (``clean_class_name``); a head records its own.
-    templates: a template-set name (``regionspot.text.prompts``) or a list of templates with ``{}``.
+    templates: a template-set name (``regionspot.text.templates``) or a list of templates with ``{}``.
     cache_dir: folder of the on-disk cache (None: ``default_cache_dir()``; False: no cache).
     show_progress: a progress bar while encoding (shown by the adapter for large vocabularies).
     A class whose prompts exceed the text context is truncated with ONE warning naming the classes.

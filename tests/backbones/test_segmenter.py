@@ -164,8 +164,8 @@ def test_permutation_and_chunking(segmenter, state):
 
 
 def test_return_masks_false_keeps_tokens(segmenter, state):
-    with_masks = segmenter.decode_prompts(state, boxes=BOXES, return_masks=True)
-    without = segmenter.decode_prompts(state, boxes=BOXES, return_masks=False)
+    with_masks = segmenter.decode_prompts(state, boxes=BOXES, masks="full")
+    without = segmenter.decode_prompts(state, boxes=BOXES, masks="none")
     assert without.masks is None
     assert torch.equal(with_masks.tokens, without.tokens)
     torch.testing.assert_close(with_masks.iou, without.iou, atol=1e-6, rtol=1e-6)
@@ -174,9 +174,9 @@ def test_return_masks_false_keeps_tokens(segmenter, state):
     calls = []
     handle = segmenter.model.mask_decoder.upscale_conv1.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
-        segmenter.decode_prompts(state, boxes=BOXES, return_masks=False)
+        segmenter.decode_prompts(state, boxes=BOXES, masks="none")
         assert calls == []
-        segmenter.decode_prompts(state, boxes=BOXES, return_masks=True)
+        segmenter.decode_prompts(state, boxes=BOXES, masks="full")
         assert calls != []
     finally:
         handle.remove()
@@ -228,7 +228,7 @@ def test_empty_prompts(segmenter, state):
     out = segmenter.decode_prompts(state, boxes=torch.zeros(0, 4))
     assert out.tokens.shape == (0, 32) and out.iou.shape == (0,)
     assert out.masks.shape == (0, HEIGHT, WIDTH) and out.masks.dtype == torch.bool
-    assert segmenter.decode_prompts(state, boxes=[], return_masks=False).masks is None
+    assert segmenter.decode_prompts(state, boxes=[], masks="none").masks is None
 
 
 def test_state_is_plain_dataclass(state):
@@ -252,11 +252,11 @@ def test_sam_hq_tokens(tmp_path, image):
     state = segmenter.encode_image(image)
     assert state.extra is not None and len(state.extra["intermediate_embeddings"]) > 0
     out = segmenter.decode_prompts(state, boxes=BOXES)
-    fast = segmenter.decode_prompts(state, boxes=BOXES, return_masks=False)
+    fast = segmenter.decode_prompts(state, boxes=BOXES, masks="none")
     assert out.masks.shape == (len(BOXES), HEIGHT, WIDTH)
     assert torch.equal(out.tokens, fast.tokens)
     torch.testing.assert_close(out.iou, fast.iou, atol=1e-6, rtol=1e-6)
-    one = segmenter.decode_prompts(state, boxes=BOXES, chunk_size=1, return_masks=False)
+    one = segmenter.decode_prompts(state, boxes=BOXES, chunk_size=1, masks="none")
     torch.testing.assert_close(one.tokens, out.tokens, atol=1e-5, rtol=1e-5)
     # batched: every state keeps its own slice of the intermediate (HQ) features
     other = Image.fromarray(np.random.RandomState(2).randint(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
@@ -283,8 +283,8 @@ def test_decoder_eps_is_the_original_one_for_hub_releases_and_can_be_set(folder,
     norms = [m for m in original.model.mask_decoder.transformer.modules() if isinstance(m, torch.nn.LayerNorm)]
     assert original.decoder_layer_norm_eps == 1e-5 and all(m.eps == 1e-5 for m in norms)
     # Same weights, other eps: the tokens move a little, and only through those LayerNorms.
-    a = segmenter.decode_prompts(segmenter.encode_image(image), boxes=BOXES, return_masks=False).tokens
-    b = original.decode_prompts(original.encode_image(image), boxes=BOXES, return_masks=False).tokens
+    a = segmenter.decode_prompts(segmenter.encode_image(image), boxes=BOXES, masks="none").tokens
+    b = original.decode_prompts(original.encode_image(image), boxes=BOXES, masks="none").tokens
     assert 0 < (a - b).abs().max() < 1e-2 * a.abs().max()
 
 
@@ -304,7 +304,7 @@ def test_low_res_masks_come_with_their_frame_and_the_same_tokens(segmenter, stat
     from regionspot.masks.resize import upsample_mask_logits
 
     dense = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200))
-    low = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200), low_res_masks=True)
+    low = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200), masks="low_res")
     side = segmenter.preprocess.pad_size // 4
     assert low.masks is None and low.low_res_masks.shape == (4, side, side) and low.low_res_masks.device == segmenter.device
     assert low.mask_frame.size == (120, 200) and low.mask_frame.reshaped_size == state.reshaped_size
@@ -313,13 +313,40 @@ def test_low_res_masks_come_with_their_frame_and_the_same_tokens(segmenter, stat
     assert torch.equal(upsample_mask_logits(low.low_res_masks, low.mask_frame) > 0, dense.masks)
     # Other chunks give GEMMs of another batch size, which the CPU kernels may block differently (AVX2
     # machines differ by ~5e-7 here, AVX-512 ones by 0): equal up to float32 rounding, not bit for bit.
-    chunked = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200), low_res_masks=True, chunk_size=3)
+    chunked = segmenter.decode_prompts(state, boxes=BOXES, mask_size=(120, 200), masks="low_res", chunk_size=3)
     torch.testing.assert_close(chunked.tokens, dense.tokens, atol=1e-5, rtol=1e-4,
                                msg="chunk size may only change tokens by float32 GEMM rounding")
     torch.testing.assert_close(chunked.low_res_masks, low.low_res_masks, atol=1e-4, rtol=1e-4,
                                msg="chunk size may only change mask logits by float32 GEMM rounding")
-    empty = segmenter.decode_prompts(state, boxes=BOXES[:0], low_res_masks=True)
+    empty = segmenter.decode_prompts(state, boxes=BOXES[:0], masks="low_res")
     assert empty.low_res_masks.shape == (0, side, side) and empty.mask_frame.size == (HEIGHT, WIDTH)
-    assert segmenter.decode_prompts(state, boxes=BOXES, return_masks=False, low_res_masks=True).low_res_masks is None
-    with pytest.raises(PromptError, match="full-size"):
-        segmenter.decode_prompts(state, boxes=BOXES, low_res_masks=True, stability_offset=1.0)
+    assert segmenter.decode_prompts(state, boxes=BOXES, masks="none").low_res_masks is None
+
+
+def test_one_mask_mode_and_no_option_it_ignores(segmenter, state):
+    """``masks`` chooses the output; an option the mode has no use for is a caller's mistake (ValueError)."""
+    full = segmenter.decode_prompts(state, boxes=BOXES, masks="full")
+    low = segmenter.decode_prompts(state, boxes=BOXES, masks="low_res")
+    none = segmenter.decode_prompts(state, boxes=BOXES, masks="none")
+    assert full.masks is not None and full.low_res_masks is None and full.mask_frame is None
+    assert low.masks is None and low.low_res_masks is not None and low.mask_frame is not None
+    assert none.masks is None and none.low_res_masks is None and none.mask_frame is None
+    with pytest.raises(ValueError, match="masks must be one of"):
+        segmenter.decode_prompts(state, boxes=BOXES, masks="dense")
+    with pytest.raises(ValueError, match="full-size"):
+        segmenter.decode_prompts(state, boxes=BOXES, masks="low_res", stability_offset=1.0)
+    with pytest.raises(ValueError, match="drop mask_size"):
+        segmenter.decode_prompts(state, boxes=BOXES, masks="none", mask_size=(10, 10))
+    with pytest.raises(TypeError):
+        segmenter.decode_prompts(state, BOXES, None, None, "full")  # the mode is keyword-only
+
+
+def test_the_boxes_decoded_come_back_clipped(segmenter, state):
+    given = torch.tensor([[10.0, 10.0, 50.0, 40.0], [-20.0, 5.0, 130.0, 70.0]])
+    with pytest.warns(UserWarning, match="clipped"):
+        out = segmenter.decode_prompts(state, boxes=given, masks="none")
+    assert torch.equal(out.boxes, torch.tensor([[10.0, 10.0, 50.0, 40.0], [0.0, 5.0, float(WIDTH), float(HEIGHT)]]))
+    assert out.boxes.dtype == torch.float32 and out.boxes.device.type == "cpu"
+    assert torch.equal(given[0], torch.tensor([10.0, 10.0, 50.0, 40.0]))  # the caller's tensor is not changed
+    assert segmenter.decode_prompts(state, points=torch.tensor([[[20.0, 20.0]]]), masks="none").boxes is None
+    assert segmenter.decode_prompts(state, boxes=BOXES[:0], masks="none").boxes.shape == (0, 4)

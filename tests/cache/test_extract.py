@@ -68,7 +68,7 @@ def test_cache_holds_segmenter_tokens_of_both_flips(env):
         boxes = torch.as_tensor(dataset[0].boxes).float()
         if flip:
             image, boxes = ImageOps.mirror(image), hflip_boxes(boxes, image.width)
-        ref = segmenter.decode_prompts(segmenter.encode_image(image), boxes=boxes, return_masks=False)
+        ref = segmenter.decode_prompts(segmenter.encode_image(image), boxes=boxes, masks="none")
         assert item.tokens.dtype == torch.float16
         torch.testing.assert_close(item.tokens.float(), ref.tokens.float(), atol=2e-3, rtol=2e-3)
         torch.testing.assert_close(item.boxes, boxes)

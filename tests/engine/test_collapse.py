@@ -103,14 +103,15 @@ def test_training_warns_when_forced_to_collapse_and_not_otherwise(env, tmp_path,
         train_module.train(config, show_progress=False, log=lines.append)
     assert not any("collapse" in line for line in lines)
 
-    real = train_module.region_text_logits
+    real = train_module.score_regions
 
     def one_label(*args, **kwargs):  # every region's top-1 is class 0, whatever the head learns
-        logits = real(*args, **kwargs)
-        return logits + torch.nn.functional.one_hot(torch.zeros_like(logits[..., 0], dtype=torch.long),
-                                                    logits.shape[-1]) * 1e3
+        out = real(*args, **kwargs)
+        out.logits = out.logits + torch.nn.functional.one_hot(
+            torch.zeros_like(out.logits[..., 0], dtype=torch.long), out.logits.shape[-1]) * 1e3
+        return out
 
-    monkeypatch.setattr(train_module, "region_text_logits", one_label)
+    monkeypatch.setattr(train_module, "score_regions", one_label)
     config = make_config(env, tmp_path / "collapsed", max_iters=40, log_every=5, checkpoint_every=40, lr=3e-3)
     with pytest.warns(CollapseWarning, match="one label"):
         train_module.train(config, show_progress=False, log=lines.append)

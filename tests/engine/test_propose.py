@@ -11,10 +11,11 @@ import pytest
 from regionspot.backbones.segmenter import load_segmenter
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.transforms import xyxy_to_xywh
-from regionspot.engine.propose import propose_boxes, sam_box_source
+from regionspot.engine.propose import propose_boxes
 from regionspot.errors import RegionSpotError
 from regionspot.evaluation.detections import load_detections
 from regionspot.inference.detector_boxes import load_owlv2_boxes
+from regionspot.inference.proposals import proposal_source
 from regionspot.testing.public_formats import make_objects365
 
 
@@ -60,7 +61,7 @@ def test_class_agnostic_and_sam_boxes_have_no_class(env, tmp_path, tiny_sam_dir)
     owl.set_queries(None)
     propose_boxes(dataset, _source(owl, 3), tmp_path / "owl.json", {"d": 1}, max_per_image=3, show_progress=False)
     assert {e["category_id"] for e in json.loads((tmp_path / "owl.json").read_text())} == {0}
-    sam = sam_box_source(load_segmenter(str(tiny_sam_dir)), points_per_side=4, max_regions=7)
+    sam = proposal_source(load_segmenter(str(tiny_sam_dir)), points_per_side=4, max_regions=7)
     stats = propose_boxes(dataset, sam, tmp_path / "sam.json", {"d": 2}, max_per_image=7, limit=2, show_progress=False)
     entries = json.loads((tmp_path / "sam.json").read_text())
     assert stats.images <= 2 and {e["image_id"] for e in entries} <= {dataset[0].image_id, dataset[1].image_id}

@@ -21,9 +21,9 @@ def test_load_detections_groups_clips_dedupes_and_caps(tmp_path):
     path = tmp_path / "dets.json"
     path.write_text(json.dumps(dets))
     out, counts = load_detections(path, {1: (48, 64)}, max_boxes_per_image=2)
-    boxes, scores = out[1]
-    np.testing.assert_allclose(boxes, [[10, 10, 30, 30], [50, 40, 64, 48]])
-    np.testing.assert_allclose(scores, [0.9, 0.7])
+    np.testing.assert_allclose(out[1].boxes, [[10, 10, 30, 30], [50, 40, 64, 48]])
+    np.testing.assert_allclose(out[1].scores, [0.9, 0.7])
+    assert out[1].labels.tolist() == [-1, -1]  # class-agnostic prompts: the file's categories are not kept
     assert counts == {"read": 6, "other_images": 1, "degenerate": 1, "kept": 2}
     path.write_text(json.dumps([{"bbox": [1, 2]}]))
     with pytest.raises(RegionSpotError, match="COCO results"):
@@ -45,9 +45,9 @@ def test_released_glip_box_file_is_read_like_its_coco_results(tmp_path):
     from_coco, coco_counts = load_detections(tmp_path / "coco.json", sizes)
     assert glip_counts == coco_counts == {"read": 4, "other_images": 0, "degenerate": 1, "kept": 3}
     for image_id in (1, 2):
-        np.testing.assert_allclose(from_glip[image_id][0], from_coco[image_id][0])
-        np.testing.assert_allclose(from_glip[image_id][1], from_coco[image_id][1])
-    np.testing.assert_allclose(from_glip[1][0], [[10, 10, 30, 30], [50, 40, 64, 48]])  # XYXY, clipped
+        np.testing.assert_allclose(from_glip[image_id].boxes, from_coco[image_id].boxes)
+        np.testing.assert_allclose(from_glip[image_id].scores, from_coco[image_id].scores)
+    np.testing.assert_allclose(from_glip[1].boxes, [[10, 10, 30, 30], [50, 40, 64, 48]])  # XYXY, clipped
     (tmp_path / "bad.json").write_text(json.dumps({"1": {"boxes": [[1, 2, 3, 4]]}}))
     with pytest.raises(RegionSpotError, match="GLIP box file"):
         load_detections(tmp_path / "bad.json", sizes)

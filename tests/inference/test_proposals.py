@@ -29,7 +29,7 @@ class ColourSegmenter:
         self.encoded.append(image.size)
         return SegmenterImageState(torch.zeros(1), pixels.shape[:2], pixels.shape[:2], {"pixels": pixels})
 
-    def decode_prompts(self, state, boxes=None, points=None, point_labels=None, return_masks=True, chunk_size=16,
+    def decode_prompts(self, state, boxes=None, points=None, point_labels=None, masks="full", chunk_size=16,
                        mask_size=None, stability_offset=None):
         pixels = state.extra["pixels"]
         colours = pixels.reshape(-1, 3)
@@ -137,8 +137,8 @@ def test_real_segmenter_stability_leaves_masks_unchanged(real_sam):
     assert plain.stability is None and scored.stability.shape == (9,)
     assert ((scored.stability >= 0) & (scored.stability <= 1)).all()
     assert torch.equal(plain.masks, scored.masks) and torch.equal(plain.tokens, scored.tokens)
-    with pytest.raises(PromptError, match="return_masks"):
-        real_sam.decode_prompts(state, points=points, return_masks=False, stability_offset=1.0)
+    with pytest.raises(ValueError, match="full-size"):
+        real_sam.decode_prompts(state, points=points, masks="none", stability_offset=1.0)
 
 
 @pytest.mark.parametrize("size", [(300, 200), (1, 1), (2000, 3)])

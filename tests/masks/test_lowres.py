@@ -23,7 +23,7 @@ def test_low_res_masks_are_exactly_the_segmenters_full_size_masks(model, example
         if nearest is not None:  # the released evaluation's mask return
             dense = resize_masks(dense, *nearest, align="corner")
         dense = dense.numpy()
-        out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, low_res_masks=True)
+        out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, masks="low_res")
         assert out.masks is None and out.low_res_masks.shape == (10, 64, 64)  # the tiny SAM's 256² input / 4
         lazy = LowResMasks(out.low_res_masks, out.mask_frame, nearest_size=nearest)
         assert lazy.shape == dense.shape and dense.any(axis=(1, 2)).sum() >= 2  # not all empty
@@ -40,7 +40,7 @@ def test_low_res_masks_are_exactly_the_segmenters_full_size_masks(model, example
 
 def test_one_region_at_a_time_and_array_like_access(model, example, random_boxes):
     state = model.segmenter.encode_image(example)
-    out = model.segmenter.decode_prompts(state, boxes=random_boxes(256, 256, 6, seed=1), low_res_masks=True)
+    out = model.segmenter.decode_prompts(state, boxes=random_boxes(256, 256, 6, seed=1), masks="low_res")
     logits = out.low_res_masks.clone()
     logits[3] = -10.0  # an empty region
     lazy = LowResMasks(logits, out.mask_frame)
@@ -62,8 +62,8 @@ def test_one_region_at_a_time_and_array_like_access(model, example, random_boxes
 
 def test_concatenation_stays_low_res_in_one_frame(model, example, random_boxes):
     state = model.segmenter.encode_image(example)
-    first = model.segmenter.decode_prompts(state, boxes=random_boxes(256, 256, 2, seed=2), low_res_masks=True)
-    second = model.segmenter.decode_prompts(state, points=torch.tensor([[[60.0, 120.0]]]), low_res_masks=True)
+    first = model.segmenter.decode_prompts(state, boxes=random_boxes(256, 256, 2, seed=2), masks="low_res")
+    second = model.segmenter.decode_prompts(state, points=torch.tensor([[[60.0, 120.0]]]), masks="low_res")
     a, b = LowResMasks(first.low_res_masks, first.mask_frame), LowResMasks(second.low_res_masks, second.mask_frame)
     both = concat_masks(a, b)
     assert isinstance(both, LowResMasks) and len(both) == 3

@@ -26,7 +26,7 @@ def test_full_size_chunks_and_their_crops_are_the_segmenters_full_size_masks(mod
         dense = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size).masks
         if nearest is not None:
             dense = resize_masks(dense, *nearest, align="corner")
-        out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, low_res_masks=True)
+        out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, masks="low_res")
         chunks = list(regions_lib.full_size_chunks(out.low_res_masks, out.mask_frame, nearest_size=nearest))
         assert [len(c) for c in chunks] == [3, 3, 1] and torch.equal(torch.cat(chunks), dense)
         cropped = CropMasks([c for chunk in chunks for c in CropMasks.cut(chunk)], dense.shape[1:])
@@ -51,7 +51,7 @@ def test_region_masks_give_the_same_runs_and_crops_on_both_paths(model, example,
     mask_size = (height // 2 + 1, width // 3 + 2)  # masks at the model's size, then nearest to the original
     dense = resize_masks(segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size).masks, height, width,
                          align="corner")
-    out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, low_res_masks=True)
+    out = segmenter.decode_prompts(state, boxes=boxes, mask_size=mask_size, masks="low_res")
     monkeypatch.setattr(regions_lib, "MASK_CHUNK_PIXELS", 2 * max(segmenter.preprocess.pad_size**2, height * width))
     expected = mask_runs(dense)
     for on_device in (None, True):

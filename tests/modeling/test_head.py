@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from regionspot.config import HeadConfig
-from regionspot.modeling.head import RegionSpotHead, region_text_logits
+from regionspot.modeling.head import RegionSpotHead
 from regionspot.modeling.losses import sigmoid_focal_loss
 
 
@@ -98,16 +98,6 @@ def test_wrong_feature_width_is_a_clear_error():
     head = small_head()
     with pytest.raises(ValueError, match="another vision-language model"):
         head(torch.randn(1, 2, 256), torch.randn(1, 7, 64))
-
-
-def test_logits_are_scaled_cosines():
-    regions = torch.randn(2, 3, 16)
-    text = F.normalize(torch.randn(4, 16), dim=-1)
-    logits = region_text_logits(regions, text, 100.0)
-    assert logits.shape == (2, 3, 4)
-    assert logits.abs().max() <= 100.0 + 1e-4
-    expected = 100.0 * F.cosine_similarity(regions[0, 1][None], text, dim=-1)
-    torch.testing.assert_close(logits[0, 1], expected, atol=1e-4, rtol=1e-4)
 
 
 def test_focal_loss_matches_definition_and_ignores_padding():

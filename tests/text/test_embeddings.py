@@ -12,7 +12,7 @@ from regionspot.backbones.vision_language import PromptTruncatedWarning, load_vi
 from regionspot.errors import VocabularyError
 from regionspot.testing.tiny_clip import save_tiny_clip
 from regionspot.text.embeddings import class_text_embeddings, default_cache_dir
-from regionspot.text.prompts import get_templates
+from regionspot.text.templates import get_templates
 
 NAMES = ["red_square", "blue circle", "green triangle-other", "cat"]
 

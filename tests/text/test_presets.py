@@ -2,7 +2,7 @@ import pytest
 
 from regionspot.errors import VocabularyError
 from regionspot.text.presets import PRESETS, preset_vocabulary, read_names_file, split_names
-from regionspot.text.prompts import validate_vocabulary
+from regionspot.text.templates import validate_vocabulary
 
 
 def test_presets_are_complete_and_usable():

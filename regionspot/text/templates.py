@@ -1,4 +1,5 @@
-"""Prompt templates and class-name cleaning for the text side of RegionSpot.
+"""Text templates ("a photo of a {}.") and class-name cleaning: how class names become the text the
+vision-language model embeds. (Box and point prompts for the segmenter are ``backbones/prompts.py``.)
 
 Template sets (``get_templates(name)``):
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from regionspot.errors import VocabularyError
-from regionspot.text.prompts import (
+from regionspot.text.templates import (
     CLIP_IMAGENET_TEMPLATES,
     DEFAULT_TEMPLATES,
     clean_class_name,

@@ -26,8 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def _guard_table(paths: list[str], images: int, data: Path | None, image_root: Path | None,
                  model: str | None, work: Path) -> list[str]:
-    from regionspot.evaluation.guard import run_guard
-    from regionspot.inference.fast import passes_guard
+    from regionspot.evaluation.guard import guard_table, run_guard
     from regionspot.shapesworld.guard import run_ci_subset_guard
 
     if data is None:
@@ -36,16 +35,7 @@ def _guard_table(paths: list[str], images: int, data: Path | None, image_root: P
     else:
         title = f"{data.name}, first {images} labelled images, all GT boxes, {model or 'embedded model'}; reference: fp32."
         rows = run_guard(paths, data, image_root, images, weights=model, text_cache_dir=work / "guard-text")
-    lines = [title, "",
-             "| path | regions | max abs Δlogit | mean abs Δlogit | top-1 agree | top-1 agree up to ties | top-5 overlap "
-             "| GT top-1 (path / fp32) | guard |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        r = row.result
-        lines.append(f"| {row.path} | {r.regions} | {r.max_abs:.4f} | {r.mean_abs:.5f} | {100 * r.top1:.1f} % | "
-                     f"{100 * r.top1_up_to_ties:.1f} % | {100 * r.top5:.1f} % | {100 * row.accuracy:.1f} % / {100 * row.reference_accuracy:.1f} % | "
-                     f"{'pass' if passes_guard(r) else 'FAIL'} |")
-    return lines
+    return [title, "", *guard_table(rows)]
 
 
 def _ap_table(paths: list[str], images: int, work: Path) -> list[str]:

@@ -1,5 +1,5 @@
 """The ``regionspot`` command line: predict | models | download | serve | convert | data | cache | train | propose |
-eval | calibrate | shapesworld.
+eval | calibrate | guard | shapesworld.
 
 One module per command; this package is the only code that parses CLI strings or prints. Commands parse
 their arguments and call library functions.
@@ -13,6 +13,7 @@ from regionspot.cli import (  # noqa: F401  (registers the commands)
     data,
     download,
     evaluate,
+    guard,
     predict,
     propose,
     serve,

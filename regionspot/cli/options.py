@@ -24,6 +24,7 @@ FLAGS = {
     "vision_language": "--clip",
     "prompts_file": "--prompts",
     "output_format": "--format",
+    "paths": "--path",
 }
 _FIELD = re.compile(r"`(\w+)`")
 

@@ -8,7 +8,8 @@ class for both, so a path's effect on the task is visible next to its agreement.
 public calls: the COCO reader (``CocoDetectionDataset``) and the model's own methods.
 
 The ShapesWorld CI subset with the embedded model is one such set (``regionspot.shapesworld.guard``);
-``benchmarks/speed/accuracy_guard.py`` prints the table and records the verdicts that ``--fast`` reads.
+``regionspot guard`` (``GuardOptions``) runs it, prints :func:`guard_table` and records the verdicts that
+``--fast`` reads; ``benchmarks/speed/accuracy_guard.py`` adds AP and full-size tables.
 """
 
 from __future__ import annotations
@@ -21,11 +22,46 @@ import torch
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.images import load_image
 from regionspot.errors import RegionSpotError
-from regionspot.inference.fast import GuardResult, compare_logits, write_verdicts
+from regionspot.inference.fast import (
+    GuardResult,
+    candidate_paths,
+    compare_logits,
+    passes_guard,
+    write_verdicts,
+)
 from regionspot.model import RegionSpot
 from regionspot.text.templates import validate_vocabulary
 
-__all__ = ["GuardRow", "GuardSet", "read_guard_set", "region_logits", "run_guard"]
+__all__ = ["GuardOptions", "GuardRow", "GuardSet", "guard_table", "read_guard_set", "region_logits", "run_guard"]
+
+
+@dataclass
+class GuardOptions:
+    """Every option of ``regionspot guard``: which fast paths to check against fp32, on which labelled set.
+
+    data / images: a COCO file and its image root (None: the ShapesWorld CI subset with the embedded model);
+    model: the model for ``data`` (a registered name or head; None: the embedded one); num_images: the set's
+    first N labelled images; paths: the fast paths to guard (empty: this machine's candidates).
+    """
+
+    data: Path | None = None
+    images: Path | None = None
+    model: str | None = None
+    num_images: int = 16
+    paths: tuple[str, ...] = ()
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if (self.data is None) != (self.images is None):
+            raise RegionSpotError("`data` and `images` go together: a COCO file and the folder of its images.")
+        if self.model is not None and self.data is None:
+            raise RegionSpotError("`model` is guarded on your own set: pass `data` and `images` too.")
+        if self.num_images < 1:
+            raise RegionSpotError(f"`num_images` must be >= 1, got {self.num_images}.")
+
+    def chosen_paths(self) -> list[str]:
+        """The paths to guard: those asked for, else this machine's candidates."""
+        return list(self.paths) or [p for p in candidate_paths(self.device) if p != "fp32"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +136,16 @@ def run_guard(
     if record:
         write_verdicts({row.path: row.result for row in rows}, device)
     return rows
+
+
+def guard_table(rows: list[GuardRow]) -> list[str]:
+    """The guard's Markdown table, one row per path: logit error, agreement with fp32, GT top-1, verdict."""
+    lines = ["| path | regions | max abs Δlogit | mean abs Δlogit | top-1 agree | top-1 agree up to ties | top-5 overlap "
+             "| GT top-1 (path / fp32) | guard |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        r = row.result
+        lines.append(f"| {row.path} | {r.regions} | {r.max_abs:.4f} | {r.mean_abs:.5f} | {100 * r.top1:.1f} % | "
+                     f"{100 * r.top1_up_to_ties:.1f} % | {100 * r.top5:.1f} % | {100 * row.accuracy:.1f} % / "
+                     f"{100 * row.reference_accuracy:.1f} % | {'pass' if passes_guard(r) else 'FAIL'} |")
+    return lines

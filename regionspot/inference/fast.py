@@ -51,7 +51,7 @@ __all__ = [
 
 FAST_PATHS = NUMERICS
 # The command that runs the guard on the ShapesWorld CI subset and records this machine's verdicts.
-GUARD_COMMAND = "python benchmarks/speed/accuracy_guard.py"
+GUARD_COMMAND = "regionspot guard"
 # A fast path passes when ≥ 99 % of regions keep their top-1 class and the largest logit error stays small
 # against the logits' scale (CLIP's logit scale is 100: cosine × 100).
 GUARD_TOP1 = 0.99

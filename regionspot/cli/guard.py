@@ -1,0 +1,48 @@
+"""``regionspot guard``: check the fast paths against fp32 on this machine and record the verdicts `--fast` reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regionspot.cli.app import app, friendly
+from regionspot.cli.options import flag_messages
+from regionspot.evaluation.guard import GuardOptions
+
+
+@app.command("guard")
+@friendly
+@flag_messages
+def guard(
+    data: Annotated[Path | None, typer.Option(help="A labelled COCO file to guard on (default: the ShapesWorld CI "
+                                                   "subset, regenerated, with the embedded model).")] = GuardOptions.data,
+    images: Annotated[Path | None, typer.Option(help="The folder of --data's images.")] = GuardOptions.images,
+    model: Annotated[str | None, typer.Option(help="The model for --data: a registered name or head "
+                                                   "(default: the embedded one).")] = GuardOptions.model,
+    num_images: Annotated[int, typer.Option(help="Guard on the set's first N labelled images.")] = GuardOptions.num_images,
+    paths: Annotated[list[str] | None, typer.Option("--path", help="A fast path to check (repeat; default: this "
+                                                                   "machine's candidates).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = GuardOptions.device,
+) -> None:
+    """Compare each fast path's logits with fp32's on every ground-truth box, print the table and record this
+    machine's verdicts, which `regionspot predict --fast` and `eval --fast-path auto` then use."""
+    options = GuardOptions(**{**locals(), "paths": tuple(paths or ())})
+    options.validate()
+    from regionspot.inference.fast import verdicts_path
+
+    if options.data is None:
+        from regionspot.shapesworld.guard import run_ci_subset_guard
+
+        rows = run_ci_subset_guard(options.chosen_paths(), options.num_images, device=options.device)
+        title = f"ShapesWorld CI subset, first {options.num_images} images, embedded model; reference: fp32."
+    else:
+        from regionspot.evaluation.guard import run_guard
+
+        rows = run_guard(options.chosen_paths(), options.data, options.images, options.num_images,
+                         weights=options.model, device=options.device)
+        title = f"{options.data.name}, first {options.num_images} labelled images, {options.model or 'embedded model'}; reference: fp32."
+    from regionspot.evaluation.guard import guard_table
+
+    typer.echo("\n".join([title, "", *guard_table(rows), "", f"verdicts recorded in {verdicts_path()}"]))

@@ -9,6 +9,7 @@ from regionspot.cli import app
 from regionspot.cli.options import FLAGS, flag, flag_messages, name_flags
 from regionspot.engine.config import EvalOptions
 from regionspot.errors import ConfigError
+from regionspot.evaluation.guard import GuardOptions
 from regionspot.inference.options import PredictOptions
 
 
@@ -42,4 +43,4 @@ def test_each_option_is_a_field_and_its_flag_is_the_one_flag_says(command, confi
     for p in params:
         if p.param_type_name == "option":
             assert flag(p.name) in p.opts, (p.name, p.opts)
-    assert set(FLAGS) <= {f.name for c in (EvalOptions, PredictOptions) for f in dataclasses.fields(c)}
+    assert set(FLAGS) <= {f.name for c in (EvalOptions, PredictOptions, GuardOptions) for f in dataclasses.fields(c)}

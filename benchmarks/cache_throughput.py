@@ -124,10 +124,10 @@ def _extract(dataset, seg, vl, out: Path, job: dict, limit: int):
     if "config" in params:
         from regionspot.cache.config import CacheConfig
 
-        known = {f for f in CacheConfig.__dataclass_fields__}
-        config = CacheConfig(**{k: v for k, v in wanted.items() if k in known and v is not None})
+        known = set(CacheConfig.__dataclass_fields__)
+        config = CacheConfig(out=out, **{k: v for k, v in wanted.items() if k in known and v is not None})
         used = {k: v for k, v in wanted.items() if k in known}
-        stats = extract_lib.extract_cache(dataset, seg, out, config, vision_language=vl, rank=0, world_size=1,
+        stats = extract_lib.extract_cache(dataset, seg, config, vision_language=vl, rank=0, world_size=1,
                                           show_progress=False)
     else:
         used = {k: v for k, v in wanted.items() if k in params}

@@ -13,8 +13,9 @@
 ``--images`` images of a ShapesWorld train split generated with a fixed seed, so every run and every code
 tree sees the same images. ``--encoder full`` is random-weight SAM-B (ViT-B, ~1 TFLOP per image);
 ``--encoder tiny`` keeps SAM-B's prompt encoder and mask decoder (the per-box cost and the bytes per box of
-the real cache) with a 2-block, 64-wide image encoder. Each row runs ``--repeats`` extractions into fresh
-folders after a 4-image warm-up, in a child process, and reports the fastest. The wall time excludes model
+the real cache) with a 2-block, 64-wide image encoder. Each row is one extraction into a fresh folder after
+a 4-image warm-up, in a child process of its own; ``--repeats`` rounds run every row once each (so a load
+change on a shared machine hits all rows alike) and the table reports each row's fastest. The wall time excludes model
 loading; images/s counts dataset images (a mirrored copy is not counted again).
 """
 
@@ -24,7 +25,6 @@ import argparse
 import inspect
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -34,16 +34,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo, else platform)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed_tools import cpu_model  # noqa: E402
 
 
 class SyntheticDataset:
@@ -211,15 +203,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         work = Path(tmp)
         data = _generate(args, work)
-        rows = []
+        jobs = []
         for code in codes:
-            for batch_size in args.batch_size:
-                for workers in args.workers:
-                    job = {**data, "encoder": args.encoder, "images": args.images, "boxes": args.boxes,
-                           "chunk_size": args.chunk_size, "flip": args.flip, "clip": args.clip,
-                           "device": args.device, "batch_size": batch_size, "workers": workers,
-                           "threads": args.threads, "repeats": args.repeats, "work": str(work)}
-                    rows.append((code, _run_row(code.resolve(), job)))
+            feeds = (code / "regionspot" / "cache" / "config.py").is_file()  # code with batch_size / workers
+            for batch_size in args.batch_size if feeds else [None]:
+                for workers in args.workers if feeds else [None]:
+                    jobs.append((code, {**data, "encoder": args.encoder, "images": args.images, "boxes": args.boxes,
+                                        "chunk_size": args.chunk_size, "flip": args.flip, "clip": args.clip,
+                                        "device": args.device, "batch_size": batch_size, "workers": workers,
+                                        "threads": args.threads, "repeats": 1, "work": str(work)}))
+        # Rounds: every row once per round, so that a load change on a shared machine hits all rows alike.
+        runs = [[_run_row(code.resolve(), job) for code, job in jobs] for _ in range(args.repeats)]
+        rows = [(code, min((r[k] for r in runs), key=lambda row: row["wall"])) for k, (code, _) in enumerate(jobs)]
     first = rows[0][1]
     print(f"CPU: {cpu_model()} ({os.cpu_count()} CPUs); device: {args.device} {first['gpu']}; torch {first['torch']}, "
           f"{first['torch_threads']} threads; encoder: {args.encoder}; flip: {args.flip}; clip: {args.clip}; "

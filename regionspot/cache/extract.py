@@ -24,7 +24,7 @@ import torch
 import regionspot
 from regionspot.backbones.base import Segmenter, VisionLanguage
 from regionspot.cache.config import CacheConfig
-from regionspot.cache.inputs import CacheBatch, CacheImage, CachePreparer, collate, segmenter_slice
+from regionspot.cache.inputs import CacheImage, CachePreparer, segmenter_slice
 from regionspot.cache.store import (
     CACHE_FORMAT_VERSION,
     CacheError,
@@ -32,7 +32,7 @@ from regionspot.cache.store import (
     read_manifest,
     shard_is_finished,
 )
-from regionspot.data.feeder import default_workers, feed
+from regionspot.data.feeder import InputBatch, default_workers, feed, stack_inputs
 from regionspot.data.transforms import hflip_boxes
 from regionspot.registry import artifact_backbone, portable_backbone, same_backbone
 from regionspot.utils.io import write_json_atomic
@@ -280,7 +280,7 @@ def _extract_shards(dataset: Any, segmenter: Segmenter, vision_language: VisionL
     preparer = CachePreparer(dataset, segmenter.input_preprocessor(),
                              None if vision_language is None else vision_language.input_preprocessor(), config.flip)
     per_batch = max(1, config.batch_size // len(variants))  # dataset images per feeder batch
-    batches = feed(_TodoImages(dataset, positions, todo), preparer, per_batch, collate=collate, workers=workers,
+    batches = feed(_TodoImages(dataset, positions, todo), preparer, per_batch, collate=stack_inputs, workers=workers,
                    pin=device.type == "cuda")
     writer = None
     try:
@@ -313,7 +313,7 @@ def _extract_shards(dataset: Any, segmenter: Segmenter, vision_language: VisionL
         batches.close()
 
 
-def _encode(segmenter: Segmenter, vision_language: VisionLanguage | None, batch: CacheBatch,
+def _encode(segmenter: Segmenter, vision_language: VisionLanguage | None, batch: InputBatch,
             batch_size: int) -> tuple[list[Any], torch.Tensor | None]:
     """The segmenter's image states and the (T, C) feature maps (or None) of the batch's prepared variants,
     ``batch_size`` variants per encoder call."""

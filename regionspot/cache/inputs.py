@@ -1,7 +1,8 @@
 """What the token cache's image feeder (``regionspot.data.feeder``) prepares for each annotated image:
 the image decoded and checked against its annotation, mirrored when the cache holds flips, and each
 variant's encoder inputs (the segmenter's ``input_preprocessor()``, the vision-language model's). A batch
-stacks the variants of its images, image by image (original first, then mirrored).
+(``data.feeder.stack_inputs``) stacks the variants of its images, image by image (original first, then
+mirrored).
 
 A decoding or size error does not stop the feeder: the item carries it, and extraction raises it when it
 reaches that image, so everything before it is written as it would have been one image at a time.
@@ -10,7 +11,7 @@ reaches that image, so everything before it is written as it would have been one
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from PIL import Image, ImageOps
 from regionspot.backbones.base import SegmenterBatch
 from regionspot.errors import CacheError, RegionSpotError
 
-__all__ = ["CacheBatch", "CacheImage", "CacheInput", "CachePreparer", "collate"]
+__all__ = ["CacheImage", "CacheInput", "CachePreparer", "segmenter_slice"]
 
 
 @dataclass(frozen=True)
@@ -44,22 +45,6 @@ class CacheInput:
     sam: SegmenterBatch | None = None
     clip: torch.Tensor | None = None
     error: RegionSpotError | None = None
-
-
-@dataclass
-class CacheBatch:
-    """Consecutive prepared images: ``items`` in order (inputs dropped), ``good`` indexes the prepared ones,
-    whose variants are stacked image by image: ``sam`` (G·V images) and ``clip`` ((G·V, 3, S, S) or None)."""
-
-    items: list[CacheInput]
-    good: list[int] = field(default_factory=list)
-    sam: SegmenterBatch | None = None
-    clip: torch.Tensor | None = None
-
-    def pin_memory(self) -> CacheBatch:
-        """The batch with its tensors page-locked (for an asynchronous copy to a CUDA device)."""
-        return replace(self, sam=None if self.sam is None else self.sam.pin_memory(),
-                       clip=None if self.clip is None else self.clip.pin_memory())
 
 
 @dataclass(frozen=True)
@@ -89,15 +74,6 @@ class CachePreparer:
             image=image, sam=SegmenterBatch.cat([self.sam(v) for v in variants]),
             clip=None if self.clip is None else torch.cat([self.clip([v]) for v in variants]),
         )
-
-
-def collate(items: list[CacheInput]) -> CacheBatch:
-    """Stack the prepared images' variants (runs in the worker that prepared them)."""
-    good = [i for i, item in enumerate(items) if item.error is None]
-    sam = SegmenterBatch.cat([items[i].sam for i in good]) if good else None
-    clip = torch.cat([items[i].clip for i in good]) if good and items[good[0]].clip is not None else None
-    slim = [replace(item, sam=None, clip=None) for item in items]  # each input travels once, stacked
-    return CacheBatch(items=slim, good=good, sam=sam, clip=clip)
 
 
 def segmenter_slice(batch: SegmenterBatch, start: int, stop: int) -> SegmenterBatch:

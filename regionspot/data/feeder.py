@@ -18,7 +18,9 @@ itself (not wrapped by the data loader) when it gets to that batch; a caller who
 instead of an error catches it inside ``prepare``.
 
 The feeder knows nothing of the models: each caller passes its ``prepare`` (``engine.eval_inputs`` for
-evaluation, ``cache.extract`` for the token cache, ``engine.train`` for training's online feature maps).
+evaluation, ``cache.inputs`` for the token cache, ``engine.online_maps`` for training's online feature
+maps). :func:`stack_inputs` is the ``collate`` of items prepared for both encoders (a segmenter's and a
+vision-language model's inputs, or a failure): an :class:`InputBatch`.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["default_workers", "feed", "pin_batch"]
+__all__ = ["InputBatch", "default_workers", "feed", "pin_batch", "stack_inputs"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,6 +58,36 @@ def pin_batch(batch: Any) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(pin_batch(item) for item in batch)
     return batch
+
+
+@dataclass
+class InputBatch:
+    """Consecutive prepared items, for a segmenter and a vision-language model.
+
+    items: the items in order, their inputs dropped (each input crosses processes once, stacked); good: the
+    indexes of the items prepared without error; sam: the good items' segmenter inputs joined by their
+    class's ``cat`` (a ``SegmenterBatch``), or None; clip: their vision-language pixels concatenated
+    ((G, 3, S, S) float32), or None.
+    """
+
+    items: list[Any]
+    good: list[int] = field(default_factory=list)
+    sam: Any = None
+    clip: torch.Tensor | None = None
+
+    def pin_memory(self) -> InputBatch:
+        """The batch with its tensors page-locked (``DataLoader(pin_memory=True)`` calls this)."""
+        return replace(self, sam=None if self.sam is None else self.sam.pin_memory(),
+                       clip=None if self.clip is None else self.clip.pin_memory())
+
+
+def stack_inputs(items: list[Any]) -> InputBatch:
+    """The ``collate`` of prepared items that are dataclasses with fields ``error`` (None once prepared),
+    ``sam`` (an object whose class has ``cat``) and ``clip`` (a tensor or None); runs in the worker."""
+    good = [i for i, item in enumerate(items) if item.error is None]
+    sam = type(items[good[0]].sam).cat([items[i].sam for i in good]) if good else None
+    clip = torch.cat([items[i].clip for i in good]) if good and items[good[0]].clip is not None else None
+    return InputBatch(items=[replace(item, sam=None, clip=None) for item in items], good=good, sam=sam, clip=clip)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What the evaluation loop's image feeder (``regionspot.data.feeder``) prepares: for each record, decode
 the image, resize it to the run's model input and prepare the encoders' pixels (:class:`InputPreparer`,
-picklable for worker processes); a batch stacks them (:func:`collate`, in the worker).
+picklable for worker processes); a batch stacks them (``data.feeder.stack_inputs``, in the worker).
 
 An image that cannot be decoded or prepared becomes a failed item (one-line reason), not an error.
 """
@@ -8,19 +8,19 @@ An image that cannot be decoded or prepared becomes a failed item (one-line reas
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
 from regionspot.backbones.base import Segmenter, SegmenterBatch, VisionLanguage
 from regionspot.data.coco_json import ImageRecord
-from regionspot.data.feeder import feed
+from regionspot.data.feeder import InputBatch, feed, stack_inputs
 from regionspot.data.images import load_image
 from regionspot.errors import ImageError
 from regionspot.evaluation.protocol import Protocol
 
-__all__ = ["EvalBatch", "EvalItem", "InputPreparer", "collate", "eval_batches"]
+__all__ = ["EvalBatch", "EvalItem", "InputPreparer", "eval_batches"]
 
 
 @dataclass
@@ -42,21 +42,7 @@ class EvalItem:
     image: Image.Image | None = None
 
 
-@dataclass
-class EvalBatch:
-    """Consecutive records, prepared. ``items`` keep the records' order (failed ones included);
-    ``good`` indexes the decoded ones, whose inputs are stacked: ``sam`` (G images) and ``clip``
-    ((G, 3, S, S) float32, or None)."""
-
-    items: list[EvalItem]
-    good: list[int] = field(default_factory=list)
-    sam: SegmenterBatch | None = None
-    clip: torch.Tensor | None = None
-
-    def pin_memory(self) -> EvalBatch:
-        """The batch with its tensors page-locked (``DataLoader(pin_memory=True)`` calls this)."""
-        return replace(self, sam=None if self.sam is None else self.sam.pin_memory(),
-                       clip=None if self.clip is None else self.clip.pin_memory())
+EvalBatch = InputBatch  # the feeder's batch of EvalItems: items, good, sam (G images), clip ((G, 3, S, S) or None)
 
 
 @dataclass(frozen=True)
@@ -93,19 +79,10 @@ class InputPreparer:
             return EvalItem(record=record, error=f"{type(error).__name__}: {error}")
 
 
-def collate(items: list[EvalItem]) -> EvalBatch:
-    """Stack the decoded items' encoder inputs (runs in the worker that prepared them)."""
-    good = [i for i, item in enumerate(items) if item.error is None]
-    sam = SegmenterBatch.cat([items[i].sam for i in good]) if good else None
-    clip = torch.cat([items[i].clip for i in good]) if good and items[good[0]].clip is not None else None
-    slim = [replace(item, sam=None, clip=None) for item in items]  # each input travels once, stacked
-    return EvalBatch(items=slim, good=good, sam=sam, clip=clip)
-
-
 def eval_batches(
     records: Sequence[ImageRecord], prepare: InputPreparer, batch_size: int, workers: int = 0, pin: bool = False
 ) -> Iterator[EvalBatch]:
     """Prepared :class:`EvalBatch` es of ``batch_size`` consecutive records, computed ahead of the consumer by
     the image feeder (``regionspot.data.feeder.feed``: ``workers`` processes, or threads when 0; ``pin``:
     page-locked tensors, for a CUDA model)."""
-    return feed(records, prepare, batch_size, collate=collate, workers=workers, pin=pin)
+    return feed(records, prepare, batch_size, collate=stack_inputs, workers=workers, pin=pin)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from regionspot.data.feeder import default_workers, feed, pin_batch
+from regionspot.data.feeder import InputBatch, default_workers, feed, pin_batch, stack_inputs
 from regionspot.data.images import load_image
 from regionspot.errors import ImageError
 
@@ -112,3 +112,39 @@ def test_bad_arguments_and_default_workers(images):
         list(feed(images, str, 1, workers=-1))
     assert default_workers("cpu") == 0
     assert 0 <= default_workers("cuda") <= 4  # decided without touching CUDA
+
+
+@dataclass
+class Part:
+    """A stand-in segmenter input with the ``cat`` of ``SegmenterBatch``."""
+
+    rows: list[int]
+
+    @classmethod
+    def cat(cls, parts):
+        return cls([r for p in parts for r in p.rows])
+
+    def pin_memory(self):
+        return self
+
+
+@dataclass
+class Prepared:
+    name: str
+    error: str | None = None
+    sam: Part | None = None
+    clip: torch.Tensor | None = None
+
+
+def test_stack_inputs_stacks_the_prepared_items_and_keeps_the_failed_ones_in_place():
+    items = [Prepared("a", sam=Part([0]), clip=torch.zeros(1, 3, 2, 2)), Prepared("b", error="ImageError: bad"),
+             Prepared("c", sam=Part([1, 2]), clip=torch.ones(2, 3, 2, 2))]
+    batch = stack_inputs(items)
+    assert isinstance(batch, InputBatch) and batch.good == [0, 2]
+    assert batch.sam.rows == [0, 1, 2] and batch.clip.shape == (3, 3, 2, 2) and batch.clip[1:].eq(1).all()
+    assert [i.name for i in batch.items] == ["a", "b", "c"] and batch.items[1].error == "ImageError: bad"
+    assert all(i.sam is None and i.clip is None for i in batch.items)  # each input travels once, stacked
+    empty = stack_inputs([Prepared("x", error="e")])
+    assert empty.good == [] and empty.sam is None and empty.clip is None
+    no_clip = stack_inputs([Prepared("a", sam=Part([0]))])
+    assert no_clip.clip is None and no_clip.sam.rows == [0]

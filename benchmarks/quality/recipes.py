@@ -92,6 +92,7 @@ class Bench:
         """A token cache of ``annotations`` (built once); (its folder, seconds spent building it now)."""
         from regionspot.backbones.segmenter import load_segmenter
         from regionspot.backbones.vision_language import load_vision_language
+        from regionspot.cache.config import CacheConfig
         from regionspot.cache.extract import extract_cache
         from regionspot.data.coco_json import CocoDetectionDataset
 
@@ -101,8 +102,8 @@ class Bench:
         start = time.perf_counter()
         dataset = CocoDetectionDataset(annotations, self.data, dataset_name=f"shapesworld-{name}")
         clip = load_vision_language(str(self.clip), image_size=self.model_config.image_size, device="cpu")
-        extract_cache(dataset, load_segmenter(str(self.sam), device="cpu"), folder, vision_language=clip, flip=flip,
-                      rank=0, world_size=1, show_progress=False)
+        extract_cache(dataset, load_segmenter(str(self.sam), device="cpu"), CacheConfig(out=folder, flip=flip),
+                      vision_language=clip, rank=0, world_size=1, show_progress=False)
         (folder / ".done").write_text("")
         return folder, time.perf_counter() - start
 

@@ -93,7 +93,7 @@ def main() -> None:
         parser.error("CUDA is not available here; pass --device cpu (with --tiny for a smoke test).")
     args.work.mkdir(parents=True, exist_ok=True)
     from regionspot.data.coco_json import CocoDetectionDataset
-    from regionspot.engine.eval_inputs import default_workers
+    from regionspot.data.feeder import default_workers
 
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     precisions = args.precisions.split(",")

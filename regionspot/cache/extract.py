@@ -9,17 +9,21 @@ environment (RANK, WORLD_SIZE, LOCAL_RANK) and writes only its own shards; no co
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from regionspot.backbones.base import Segmenter, VisionLanguage
+from regionspot.cache.config import CacheConfig
+from regionspot.cache.inputs import CacheImage, CachePreparer, segmenter_slice
 from regionspot.cache.store import (
     CACHE_FORMAT_VERSION,
     CacheError,
@@ -27,6 +31,7 @@ from regionspot.cache.store import (
     read_manifest,
     shard_is_finished,
 )
+from regionspot.data.feeder import InputBatch, default_workers, feed, stack_inputs
 from regionspot.data.transforms import hflip_boxes
 from regionspot.registry import artifact_backbone, portable_backbone, same_backbone
 from regionspot.utils.io import write_json_atomic
@@ -148,7 +153,7 @@ def _check_or_write_manifest(out: Path, manifest: dict[str, Any]) -> None:
             if old.get(key) != manifest.get(key) and not _same_backbones(key, old, manifest, out):
                 raise CacheError(
                     f"Cache {out} was built with {key}={old.get(key)!r}, this run has {manifest.get(key)!r}; "
-                    "rerun with the same settings or choose a new --out."
+                    "rerun with the same settings or choose a new `out` folder."
                 )
         return
     write_json_atomic(out / "manifest.json", manifest)
@@ -157,48 +162,67 @@ def _check_or_write_manifest(out: Path, manifest: dict[str, Any]) -> None:
 def extract_cache(
     dataset: Any,
     segmenter: Segmenter,
-    out_dir: str | Path,
+    config: CacheConfig,
     *,
     vision_language: VisionLanguage | None = None,
-    flip: bool = True,
-    shard_size: int = 64,
-    chunk_size: int = 16,
     rank: int | None = None,
     world_size: int | None = None,
-    limit: int | None = None,
     show_progress: bool = True,
 ) -> CacheStats:
-    """Cache segmenter tokens (fp16) of every annotated box of ``dataset`` into ``out_dir``.
+    """Cache segmenter tokens (fp16) of every annotated box of ``dataset`` into ``config.out``.
 
     dataset: a ``CocoDetectionDataset`` (``dataset[i]`` records with boxes (N, 4) XYXY original px, contiguous labels,
         width, height; ``category_names``; ``load_image(i)``).
+    config: the options read here are ``out``, ``flip`` (also cache the horizontally mirrored image: image and
+        boxes mirrored before the segmenter), ``shard_size``, ``chunk_size``, ``batch_size`` (images per
+        encoder call, a mirrored copy counting as one), ``workers`` and ``limit`` (only the first annotated images).
     vision_language: when given, its (T, C) feature map of each cached image variant is stored too (fp16,
         ≈0.5 MB per image for CLIP-L/14 at 224: for small datasets only).
-    flip: also cache the horizontally mirrored image (image and boxes mirrored before the segmenter).
-    limit: cache only the first ``limit`` annotated images (smoke runs).
+    rank / world_size: this process's share (None: from the launcher's environment).
     Returns this process's :class:`CacheStats`.
     """
-    out = Path(out_dir)
+    config.validate()
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     env_rank, env_world, _ = distributed_rank()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
     positions = [i for i in range(len(dataset)) if len(dataset[i].boxes) > 0]
-    if limit is not None:
-        positions = positions[:limit]
+    if config.limit is not None:
+        positions = positions[: config.limit]
     if not positions:
         raise CacheError("The dataset has no annotated boxes; check the annotation file.")
+    plan = plan_shards(len(positions), world_size, config.shard_size)
+    _check_or_write_manifest(out, _manifest(dataset, segmenter, vision_language, config, out, len(positions),
+                                            world_size, plan))
+
+    mine = [s for s in plan if s["rank"] == rank]
+    todo = [s for s in mine if not shard_is_finished(out, s["name"])]
+    stats = CacheStats(0, 0, 0.0, 0, len(mine) - len(todo), 0)
+    bar = progress_bar(total=sum(s["stop"] - s["start"] for s in todo), desc=f"cache rank {rank}", unit="img",
+                       disable=not show_progress)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        _extract_shards(dataset, segmenter, vision_language, config, out, positions, todo, stats, bar, t0)
+    bar.close()
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def _manifest(dataset: Any, segmenter: Segmenter, vision_language: VisionLanguage | None, config: CacheConfig,
+              out: Path, num_images: int, world_size: int, plan: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the cache records about how it was made (the keys of ``_MUST_MATCH`` must match on reuse)."""
     vl_info = None
     if vision_language is not None:
-        vl_info = {"id": portable_backbone(vision_language.model_id, "vision_language", out), "image_size": int(vision_language.image_size)}
+        vl_info = {"id": portable_backbone(vision_language.model_id, "vision_language", out),
+                   "image_size": int(vision_language.image_size)}
     eps = segmenter.decoder_layer_norm_eps
     preprocess = {
         "sam_decoder_eps": float(eps) if eps is not None else None,
         "clip_resize": vision_language.resize if vision_language is not None else None,
         "clip_antialias": bool(vision_language.antialias) if vision_language is not None else None,
     }
-    plan = plan_shards(len(positions), world_size, shard_size)
-    manifest = {
+    return {
         "format_version": CACHE_FORMAT_VERSION,
         "code_version": __version__,
         "segmenter": portable_backbone(segmenter.model_id, "segmenter", out),
@@ -209,67 +233,104 @@ def extract_cache(
         "vision_language": vl_info,
         "vision_language_fingerprint": vision_language.weights_fingerprint if vision_language else None,
         "feature_dtype": "float16" if vl_info else None,
-        "flip": bool(flip),
+        "flip": bool(config.flip),
         "dataset_name": str(getattr(dataset, "name", None) or "dataset"),
         "category_names": list(dataset.category_names),
         "raw_category_names": list(getattr(dataset, "raw_category_names", dataset.category_names)),
         "preprocess": preprocess,
         "category_ids": [int(c) for c in getattr(dataset, "category_ids", [])],
         "image_root": portable_folder(getattr(dataset, "image_root", None), out),
-        "num_images": len(positions),
+        "num_images": num_images,
         "world_size": world_size,
-        "shard_size": shard_size,
+        "shard_size": config.shard_size,
         "shards": plan,
     }
-    _check_or_write_manifest(out, manifest)
 
-    mine = [s for s in plan if s["rank"] == rank]
-    todo = [s for s in mine if not shard_is_finished(out, s["name"])]
-    total_images = sum(s["stop"] - s["start"] for s in todo)
-    stats = CacheStats(0, 0, 0.0, 0, len(mine) - len(todo), 0)
-    bar = progress_bar(total=total_images, desc=f"cache rank {rank}", unit="img", disable=not show_progress)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for shard in todo:
-            writer = ShardWriter(out, shard["name"], int(segmenter.token_dim))
-            for pos in range(shard["start"], shard["stop"]):
-                index = positions[pos]
-                rec = _record(dataset, index)
-                image = dataset.load_image(index)
-                if image.size != (rec["width"], rec["height"]):
-                    raise CacheError(
-                        f"Image {rec['file_name']} is {image.size[0]}x{image.size[1]} but its annotation says "
-                        f"{rec['width']}x{rec['height']}; fix the annotation file."
-                    )
-                for flipped in (False, True) if flip else (False,):
-                    img: Image.Image = ImageOps.mirror(image) if flipped else image
+
+class _TodoImages(Sequence):
+    """The images of the shards ``todo`` in order, as :class:`CacheImage` s made when asked for (a large
+    dataset's records are not all held at once)."""
+
+    def __init__(self, dataset: Any, positions: list[int], todo: list[dict[str, Any]]) -> None:
+        self.dataset, self.positions, self.todo = dataset, positions, todo
+        self.ends = list(itertools.accumulate(s["stop"] - s["start"] for s in todo))
+
+    def __len__(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        which = bisect.bisect_right(self.ends, k)
+        shard = self.todo[which]
+        pos = shard["stop"] - (self.ends[which] - k)
+        index = self.positions[pos]
+        return CacheImage(index=index, pos=pos, shard=shard["name"], record=_record(self.dataset, index))
+
+
+def _extract_shards(dataset: Any, segmenter: Segmenter, vision_language: VisionLanguage | None, config: CacheConfig,
+                    out: Path, positions: list[int], todo: list[dict[str, Any]], stats: CacheStats, bar: Any,
+                    t0: float) -> None:
+    """Fill the shards ``todo``: the image feeder prepares the images ahead (``config.workers`` processes, or
+    threads), the encoders run on ``config.batch_size`` variants at a time, the prompt decoder per variant;
+    each shard is finalised when its last image is written."""
+    variants = (False, True) if config.flip else (False,)
+    device = torch.device(segmenter.device)
+    workers = default_workers(device) if config.workers is None else config.workers
+    preparer = CachePreparer(dataset, segmenter.input_preprocessor(),
+                             None if vision_language is None else vision_language.input_preprocessor(), config.flip)
+    per_batch = max(1, config.batch_size // len(variants))  # dataset images per feeder batch
+    batches = feed(_TodoImages(dataset, positions, todo), preparer, per_batch, collate=stack_inputs, workers=workers,
+                   pin=device.type == "cuda")
+    writer = None
+    try:
+        for batch in batches:
+            states, maps = _encode(segmenter, vision_language, batch, config.batch_size)
+            for k, item in enumerate(batch.items):
+                if item.error is not None:
+                    raise item.error
+                image, rec = item.image, item.image.record
+                if writer is None or writer.name != image.shard:
+                    if writer is not None:
+                        _finish(writer, stats)
+                    writer = ShardWriter(out, image.shard, int(segmenter.token_dim))
+                first = batch.good.index(k) * len(variants)
+                for offset, flipped in enumerate(variants):
                     boxes = hflip_boxes(rec["boxes"], rec["width"]) if flipped else rec["boxes"]
-                    state = segmenter.encode_image(img)
-                    result = segmenter.decode_prompts(state, boxes=boxes, masks="none", chunk_size=chunk_size)
-                    fmap = vision_language.feature_map([img])[0] if vision_language is not None else None
-                    writer.add(
-                        image_index=pos,
-                        image_id=rec["image_id"],
-                        file_name=rec["file_name"],
-                        width=rec["width"],
-                        height=rec["height"],
-                        flip=flipped,
-                        tokens=result.tokens,
-                        boxes=boxes,
-                        labels=rec["labels"],
-                        feature_map=fmap,
-                    )
+                    result = segmenter.decode_prompts(states[first + offset], boxes=boxes, masks="none",
+                                                      chunk_size=config.chunk_size)
+                    writer.add(image_index=image.pos, image_id=rec["image_id"], file_name=rec["file_name"],
+                               width=rec["width"], height=rec["height"], flip=flipped, tokens=result.tokens,
+                               boxes=boxes, labels=rec["labels"],
+                               feature_map=None if maps is None else maps[first + offset])
                     stats.boxes += len(boxes)
                 stats.images += 1
                 bar.update(1)
-                elapsed = time.perf_counter() - t0
-                bar.set_postfix(boxes_per_s=f"{stats.boxes / max(elapsed, 1e-9):.1f}")
-            meta = writer.finalize()
-            stats.bytes_written += meta["nbytes"]
-            stats.written_shards += 1
-    bar.close()
-    stats.seconds = time.perf_counter() - t0
-    return stats
+                bar.set_postfix(boxes_per_s=f"{stats.boxes / max(time.perf_counter() - t0, 1e-9):.1f}")
+        if writer is not None:
+            _finish(writer, stats)
+    finally:
+        batches.close()
+
+
+def _encode(segmenter: Segmenter, vision_language: VisionLanguage | None, batch: InputBatch,
+            batch_size: int) -> tuple[list[Any], torch.Tensor | None]:
+    """The segmenter's image states and the (T, C) feature maps (or None) of the batch's prepared variants,
+    ``batch_size`` variants per encoder call."""
+    if batch.sam is None:
+        return [], None
+    states, maps = [], []
+    for start in range(0, len(batch.sam), batch_size):
+        states.extend(segmenter.encode_batch(segmenter_slice(batch.sam, start, start + batch_size)))
+        if batch.clip is not None and vision_language is not None:
+            maps.append(vision_language.feature_map(batch.clip[start : start + batch_size]))
+    return states, torch.cat(maps) if maps else None
+
+
+def _finish(writer: ShardWriter, stats: CacheStats) -> None:
+    meta = writer.finalize()
+    stats.bytes_written += meta["nbytes"]
+    stats.written_shards += 1
 
 
 def cache_is_complete(out_dir: str | Path) -> bool:

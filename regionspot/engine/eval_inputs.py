@@ -1,32 +1,26 @@
-"""The CPU side of the evaluation loop: decode each image, resize it to the run's model input and prepare
-the encoders' pixels, a batch at a time, ahead of the model.
-
-``workers=0`` prepares the next batch in background threads of this process (PIL decodes and resizes
-release the GIL); ``workers=N`` uses N worker processes (``torch.utils.data.DataLoader``), with the
-batches' tensors in page-locked memory when the model runs on CUDA (``pin=True``) so that the copies to
-the device are asynchronous. Both give the same batches, in the order of the records.
+"""What the evaluation loop's image feeder (``regionspot.data.feeder``) prepares: for each record, decode
+the image, resize it to the run's model input and prepare the encoders' pixels (:class:`InputPreparer`,
+picklable for worker processes); a batch stacks them (``data.feeder.stack_inputs``, in the worker).
 
 An image that cannot be decoded or prepared becomes a failed item (one-line reason), not an error.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 from regionspot.backbones.base import Segmenter, SegmenterBatch, VisionLanguage
 from regionspot.data.coco_json import ImageRecord
+from regionspot.data.feeder import InputBatch, feed, stack_inputs
 from regionspot.data.images import load_image
 from regionspot.errors import ImageError
 from regionspot.evaluation.protocol import Protocol
 
-__all__ = ["EvalBatch", "EvalItem", "InputPreparer", "default_workers", "eval_batches"]
+__all__ = ["EvalBatch", "EvalItem", "InputPreparer", "eval_batches"]
 
 
 @dataclass
@@ -48,21 +42,7 @@ class EvalItem:
     image: Image.Image | None = None
 
 
-@dataclass
-class EvalBatch:
-    """Consecutive records, prepared. ``items`` keep the records' order (failed ones included);
-    ``good`` indexes the decoded ones, whose inputs are stacked: ``sam`` (G images) and ``clip``
-    ((G, 3, S, S) float32, or None)."""
-
-    items: list[EvalItem]
-    good: list[int] = field(default_factory=list)
-    sam: SegmenterBatch | None = None
-    clip: torch.Tensor | None = None
-
-    def pin_memory(self) -> EvalBatch:
-        """The batch with its tensors page-locked (``DataLoader(pin_memory=True)`` calls this)."""
-        return replace(self, sam=None if self.sam is None else self.sam.pin_memory(),
-                       clip=None if self.clip is None else self.clip.pin_memory())
+EvalBatch = InputBatch  # the feeder's batch of EvalItems: items, good, sam (G images), clip ((G, 3, S, S) or None)
 
 
 @dataclass(frozen=True)
@@ -99,60 +79,10 @@ class InputPreparer:
             return EvalItem(record=record, error=f"{type(error).__name__}: {error}")
 
 
-def collate(items: list[EvalItem]) -> EvalBatch:
-    """Stack the decoded items' encoder inputs (runs in the worker that prepared them)."""
-    good = [i for i, item in enumerate(items) if item.error is None]
-    sam = SegmenterBatch.cat([items[i].sam for i in good]) if good else None
-    clip = torch.cat([items[i].clip for i in good]) if good and items[good[0]].clip is not None else None
-    slim = [replace(item, sam=None, clip=None) for item in items]  # each input travels once, stacked
-    return EvalBatch(items=slim, good=good, sam=sam, clip=clip)
-
-
-class _Records(Dataset):
-    def __init__(self, records: Sequence[ImageRecord], prepare: InputPreparer) -> None:
-        self.records, self.prepare = list(records), prepare
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> EvalItem:
-        return self.prepare(self.records[index])
-
-
-def default_workers(device: torch.device | str) -> int:
-    """Worker processes when none are asked for: 0 on a CPU (the model needs its cores), else
-    min(4, CPUs this process may use - 1)."""
-    if torch.device(device).type == "cpu":
-        return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(4, cpus - 1))
-
-
 def eval_batches(
     records: Sequence[ImageRecord], prepare: InputPreparer, batch_size: int, workers: int = 0, pin: bool = False
 ) -> Iterator[EvalBatch]:
-    """Prepared batches of ``batch_size`` consecutive records, computed ahead of the consumer.
-
-    workers: 0 — two threads of this process prepare the next batch while the current one is used; N > 0
-    — N worker processes, two batches ahead each. pin: page-locked tensors (a CUDA model).
-    """
-    if not records:
-        return
-    if workers > 0:
-        loader = DataLoader(_Records(records, prepare), batch_size=batch_size, shuffle=False, num_workers=workers,
-                            collate_fn=collate, pin_memory=pin, prefetch_factor=2)
-        yield from loader
-        return
-    chunks = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
-
-    def load(chunk: Sequence[ImageRecord], pool: ThreadPoolExecutor) -> EvalBatch:
-        batch = collate(list(pool.map(prepare, chunk)))
-        return batch.pin_memory() if pin else batch
-
-    with ThreadPoolExecutor(max_workers=2) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
-        pending = ahead.submit(load, chunks[0], pool)
-        for index in range(len(chunks)):
-            batch = pending.result()
-            if index + 1 < len(chunks):
-                pending = ahead.submit(load, chunks[index + 1], pool)
-            yield batch
+    """Prepared :class:`EvalBatch` es of ``batch_size`` consecutive records, computed ahead of the consumer by
+    the image feeder (``regionspot.data.feeder.feed``: ``workers`` processes, or threads when 0; ``pin``:
+    page-locked tensors, for a CUDA model)."""
+    return feed(records, prepare, batch_size, collate=stack_inputs, workers=workers, pin=pin)

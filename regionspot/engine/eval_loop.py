@@ -1,8 +1,9 @@
 """The prediction loop of an evaluation, a batch of images at a time: decode and resize (worker
-processes or threads, ``regionspot.engine.eval_inputs``), one SAM image-encoder call and one CLIP
-feature-map call for the batch, then per image all its boxes through SAM's prompt decoder, every method,
-the mask RLEs, and the image appended to the prediction store. Resumable (finished images are skipped)
-and sharded over ranks (round-robin); see ``regionspot.engine.evaluate`` for the run around it.
+processes or threads: the image feeder ``regionspot.data.feeder`` with ``regionspot.engine.eval_inputs``'
+preparer), one SAM image-encoder call and one CLIP feature-map call for the batch, then per image all
+its boxes through SAM's prompt decoder, every method, the mask RLEs, and the image appended to the
+prediction store. Resumable (finished images are skipped) and sharded over ranks (round-robin); see
+``regionspot.engine.evaluate`` for the run around it.
 
 Masks (``masks.regions.region_masks``): the decoder's low-resolution logits, never N full-size masks at
 once — on a CPU made one region's crop at a time (``LowResMasks``), on a GPU a bounded chunk of regions at a
@@ -28,9 +29,10 @@ import torch
 
 from regionspot.backbones.base import Segmenter, SegmenterImageState, VisionLanguage
 from regionspot.data.coco_json import ImageRecord
+from regionspot.data.feeder import default_workers
 from regionspot.data.transforms import scale_boxes
 from regionspot.engine.config import EvalOptions
-from regionspot.engine.eval_inputs import EvalBatch, EvalItem, InputPreparer, default_workers, eval_batches
+from regionspot.engine.eval_inputs import EvalBatch, EvalItem, InputPreparer, eval_batches
 from regionspot.errors import RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.baselines import baseline_logits

@@ -1,7 +1,7 @@
 """Training loop on HF accelerate: the same code on CPU, one GPU, several GPUs (DDP) and several machines.
 
 Only the head is trained. Region tokens come from the token cache (no segmenter at train time); the
-vision-language feature map comes from the cache or is computed online.
+vision-language feature map comes from the cache or is computed online (``engine.online_maps``).
 
 Augmentation keeps tokens and the vision-language image consistent: the cache holds tokens of the
 original *and* the mirrored image (mirrored before the segmenter), and a step that picks the mirrored
@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, ImageEnhance, ImageOps
 from torch import nn
 
-from regionspot.cache.store import CachedRegions, CacheError, TokenCache
+from regionspot.cache.store import CachedRegions, TokenCache
 from regionspot.engine.checkpointing import (
     clear_run,
     load_training_checkpoint,
@@ -38,6 +37,7 @@ from regionspot.engine.checkpointing import (
 )
 from regionspot.engine.collapse import CollapseMonitor
 from regionspot.engine.config import TrainConfig
+from regionspot.engine.online_maps import online_feature_maps
 from regionspot.engine.setup import TrainingSetup, build_training, make_sampler
 from regionspot.errors import CheckpointError, RegionSpotError, TrainingDivergedError
 from regionspot.modeling.scoring import score_regions
@@ -87,38 +87,6 @@ def collate(items: list[CachedRegions], dataset_index: int, max_regions: int, ge
     if all(it.feature_map is not None for it in items):
         maps = torch.stack([it.feature_map.float() for it in items])  # (B, T, C)
     return Batch(dataset_index, tokens, labels, valid, maps, items)
-
-
-def _jitter(image: Image.Image, strength: float, generator: torch.Generator) -> Image.Image:
-    """Brightness/contrast/saturation jitter; geometry untouched, so tokens stay valid."""
-    factors = 1.0 + strength * (2 * torch.rand(3, generator=generator) - 1)
-    for enhancer, f in zip((ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color), factors, strict=True):
-        image = enhancer(image).enhance(float(f))
-    return image
-
-
-def online_feature_maps(
-    vision_language: Any, cache: TokenCache, items: list[CachedRegions], color_jitter: float, generator: torch.Generator
-) -> torch.Tensor:
-    """(B, T, C) feature maps of the images the items' tokens were computed on (mirrored when flipped)."""
-    from regionspot.data.images import load_image
-
-    root = Path(cache.image_root or "")
-    images = []
-    for item in items:
-        image = load_image(root / item.file_name)
-        if image.size != (item.width, item.height):
-            raise CacheError(
-                f"Image {root / item.file_name} is {image.size} but was cached at {(item.width, item.height)}; "
-                "rebuild the cache."
-            )
-        if item.flip:
-            image = ImageOps.mirror(image)
-        if color_jitter > 0:
-            image = _jitter(image, color_jitter, generator)
-        images.append(image)
-    with torch.no_grad():
-        return vision_language.feature_map(images).float()
 
 
 def train_step(

@@ -159,6 +159,7 @@ class _Run:
     def stage_cache(self) -> dict[str, Any]:
         from regionspot.backbones.segmenter import load_segmenter
         from regionspot.backbones.vision_language import load_vision_language
+        from regionspot.cache.config import CacheConfig
         from regionspot.cache.extract import cache_is_complete, extract_cache
         from regionspot.data.coco_json import CocoDetectionDataset
         from regionspot.registry import resolve_backbone
@@ -175,7 +176,7 @@ class _Run:
                              decoder_layer_norm_eps=pre.sam_decoder_eps)
         vl = load_vision_language(resolve_backbone(self.clip, "vision_language"), image_size=vision_language_size(config),
                                   device=None, resize=pre.clip_resize, antialias=pre.clip_antialias)
-        stats = extract_cache(dataset, seg, folder, vision_language=vl, rank=0, world_size=1,
+        stats = extract_cache(dataset, seg, CacheConfig(out=folder), vision_language=vl, rank=0, world_size=1,
                               show_progress=self.options.show_progress)
         return {"images": stats.images, "boxes": stats.boxes, "skipped_shards": stats.skipped_shards}
 

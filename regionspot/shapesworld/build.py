@@ -184,12 +184,14 @@ class _Build:
     def stage_cache(self) -> dict[str, Any]:
         from regionspot.backbones.segmenter import load_segmenter
         from regionspot.backbones.vision_language import load_vision_language
+        from regionspot.cache.config import CacheConfig
         from regionspot.cache.extract import extract_cache
         from regionspot.data.coco_json import CocoDetectionDataset
 
         dataset = CocoDetectionDataset(self.train_json, self.data, dataset_name="shapesworld-train")
         clip = load_vision_language(str(self.clip), image_size=self.config.clip_image_size, device="cpu")
-        stats = extract_cache(dataset, load_segmenter(str(self.sam), device="cpu"), self.cache, vision_language=clip,
+        stats = extract_cache(dataset, load_segmenter(str(self.sam), device="cpu"), CacheConfig(out=self.cache),
+                              vision_language=clip,
                               rank=0, world_size=1, show_progress=self.show_progress)
         return asdict(stats)
 

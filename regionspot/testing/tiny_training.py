@@ -8,6 +8,7 @@ from typing import Any
 
 from regionspot.backbones.segmenter import load_segmenter
 from regionspot.backbones.vision_language import load_vision_language
+from regionspot.cache.config import CacheConfig
 from regionspot.cache.extract import extract_cache
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.shapesworld.generate import generate_shapesworld
@@ -25,5 +26,6 @@ def tiny_training_env(root: Path) -> dict[str, Any]:
     dataset = CocoDetectionDataset(info["train_json"], info["image_root"], dataset_name="shapesworld")
     sam_dir, clip_dir = str(save_tiny_sam(root / "sam")), str(save_tiny_clip(root / "clip"))
     segmenter, vl = load_segmenter(sam_dir), load_vision_language(clip_dir)
-    extract_cache(dataset, segmenter, root / "cache", vision_language=vl, flip=True, shard_size=4, show_progress=False)
+    extract_cache(dataset, segmenter, CacheConfig(out=root / "cache", flip=True, shard_size=4), vision_language=vl,
+                  show_progress=False)
     return {"root": root, "sam": sam_dir, "clip": clip_dir, "vl": vl, "token_dim": segmenter.token_dim}

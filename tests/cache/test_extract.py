@@ -1,5 +1,6 @@
-"""Token-cache extraction on a tiny ShapesWorld with tiny random SAM and CLIP: contents, flips,
-resume without recomputation, several ranks writing their own shards."""
+"""Token-cache extraction on a tiny ShapesWorld with tiny random SAM and CLIP: contents, flips, the
+batched and worker-fed paths against one image at a time, a bad image, resume without recomputation,
+several ranks writing their own shards."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from PIL import ImageOps
 
 from regionspot.backbones.segmenter import load_segmenter
 from regionspot.backbones.vision_language import load_vision_language
+from regionspot.cache.config import CacheConfig
 from regionspot.cache.extract import cache_is_complete, extract_cache
-from regionspot.cache.store import CacheError, TokenCache
+from regionspot.cache.store import CacheError, TokenCache, shard_is_finished
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.transforms import hflip_boxes
 from regionspot.shapesworld.generate import generate_shapesworld
@@ -22,19 +24,25 @@ from regionspot.utils.fingerprint import weights_fingerprint
 
 
 class CountingSegmenter:
-    """Forwards to a segmenter and counts encoded images."""
+    """Forwards to a segmenter and counts encoder calls and encoded images."""
 
     def __init__(self, inner):
         self.inner = inner
         self.model_id = inner.model_id
         self.token_dim = inner.token_dim
         self.decoder_layer_norm_eps = inner.decoder_layer_norm_eps
+        self.device = inner.device
         self.weights_fingerprint = None
         self.encoded = 0
+        self.calls = []
 
-    def encode_image(self, image):
-        self.encoded += 1
-        return self.inner.encode_image(image)
+    def input_preprocessor(self):
+        return self.inner.input_preprocessor()
+
+    def encode_batch(self, batch):
+        self.encoded += len(batch)
+        self.calls.append(len(batch))
+        return self.inner.encode_batch(batch)
 
     def decode_prompts(self, *args, **kwargs):
         return self.inner.decode_prompts(*args, **kwargs)
@@ -48,7 +56,7 @@ def env(tmp_path_factory):
     segmenter = load_segmenter(str(save_tiny_sam(root / "sam")))
     vl = load_vision_language(str(save_tiny_clip(root / "clip")))
     cache_dir = root / "cache"
-    stats = extract_cache(dataset, segmenter, cache_dir, vision_language=vl, flip=True, shard_size=2,
+    stats = extract_cache(dataset, segmenter, CacheConfig(out=cache_dir, flip=True, shard_size=2), vision_language=vl,
                           show_progress=False)
     return {"root": root, "dataset": dataset, "segmenter": segmenter, "vl": vl, "cache": cache_dir, "stats": stats}
 
@@ -90,15 +98,15 @@ def test_rerun_skips_finished_shards_and_recomputes_only_missing(env, tmp_path):
     assert not cache_is_complete(out)
     with pytest.raises(CacheError, match="incomplete"):
         TokenCache(out)
-    stats = extract_cache(env["dataset"], counting, out, vision_language=env["vl"], flip=True, shard_size=2,
-                          show_progress=False)
+    config = CacheConfig(out=out, flip=True, shard_size=2)
+    stats = extract_cache(env["dataset"], counting, config, vision_language=env["vl"], show_progress=False)
     assert stats.skipped_shards == 2 and stats.written_shards == 1
     assert counting.encoded == 2 * 2  # the one missing shard: 2 images x 2 flips
     after = {p.name: p.read_bytes() for p in (out / "shards").glob("*.bin")}
     assert after == before  # deterministic: the recomputed shard is byte-identical
     # Rerunning a complete cache computes nothing.
     counting.encoded = 0
-    extract_cache(env["dataset"], counting, out, vision_language=env["vl"], flip=True, shard_size=2, show_progress=False)
+    extract_cache(env["dataset"], counting, config, vision_language=env["vl"], show_progress=False)
     assert counting.encoded == 0
 
 
@@ -106,15 +114,15 @@ def test_settings_mismatch_is_refused(env, tmp_path):
     out = tmp_path / "cache"
     shutil.copytree(env["cache"], out)
     with pytest.raises(CacheError, match="flip"):
-        extract_cache(env["dataset"], env["segmenter"], out, vision_language=env["vl"], flip=False, shard_size=2,
-                      show_progress=False)
+        extract_cache(env["dataset"], env["segmenter"], CacheConfig(out=out, flip=False, shard_size=2),
+                      vision_language=env["vl"], show_progress=False)
 
 
 def test_ranks_write_their_own_shards(env, tmp_path):
     out = tmp_path / "cache"
     for rank in (0, 1):
-        extract_cache(env["dataset"], env["segmenter"], out, flip=False, shard_size=2, rank=rank, world_size=2,
-                      show_progress=False)
+        extract_cache(env["dataset"], env["segmenter"], CacheConfig(out=out, flip=False, shard_size=2), rank=rank,
+                      world_size=2, show_progress=False)
         assert cache_is_complete(out) == (rank == 1)
     names = sorted(p.stem for p in (out / "shards").glob("*.bin"))
     assert {n.split("-")[1] for n in names} == {"r000", "r001"}
@@ -123,3 +131,72 @@ def test_ranks_write_their_own_shards(env, tmp_path):
     for i in range(merged.num_images):
         torch.testing.assert_close(merged.get(i).tokens, single.get(i).tokens)
         assert torch.equal(merged.get(i).labels, single.get(i).labels)
+
+
+def one_at_a_time(dataset, segmenter, vl, index):
+    """Each variant (original, mirrored) of image ``index`` as extraction computed it before the feeder: one
+    ``encode_image`` and one ``feature_map([image])`` per variant, in this process. [(tokens, boxes, map)]."""
+    image, boxes = dataset.load_image(index), torch.as_tensor(dataset[index].boxes).float()
+    out = []
+    for flipped in (False, True):
+        img = ImageOps.mirror(image) if flipped else image
+        b = hflip_boxes(boxes, image.width) if flipped else boxes
+        tokens = segmenter.decode_prompts(segmenter.encode_image(img), boxes=b, masks="none", chunk_size=16).tokens
+        out.append((tokens.half(), b, vl.feature_map([img])[0].half()))
+    return out
+
+
+@pytest.mark.parametrize(("batch_size", "workers"), [(1, 0), (1, 2), (4, 0), (3, 2)])
+def test_batched_and_worker_fed_extraction_gives_the_one_image_at_a_time_tokens(env, tmp_path, batch_size, workers):
+    """One image at a time (batch_size 1): the very tokens and maps, threads or worker processes; batched:
+    the same up to float rounding of the batched encoders (exact on most CPUs)."""
+    dataset, counting = env["dataset"], CountingSegmenter(env["segmenter"])
+    config = CacheConfig(out=tmp_path / "cache", flip=True, shard_size=2, batch_size=batch_size, workers=workers)
+    stats = extract_cache(dataset, counting, config, vision_language=env["vl"], show_progress=False)
+    cache = TokenCache(tmp_path / "cache")
+    assert stats.images == cache.num_images == len(dataset) and counting.encoded == 2 * len(dataset)
+    # an image and its mirrored copy are prepared together: calls of batch_size variants, rounded down to pairs
+    assert max(counting.calls) == (1 if batch_size == 1 else 2 * (batch_size // 2))
+    for i in range(cache.num_images):
+        for flipped, (tokens, boxes, fmap) in zip((False, True), one_at_a_time(dataset, env["segmenter"], env["vl"], i)):
+            item = cache.get(i, flipped)
+            if batch_size == 1:
+                assert torch.equal(item.tokens, tokens) and torch.equal(item.feature_map, fmap)
+            else:
+                torch.testing.assert_close(item.tokens, tokens, atol=2e-3, rtol=2e-3)
+                torch.testing.assert_close(item.feature_map, fmap, atol=2e-3, rtol=2e-3)
+            torch.testing.assert_close(item.boxes, boxes)
+    if batch_size == 1:  # the same computation: the very shard files of the default run
+        for path in sorted((env["cache"] / "shards").glob("*.bin")):
+            assert (tmp_path / "cache" / "shards" / path.name).read_bytes() == path.read_bytes()
+
+
+class WrongSizeAt:
+    """A dataset whose image ``bad`` is not the size its annotation says."""
+
+    def __init__(self, inner, bad):
+        self.inner, self.bad = inner, bad
+        self.name, self.category_names, self.image_root = inner.name, inner.category_names, inner.image_root
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, index):
+        return self.inner[index]
+
+    def load_image(self, index):
+        image = self.inner.load_image(index)
+        return image.resize((image.width + 1, image.height)) if index == self.bad else image
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_wrong_size_image_stops_extraction_after_the_images_before_it(env, tmp_path, workers):
+    """Batches of 3 images ([0, 1, 2], [3, 4]) across shards of 2: the error names the image, and the
+    shard before the bad image's is finished, as one image at a time would leave it."""
+    dataset = WrongSizeAt(env["dataset"], 3)
+    config = CacheConfig(out=tmp_path / "cache", flip=True, shard_size=2, batch_size=6, workers=workers)
+    with pytest.raises(CacheError, match=r"annotation says .*fix the annotation file") as caught:
+        extract_cache(dataset, env["segmenter"], config, show_progress=False)
+    assert dataset[3].path.name in str(caught.value) and "Traceback" not in str(caught.value)
+    assert shard_is_finished(tmp_path / "cache", "w001-r000-00000")
+    assert not shard_is_finished(tmp_path / "cache", "w001-r000-00001")

@@ -205,9 +205,3 @@ def test_a_killed_run_resumes_to_the_same_numbers(model, world, plain, tmp_path)
     assert {k: c for k, (c, _) in top1(tmp_path).items()} == {k: c for k, (c, _) in plain[1].items()}
     assert all(abs(ap - aps(plain[0])[t]) <= 1e-6 for t, ap in aps(summary).items())
 
-
-def test_default_workers_leave_the_cpu_to_the_model():
-    from regionspot.engine.eval_inputs import default_workers
-
-    assert default_workers("cpu") == 0
-    assert 0 <= default_workers("cuda") <= 4  # decided without touching CUDA

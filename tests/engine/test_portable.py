@@ -9,6 +9,7 @@ from pathlib import Path
 
 from regionspot.backbones.segmenter import load_segmenter
 from regionspot.backbones.vision_language import load_vision_language
+from regionspot.cache.config import CacheConfig
 from regionspot.cache.extract import extract_cache
 from regionspot.cache.store import TokenCache
 from regionspot.checkpoint import read_head_config
@@ -50,9 +51,8 @@ def test_a_moved_project_keeps_its_head_and_cache_working(tmp_path):
     save_tiny_sam(project / "sam")
     save_tiny_clip(project / "clip")
     dataset = CocoDetectionDataset(info["train_json"], info["image_root"], dataset_name="shapesworld")
-    extract_cache(dataset, load_segmenter(str(project / "sam")), project / "cache",
-                  vision_language=load_vision_language(str(project / "clip")), flip=True, shard_size=2,
-                  show_progress=False)
+    extract_cache(dataset, load_segmenter(str(project / "sam")), CacheConfig(out=project / "cache", flip=True, shard_size=2),
+                  vision_language=load_vision_language(str(project / "clip")), show_progress=False)
     result = train(_config(project), show_progress=False)
     recorded = read_head_config(result.final_head)
     assert (recorded.segmenter, recorded.vision_language) == (str((project / "sam").resolve()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from regionspot.cache.config import CacheConfig
 from regionspot.cache.extract import extract_cache
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.engine.config import ConfigError, TrainConfig
@@ -19,8 +20,8 @@ def embedded(tmp_path_factory):
     info = generate_shapesworld(root / "sw", num_train=3, num_val=0, seed=0, image_size=96, progress=False)
     model = RegionSpot.from_pretrained("shapesworld", device="cpu")
     dataset = CocoDetectionDataset(info["train_json"], info["image_root"], dataset_name="shapesworld")
-    extract_cache(dataset, model.segmenter, root / "cache", vision_language=model.vision_language, flip=False,
-                  shard_size=4, show_progress=False)
+    extract_cache(dataset, model.segmenter, CacheConfig(out=root / "cache", flip=False, shard_size=4),
+                  vision_language=model.vision_language, show_progress=False)
     return {"root": root, "model": model}
 
 

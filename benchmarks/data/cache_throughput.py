@@ -169,7 +169,8 @@ def _generate(args, work: Path) -> dict:
 
 
 def _run_row(code: Path, job: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    # the code tree first; whatever PYTHONPATH held (e.g. packages installed to a folder) after it
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH", "")) if p)}
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], env=env, capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:

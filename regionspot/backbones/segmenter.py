@@ -192,7 +192,7 @@ class SamSegmenter:
             "full": ``masks`` (N, H, W) bool at ``mask_size``, the logits upsampled bilinearly straight to it;
             "low_res": the decoder's logits ``low_res_masks`` (N, h, w) float32 on the model's device (SAM:
               256²: memory independent of the image size) and their ``mask_frame`` (``size`` = mask_size),
-              for ``inference.masks.LowResMasks`` / ``full_size_chunks`` to upsample a region at a time;
+              for ``masks.lowres.LowResMasks`` / ``masks.regions.full_size_chunks`` to upsample a region at a time;
             "none": the decoder stops after its two-way transformer (no mask branch, no resize).
         chunk_size: prompts per decoder call (memory ∝ chunk_size × 256 × 64 × 64 floats).
         mask_size: (height, width) the masks come out at; default the encoded image's size (e.g. the size

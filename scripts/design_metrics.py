@@ -164,8 +164,9 @@ def option_lists(root: Path, files: dict[str, tuple[Path, str]]) -> list[str]:
                  and not (kind == "def" and f"{'.'.join(where.with_suffix('').parts)}:{name}" in others)]
         per_option = {o: sum(o in spelled for *_rest, spelled in found) for o in options}
         counts = sorted(per_option.values())
-        lines.append(f"**{command}** ({len(options)} options): {len(found)} lists; places per option: "
-                     f"min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]}")
+        whole = sum(len(spelled) * 2 >= len(options) for *_rest, spelled in found)
+        lines.append(f"**{command}** ({len(options)} options): {len(found)} lists, {whole} of them naming half or more "
+                     f"of the options; places per option: min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]}")
         lines += [f"- {where}:{line} {kind} `{name}` ({len(spelled)}/{len(options)})"
                   for where, line, kind, name, spelled in found]
         lines.append("")

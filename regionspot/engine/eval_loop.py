@@ -137,11 +137,8 @@ def predict_images(
         protocol = options.protocol(segmenter, vision_language, model)
     if "regionspot" in options.methods and model is None:
         raise RegionSpotError("The regionspot method needs a model: pass --head (or drop --method regionspot).")
-    mine = store_lib.shard_ids([r.image_id for r in records], rank, world_size)
-    done = store_lib.done_image_ids(store_root)
-    by_id = {r.image_id: r for r in records}
-    todo = [by_id[i] for i in mine if i not in done]
-    stats = PredictStats(skipped_done=len(mine) - len(todo))
+    todo, skipped = _images_to_do(records, store_root, rank, world_size)
+    stats = PredictStats(skipped_done=skipped)
     device = torch.device(vision_language.device)
     timer = _Timer(stats.stage_seconds, device, sync=options.sync_timing)
     text = text.float().to(device)
@@ -153,31 +150,8 @@ def predict_images(
     bar = progress_bar(total=len(todo), unit="img", desc=f"eval[{rank}]" if world_size > 1 else "eval",
                disable=not show_progress, dynamic_ncols=True)
     pending: list[_Finished] | None = None
-
-    def finish(finished: list[_Finished]) -> None:
-        """Append the images to the store in order (each line flushed), then fsync once."""
-        with timer("postprocess"):
-            try:
-                _store_all(finished)
-            finally:
-                store.sync()
-
-    def _store_all(finished: list[_Finished]) -> None:
-        for item in finished:
-            if item.error is not None:
-                store.add_failure(item.record.image_id, item.error)
-                stats.failed += 1
-                bar.set_postfix(failed=stats.failed)
-            else:
-                segm = None if item.runs is None else runs_to_rle(item.runs, item.size)
-                store.add(item.record.image_id, item.boxes_xywh, segm, item.pairs)
-                stats.scored += 1
-                stats.boxes += len(item.boxes_xywh)
-            bar.update(1)
-            if on_image is not None:
-                on_image(item.record.image_id)
-
     with store_lib.PredictionStore(store_root, rank=rank, fsync=False) as store:
+        finish = _StoreWriter(store, stats, bar, timer, on_image).finish
         try:
             for batch in _timed_batches(batches, timer):
                 states, feature_maps = run.encode(batch)  # queued on a GPU: the device works meanwhile
@@ -197,6 +171,49 @@ def predict_images(
             bar.close()
     stats.seconds = time.perf_counter() - start
     return stats
+
+
+def _images_to_do(records: Sequence[ImageRecord], store_root: str | os.PathLike, rank: int,
+                  world_size: int) -> tuple[list[ImageRecord], int]:
+    """This rank's share of ``records`` (round-robin) less the images any rank already stored, and how
+    many of its share were already done."""
+    mine = store_lib.shard_ids([r.image_id for r in records], rank, world_size)
+    done = store_lib.done_image_ids(store_root)
+    by_id = {r.image_id: r for r in records}
+    todo = [by_id[i] for i in mine if i not in done]
+    return todo, len(mine) - len(todo)
+
+
+class _StoreWriter:
+    """Appends finished images to the prediction store in order, counting them in ``stats`` and on ``bar``."""
+
+    def __init__(self, store: store_lib.PredictionStore, stats: PredictStats, bar: Any, timer: _Timer,
+                 on_image: Callable[[int], None] | None) -> None:
+        self.store, self.stats, self.bar, self.timer, self.on_image = store, stats, bar, timer, on_image
+
+    def finish(self, finished: list[_Finished]) -> None:
+        """Append the images to the store in order (each line flushed), then fsync once."""
+        with self.timer("postprocess"):
+            try:
+                self._store_all(finished)
+            finally:
+                self.store.sync()
+
+    def _store_all(self, finished: list[_Finished]) -> None:
+        store, stats, bar = self.store, self.stats, self.bar
+        for item in finished:
+            if item.error is not None:
+                store.add_failure(item.record.image_id, item.error)
+                stats.failed += 1
+                bar.set_postfix(failed=stats.failed)
+            else:
+                segm = None if item.runs is None else runs_to_rle(item.runs, item.size)
+                store.add(item.record.image_id, item.boxes_xywh, segm, item.pairs)
+                stats.scored += 1
+                stats.boxes += len(item.boxes_xywh)
+            bar.update(1)
+            if self.on_image is not None:
+                self.on_image(item.record.image_id)
 
 
 def _timed_batches(batches: Iterator[EvalBatch], timer: _Timer) -> Iterator[EvalBatch]:

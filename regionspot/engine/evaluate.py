@@ -40,10 +40,11 @@ import torch
 from regionspot.backbones.base import Segmenter, VisionLanguage
 from regionspot.data.coco_json import CocoDetectionDataset, ImageRecord
 from regionspot.engine.config import EvalOptions
-from regionspot.engine.eval_loop import predict_images
+from regionspot.engine.eval_loop import PredictStats, predict_images
 from regionspot.errors import RegionSpotError
 from regionspot.evaluation import predictions as store_lib
 from regionspot.evaluation.detections import load_detections
+from regionspot.evaluation.protocol import Protocol
 from regionspot.utils.fingerprint import weights_fingerprint
 
 __all__ = [
@@ -174,6 +175,51 @@ def _file_identity(path: str | os.PathLike) -> dict[str, Any]:
     return {"path": str(Path(path).resolve()), "size": stat.st_size}
 
 
+def _run_manifest(annotation_file: str | os.PathLike, options: EvalOptions, segmenter: Segmenter,
+                  vision_language: VisionLanguage, model: Any, templates: str | list[str],
+                  protocol: Protocol) -> dict[str, Any]:
+    """What the prediction store's contents depend on; a rerun into the same folder must match it."""
+    return {
+        "annotation_file": _file_identity(annotation_file),
+        "boxes": "gt" if options.boxes == "gt" else _file_identity(options.boxes),
+        "methods": list(options.methods),
+        "masks": "segm" in options.iou_types,
+        "pairs_per_image": options.pairs_per_image,
+        "max_boxes_per_image": options.max_boxes_per_image if options.boxes != "gt" else None,
+        "min_box_score": options.min_box_score if options.boxes != "gt" else None,
+        "segmenter": segmenter.model_id,
+        "vision_language": [vision_language.model_id, int(vision_language.image_size)],
+        "head": weights_fingerprint(model.head) if "regionspot" in options.methods and model is not None else "",
+        "templates": templates,
+        "protocol": asdict(protocol),
+    }
+
+
+def _run_meta(annotation_file: str | os.PathLike, image_root: str | os.PathLike, num_images: int, world_size: int,
+              segmenter: Segmenter, vision_language: VisionLanguage, options: EvalOptions, templates: str | list[str],
+              protocol: Protocol, det_counts: dict[str, int] | None, stats: PredictStats) -> dict[str, Any]:
+    """The report's description of the run: data, parts, protocol, detections and this call's timings."""
+    return {
+        "dataset": str(annotation_file),
+        "image_root": str(image_root),
+        "num_images": num_images,
+        "world_size": world_size,
+        "segmenter": segmenter.model_id,
+        "vision_language": vision_language.model_id,
+        "image_size": int(vision_language.image_size),
+        "templates": templates,
+        "paper_protocol": options.paper_protocol,
+        **protocol.report_lines(),
+        "detections": det_counts,
+        "this_run": {
+            "scored": stats.scored, "failed": stats.failed, "skipped_done": stats.skipped_done, "boxes": stats.boxes,
+            "seconds": round(stats.seconds, 3),
+            "images_per_second": round(stats.scored / stats.seconds, 3) if stats.seconds > 0 else None,
+            "seconds_per_image": {k: round(v, 4) for k, v in stats.per_image().items()},
+        },
+    }
+
+
 def evaluate_dataset(
     annotation_file: str | os.PathLike,
     image_root: str | os.PathLike,
@@ -207,20 +253,7 @@ def evaluate_dataset(
     records = select_records(dataset, options.limit)
     templates = options.templates or (model.config.templates if model is not None else "imagenet")
     protocol = options.protocol(segmenter, vision_language, model)
-    manifest = {
-        "annotation_file": _file_identity(annotation_file),
-        "boxes": "gt" if options.boxes == "gt" else _file_identity(options.boxes),
-        "methods": list(options.methods),
-        "masks": "segm" in options.iou_types,
-        "pairs_per_image": options.pairs_per_image,
-        "max_boxes_per_image": options.max_boxes_per_image if options.boxes != "gt" else None,
-        "min_box_score": options.min_box_score if options.boxes != "gt" else None,
-        "segmenter": segmenter.model_id,
-        "vision_language": [vision_language.model_id, int(vision_language.image_size)],
-        "head": weights_fingerprint(model.head) if "regionspot" in options.methods and model is not None else "",
-        "templates": templates,
-        "protocol": asdict(protocol),
-    }
+    manifest = _run_manifest(annotation_file, options, segmenter, vision_language, model, templates, protocol)
     store_root = Path(out_dir) / PREDICTIONS_DIR
     if rank == 0:
         store_lib.write_manifest(store_root, manifest, overwrite=options.overwrite)
@@ -246,25 +279,8 @@ def evaluate_dataset(
         accelerator.wait_for_everyone()
     if rank != 0 or (accelerator is None and world_size > 1):
         return None
-    meta = {
-        "dataset": str(annotation_file),
-        "image_root": str(image_root),
-        "num_images": len(records),
-        "world_size": world_size,
-        "segmenter": segmenter.model_id,
-        "vision_language": vision_language.model_id,
-        "image_size": int(vision_language.image_size),
-        "templates": templates,
-        "paper_protocol": options.paper_protocol,
-        **protocol.report_lines(),
-        "detections": det_counts,
-        "this_run": {
-            "scored": stats.scored, "failed": stats.failed, "skipped_done": stats.skipped_done, "boxes": stats.boxes,
-            "seconds": round(stats.seconds, 3),
-            "images_per_second": round(stats.scored / stats.seconds, 3) if stats.seconds > 0 else None,
-            "seconds_per_image": {k: round(v, 4) for k, v in stats.per_image().items()},
-        },
-    }
+    meta = _run_meta(annotation_file, image_root, len(records), world_size, segmenter, vision_language, options,
+                     templates, protocol, det_counts, stats)
     return merge_and_evaluate(annotation_file, out_dir, options, [r.image_id for r in records], meta)
 
 

@@ -190,12 +190,10 @@ def train(config: TrainConfig, resume: bool | Path = True, accelerator: Any = No
     at step 0. log: called (main process) with one line saying where the run starts.
     """
     from accelerate import Accelerator
-    from accelerate.utils import gather_object
 
     config.validate()
     if accelerator is None:
-        mp = config.mixed_precision
-        accelerator = Accelerator(cpu=config.cpu, mixed_precision=mp)
+        accelerator = Accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
     if config.batch_size % world:
         raise RegionSpotError(f"batch_size {config.batch_size} is not divisible by {world} processes; change batch_size.")
@@ -209,52 +207,21 @@ def train(config: TrainConfig, resume: bool | Path = True, accelerator: Any = No
         say(f"{run_dir} is finished (step {plan.step} of {config.max_iters}); its head is {plan.finished} "
             "(--restart trains it again, a larger max_iters trains it on)")
         return TrainResult(run_dir, plan.step, [], plan.finished, finished=True)
-    if main:
-        if restart:
-            clear_run(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.to_yaml(run_dir / "config.yaml")
-    accelerator.wait_for_everyone()
-    if plan.checkpoint is not None:
-        say(f"resuming from step {plan.step} of {config.max_iters} ({plan.checkpoint})")
-    else:
-        say(f"{'restarting' if restart else 'starting'} at step 0 of {config.max_iters} in {run_dir}")
+    _open_run_folder(run_dir, config, plan.checkpoint, plan.step, restart, accelerator, say)
 
     setup = build_training(config, accelerator.device, show_progress and main)
     head, optimizer, scheduler = setup.head, setup.optimizer, setup.scheduler
     sampler = make_sampler(
         [c.num_images for c in setup.caches], [d.weight for d in config.datasets], per_rank, config.seed, rank, world
     )
-
-    start = 0
     ckpt = plan.checkpoint
-    if ckpt is not None:
-        head_state, optim_state, state = load_training_checkpoint(ckpt)
-        head.load_state_dict(head_state, strict=True)
-        optimizer.load_state_dict(optim_state["optimizer"])
-        scheduler.load_state_dict(optim_state["scheduler"])
-        if len(state["sampler"]) != world:
-            raise CheckpointError(f"{ckpt} was written by {len(state['sampler'])} processes; resume with as many.")
-        sampler.load_state_dict(state["sampler"][rank])
-        start = int(state["step"])
+    start = 0 if ckpt is None else _restore(ckpt, head, optimizer, scheduler, sampler, rank, world)
     # The scheduler is stepped by hand: accelerate's prepared scheduler steps once per process.
     head, optimizer = accelerator.prepare(head, optimizer)
     head.train()
 
     history: list[dict[str, float]] = []
-    tb = csv_file = writer = None
-    if main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(str(run_dir / "tensorboard"))
-        csv_path = run_dir / "metrics.csv"
-        new = not csv_path.exists() or start == 0
-        csv_file = open(csv_path, "w" if new else "a", newline="")
-        writer = csv.writer(csv_file)
-        if new:
-            writer.writerow(["step", "loss", "accuracy", "lr", "grad_norm", "it_per_s"])
-    monitor = CollapseMonitor(config.lr, config.batch_size, config.max_iters, log=say,
-                              flat_until=min(config.lr_steps, default=config.max_iters)) if main else None
+    logger = _RunLog(run_dir, start, config, say) if main else None
     bar = progress_bar(total=config.max_iters, initial=start, desc="train", disable=not (show_progress and main))
     last_good = ckpt
     batches = iter(sampler)
@@ -264,13 +231,9 @@ def train(config: TrainConfig, resume: bool | Path = True, accelerator: Any = No
             ds_index, indices = next(batches)
             try:
                 metrics = run_step(setup, head, optimizer, accelerator, config, ds_index, indices, step,
-                                   monitor.observe_batch if monitor is not None else None)
+                                   logger.monitor.observe_batch if logger is not None else None)
             except TrainingDivergedError:
-                where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
-                raise TrainingDivergedError(
-                    f"Loss became NaN/inf at step {step + 1}; training stopped and {where}. Lower lr, raise "
-                    "warmup_iters, or use mixed_precision=bf16/no instead of fp16."
-                ) from None
+                raise _diverged(step + 1, last_good) from None
             scheduler.step()
             step += 1
             now = time.perf_counter()
@@ -278,35 +241,114 @@ def train(config: TrainConfig, resume: bool | Path = True, accelerator: Any = No
             t_last = now
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
-            if main:
+            if logger is not None:
                 history.append(metrics)
-                monitor.observe(metrics)
-                if step % config.log_every == 0 or step == config.max_iters:
-                    monitor.check(step)
-                    writer.writerow([step, metrics["loss"], metrics["accuracy"], metrics["lr"], metrics["grad_norm"], metrics["it_per_s"]])
-                    csv_file.flush()
-                    for key in ("loss", "accuracy", "lr", "grad_norm"):
-                        if not math.isnan(metrics[key]):
-                            tb.add_scalar(f"train/{key}", metrics[key], step)
+                logger.record(step, metrics)
             if step % config.checkpoint_every == 0 or step == config.max_iters:
-                states = gather_object([sampler.state_dict()]) if world > 1 else [sampler.state_dict()]
-                if main:
-                    last_good = save_training_checkpoint(
-                        run_dir, step, accelerator.unwrap_model(head), config.model, optimizer, scheduler, states,
-                        config.keep_checkpoints
-                    )
-                accelerator.wait_for_everyone()
+                last_good = _save_checkpoint(run_dir, step, accelerator, head, config, optimizer, scheduler, sampler,
+                                             last_good)
     finally:
         bar.close()
-        if main:
-            tb.close()
-            csv_file.close()
+        if logger is not None:
+            logger.close()
 
     final_head = None
     if main:
         final_head = export_final_head(run_dir, accelerator.unwrap_model(head), config, step, setup.fingerprints)
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, step, history, final_head, resumed_from=ckpt)
+
+
+def _diverged(step: int, last_good: Path | None) -> TrainingDivergedError:
+    """The error for a non-finite loss at ``step``, naming the last good checkpoint and the remedies."""
+    where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+    return TrainingDivergedError(
+        f"Loss became NaN/inf at step {step}; training stopped and {where}. Lower lr, raise "
+        "warmup_iters, or use mixed_precision=bf16/no instead of fp16."
+    )
+
+
+def _open_run_folder(run_dir: Path, config: TrainConfig, checkpoint: Path | None, step: int, restart: bool,
+                     accelerator: Any, say: Callable[[str], None]) -> None:
+    """The main process clears the folder (``restart``), creates it and writes ``config.yaml``; every
+    process then waits for it. ``say`` the step the run starts at."""
+    if accelerator.is_main_process:
+        if restart:
+            clear_run(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(run_dir / "config.yaml")
+    accelerator.wait_for_everyone()
+    if checkpoint is not None:
+        say(f"resuming from step {step} of {config.max_iters} ({checkpoint})")
+    else:
+        say(f"{'restarting' if restart else 'starting'} at step 0 of {config.max_iters} in {run_dir}")
+
+
+def _restore(checkpoint: Path, head: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, sampler: Any,
+             rank: int, world: int) -> int:
+    """Load a training checkpoint into the (not yet prepared) head, optimizer, scheduler and this rank's
+    sampler; returns its step. Raises CheckpointError when it was written by another number of processes."""
+    head_state, optim_state, state = load_training_checkpoint(checkpoint)
+    head.load_state_dict(head_state, strict=True)
+    optimizer.load_state_dict(optim_state["optimizer"])
+    scheduler.load_state_dict(optim_state["scheduler"])
+    if len(state["sampler"]) != world:
+        raise CheckpointError(f"{checkpoint} was written by {len(state['sampler'])} processes; resume with as many.")
+    sampler.load_state_dict(state["sampler"][rank])
+    return int(state["step"])
+
+
+class _RunLog:
+    """The main process's record of a run: ``metrics.csv`` (appended to on resume), TensorBoard scalars and
+    the collapse monitor, written every ``log_every`` steps and at the last."""
+
+    def __init__(self, run_dir: Path, start: int, config: TrainConfig, say: Callable[[str], None]) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.config = config
+        self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        csv_path = run_dir / "metrics.csv"
+        new = not csv_path.exists() or start == 0
+        self.csv_file = open(csv_path, "w" if new else "a", newline="")
+        self.writer = csv.writer(self.csv_file)
+        if new:
+            self.writer.writerow(["step", "loss", "accuracy", "lr", "grad_norm", "it_per_s"])
+        self.monitor = CollapseMonitor(config.lr, config.batch_size, config.max_iters, log=say,
+                                       flat_until=min(config.lr_steps, default=config.max_iters))
+
+    def record(self, step: int, metrics: dict[str, float]) -> None:
+        """Feed the monitor every step; check it and write the logs on logging steps."""
+        config = self.config
+        self.monitor.observe(metrics)
+        if step % config.log_every == 0 or step == config.max_iters:
+            self.monitor.check(step)
+            self.writer.writerow([step, metrics["loss"], metrics["accuracy"], metrics["lr"], metrics["grad_norm"],
+                                  metrics["it_per_s"]])
+            self.csv_file.flush()
+            for key in ("loss", "accuracy", "lr", "grad_norm"):
+                if not math.isnan(metrics[key]):
+                    self.tb.add_scalar(f"train/{key}", metrics[key], step)
+
+    def close(self) -> None:
+        self.tb.close()
+        self.csv_file.close()
+
+
+def _save_checkpoint(run_dir: Path, step: int, accelerator: Any, head: nn.Module, config: TrainConfig,
+                     optimizer: torch.optim.Optimizer, scheduler: Any, sampler: Any, last_good: Path | None) -> Path | None:
+    """Every process hands in its sampler state; the main process writes the checkpoint of ``step``. Returns
+    the last good checkpoint (the new one on the main process, ``last_good`` on the others)."""
+    from accelerate.utils import gather_object
+
+    world = accelerator.num_processes
+    states = gather_object([sampler.state_dict()]) if world > 1 else [sampler.state_dict()]
+    if accelerator.is_main_process:
+        last_good = save_training_checkpoint(
+            run_dir, step, accelerator.unwrap_model(head), config.model, optimizer, scheduler, states,
+            config.keep_checkpoints
+        )
+    accelerator.wait_for_everyone()
+    return last_good
 
 
 def export_final_head(run_dir: Path, head: nn.Module, config: TrainConfig, step: int,

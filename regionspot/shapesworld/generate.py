@@ -139,12 +139,7 @@ def generate_shapesworld(
     Returns {"root", "image_root", "train_json", "val_json", "num_categories", "buckets",
     "train": {...stats}, "val": {...stats}, "seconds", "images_per_second"}.
     """
-    if num_train < 0 or num_val < 0:
-        raise RegionSpotError(f"Image counts must be >= 0, got train={num_train}, val={num_val}.")
-    if image_size < 32:
-        raise RegionSpotError(f"image_size must be at least 32 pixels, got {image_size}.")
-    if train_bucket_weights[2] != 0:
-        raise RegionSpotError("train_bucket_weights[2] (rare) must be 0: rare classes never appear in training.")
+    _check_arguments(num_train, num_val, image_size, train_bucket_weights)
     out = Path(out_dir)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     world = WorldConfig() if world is None else world
@@ -159,8 +154,49 @@ def generate_shapesworld(
         )
     seconds = time.perf_counter() - start
 
-    train_image_counts, train_instance_counts = _counts(splits["train"][1])
-    category_json = [
+    category_json = _category_json(categories, splits["train"][1])
+    buckets = {b: [c.id for c in categories if c.frequency == b] for b in "fcr"}
+    result: dict[str, Any] = {
+        "root": str(out),
+        "image_root": str(out),
+        "num_categories": len(categories),
+        "buckets": {b: len(ids) for b, ids in buckets.items()},
+        "seconds": seconds,
+        "images_per_second": (num_train + num_val) / seconds if seconds > 0 else float("inf"),
+    }
+    for split, weights in (("train", train_bucket_weights), ("val", val_bucket_weights)):
+        images, annotations = splits[split]
+        stats = _split_stats(images, annotations, buckets)
+        info = _split_info(split, seed, image_size, world, weights, buckets, stats)
+        document = {
+            "info": info,
+            "licenses": [],
+            "images": images,
+            "annotations": annotations,
+            "categories": category_json,
+        }
+        path = out / "annotations" / f"{split}.json"
+        path.write_text(json.dumps(document, separators=(",", ":")))
+        result[f"{split}_json"] = str(path)
+        result[split] = stats
+    return result
+
+
+def _check_arguments(
+    num_train: int, num_val: int, image_size: int, train_bucket_weights: tuple[float, float, float]
+) -> None:
+    if num_train < 0 or num_val < 0:
+        raise RegionSpotError(f"Image counts must be >= 0, got train={num_train}, val={num_val}.")
+    if image_size < 32:
+        raise RegionSpotError(f"image_size must be at least 32 pixels, got {image_size}.")
+    if train_bucket_weights[2] != 0:
+        raise RegionSpotError("train_bucket_weights[2] (rare) must be 0: rare classes never appear in training.")
+
+
+def _category_json(categories: list[ShapesWorldCategory], train_annotations: list[dict]) -> list[dict]:
+    """The LVIS-style category entries; image_count / instance_count are train-split counts."""
+    train_image_counts, train_instance_counts = _counts(train_annotations)
+    return [
         {
             "id": c.id,
             "name": c.name,
@@ -174,57 +210,45 @@ def generate_shapesworld(
         }
         for c in categories
     ]
-    buckets = {b: [c.id for c in categories if c.frequency == b] for b in "fcr"}
-    result: dict[str, Any] = {
-        "root": str(out),
-        "image_root": str(out),
-        "num_categories": len(categories),
-        "buckets": {b: len(ids) for b, ids in buckets.items()},
-        "seconds": seconds,
-        "images_per_second": (num_train + num_val) / seconds if seconds > 0 else float("inf"),
+
+
+def _split_stats(images: list[dict], annotations: list[dict], buckets: dict[str, list[int]]) -> dict[str, Any]:
+    """Images, annotations, instances per frequency bucket and categories present of one split."""
+    _image_counts, instance_counts = _counts(annotations)
+    return {
+        "images": len(images),
+        "annotations": len(annotations),
+        "instances_per_bucket": {
+            b: sum(instance_counts.get(i, 0) for i in ids) for b, ids in buckets.items()
+        },
+        "categories_present": len(instance_counts),
     }
-    for split, weights in (("train", train_bucket_weights), ("val", val_bucket_weights)):
-        images, annotations = splits[split]
-        image_counts, instance_counts = _counts(annotations)
-        stats = {
-            "images": len(images),
-            "annotations": len(annotations),
-            "instances_per_bucket": {
-                b: sum(instance_counts.get(i, 0) for i in ids) for b, ids in buckets.items()
-            },
-            "categories_present": len(instance_counts),
-        }
-        info = {
-            "description": "ShapesWorld: synthetic open-vocabulary detection ('<colour> <shape>' classes)",
-            "version": "1.0",
-            "generator": "regionspot.shapesworld.generate",
-            "split": split,
-            "seed": seed,
-            "image_size": image_size,
-            "world": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(world).items()},
-            "frequency_split": {
-                "rule": (
-                    "categories are assigned to buckets f/c/r by a seeded permutation; a category's "
-                    "sampling weight is its bucket's weight; rare (r) categories never appear in train. "
-                    "image_count/instance_count are train-split counts (LVIS convention)."
-                ),
-                "bucket_fractions": list(world.bucket_fractions),
-                "bucket_weights": list(weights),
-                "f": buckets["f"],
-                "c": buckets["c"],
-                "r": buckets["r"],
-            },
-            "stats": stats,
-        }
-        document = {
-            "info": info,
-            "licenses": [],
-            "images": images,
-            "annotations": annotations,
-            "categories": category_json,
-        }
-        path = out / "annotations" / f"{split}.json"
-        path.write_text(json.dumps(document, separators=(",", ":")))
-        result[f"{split}_json"] = str(path)
-        result[split] = stats
-    return result
+
+
+def _split_info(
+    split: str, seed: int, image_size: int, world: WorldConfig, weights: tuple[float, float, float],
+    buckets: dict[str, list[int]], stats: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``info`` block of one split's JSON: how it was made and its statistics."""
+    return {
+        "description": "ShapesWorld: synthetic open-vocabulary detection ('<colour> <shape>' classes)",
+        "version": "1.0",
+        "generator": "regionspot.shapesworld.generate",
+        "split": split,
+        "seed": seed,
+        "image_size": image_size,
+        "world": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(world).items()},
+        "frequency_split": {
+            "rule": (
+                "categories are assigned to buckets f/c/r by a seeded permutation; a category's "
+                "sampling weight is its bucket's weight; rare (r) categories never appear in train. "
+                "image_count/instance_count are train-split counts (LVIS convention)."
+            ),
+            "bucket_fractions": list(world.bucket_fractions),
+            "bucket_weights": list(weights),
+            "f": buckets["f"],
+            "c": buckets["c"],
+            "r": buckets["r"],
+        },
+        "stats": stats,
+    }

@@ -347,22 +347,7 @@ def pretrain_clip(
 
     top1, by_bucket, scene_top1 = float("nan"), {}, None
     if evaluate:
-        from regionspot.backbones.vision_language import load_vision_language
-
-        heldout, heldout_labels = render_crop_pool(
-            config.heldout_images, config.seed, CLIP_HELDOUT_CROPS, config.dataset_seed, context=1.5, out=config.image_size,
-            world=config.world,
-        )
-        trained = load_vision_language(str(out_dir))
-        top1, by_bucket = zero_shot_accuracy(trained, heldout, heldout_labels, names, buckets, config.templates_zero_shot)
-        if scenes is not None:  # whole single-object scenes, the image-level task
-            scenes_out, scene_out_labels = render_scene_pool(
-                config.heldout_images, config.seed, config.scene_size, config.dataset_seed,
-                max_radius=config.scene_max_radius, key=CLIP_HELDOUT_SCENES, world=config.world,
-            )
-            scene_top1, _ = zero_shot_accuracy(
-                trained, scenes_out, scene_out_labels, names, buckets, config.templates_zero_shot
-            )
+        top1, by_bucket, scene_top1 = _heldout_accuracy(out_dir, config, names, buckets, scenes=scenes is not None)
     seconds = time.perf_counter() - start
     first, last = loss_ends(losses)
     result = ClipPretrainResult(
@@ -372,3 +357,28 @@ def pretrain_clip(
     )
     write_pretrain_metrics(out_dir, result, config)
     return result
+
+
+def _heldout_accuracy(
+    folder: Path, config: ClipPretrainConfig, names: list[str], buckets: list[str], scenes: bool
+) -> tuple[float, dict[str, float], float | None]:
+    """Zero-shot top-1 of the saved model in ``folder`` on held-out crops (overall and per bucket) and,
+    when it was trained on ``scenes``, on held-out whole single-object scenes (else None)."""
+    from regionspot.backbones.vision_language import load_vision_language
+
+    heldout, heldout_labels = render_crop_pool(
+        config.heldout_images, config.seed, CLIP_HELDOUT_CROPS, config.dataset_seed, context=1.5, out=config.image_size,
+        world=config.world,
+    )
+    trained = load_vision_language(str(folder))
+    top1, by_bucket = zero_shot_accuracy(trained, heldout, heldout_labels, names, buckets, config.templates_zero_shot)
+    scene_top1 = None
+    if scenes:  # whole single-object scenes, the image-level task
+        scenes_out, scene_out_labels = render_scene_pool(
+            config.heldout_images, config.seed, config.scene_size, config.dataset_seed,
+            max_radius=config.scene_max_radius, key=CLIP_HELDOUT_SCENES, world=config.world,
+        )
+        scene_top1, _ = zero_shot_accuracy(
+            trained, scenes_out, scene_out_labels, names, buckets, config.templates_zero_shot
+        )
+    return top1, by_bucket, scene_top1

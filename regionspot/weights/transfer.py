@@ -17,6 +17,7 @@ import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -128,6 +129,7 @@ def fetch(
         except DownloadError:
             dest.unlink()
     host = urlsplit(url).netloc
+    transfer = _Transfer(url, part, size, what, fix, page_fix, progress)
     for attempt in range(attempts):
         offset = part.stat().st_size if part.is_file() else 0
         if offset and on_resume is not None:
@@ -143,50 +145,76 @@ def fetch(
         except (urllib.error.URLError, OSError) as error:
             raise DownloadError(f"Cannot reach {host} for {what} ({_reason(error)}): check the connection, or {fix}.") from None
         with response:
-            resumed = response.status == 206 and offset > 0
-            content_type = response.headers.get("Content-Type")
-            try:
-                first = response.read(min(CHUNK, 512))
-            except (OSError, http.client.HTTPException) as error:
-                if attempt + 1 < attempts:
-                    continue
-                raise DownloadError(f"The transfer of {what} from {host} failed ({_reason(error)}): run the command again to resume.") from None
-            if looks_like_page(content_type, first if not resumed else b""):
-                raise DownloadError(f"{url} answered with a web page instead of {what}: {page_fix or fix}.")
-            length = response.headers.get("Content-Length")
-            total = (offset if resumed else 0) + int(length) if length and length.isdigit() else None
-            try:
-                handle = open(part, "ab" if resumed else "wb")
-            except OSError as error:
-                raise disk_error(error, part, size) from None
-            bar = progress_bar(total=total, initial=offset if resumed else 0, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=what, disable=not progress, leave=False, dynamic_ncols=True)
-            interrupted: BaseException | None = None
-            with handle, bar:
-                try:
-                    block = first
-                    while block:
-                        handle.write(block)
-                        bar.update(len(block))
-                        block = response.read(CHUNK)
-                except (http.client.HTTPException, ConnectionError, TimeoutError) as error:
-                    interrupted = error
-                except OSError as error:
-                    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
-                        raise disk_error(error, part, size) from None
-                    interrupted = error
-            done = part.stat().st_size
-            if interrupted is None and (total is None or done >= total):
+            if _receive(transfer, response, offset, last=attempt + 1 == attempts):
                 break
-            if attempt + 1 == attempts:
-                of = f" of {total}" if total else ""
-                reason = _reason(interrupted) if interrupted else "connection closed early"
-                raise DownloadError(
-                    f"The transfer of {what} stopped at {done}{of} bytes ({reason}): run the same command again to resume."
-                )
     digests = verify_or_discard(part, expected, what)
     os.replace(part, dest)
     return digests
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """What stays the same over the attempts of one :func:`fetch`: the source, the ``.part`` file, the
+    expected size (or None) and the words of its messages."""
+
+    url: str
+    part: Path
+    size: int | None
+    what: str
+    fix: str
+    page_fix: str | None
+    progress: bool
+
+
+def _receive(transfer: _Transfer, response: http.client.HTTPResponse, offset: int, last: bool) -> bool:
+    """Write one answer's bytes to the ``.part`` file (appended when the server resumed at ``offset``). True
+    when the file is complete; False when the connection dropped and another attempt may resume (on the
+    ``last`` attempt that raises DownloadError instead)."""
+    url, part, size, what = transfer.url, transfer.part, transfer.size, transfer.what
+    fix, page_fix = transfer.fix, transfer.page_fix
+    host = urlsplit(url).netloc
+    resumed = response.status == 206 and offset > 0
+    content_type = response.headers.get("Content-Type")
+    try:
+        first = response.read(min(CHUNK, 512))
+    except (OSError, http.client.HTTPException) as error:
+        if not last:
+            return False
+        raise DownloadError(f"The transfer of {what} from {host} failed ({_reason(error)}): run the command again to resume.") from None
+    if looks_like_page(content_type, first if not resumed else b""):
+        raise DownloadError(f"{url} answered with a web page instead of {what}: {page_fix or fix}.")
+    length = response.headers.get("Content-Length")
+    total = (offset if resumed else 0) + int(length) if length and length.isdigit() else None
+    try:
+        handle = open(part, "ab" if resumed else "wb")
+    except OSError as error:
+        raise disk_error(error, part, size) from None
+    bar = progress_bar(total=total, initial=offset if resumed else 0, unit="B", unit_scale=True, unit_divisor=1024,
+               desc=what, disable=not transfer.progress, leave=False, dynamic_ncols=True)
+    interrupted: BaseException | None = None
+    with handle, bar:
+        try:
+            block = first
+            while block:
+                handle.write(block)
+                bar.update(len(block))
+                block = response.read(CHUNK)
+        except (http.client.HTTPException, ConnectionError, TimeoutError) as error:
+            interrupted = error
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+                raise disk_error(error, part, size) from None
+            interrupted = error
+    done = part.stat().st_size
+    if interrupted is None and (total is None or done >= total):
+        return True
+    if last:
+        of = f" of {total}" if total else ""
+        reason = _reason(interrupted) if interrupted else "connection closed early"
+        raise DownloadError(
+            f"The transfer of {what} stopped at {done}{of} bytes ({reason}): run the same command again to resume."
+        )
+    return False
 
 
 def verify_or_discard(path: Path, expected: dict[str, str], what: str) -> dict[str, str]:

@@ -1,11 +1,8 @@
 """Convert an OpenAI CLIP checkpoint (``ViT-L-14.pt``, ``ViT-B-16.pt``, ...) into a transformers folder.
 
-OpenAI's released ``.pt`` files are TorchScript archives: a zip holding ``<name>/data.pkl`` (the pickled
-module tree), ``<name>/data/<key>`` (raw tensor storages) and ``<name>/code/``. We read them WITHOUT
-``torch.jit.load`` and without executing pickled code: a restricted unpickler rebuilds only tensors,
-containers and inert attribute holders for the ``__torch__.*`` module objects, then the module tree is
-flattened into an OpenAI-layout state dict. A plain state dict saved with ``torch.save`` is read with
-``torch.load(weights_only=True)``.
+OpenAI's released ``.pt`` files are TorchScript archives; their tensors are read WITHOUT ``torch.jit.load``
+and without executing pickled code (``regionspot.backbones.convert.torchscript``) into an OpenAI-layout
+state dict. A plain state dict saved with ``torch.save`` is read with ``torch.load(weights_only=True)``.
 
 The architecture (widths, layers, patch size, image size, context length, vocabulary) is inferred from
 tensor shapes; attention heads cannot be (OpenAI uses ``width // 64``), so they may be given. The key
@@ -18,19 +15,17 @@ tokenizer) to copy it into the output; without it the model is written and a war
 from __future__ import annotations
 
 import math
-import pickle
 import re
 import warnings
 import zipfile
-from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from regionspot.backbones.clip_inputs import save_clip_preprocessor_config
 from regionspot.backbones.convert.torch_io import read_weights_only_state_dict
+from regionspot.backbones.convert.torchscript import read_torchscript_state_dict, torchscript_prefix
 from regionspot.errors import CheckpointError
 
 # Tensors a TorchScript CLIP carries that are not weights (OpenAI's build_model drops the first three;
@@ -76,137 +71,8 @@ _TOWERS = (
 
 
 # ----------------------------------------------------------------------------------------------------
-# Reading checkpoints without executing code
+# Reading checkpoints
 # ----------------------------------------------------------------------------------------------------
-class _ScriptObject:
-    """Inert stand-in for a pickled ``__torch__.*`` module: it only stores its attribute dict."""
-
-    def __setstate__(self, state: Any) -> None:
-        self.__dict__["_state"] = state if isinstance(state, dict) else {}
-
-
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32,
-    "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16,
-    "DoubleStorage": torch.float64,
-    "LongStorage": torch.int64,
-    "IntStorage": torch.int32,
-    "ShortStorage": torch.int16,
-    "CharStorage": torch.int8,
-    "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool,
-}
-
-
-class _StorageType:
-    def __init__(self, dtype: torch.dtype):
-        self.dtype = dtype
-
-
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size, stride, *_unused) -> torch.Tensor:
-    return storage.as_strided(tuple(size), tuple(stride), offset).clone()
-
-
-def _rebuild_parameter(data: torch.Tensor, *_unused) -> torch.Tensor:
-    return data
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Builds tensors, containers and ``_ScriptObject`` holders; refuses every other global."""
-
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str):
-        super().__init__(file)
-        self._archive = archive
-        self._prefix = prefix
-        self._storages: dict[str, torch.Tensor] = {}
-
-    def find_class(self, module: str, name: str):
-        if module == "__torch__" or module.startswith("__torch__."):
-            return type(name, (_ScriptObject,), {})
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(_STORAGE_DTYPES[name])
-        if module == "collections" and name == "OrderedDict":
-            return OrderedDict
-        raise CheckpointError(
-            f"The TorchScript archive references {module}.{name}, which a weights-only reader does not build; "
-            "pass a plain state dict saved with torch.save instead."
-        )
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise CheckpointError(f"Unsupported storage reference {pid!r} in the TorchScript archive.")
-        storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], int(pid[4])
-        dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else None
-        if dtype is None:
-            raise CheckpointError(f"Unsupported storage type {storage_type!r} in the TorchScript archive.")
-        if key not in self._storages:
-            name = f"{self._prefix}data/{key}"
-            try:
-                raw = bytearray(self._archive.read(name))
-            except KeyError:
-                raise CheckpointError(f"The TorchScript archive lacks tensor data {name!r}.") from None
-            flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
-            if flat.numel() < numel:
-                raise CheckpointError(
-                    f"Tensor data {name!r} is truncated ({flat.numel()} < {numel} elements)."
-                )
-            self._storages[key] = flat
-        return self._storages[key]
-
-
-def _is_torchscript(archive: zipfile.ZipFile) -> str | None:
-    """The archive's folder prefix (``"name/"``) if it is a TorchScript archive, else None."""
-    for name in archive.namelist():
-        match = re.match(r"^([^/]+/)code/", name) or re.match(r"^([^/]+/)constants\.pkl$", name)
-        if match:
-            return match.group(1)
-    return None
-
-
-def _flatten(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
-    """Collect every tensor attribute of a module tree under dotted names."""
-    state = obj.__dict__.get("_state", {}) if isinstance(obj, _ScriptObject) else obj
-    for key, value in state.items():
-        if not isinstance(key, str) or key.startswith("_"):
-            continue
-        name = f"{prefix}{key}"
-        if isinstance(value, torch.Tensor):
-            out[name] = value
-        elif isinstance(value, (_ScriptObject, dict)):
-            _flatten(value, name + ".", out)
-
-
-def read_torchscript_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a TorchScript archive as a flat ``{dotted.name: tensor}`` dict, read without executing code."""
-    path = Path(path)
-    with zipfile.ZipFile(path) as archive:
-        prefix = _is_torchscript(archive)
-        if prefix is None:
-            raise CheckpointError(f"{path} is not a TorchScript archive (no code/ folder).")
-        if (
-            f"{prefix}byteorder" in archive.namelist()
-            and archive.read(f"{prefix}byteorder").strip() != b"little"
-        ):
-            raise CheckpointError(f"{path} stores big-endian tensors, which this reader does not support.")
-        try:
-            with archive.open(f"{prefix}data.pkl") as handle:
-                root = _RestrictedUnpickler(handle, archive, prefix).load()
-        except KeyError:
-            raise CheckpointError(
-                f"{path} has no {prefix}data.pkl; it is not a TorchScript model archive."
-            ) from None
-        except (pickle.UnpicklingError, EOFError) as error:
-            raise CheckpointError(f"{path} could not be read as a TorchScript archive ({error}).") from None
-    out: dict[str, torch.Tensor] = {}
-    _flatten(root, "", out)
-    return out
-
-
 def load_openai_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """An OpenAI-layout CLIP state dict from a TorchScript archive or a plain ``torch.save`` dict."""
     path = Path(path)
@@ -214,7 +80,7 @@ def load_openai_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"CLIP checkpoint {path} does not exist; pass the path of e.g. ViT-L-14.pt.")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            is_script = _is_torchscript(archive) is not None
+            is_script = torchscript_prefix(archive) is not None
         if is_script:
             return read_torchscript_state_dict(path)
     return read_weights_only_state_dict(path, "an OpenAI CLIP checkpoint (TorchScript .pt or a state dict)", wrapper_keys=("state_dict",))

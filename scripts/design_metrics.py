@@ -62,15 +62,20 @@ def sources(root: Path) -> dict[str, tuple[Path, str]]:
     return found
 
 
-def command_callbacks(root: Path) -> set[str]:
-    """"module:function" of every Typer command's callback (other commands' signatures are not hand-overs)."""
+def cli_group(root: Path):
+    """The click group of the tree's Typer app (the tree's regionspot first on the import path)."""
     sys.path.insert(0, str(root))
     import typer.main
 
     from regionspot.cli import app
 
+    return typer.main.get_command(app)
+
+
+def command_callbacks(group) -> set[str]:
+    """"module:function" of every command's callback in ``group`` (other commands' signatures are not hand-overs)."""
     found = set()
-    stack = [typer.main.get_command(app)]
+    stack = [group]
     while stack:
         command = stack.pop()
         stack.extend(getattr(command, "commands", {}).values())
@@ -79,14 +84,8 @@ def command_callbacks(root: Path) -> set[str]:
     return found
 
 
-def command_options(root: Path) -> dict[str, list[str]]:
-    """{command: its parameters' Python names} for `eval` and `predict` of the tree's Typer app."""
-    sys.path.insert(0, str(root))
-    import typer.main
-
-    from regionspot.cli import app
-
-    group = typer.main.get_command(app)
+def command_options(group) -> dict[str, list[str]]:
+    """{command: its parameters' Python names} for `eval` and `predict` of ``group``."""
     return {name: [param.name for param in group.commands[name].params] for name in ("eval", "predict")}
 
 
@@ -119,7 +118,7 @@ def option_table(root: Path, files: dict[str, tuple[Path, str]]) -> list[str]:
         declared += _declared_names(ast.parse(text))
     lines = ["## (a) Where each `eval` / `predict` option is spelled in regionspot/", "",
              "| command | option | words | files | code | decl |", "|---|---|---:|---:|---:|---:|"]
-    for command, options in command_options(root).items():
+    for command, options in command_options(cli_group(root)).items():
         totals = Counter()
         for option in options:
             word = re.compile(rf"\b{re.escape(option)}\b")
@@ -152,10 +151,10 @@ def _spelled_lists(tree: ast.AST):
 
 def option_lists(root: Path, files: dict[str, tuple[Path, str]]) -> list[str]:
     trees = {path.relative_to(root): ast.parse(text) for path, text in files.values()}
-    callbacks = command_callbacks(root)
-    group = __import__("typer.main").main.get_command(__import__("regionspot.cli").cli.app)
+    group = cli_group(root)
+    callbacks = command_callbacks(group)
     lines = ["## (a') Lists that spell a command's options (signatures, calls, class bodies naming 4 or more of them)", ""]
-    for command, options in command_options(root).items():
+    for command, options in command_options(group).items():
         wanted = set(options)
         own = group.commands[command].callback
         others = callbacks - {f"{own.__module__}:{own.__name__}"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import json
 import warnings
 from pathlib import Path
@@ -25,14 +26,14 @@ import torch
 from torch import nn
 
 from regionspot import __version__
-from regionspot.errors import CheckpointError
+from regionspot.errors import CheckpointError, RegionSpotError
 from regionspot.export.format import FORMAT, GRAPHS, OPSET, TOKENIZER_FILE
 from regionspot.model import RegionSpot
 from regionspot.modeling.head import region_text_logits
 from regionspot.text.prompts import get_templates
 from regionspot.utils.fingerprint import weights_fingerprint
 
-__all__ = ["export_onnx", "model_key", "runtime_settings"]
+__all__ = ["export_onnx", "model_key", "require_exporter", "runtime_settings"]
 
 DYNAMO_GRAPHS = frozenset({"head"})  # graphs exported with dynamo=True (see above)
 SINGLE_MASK_TOKEN = 1  # the two-way transformer's queries: [IoU token, single-mask token, ...]
@@ -154,6 +155,15 @@ def runtime_settings(model: RegionSpot, tokenizer_sha256: str) -> dict:
     }
 
 
+def require_exporter() -> None:
+    """Raise RegionSpotError (one line naming the fix) when the export's packages are missing."""
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RegionSpotError(f"The ONNX export needs {' and '.join(missing)}: pip install 'regionspot[onnx]'.")
+
+
 def _check_exportable(model: RegionSpot) -> None:
     vl = model.vision_language
     if getattr(model.segmenter.model.config, "model_type", "") != "sam":
@@ -187,6 +197,20 @@ def _example_inputs(model: RegionSpot) -> dict[str, tuple[torch.Tensor, ...]]:
     }
 
 
+@contextlib.contextmanager
+def _quiet_loggers(names: tuple[str, ...] = ("onnxscript", "torch.onnx", "torch._export")):
+    """The exporters' progress and optimiser notes, muted while a graph is written (errors still pass)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def _trace(module: nn.Module, inputs: tuple, name: str, path: Path, opset: int) -> None:
     """Write graph ``name`` of ``module`` to ``path`` with the exporter :data:`DYNAMO_GRAPHS` chooses for it."""
     spec = GRAPHS[name]
@@ -206,7 +230,7 @@ def _write_graph(module: nn.Module, inputs: tuple, name: str, path: Path, metada
     import onnx
 
     fastpath = torch.backends.mha.get_fastpath_enabled()
-    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), _quiet_loggers():
         warnings.simplefilter("ignore")  # tracer warnings about Python values: the parity tests check the graphs
         torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX form
         try:
@@ -228,6 +252,7 @@ def export_onnx(model: RegionSpot, out: str | Path, opset: int = OPSET) -> dict[
     Raises CheckpointError for a model the export does not support (SAM-HQ, SigLIP, no tokenizer, a head
     without the feature map).
     """
+    require_exporter()
     _check_exportable(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "regionspot"
 # The library: what `import regionspot` and the predictor need. Applications sit on top of it.
 LIBRARY = ("backbones", "cache", "data", "inference", "modeling", "text", "utils",
-           "checkpoint", "config", "errors", "model", "registry", "weights")
+           "checkpoint", "config", "errors", "model", "registry", "weights", "export", "runtime")
 APPLICATIONS = ("engine", "evaluation", "cli", "demo", "shapesworld", "testing")
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import logging
 import json
+import logging
 import warnings
 from pathlib import Path
 

@@ -29,6 +29,7 @@ from regionspot.runtime.graphs import OnnxGraphs
 from regionspot.runtime.postprocess import (
     calibrated_confidence,
     l2_normalize,
+    mask_boxes,
     top_classes,
     upsample_mask_logits,
 )
@@ -202,16 +203,7 @@ class OnnxRegionSpot:
             mask_frame=(self.sam["pad_size"], self._reshaped), vocabulary=list(self._vocabulary),
         )
         if box_array is None:
-            regions.boxes = _mask_boxes(regions.masks())
+            regions.boxes = mask_boxes(regions.masks())
             regions.low_res_masks = low_res if return_masks else None
         return regions
 
-
-def _mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool -> (N, 4) float32 tight XYXY boxes (x1 = last column + 1); empty masks give zeros."""
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, mask in enumerate(masks):
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        if rows.size:
-            out[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
-    return out

@@ -21,7 +21,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def top_classes(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """probs (N, V) float32, scores (N, k') float32 and ids (N, k') int64 best first, k' = min(max(k, 1), V)
-    (``modeling.postprocess.top_classes``; equal probabilities keep the lower class id first)."""
+    (``modeling.postprocess.top_classes``; equal probabilities keep the lower class id first, an order
+    ``torch.topk`` leaves open)."""
     probs = softmax(logits)
     k = max(1, min(int(k), probs.shape[-1]))
     ids = np.argsort(-probs, axis=-1, kind="stable")[:, :k].astype(np.int64)

@@ -90,8 +90,9 @@ class ClipTokenizer:
 
     @staticmethod
     def normalize(text: str) -> str:
-        """NFC, every whitespace run -> one space, lower case (the tokenizer's normaliser)."""
-        return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).lower()
+        """NFC, every whitespace run -> one space, lower case character by character (the tokenizer's normaliser:
+        no context rules such as Greek final sigma, which ``str.lower`` applies)."""
+        return "".join(char.lower() for char in re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)))
 
     def _bpe(self, word: str) -> list[int]:
         if word in self._cache:

@@ -32,6 +32,10 @@ class CheckpointError(RegionSpotError):
     """A checkpoint is missing, of the wrong variant/shape, or has missing/unexpected keys."""
 
 
+class OnnxModelError(CheckpointError):
+    """An exported ONNX model folder is incomplete, of another model, or of an incompatible format version."""
+
+
 class WeightsNotFoundError(RegionSpotError):
     """Backbone weights are not reachable (offline and not in a local folder or cache)."""
 

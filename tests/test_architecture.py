@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "regionspot"
 # The library: what `import regionspot` and the predictor need. Applications sit on top of it.
 LIBRARY = ("backbones", "cache", "data", "inference", "masks", "modeling", "text", "utils",
-           "checkpoint", "config", "errors", "model", "registry", "version", "weights")
+           "checkpoint", "config", "errors", "model", "registry", "version", "weights",
+           "export", "runtime")
 APPLICATIONS = ("engine", "evaluation", "cli", "demo", "shapesworld", "testing")
 LEAVES = frozenset({"config", "errors", "masks", "utils", "version"})
 EVERYTHING = frozenset(LIBRARY + APPLICATIONS)
@@ -36,6 +37,8 @@ ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "model": LEAVES | {"data", "backbones", "text", "modeling", "checkpoint", "registry", "weights.home"},
     "registry": LEAVES | {"data", "backbones", "text", "modeling", "checkpoint", "model", "weights.home"},
     "weights": LEAVES,
+    "export": frozenset(LIBRARY),
+    "runtime": frozenset({"data.images", "data.pixels", "text.templates", "errors", "version", "export.format"}),
     "weights.install": LEAVES | {"checkpoint", "backbones.convert"},
     "inference": frozenset(LIBRARY),
     "evaluation": frozenset(LIBRARY),

@@ -18,6 +18,7 @@ from PIL import Image
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
 from regionspot.backbones.hub import cached_file_or_none
 from regionspot.config import CLIP_RESIZES
+from regionspot.data.pixels import clip_resize_pil
 from regionspot.data.transforms import normalize_pixels
 
 __all__ = ["clip_preprocessor_stats", "preprocess_images", "save_clip_preprocessor_config"]
@@ -54,8 +55,7 @@ def preprocess_images(
             )
         image = image.convert("RGB")
         if resize == "pil":
-            array = np.asarray(image.resize((size, size), resample=resample), dtype=np.float32)
-            resized.append(torch.from_numpy(array).permute(2, 0, 1) / 255.0)  # (3, S, S)
+            resized.append(torch.from_numpy(clip_resize_pil(image, size, resample)))  # (3, S, S)
         else:
             pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 255.0  # (3, H, W)
             resized.append(

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from regionspot.backbones.base import SegmenterBatch
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.data.images import load_image
+from regionspot.data.pixels import resized_shape, sam_resize_pad
 from regionspot.data.transforms import normalize_pixels
 from regionspot.errors import CheckpointError
 
@@ -70,13 +70,6 @@ class SamPreprocess:
         )
 
 
-def resized_shape(height: int, width: int, longest_edge: int) -> tuple[int, int]:
-    """(height, width) after resizing so that the longest side is ``longest_edge`` (SAM's rounding)."""
-    scale = longest_edge / max(height, width)
-    # at least one pixel: a very elongated image (20000 x 10) must not resize to an empty one
-    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
-
-
 def prepare_sam_input(image: Image.Image, preprocess: SamPreprocess) -> SegmenterBatch:
     """One image -> a ``SegmenterBatch`` of one: uint8 pixels (1, 3, S, S), resized and zero-padded.
 
@@ -84,12 +77,9 @@ def prepare_sam_input(image: Image.Image, preprocess: SamPreprocess) -> Segmente
     """
     image = load_image(image)
     width, height = image.size
-    new_h, new_w = resized_shape(height, width, preprocess.longest_edge)
-    resized = image.resize((new_w, new_h), resample=Image.Resampling(preprocess.resample))
-    side = preprocess.pad_size
-    pixels = torch.zeros(1, 3, side, side, dtype=torch.uint8)
-    pixels[0, :, :new_h, :new_w] = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)
-    return SegmenterBatch(pixels=pixels, original_sizes=[(height, width)], reshaped_sizes=[(new_h, new_w)])
+    pixels, (new_h, new_w) = sam_resize_pad(image, preprocess.longest_edge, preprocess.pad_size, preprocess.resample)
+    return SegmenterBatch(pixels=torch.from_numpy(pixels)[None], original_sizes=[(height, width)],
+                          reshaped_sizes=[(new_h, new_w)])
 
 
 def normalize_sam_pixels(

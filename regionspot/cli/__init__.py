@@ -13,6 +13,7 @@ from regionspot.cli import (  # noqa: F401  (registers the commands)
     data,
     download,
     evaluate,
+    export,
     guard,
     predict,
     propose,

@@ -3,7 +3,7 @@ typed boxes and names, the output paths and the prompts against the image's head
 ``error:`` line (exit 2) within a second, not a traceback after the model has loaded. And the notes the
 embedded ShapesWorld model gives when it is asked about things it cannot know.
 
-Parsing and geometry live in the library (``backbones.prompts``, ``text.templates``, ``data.images``,
+Parsing and geometry live in the library (``backbones.typed_prompts``, ``text.templates``, ``data.images``,
 ``shapesworld.likeness``); this module words them for the command line.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from regionspot.backbones.prompts import (
+from regionspot.backbones.typed_prompts import (
     BOX_FORMATS,
     boxes_to_xyxy,
     inverted_boxes,

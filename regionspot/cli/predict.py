@@ -2,7 +2,7 @@
 
 Its options are ``inference.options.PredictOptions``' fields (defaults included). The command reads like a
 ``main``: check the options, read the inputs, then one image (read it, load the model, label, write) or many
-(``cli/predict_many.py``). Box and point strings are read by ``backbones.prompts.parse_numbers`` (shared with
+(``cli/predict_many.py``). Box and point strings are read by ``backbones.typed_prompts.parse_numbers`` (shared with
 the demo), names files by ``text.presets``; everything that needs no model is checked first (``cli.checks``,
 ``PredictOptions.validate``).
 """

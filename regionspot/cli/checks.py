@@ -24,6 +24,7 @@ from regionspot.backbones.typed_prompts import (
     xywh_suspected,
 )
 from regionspot.errors import ImageError, PromptError, RegionSpotError, VocabularyError, preview
+from regionspot.utils.startup_gc import start_up
 
 # How a user of the embedded model gets real weights (the `download` command and `--model` option).
 REAL_WEIGHTS_HINT = "for real photos get real weights: `regionspot download BL`, then `--model BL`"
@@ -40,7 +41,8 @@ def check_device(device: str | None) -> str | None:
     it; otherwise DeviceError naming what is missing and what to pass instead."""
     if device is None:
         return None
-    import torch
+    with start_up():  # torch's import: no garbage collection while it runs
+        import torch
 
     match = _DEVICE.match(device.strip().lower())
     if match is None:

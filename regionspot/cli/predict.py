@@ -23,6 +23,7 @@ from regionspot.cli.app import app, best_device, friendly
 from regionspot.cli.options import flag_messages
 from regionspot.errors import PromptError, RegionSpotError, VocabularyError
 from regionspot.inference.options import PredictOptions
+from regionspot.utils.startup_gc import start_up
 
 
 def read_boxes_json(path: Path, box_format: str = "xyxy") -> list[list[float]]:
@@ -138,6 +139,7 @@ def default_vocabulary(names: list[str] | None, options: PredictOptions) -> list
     raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog', --vocab-file names.txt or --vocab-preset.")
 
 
+@start_up()  # the imports and the weights: no garbage collection until the model is loaded
 def load_model(options: PredictOptions) -> tuple:
     """(model, its "model" record for a result JSON): the model ``options`` name (weights, backbones, device,
     --fast numerics)."""

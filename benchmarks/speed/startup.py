@@ -1,19 +1,21 @@
-"""The command line's start-up: `--help`, a command's `--help`, an argument error, and `predict` on the bundled
-example split into imports / model load / model compute / the rest.
+"""The command line's start-up: `--help`, a command's `--help`, argument errors, and two model commands —
+`predict` on the bundled example and `eval` on a 4-image ShapesWorld set, embedded model — split into
+imports, model load, model compute, AP scoring and the rest.
 
-Each case runs `python -m regionspot.cli ...` in fresh processes: its wall time is the best of ``--repeats``
-plain runs (interpreter start included). One more run of each goes through a small driver under
-``-X importtime``: it says whether torch or transformers were imported, and for `predict` it stamps the
-model load (``RegionSpot.from_pretrained``) and the model compute (the predictor's ``set_image``,
-``set_vocabulary``, ``predict`` / ``predict_everything``); the imports are the top-level ``-X importtime``
-entries, wherever they ran, and are taken out of the load and compute windows. "Outside model compute" is
-the plain wall time minus that compute. ``-X importtime`` slows imports a little, so the split's total is
-longer than the plain wall time.
+Every run is a fresh interpreter running the CLI as `python -m regionspot.cli` does, through a small driver
+that reports whether torch / transformers were imported and stamps the model load
+(``RegionSpot.from_pretrained``), the model compute (the predictor's ``set_image``, ``set_vocabulary``,
+``predict`` / ``predict_everything``; the evaluation's ``predict_images``) and the evaluation's AP scoring
+(``merge_and_evaluate``). Per case: the best wall and CPU seconds (user + system: less sensitive to other
+load on the machine) of ``--repeats`` runs, the best "outside model compute" (a run's wall minus its
+compute), and one more run under ``-X importtime`` split into imports (its top-level entries, wherever they
+ran; taken out of the windows they ran in) + load + compute + scoring + the rest (interpreter start and exit,
+argument parsing, checks, reading images, writing results). ``-X importtime`` slows imports a little.
 
-    python benchmarks/speed/startup.py --repeats 5 [--python OTHER_CHECKOUT_VENV/bin/python --root OTHER_CHECKOUT]
+    python benchmarks/speed/startup.py --repeats 5 [--root OTHER_CHECKOUT] [--python OTHER_VENV/bin/python]
 
-``--root`` runs another checkout's code (PYTHONPATH) for a before/after table; text embeddings are cached in
-a fresh ``$REGIONSPOT_CACHE`` by a first, untimed `predict`.
+``--root`` runs another checkout's code (PYTHONPATH) for a before/after table. Text embeddings are cached in
+a fresh ``$REGIONSPOT_CACHE`` by a first, untimed run of each model command.
 """
 
 from __future__ import annotations
@@ -64,9 +66,16 @@ def patch_predictor(module):
     for name in ("set_image", "set_vocabulary", "predict", "predict_everything"):
         setattr(module.RegionSpotPredictor, name, timed("compute", getattr(module.RegionSpotPredictor, name)))
 
+def patch_eval_loop(module):
+    module.predict_images = timed("compute", module.predict_images)
+
+def patch_evaluate(module):
+    module.merge_and_evaluate = timed("scoring", module.merge_and_evaluate)
+
 class Stamp(importlib.abc.MetaPathFinder):
     # Patches the timed classes as their modules are first imported, so that imports happen where the CLI does them.
-    patches = {"regionspot.model": patch_model, "regionspot.inference.predictor": patch_predictor}
+    patches = {"regionspot.model": patch_model, "regionspot.inference.predictor": patch_predictor,
+               "regionspot.engine.eval_loop": patch_eval_loop, "regionspot.engine.evaluate": patch_evaluate}
 
     def find_spec(self, name, path, target=None):
         if name not in self.patches:
@@ -99,29 +108,23 @@ def _env(root: Path, cache: Path) -> dict[str, str]:
             "REGIONSPOT_PROGRESS": "off"}
 
 
-def wall_seconds(python: str, args: list[str], env: dict, cwd: Path, repeats: int) -> tuple[float, float]:
-    """Best wall seconds and best CPU seconds (user + system; less sensitive to other load on the machine) of
-    ``repeats`` fresh `python -m regionspot.cli ARGS`, interpreter start and exit included."""
-    wall = cpu = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        child = subprocess.Popen([python, "-m", "regionspot.cli", *args], env=env, cwd=cwd,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, _, usage = os.wait4(child.pid, 0)
-        wall, cpu = min(wall, time.perf_counter() - start), min(cpu, usage.ru_utime + usage.ru_stime)
-    return wall, cpu
+WINDOWS = ("load", "compute", "scoring")
 
 
-def split_run(python: str, args: list[str], env: dict, cwd: Path, stamp: bool) -> dict:
-    """One driver run under -X importtime: total wall, imports (top-level entries), the load and compute windows
-    without the imports inside them, the rest, and which heavy modules were imported."""
+def run_once(python: str, args: list[str], env: dict, cwd: Path, stamp: bool, importtime: bool) -> dict:
+    """One fresh interpreter running the CLI through the driver: wall and CPU seconds (interpreter start and
+    exit included), the seconds of each window without the top-level imports inside it, all top-level imports
+    (with ``importtime``), the exit status and which heavy modules were imported."""
+    command = [python, *(["-X", "importtime"] if importtime else []), "-c", _DRIVER, *(["--stamp"] if stamp else []), *args]
     start = time.perf_counter()
-    run = subprocess.run([python, "-X", "importtime", "-c", _DRIVER, *(["--stamp"] if stamp else []), *args], env=env, cwd=cwd,
-                         capture_output=True, text=True)
-    total = time.perf_counter() - start
-    imports = {"all": 0.0, "load": 0.0, "compute": 0.0}
+    child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = child.stderr.read()  # until the child exits (stdout goes nowhere: no pipe to fill)
+    _, _, usage = os.wait4(child.pid, 0)
+    child.returncode, wall = 0, time.perf_counter() - start  # reaped here, with its resource usage
+    child.stderr.close()
+    imports = dict.fromkeys(("all", *WINDOWS), 0.0)
     window, report = None, None
-    for line in run.stderr.splitlines():
+    for line in stderr.splitlines():
         if line.startswith(MARK):
             event = json.loads(line[len(MARK):])
             window = event.get("start") if "end" not in event else None
@@ -129,57 +132,67 @@ def split_run(python: str, args: list[str], env: dict, cwd: Path, stamp: bool) -
         elif line.startswith("import time:") and line.count("|") == 2:
             _, cumulative, name = line.split("|")
             if cumulative.strip().isdigit() and name.startswith(" ") and not name.startswith("  "):  # top level
-                seconds = int(cumulative) / 1e6
-                imports["all"] += seconds
+                imports["all"] += int(cumulative) / 1e6
                 if window:
-                    imports[window] += seconds
+                    imports[window] += int(cumulative) / 1e6
     if report is None:
-        raise RuntimeError(f"the driver did not finish: {run.stderr[-2000:]}")
-    spent = {kind: sum(s for k, s in report["windows"] if k == kind) for kind in ("load", "compute")}
-    load, compute = spent["load"] - imports["load"], spent["compute"] - imports["compute"]
-    return {"total": total, "imports": imports["all"], "load": load, "compute": compute,
-            "rest": total - imports["all"] - load - compute, "status": report["status"], "windows": report["windows"],
-            **report["modules"]}
+        raise RuntimeError(f"the driver did not finish: {stderr[-2000:]}")
+    spent = {kind: sum(s for k, s in report["windows"] if k == kind) - imports[kind] for kind in WINDOWS}
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "imports": imports["all"], **spent,
+            "status": report["status"], **report["modules"]}
 
 
-def cases(work: Path) -> list[tuple[str, list[str]]]:
+def cases(work: Path) -> list[tuple[str, list[str], bool]]:
+    """(name, CLI arguments, whether it runs a model) of each case; outputs go to ``work``."""
+    world = work / "world"
     return [
-        ("`regionspot --help`", ["--help"]),
-        ("`regionspot predict --help`", ["predict", "--help"]),
-        ("`regionspot eval --help`", ["eval", "--help"]),
-        ("argument error: `eval` without `--data`", ["eval"]),
-        ("argument error: `predict --bogus`", ["predict", "--bogus"]),
-        ("`predict` bundled example (`--viz`)", ["predict", "--out", str(work / "r.json"), "--viz", str(work / "r.png"),
-                                                 "--device", "cpu"]),
+        ("`regionspot --help`", ["--help"], False),
+        ("`regionspot predict --help`", ["predict", "--help"], False),
+        ("`regionspot eval --help`", ["eval", "--help"], False),
+        ("argument error: `eval` without `--data`", ["eval"], False),
+        ("argument error: `predict --bogus`", ["predict", "--bogus"], False),
+        ("`predict`, bundled example, `--viz`", ["predict", "--out", str(work / "r.json"), "--viz", str(work / "r.png"),
+                                                 "--device", "cpu"], True),
+        ("`eval`, 4 ShapesWorld images, GT boxes, bbox + segm", [
+            "eval", "--data", str(world / "annotations" / "val.json"), "--images", str(world),
+            "--out", str(work / "eval"), "--overwrite", "--device", "cpu"], True),
     ]
 
 
 def measure(python: str, root: Path, repeats: int, work: Path) -> list[dict]:
+    """Per case: the best wall, CPU and wall-minus-compute of ``repeats`` runs, and one -X importtime run's
+    split (its wall = imports + load + compute + scoring + the rest)."""
     env = _env(root, work / "cache")
-    predict = cases(work)[-1][1]
-    subprocess.run([python, "-m", "regionspot.cli", *predict], env=env, cwd=work, check=True, capture_output=True)
+    subprocess.run([python, "-m", "regionspot.cli", "shapesworld", "generate", "--out", str(work / "world"),
+                    "--train", "0", "--val", "4"], env=env, cwd=work, check=True, capture_output=True)
     rows = []
-    for name, args in cases(work):
-        split = split_run(python, args, env, work, stamp=args == predict)
-        wall, cpu = wall_seconds(python, args, env, work, repeats)
-        row = {"case": name, "wall": wall, "cpu": cpu, **split}
-        rows.append(row)
-        print(f"  {name}: {row['wall']:.2f} s", file=sys.stderr)
+    for name, args, model in cases(work):
+        if model:  # fills the text cache
+            subprocess.run([python, "-m", "regionspot.cli", *args], env=env, cwd=work, check=True, capture_output=True)
+        runs = [run_once(python, args, env, work, model, importtime=False) for _ in range(repeats)]
+        split = run_once(python, args, env, work, model, importtime=True)
+        split["rest"] = split["wall"] - split["imports"] - sum(split[k] for k in WINDOWS)
+        rows.append({"case": name, "model": model, "wall": min(r["wall"] for r in runs), "cpu": min(r["cpu"] for r in runs),
+                     "outside": min(r["wall"] - r["compute"] for r in runs), "status": split["status"],
+                     **{m: split[m] for m in ("torch", "transformers", "numpy")},
+                     "split": {k: split[k] for k in ("wall", "imports", *WINDOWS, "rest")}})
+        print(f"  {name}: {rows[-1]['wall']:.2f} s", file=sys.stderr)
     return rows
 
 
 def table(rows: list[dict], title: str) -> list[str]:
     lines = [f"**{title}**", "",
-             "| case | wall (best) | CPU (best) | torch imported | split (-X importtime): imports | model load "
-             "| model compute | rest | outside model compute (wall − compute) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| case | wall (best) | CPU (best) | torch imported | outside model compute (best wall − compute) "
+             "| one -X importtime run: wall = imports + model load + model compute + AP scoring + rest |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
-        model = r["load"] > 0 or r["compute"] > 0
-        torch = "yes" if r["torch"] else "no"
-        if r["transformers"]:
-            torch += " (+ transformers)"
-        extra = (f"{r['load']:.2f} s | {r['compute']:.2f} s | {r['rest']:.2f} s | **{r['wall'] - r['compute']:.2f} s**"
-                 if model else "— | — | — | —")
-        lines.append(f"| {r['case']} | **{r['wall']:.2f} s** | {r['cpu']:.2f} s | {torch} | {r['imports']:.2f} s | {extra} |")
+        split = r["split"]
+        heavy = ("yes" if r["torch"] else "no") + (" (+ transformers)" if r["transformers"] else "")
+        parts = (" + ".join(f"{split[k]:.2f}" for k in ("imports", *WINDOWS, "rest")) if r["model"]
+                 else f"imports {split['imports']:.2f} + rest {split['rest']:.2f}")
+        outside = f"**{r['outside']:.2f} s**" if r["model"] else "—"
+        lines.append(f"| {r['case']} | **{r['wall']:.2f} s** | {r['cpu']:.2f} s | {heavy} | {outside} | "
+                     f"{split['wall']:.2f} = {parts} s |")
     return lines
 
 

@@ -125,9 +125,11 @@ def is_many(options: PredictOptions) -> bool:
         return True
     if options.out is not None and options.out.suffix.lower() != ".json":
         return True
-    from regionspot.inference.batch import is_glob
+    if not images or images[0].is_dir() or images[0].exists():
+        return bool(images) and images[0].is_dir()
+    from regionspot.inference.batch import is_glob  # imports torch: only for a name that is no file
 
-    return bool(images) and (images[0].is_dir() or not images[0].exists() and is_glob(images[0]))
+    return is_glob(images[0])
 
 
 def default_vocabulary(names: list[str] | None, options: PredictOptions) -> list[str]:

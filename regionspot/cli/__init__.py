@@ -5,7 +5,7 @@ One module per command; this package is the only code that parses CLI strings or
 their arguments and call library functions.
 """
 
-from regionspot.backbones.prompts import parse_numbers
+from regionspot.backbones.typed_prompts import parse_numbers
 from regionspot.cli import (  # noqa: F401  (registers the commands)
     cache,
     calibrate,

@@ -5,7 +5,7 @@ shardable with ``accelerate launch``). Its options are ``EvalOptions``' fields (
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,7 +13,9 @@ from regionspot.cli.app import app, friendly
 from regionspot.cli.checks import check_device
 from regionspot.cli.options import flag_messages
 from regionspot.engine.config import EvalOptions
-from regionspot.engine.evaluate import EvalSummary, run_evaluation
+
+if TYPE_CHECKING:
+    from regionspot.engine.evaluate import EvalSummary
 
 
 def read_templates(templates: str | None) -> str | list[str] | None:
@@ -88,4 +90,6 @@ def evaluate(
     options = EvalOptions(**{**locals(), "methods": tuple(methods or EvalOptions.methods),
                              "iou_types": split_list(iou_types), "templates": read_templates(templates)})
     check_device(device)  # before any loading: a missing GPU is one line
+    from regionspot.engine.evaluate import run_evaluation
+
     echo_report(run_evaluation(options), options.out)

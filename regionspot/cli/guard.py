@@ -9,7 +9,7 @@ import typer
 
 from regionspot.cli.app import app, friendly
 from regionspot.cli.options import flag_messages
-from regionspot.evaluation.guard import GuardOptions
+from regionspot.evaluation.guard_options import GuardOptions
 
 
 @app.command("guard")

@@ -2,7 +2,7 @@
 
 Its options are ``inference.options.PredictOptions``' fields (defaults included). The command reads like a
 ``main``: check the options, read the inputs, then one image (read it, load the model, label, write) or many
-(``cli/predict_many.py``). Box and point strings are read by ``backbones.prompts.parse_numbers`` (shared with
+(``cli/predict_many.py``). Box and point strings are read by ``backbones.typed_prompts.parse_numbers`` (shared with
 the demo), names files by ``text.presets``; everything that needs no model is checked first (``cli.checks``,
 ``PredictOptions.validate``).
 """
@@ -23,6 +23,7 @@ from regionspot.cli.app import app, best_device, friendly
 from regionspot.cli.options import flag_messages
 from regionspot.errors import PromptError, RegionSpotError, VocabularyError
 from regionspot.inference.options import PredictOptions
+from regionspot.utils.startup_gc import start_up
 
 
 def read_boxes_json(path: Path, box_format: str = "xyxy") -> list[list[float]]:
@@ -124,9 +125,11 @@ def is_many(options: PredictOptions) -> bool:
         return True
     if options.out is not None and options.out.suffix.lower() != ".json":
         return True
-    from regionspot.inference.batch import is_glob
+    if not images or images[0].is_dir() or images[0].exists():
+        return bool(images) and images[0].is_dir()
+    from regionspot.inference.batch import is_glob  # imports torch: only for a name that is no file
 
-    return bool(images) and (images[0].is_dir() or not images[0].exists() and is_glob(images[0]))
+    return is_glob(images[0])
 
 
 def default_vocabulary(names: list[str] | None, options: PredictOptions) -> list[str]:
@@ -138,6 +141,7 @@ def default_vocabulary(names: list[str] | None, options: PredictOptions) -> list
     raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog', --vocab-file names.txt or --vocab-preset.")
 
 
+@start_up()  # the imports and the weights: no garbage collection until the model is loaded
 def load_model(options: PredictOptions) -> tuple:
     """(model, its "model" record for a result JSON): the model ``options`` name (weights, backbones, device,
     --fast numerics)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from regionspot.backbones.prompts import parse_numbers
+from regionspot.backbones.typed_prompts import parse_numbers
 from regionspot.data.images import load_image
 from regionspot.errors import ImageError, PromptError, VocabularyError
 from regionspot.inference.explain import explain_figure

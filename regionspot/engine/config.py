@@ -11,13 +11,15 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from regionspot.config import INPUT_RESIZES, RegionSpotConfig, check_keys
 from regionspot.errors import ConfigError
-from regionspot.evaluation.protocol import Protocol, resolve_protocol
+
+if TYPE_CHECKING:  # the command line imports these options before torch (cli --help answers without it)
+    from regionspot.evaluation.protocol import Protocol
 
 METHODS = ("regionspot", "clip-box", "clip-mask")
 # The sizes a training config may leave to its backbones (dotted keys as a config spells them).
@@ -343,6 +345,8 @@ class EvalOptions:
     def protocol(self, segmenter: Any, vision_language: Any, model: Any = None) -> Protocol:
         """The run's pipeline (input size, mask return, the head's recorded preprocessing); see
         ``regionspot.evaluation.protocol.resolve_protocol``."""
+        from regionspot.evaluation.protocol import resolve_protocol
+
         return resolve_protocol(segmenter, vision_language, model, input_resize=self.eval_resize,
                                 min_size=self.eval_min_size, max_size=self.eval_max_size, mask_return=self.mask_return)
 

@@ -22,9 +22,9 @@ import torch
 from regionspot.data.coco_json import CocoDetectionDataset
 from regionspot.data.images import load_image
 from regionspot.errors import RegionSpotError
+from regionspot.evaluation.guard_options import GuardOptions  # noqa: F401  (re-exported)
 from regionspot.inference.fast import (
     GuardResult,
-    candidate_paths,
     compare_logits,
     passes_guard,
     write_verdicts,
@@ -33,35 +33,6 @@ from regionspot.model import RegionSpot
 from regionspot.text.templates import validate_vocabulary
 
 __all__ = ["GuardOptions", "GuardRow", "GuardSet", "guard_table", "read_guard_set", "region_logits", "run_guard"]
-
-
-@dataclass
-class GuardOptions:
-    """Every option of ``regionspot guard``: which fast paths to check against fp32, on which labelled set.
-
-    data / images: a COCO file and its image root (None: the ShapesWorld CI subset with the embedded model);
-    model: the model for ``data`` (a registered name or head; None: the embedded one); num_images: the set's
-    first N labelled images; paths: the fast paths to guard (empty: this machine's candidates).
-    """
-
-    data: Path | None = None
-    images: Path | None = None
-    model: str | None = None
-    num_images: int = 16
-    paths: tuple[str, ...] = ()
-    device: str = "cpu"
-
-    def validate(self) -> None:
-        if (self.data is None) != (self.images is None):
-            raise RegionSpotError("`data` and `images` go together: a COCO file and the folder of its images.")
-        if self.model is not None and self.data is None:
-            raise RegionSpotError("`model` is guarded on your own set: pass `data` and `images` too.")
-        if self.num_images < 1:
-            raise RegionSpotError(f"`num_images` must be >= 1, got {self.num_images}.")
-
-    def chosen_paths(self) -> list[str]:
-        """The paths to guard: those asked for, else this machine's candidates."""
-        return list(self.paths) or [p for p in candidate_paths(self.device) if p != "fp32"]
 
 
 @dataclass(frozen=True)

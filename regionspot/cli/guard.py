@@ -45,4 +45,4 @@ def guard(
         title = f"{options.data.name}, first {options.num_images} labelled images, {options.model or 'embedded model'}; reference: fp32."
     from regionspot.evaluation.guard import guard_table
 
-    typer.echo("\n".join([title, "", *guard_table(rows), "", f"verdicts recorded in {verdicts_path()}"]))
+    typer.echo("\n".join([title, "", *guard_table(rows, options.device), "", f"verdicts recorded in {verdicts_path()}"]))

@@ -66,15 +66,15 @@ def read_vocabulary(vocab: str | None, vocab_file: Path | None, preset: str | No
 
 
 def guarded_fast_path(device: str) -> str:
-    """The fastest path that passed its accuracy guard on this machine; fp32, with the command that runs the
-    guard, when it has not run here."""
-    from regionspot.inference.fast import GUARD_COMMAND, choose_fast_path
+    """The fastest path that passed its accuracy and speed guard on this machine; fp32, with the reason in one
+    line (no verdicts here yet, or verdicts without speed: the command that makes them), otherwise."""
+    from regionspot.inference.fast import choose_fast_path, no_choice_reason
 
     chosen = choose_fast_path(device)
     if chosen is None:
-        typer.echo(f"--fast: fp32 path: no accuracy-guard verdicts for this machine yet; `{GUARD_COMMAND}` makes them.")
+        typer.echo(f"--fast: fp32 path: {no_choice_reason(device)}.")
         return "fp32"
-    typer.echo(f"--fast: {chosen} path")
+    typer.echo(f"--fast: {chosen} path" + (" (no faster path passed the guard on this machine)" if chosen == "fp32" else ""))
     return chosen
 
 

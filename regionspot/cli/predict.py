@@ -201,7 +201,7 @@ def predict(
     nms_per_class: Annotated[bool, typer.Option("--nms-per-class", help="Everything mode: suppress overlaps only "
                                                 "within a class (class-aware; default: across classes).")] = PredictOptions.nms_per_class,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = PredictOptions.device,
-    fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = PredictOptions.fast,
+    fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that `regionspot guard` found accurate and faster than fp32 on this machine.")] = PredictOptions.fast,
     max_megapixels: Annotated[float | None, typer.Option(help="Decode image files up to this many megapixels (default: PIL's "
                                                                 "decompression-bomb limit, 89.5; or $REGIONSPOT_MAX_MEGAPIXELS).")] = PredictOptions.max_megapixels,
 ) -> None:

@@ -228,7 +228,8 @@ def run_guard(
         mine = torch.cat(logits[path])
         rows.append(GuardRow(path, compare_logits(reference, mine), float((mine.argmax(-1) == truth).float().mean()),
                              reference_accuracy,
-                             PathSpeed(seconds[path], seconds["fp32"], models.switch_seconds.get(path, 0.0))))
+                             PathSpeed(seconds[path], seconds["fp32"], models.switch_seconds.get(path, 0.0),
+                                       str(weights or "shapesworld"))))
     if record:
         write_verdicts({row.path: row.result for row in rows}, device, speeds={row.path: row.speed for row in rows})
     return rows

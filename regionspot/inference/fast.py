@@ -140,12 +140,14 @@ class PathSpeed:
 
     seconds / fp32_seconds: per image (image encoders, prompt decoder without masks, head; text embeddings are
     cached per vocabulary and not timed), the path's and fp32's; switch_seconds: the one-off cost of switching a
-    loaded fp32 model to the path (``set_numerics``: int8's quantisation, its import included).
+    loaded fp32 model to the path (``set_numerics``: int8's quantisation, its import included); model: the model
+    timed (a path's speed depends on it: the embedded model's per-image work is small, a full-size one's large).
     """
 
     seconds: float
     fp32_seconds: float
     switch_seconds: float = 0.0
+    model: str = ""
 
     @property
     def speedup(self) -> float:

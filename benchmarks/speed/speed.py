@@ -1,7 +1,8 @@
 """One run, one table: how close RegionSpot inference gets to this machine's floor, path by path.
 
 Measures, in one process and one run (so every ratio is side by side):
-- the machine: CPU model and flags (AVX-512 BF16 / AMX), threads, measured GEMM peak fp32 and bf16;
+- the machine: CPU model and flags (AVX-512 BF16 / AMX), threads, measured GEMM peak fp32 and bf16 (probed before and
+  after the stages, several shapes, best of repeats; the larger reading is used);
 - per stage of a full-size architecture (`--variant`: BL = SAM ViT-B @ 1024² + CLIP ViT-L/14 @ 224; BB, BL@336; random weights
   with SAM-style init, same FLOPs as the real ones): FLOPs counted by ``FlopCounterMode`` (CPU SDPA
   registered), seconds and % of the matching peak, for the plain reference pipeline (straight

@@ -1,4 +1,5 @@
-"""``regionspot guard``: check the fast paths against fp32 on this machine and record the verdicts `--fast` reads."""
+"""``regionspot guard``: check the fast paths' accuracy and speed against fp32 on this machine and record the verdicts
+`--fast` reads."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ def guard(
                                                                    "machine's candidates).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = GuardOptions.device,
 ) -> None:
-    """Compare each fast path's logits with fp32's on every ground-truth box, print the table and record this
-    machine's verdicts, which `regionspot predict --fast` and `eval --fast-path auto` then use."""
+    """Compare each fast path's logits with fp32's on every ground-truth box, time it against fp32 on the same
+    images, print the table and record this machine's verdicts: `regionspot predict --fast` and `eval --fast-path
+    auto` then use a path only when it is accurate and faster."""
     options = GuardOptions(**{**locals(), "paths": tuple(paths or ())})
     options.validate()
     from regionspot.inference.fast import verdicts_path
@@ -45,4 +47,4 @@ def guard(
         title = f"{options.data.name}, first {options.num_images} labelled images, {options.model or 'embedded model'}; reference: fp32."
     from regionspot.evaluation.guard import guard_table
 
-    typer.echo("\n".join([title, "", *guard_table(rows), "", f"verdicts recorded in {verdicts_path()}"]))
+    typer.echo("\n".join([title, "", *guard_table(rows, options.device), "", f"verdicts recorded in {verdicts_path()}"]))

@@ -67,15 +67,15 @@ def read_vocabulary(vocab: str | None, vocab_file: Path | None, preset: str | No
 
 
 def guarded_fast_path(device: str) -> str:
-    """The fastest path that passed its accuracy guard on this machine; fp32, with the command that runs the
-    guard, when it has not run here."""
-    from regionspot.inference.fast import GUARD_COMMAND, choose_fast_path
+    """The fastest path that passed its accuracy and speed guard on this machine; fp32, with the reason in one
+    line (no verdicts here yet, or verdicts without speed: the command that makes them), otherwise."""
+    from regionspot.inference.fast import choose_fast_path, no_choice_reason
 
     chosen = choose_fast_path(device)
     if chosen is None:
-        typer.echo(f"--fast: fp32 path: no accuracy-guard verdicts for this machine yet; `{GUARD_COMMAND}` makes them.")
+        typer.echo(f"--fast: fp32 path: {no_choice_reason(device)}.")
         return "fp32"
-    typer.echo(f"--fast: {chosen} path")
+    typer.echo(f"--fast: {chosen} path" + (" (no faster path passed the guard on this machine)" if chosen == "fp32" else ""))
     return chosen
 
 
@@ -205,7 +205,7 @@ def predict(
     nms_per_class: Annotated[bool, typer.Option("--nms-per-class", help="Everything mode: suppress overlaps only "
                                                 "within a class (class-aware; default: across classes).")] = PredictOptions.nms_per_class,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = PredictOptions.device,
-    fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = PredictOptions.fast,
+    fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that `regionspot guard` found accurate and faster than fp32 on this machine.")] = PredictOptions.fast,
     max_megapixels: Annotated[float | None, typer.Option(help="Decode image files up to this many megapixels (default: PIL's "
                                                                 "decompression-bomb limit, 89.5; or $REGIONSPOT_MAX_MEGAPIXELS).")] = PredictOptions.max_megapixels,
 ) -> None:

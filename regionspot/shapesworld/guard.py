@@ -31,9 +31,9 @@ def regenerate_ci_subset(out_dir: Path, num_images: int) -> dict:
 def run_ci_subset_guard(paths: list[str], num_images: int = 16, device: str = "cpu", record: bool = True,
                         work: Path | None = None) -> list[GuardRow]:
     """Guard each of ``paths`` against fp32 with the embedded model on the first ``num_images`` CI-subset val
-    images (regenerated into ``work``, default a temporary folder); optionally record the verdicts."""
+    images (regenerated into ``work``, default a temporary folder); optionally record the verdicts. Text
+    embeddings go to the default cache (a second run, and ``predict`` on the same names, reuse them)."""
     with tempfile.TemporaryDirectory(prefix="regionspot-guard-") as tmp:
         root = Path(work or tmp)
         info = regenerate_ci_subset(root / "data", num_images)
-        return run_guard(paths, info["val_json"], info["image_root"], num_images, device=device, record=record,
-                         text_cache_dir=root / "text")
+        return run_guard(paths, info["val_json"], info["image_root"], num_images, device=device, record=record)

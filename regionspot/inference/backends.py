@@ -13,25 +13,28 @@ points -> ``RegionResult``, with the logits), ``predict_everything`` and ``image
 - ``openvino-bf16``: OpenVINO with bf16 inference precision (native on AVX-512 BF16 / AMX CPUs).
 
 The ONNX backends label the regions they are given (boxes, points); everything mode (the segmenter's own
-proposals) and attention maps need the torch backend. Each backend's agreement with torch fp32 is measured by
+proposals) and attention maps need the torch backend. Importing this module imports no torch (the names
+are checked before anything loads); the backends import what they run. Each backend's agreement with torch fp32 is measured by
 the accuracy guard (``evaluation/backend_guard.py``); ``benchmarks/speed/backends.py`` prints it with the speed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from regionspot.data.images import ImageLike, load_image
 from regionspot.errors import RegionSpotError
-from regionspot.inference.predictor import prompt_records
-from regionspot.inference.results import RegionResult
-from regionspot.masks.lowres import LowResMasks
-from regionspot.masks.resize import MaskFrame
+
+if TYPE_CHECKING:
+    from regionspot.data.images import ImageLike
+    from regionspot.inference.results import RegionResult
 
 __all__ = ["BACKENDS", "Backend", "BackendSpec", "OnnxBackend", "backend_spec", "onnx_folder", "open_backend"]
 
@@ -85,11 +88,14 @@ class Backend(Protocol):
 class OnnxBackend:
     """The exported graphs of ``folder`` as a backend (``spec``: an ONNX backend of :data:`BACKENDS`).
 
-    threads: intra-op threads per graph (0: the engine's default). Raises OnnxModelError for a folder that is
-    missing, incomplete or of another format or model, and when the engine is not installed.
+    threads: intra-op threads per graph (0: the engine's default). text_cache_dir: where class-name embeddings
+    are kept, one ``.npy`` per (model, names) (None: ``$REGIONSPOT_HOME/onnx/text``; False: not kept). Raises
+    OnnxModelError for a folder that is missing, incomplete or of another format or model, and when the engine
+    is not installed.
     """
 
-    def __init__(self, folder: str | Path, spec: BackendSpec, threads: int = 0) -> None:
+    def __init__(self, folder: str | Path, spec: BackendSpec, threads: int = 0,
+                 text_cache_dir: str | Path | bool | None = None) -> None:
         from regionspot.runtime import OnnxRegionSpot
 
         if spec.engine is None:
@@ -98,6 +104,11 @@ class OnnxBackend:
         self.folder = Path(folder)
         self.runtime = OnnxRegionSpot(self.folder, threads=threads, engine=spec.engine, precision=spec.precision)
         self._image = None
+        if text_cache_dir is None:
+            from regionspot.export.cache import onnx_home
+
+            text_cache_dir = onnx_home() / "text"
+        self.text_cache_dir = Path(text_cache_dir) if text_cache_dir is not False else None
 
     @property
     def image(self):
@@ -109,6 +120,8 @@ class OnnxBackend:
 
     def set_image(self, image: ImageLike) -> None:
         """Decode ``image`` (path, PIL or HWC array; EXIF applied) and run both image graphs on it once."""
+        from regionspot.data.images import load_image
+
         picture = load_image(image)
         self.runtime.set_image(picture)
         self._image = picture
@@ -118,12 +131,25 @@ class OnnxBackend:
         if templates is not None:
             raise RegionSpotError("The ONNX backends embed names with the templates exported with the head; "
                                   "other `templates` need `backend` torch.")
-        self.runtime.set_vocabulary(class_names)
+        names = list(class_names)
+        path = None
+        if self.text_cache_dir is not None:
+            key = hashlib.sha256(json.dumps([self.runtime.graphs.model, names]).encode()).hexdigest()[:32]
+            path = self.text_cache_dir / f"{key}.npy"
+        embeddings = np.load(path) if path is not None and path.is_file() else None
+        self.runtime.set_vocabulary(names, text_embeddings=embeddings)
+        if path is not None and embeddings is None:
+            _save_quietly(path, self.runtime.vocabulary_embeddings)
 
     def predict(self, boxes=None, points=None, point_labels=None, top_k: int = 5, return_masks: bool = True,
                 return_attention: bool = False) -> RegionResult:
         """As ``RegionSpotPredictor.predict``: boxes (N, 4) XYXY and/or points (N, P, 2) xy (labels (N, P)),
         original-image pixels -> RegionResult with the logits; masks as ``LowResMasks`` when asked."""
+        from regionspot.inference.predictor import prompt_records
+        from regionspot.inference.results import RegionResult
+        from regionspot.masks.lowres import LowResMasks
+        from regionspot.masks.resize import MaskFrame
+
         if return_attention:
             raise RegionSpotError("Attention maps (`explain`) need `backend` torch.")
         with warnings.catch_warnings(record=True) as caught:
@@ -152,6 +178,17 @@ class OnnxBackend:
                            return_attention: bool = False, region_filter=None) -> RegionResult:
         raise RegionSpotError("Everything mode (the segmenter's own proposals) runs on `backend` torch; "
                               "give `boxes` or `points` to use an ONNX backend.")
+
+
+def _save_quietly(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` (.npy) atomically; a cache that cannot be written is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
+        np.save(partial, array)
+        partial.replace(path)
+    except OSError:
+        pass
 
 
 def _points(points, point_labels) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -169,14 +169,23 @@ class OnnxRegionSpot:
         return ids[: limit - 1] + ids[-1:]
 
     @property
+    def vocabulary_embeddings(self) -> np.ndarray | None:
+        """(V, D) float32 the L2-normalised embeddings of the last ``set_vocabulary`` (None: none yet)."""
+        return self._text
+
+    @property
     def vocabulary(self) -> list[str] | None:
         """The class names of the last ``set_vocabulary`` (None: none yet)."""
         return None if self._vocabulary is None else list(self._vocabulary)
 
-    def set_vocabulary(self, class_names: Sequence[str]) -> None:
-        """Embed the class names for every following ``predict``."""
-        self._text = self.text_embeddings(class_names)
-        self._vocabulary = validate_vocabulary(list(class_names), self.text["name_style"])
+    def set_vocabulary(self, class_names: Sequence[str], text_embeddings: np.ndarray | None = None) -> None:
+        """Embed the class names for every following ``predict`` (``text_embeddings``: their (V, D) embeddings
+        from an earlier :meth:`text_embeddings` of this model, e.g. kept on disk, instead)."""
+        names = validate_vocabulary(list(class_names), self.text["name_style"])
+        if text_embeddings is not None and np.shape(text_embeddings)[0] != len(names):
+            raise ValueError(f"{len(names)} names but {np.shape(text_embeddings)[0]} text embeddings.")
+        self._text = self.text_embeddings(names) if text_embeddings is None else np.asarray(text_embeddings, np.float32)
+        self._vocabulary = names
 
     # --- prediction ---------------------------------------------------------------------------------
     def predict(self, boxes=None, points=None, point_labels=None, top_k: int = 5, return_masks: bool = True) -> OnnxRegions:

@@ -213,18 +213,22 @@ def onnx_folder(spec: BackendSpec, weights: str | Path | None = None, segmenter:
 
 def open_backend(name: str, weights: str | Path | None = None, *, segmenter: str | None = None,
                  vision_language: str | None = None, onnx_dir: str | Path | None = None, device: str | None = None,
-                 fast_path: str | None = None, threads: int = 0, log=None) -> Backend:
+                 fast_path: str | None = None, threads: int = 0, text_cache_dir: str | Path | bool | None = None,
+                 log=None) -> Backend:
     """A ready backend ``name`` for these weights (``RegionSpot.from_pretrained``'s arguments). torch: the model
     on ``device`` (default cpu) with ``fast_path`` numerics. ONNX backends: the graphs of ``onnx_dir``, else of
-    the weights' export kept in the model home (``log`` is told when an export or quantization starts)."""
+    the weights' export kept in the model home (``log`` is told when an export or quantization starts).
+    text_cache_dir: where class-name embeddings are kept (None: each backend's default; False: not kept)."""
     spec = backend_spec(name)
     if spec.engine is None:
         from regionspot.inference.predictor import RegionSpotPredictor
         from regionspot.model import RegionSpot
 
-        return RegionSpotPredictor(RegionSpot.from_pretrained(weights, segmenter=segmenter, vision_language=vision_language,
-                                                              device=device or "cpu", fast_path=fast_path))
+        model = RegionSpot.from_pretrained(weights, segmenter=segmenter, vision_language=vision_language,
+                                           device=device or "cpu", fast_path=fast_path)
+        return RegionSpotPredictor(model, text_cache_dir=text_cache_dir)
     if device not in (None, "cpu") or fast_path not in (None, "fp32"):
         raise RegionSpotError(f"`backend` {name} runs on the CPU in its own numerics; drop `device` and `fast` "
                               "(or use `backend` torch).")
-    return OnnxBackend(onnx_folder(spec, weights, segmenter, vision_language, onnx_dir, log=log), spec, threads=threads)
+    folder = onnx_folder(spec, weights, segmenter, vision_language, onnx_dir, log=log)
+    return OnnxBackend(folder, spec, threads=threads, text_cache_dir=text_cache_dir)

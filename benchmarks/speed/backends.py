@@ -102,17 +102,22 @@ def main() -> None:
     from regionspot.shapesworld.guard import run_ci_subset_backend_guard
 
     lines = [f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, {args.threads} threads; flags: {cpu_flag_line()}", ""]
+    printed = 0
     if args.images:
         rows = run_ci_subset_backend_guard(backends[1:], num_images=args.images, threads=args.threads,
                                            work=args.work / "guard")
         lines += [f"Guard: ShapesWorld val, first {args.images} CI-subset images, all GT boxes, embedded model; "
                   "reference: torch fp32.", "", *guard_table(rows), ""]
+    print("\n".join(lines[printed:]), flush=True)
+    printed = len(lines)
     example = json.loads((assets_dir() / "shapesworld" / "example.json").read_text())
     vocabulary = [v for v in (assets_dir() / "shapesworld" / "vocabulary.txt").read_text().splitlines() if v]
     measured = _measure(backends, None, assets_dir() / "shapesworld" / example["image"], example["boxes"],
                         vocabulary, args.threads, args.repeats, log)
     lines += _table(f"Embedded model, the bundled example ({len(example['boxes'])} boxes, {len(vocabulary)} names): "
                     f"median of {args.repeats} after a warm-up.", measured, measured[0][2]) + [""]
+    print("\n".join(lines[printed:]), flush=True)
+    printed = len(lines)
     if args.full_size:
         from predict_speed import build_full_size
         from speed import _boxes, _smooth_image
@@ -123,7 +128,7 @@ def main() -> None:
         measured = _measure(backends, root / "head.safetensors", image, boxes, names, args.threads, args.repeats, log)
         lines += _table(f"Full-size {args.variant} (random weights, SAM-style init), one 640×480 image, {args.boxes} "
                         f"boxes, {args.vocab} names: median of {args.repeats} after a warm-up.", measured, measured[0][2])
-    print("\n".join(lines))
+    print("\n".join(lines[printed:]))
     if args.out is not None:
         args.out.write_text(json.dumps({"lines": lines}, indent=1))
 

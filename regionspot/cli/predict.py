@@ -224,7 +224,7 @@ def predict(
     backend: Annotated[str, typer.Option(help="What runs the model: torch, or its exported ONNX graphs on the CPU under "
                                               "onnxruntime, onnxruntime-int8, openvino or openvino-bf16 (given boxes or "
                                               "points only; see docs/export.md).")] = PredictOptions.backend,
-    onnx: Annotated[Path | None, typer.Option(help="An ONNX backend: the folder of `regionspot export onnx` (default: "
+    onnx: Annotated[Path | None, typer.Option(help="An ONNX backend: the folder of `regionspot export onnx --out DIR` (default: "
                                                    "the model's export kept in the model home, made on first use).")] = PredictOptions.onnx,
 ) -> None:
     """Label regions (boxes, points, or --everything the segmenter finds) of one or many images; write JSON

@@ -34,7 +34,7 @@ def serve(
     backend: Annotated[str, typer.Option(help="What runs the model: torch, or its exported ONNX graphs on the CPU "
                                               "(onnxruntime, onnxruntime-int8, openvino, openvino-bf16: clicked points "
                                               "and boxes only; see docs/export.md).")] = "torch",
-    onnx: Annotated[Path | None, typer.Option(help="An ONNX backend: the folder of `regionspot export onnx` (default: "
+    onnx: Annotated[Path | None, typer.Option(help="An ONNX backend: the folder of `regionspot export onnx --out DIR` (default: "
                                                    "the model's export kept in the model home).")] = None,
 ) -> None:
     """Serve the web demo: upload or pick an image, click points or draw boxes, name classes, see the labels."""

@@ -1,9 +1,9 @@
 """Exported ONNX folders kept in the model home, so a backend exports a model once and reuses it after.
 
 ``$REGIONSPOT_HOME/onnx/<key>/`` holds the five graphs of one model and ``export.json``; ``<key>`` is
-:func:`source_key`: the folder format and what the weights are — the registered name or path, and each weight
+:func:`source_key`: the folder format, the regionspot version, and what the weights are — the registered name or path, and each weight
 file's size and modification time — read without loading anything, so a reuse costs a few ``stat`` calls, and
-replaced weights (or a new folder format) get a new folder. ``export.json`` records the source and the export's
+replaced weights (or another regionspot version) get a new folder. ``export.json`` records the source and the export's
 model key (the ``regionspot.model`` metadata of its graphs); a folder is reused when it is complete and of this
 folder format, and the graphs' own metadata is checked again when they are opened (``runtime/graphs.py``).
 
@@ -54,10 +54,10 @@ def _stat_tree(path: Path) -> list:
 def source_key(weights: str | Path | None = None, segmenter: str | None = None,
                vision_language: str | None = None) -> str:
     """24 hex digits naming the export of these weights (``RegionSpot.from_pretrained``'s arguments): the folder
-    format, the weights' name or path and backbones, and each of their files' size and modification time."""
+    format, the regionspot version, the weights' name or path and backbones, and each of their files' size and modification time."""
     name = "shapesworld" if weights is None else str(weights)
     registered = list_pretrained().get(name)
-    parts: dict[str, object] = {"format": FORMAT, "weights": name}
+    parts: dict[str, object] = {"format": FORMAT, "version": __version__, "weights": name}
     if registered is not None and registered.head is not None:
         head = Path(registered.head)
         segmenter = resolve_backbone(segmenter, "segmenter") if segmenter else registered.segmenter

@@ -143,10 +143,14 @@ def default_vocabulary(names: list[str] | None, options: PredictOptions) -> list
 
 @start_up()  # the imports and the weights: no garbage collection until the model is loaded
 def load_model(options: PredictOptions) -> tuple:
-    """(model, its "model" record for a result JSON): the model ``options`` name (weights, backbones, device,
-    --fast numerics)."""
+    """(backend, its "model" record for a result JSON): the predictor of the model ``options`` name (weights,
+    backbones, device, --fast numerics) on ``options.backend`` (``inference.backends``: torch, or the exported
+    graphs under ONNX Runtime / OpenVINO, exported into the model home on first use)."""
+    if options.backend != "torch":
+        return load_onnx_backend(options)
     from transformers.utils import logging as transformers_logging
 
+    from regionspot.inference.predictor import RegionSpotPredictor
     from regionspot.model import RegionSpot
 
     transformers_logging.disable_progress_bar()  # its per-tensor "Loading weights" bars: noise on the terminal
@@ -154,8 +158,21 @@ def load_model(options: PredictOptions) -> tuple:
     model = RegionSpot.from_pretrained(options.weights, segmenter=options.segmenter,
                                        vision_language=options.vision_language, device=device,
                                        fast_path=guarded_fast_path(device) if options.fast else None)
-    return model, {"name": options.weights or "shapesworld", "segmenter": model.config.segmenter,
-                   "vision_language": model.config.vision_language}
+    return RegionSpotPredictor(model), {"name": options.weights or "shapesworld", "segmenter": model.config.segmenter,
+                                        "vision_language": model.config.vision_language}
+
+
+def load_onnx_backend(options: PredictOptions) -> tuple:
+    """(ONNX backend, its record): the graphs of ``--onnx``, or of the weights' export in the model home."""
+    from regionspot.inference.backends import open_backend
+
+    backend = open_backend(options.backend, options.weights, segmenter=options.segmenter,
+                           vision_language=options.vision_language, onnx_dir=options.onnx,
+                           log=lambda line: typer.echo(f"note: {line}"))
+    config = backend.runtime.graphs.config["regionspot_config"]
+    name = str(options.onnx) if options.onnx is not None else options.weights or "shapesworld"
+    return backend, {"name": name, "segmenter": config.get("segmenter"), "vision_language": config.get("vision_language"),
+                     "backend": options.backend}
 
 
 @app.command()
@@ -208,6 +225,11 @@ def predict(
     fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that `regionspot guard` found accurate and faster than fp32 on this machine.")] = PredictOptions.fast,
     max_megapixels: Annotated[float | None, typer.Option(help="Decode image files up to this many megapixels (default: PIL's "
                                                                 "decompression-bomb limit, 89.5; or $REGIONSPOT_MAX_MEGAPIXELS).")] = PredictOptions.max_megapixels,
+    backend: Annotated[str, typer.Option(help="What runs the model: torch, or its exported ONNX graphs on the CPU under "
+                                              "onnxruntime, onnxruntime-int8, openvino or openvino-bf16 (given boxes or "
+                                              "points only; see docs/export.md).")] = PredictOptions.backend,
+    onnx: Annotated[Path | None, typer.Option(help="An ONNX backend: the folder of `regionspot export onnx --out DIR` (default: "
+                                                   "the model's export kept in the model home, made on first use).")] = PredictOptions.onnx,
 ) -> None:
     """Label regions (boxes, points, or --everything the segmenter finds) of one or many images; write JSON
     (schema regionspot.result/1, see docs/output.md) and pictures.
@@ -261,9 +283,12 @@ def predict_one(options: PredictOptions, inputs: Inputs) -> None:
     checks.check_writable(out, viz, options.explain)
     start = time.perf_counter()
     image, picture, inputs = read_image(options, inputs)
-    model, record = load_model(options)
+    if options.backend != "torch" and inputs.boxes is None and inputs.points is None:
+        raise RegionSpotError(f"--backend {options.backend} labels the regions it is given: pass --boxes or --points "
+                              "(everything mode needs --backend torch).")
+    predictor, record = load_model(options)
     loaded = time.perf_counter()
-    predictor, result = label(model, picture, inputs, options, want_masks=viz is not None or options.masks)
+    result = label(predictor, picture, inputs, options, want_masks=viz is not None or options.masks)
     done = time.perf_counter()
     written = write_outputs(options, image, predictor, result, record, out, viz,
                             {"load": round(loaded - start, 3), "predict": round(done - loaded, 3)})
@@ -298,12 +323,9 @@ def read_image(options: PredictOptions, inputs: Inputs):
     return image, picture, Inputs(names, boxes, points)
 
 
-def label(model, picture, inputs: Inputs, options: PredictOptions, want_masks: bool):
-    """(predictor, RegionResult): the prompted regions labelled, or without prompts (or with --everything) the
-    regions the segmenter proposes; its notes printed."""
-    from regionspot.inference.predictor import RegionSpotPredictor
-
-    predictor = RegionSpotPredictor(model)
+def label(predictor, picture, inputs: Inputs, options: PredictOptions, want_masks: bool):
+    """The RegionResult: the prompted regions labelled by ``predictor`` (a backend), or without prompts (or with
+    --everything) the regions the segmenter proposes; its notes printed."""
     predictor.set_image(picture)
     predictor.set_vocabulary(inputs.names)
     want_attention = options.explain is not None
@@ -321,7 +343,7 @@ def label(model, picture, inputs: Inputs, options: PredictOptions, want_masks: b
                                    return_masks=want_masks, return_attention=want_attention)
     for message in result.messages:
         typer.echo(f"note: {message}")
-    return predictor, result
+    return result
 
 
 def write_outputs(options: PredictOptions, image: Path, predictor, result, model: dict, out: Path, viz: Path | None,

@@ -212,6 +212,7 @@ def concat_results(first: RegionResult, second: RegionResult) -> RegionResult:
         topk_confidence=cat(first.topk_confidence, second.topk_confidence),
         points=concat_points(first, second),
         prompts=None if first.prompts is None or second.prompts is None else first.prompts + second.prompts,
+        logits=cat(first.logits, second.logits),
     )
 
 

@@ -40,6 +40,9 @@ class PredictOptions:
         segmenter / vision_language: backbone overrides (registered name, hub id or folder).
     top_k: classes per region. device: None: the best available. fast: the fastest numerics that passed
         their accuracy guard here. max_megapixels: the largest image file decoded (None: PIL's limit).
+    backend: what runs the model (``inference.backends.BACKENDS``): "torch", or the exported ONNX graphs under
+        "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16" (given regions only; CPU). onnx: the
+        folder of exported graphs an ONNX backend runs (None: the weights' export kept in the model home).
     """
 
     images: list[Path] | None = None
@@ -73,6 +76,8 @@ class PredictOptions:
     device: str | None = None
     fast: bool = False
     max_megapixels: float | None = None
+    backend: str = "torch"
+    onnx: Path | None = None
 
     def validate(self) -> None:
         """Raise one user error naming the field (in backticks) of the first bad value; reads no file."""
@@ -93,6 +98,27 @@ class PredictOptions:
             raise ImageError(f"`max_megapixels` must be a positive number, got {self.max_megapixels}.")
         if self.output_format not in OUTPUT_FORMATS:
             raise RegionSpotError(f"`output_format` must be json or coco, got {self.output_format!r}.")
+        self.validate_backend()
+
+    def validate_backend(self) -> None:
+        """The backend's own refusals: an unknown name, and what the ONNX backends do not do."""
+        from regionspot.inference.backends import backend_spec
+
+        if backend_spec(self.backend).engine is None:
+            if self.onnx is not None:
+                raise RegionSpotError("`onnx` names exported graphs for an ONNX backend: add `backend` onnxruntime "
+                                      "(or openvino), or drop `onnx`.")
+            return
+        refused = [("fast", self.fast, "picks torch numerics"), ("everything", self.everything, "needs the segmenter's "
+                   "proposals"), ("explain", self.explain is not None, "draws torch attention maps"),
+                   ("device", self.device not in (None, "cpu"), "runs on a GPU")]
+        for name, given, why in refused:
+            if given:
+                raise RegionSpotError(f"`{name}` {why}, which only `backend` torch does; drop `{name}` or use "
+                                      f"`backend` torch.")
+        if self.onnx is not None and (self.weights is not None or self.segmenter or self.vision_language):
+            raise RegionSpotError("Pass `onnx` DIR (exported graphs) or the weights (`model`, `head`, `segmenter`, "
+                                  "`vision_language`), not both.")
 
     @property
     def weights(self) -> str | None:
@@ -102,7 +128,8 @@ class PredictOptions:
     @property
     def embedded(self) -> bool:
         """Whether the embedded ShapesWorld model answers (no other weights or backbones named)."""
-        return self.weights in (None, "shapesworld") and self.segmenter is None and self.vision_language is None
+        return (self.weights in (None, "shapesworld") and self.segmenter is None and self.vision_language is None
+                and self.onnx is None)
 
     @property
     def decode_limit(self) -> int | None:

@@ -65,7 +65,7 @@ def _prompt_tensors(
     return box_tensor, point_tensor, label_tensor
 
 
-def _prompt_records(
+def prompt_records(
     boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
 ) -> list[dict]:
     """One JSON-ready record per region of the prompts it was given (``RegionResult.prompts``).
@@ -89,7 +89,11 @@ class RegionSpotPredictor:
     >>> predictor = RegionSpotPredictor(RegionSpot.from_pretrained())
     >>> predictor.set_image("photo.jpg"); predictor.set_vocabulary(["cat", "dog"])
     >>> result = predictor.predict(boxes=[[10, 20, 200, 240]])
+
+    It is the torch backend of ``inference/backends.py`` (``backend`` "torch").
     """
+
+    backend = "torch"
 
     def __init__(
         self, model: RegionSpot, text_cache_dir: str | None = None, chunk_size: int = 16, vocabularies_kept: int = 4
@@ -226,13 +230,13 @@ class RegionSpotPredictor:
 
         n = seg.tokens.shape[0]
         vocab = self._vocabulary or []
-        prompts = _prompt_records(box_tensor, point_tensor, label_tensor)
+        prompts = prompt_records(box_tensor, point_tensor, label_tensor)
         if n == 0:
             empty = np.zeros((0,), np.float32)
             return RegionResult(np.zeros((0, 4), np.float32), [], np.zeros((0,), np.int64), empty,
                                 np.zeros((0, len(vocab)), np.float32), np.zeros((0, 0), np.int64),
                                 np.zeros((0, 0), np.float32), empty, vocab, self._state.original_size,
-                                None, messages, prompts=prompts)
+                                None, messages, prompts=prompts, logits=np.zeros((0, len(vocab)), np.float32))
         out = self.model(seg.tokens[None], self._feature_map, self._text, return_attention=return_attention)
         logits = out.logits[0]  # (N, V)
         attention = None
@@ -262,5 +266,6 @@ class RegionSpotPredictor:
             topk_confidence=topk_confidence,
             points=None if point_tensor is None else point_tensor.numpy().astype(np.float32),
             prompts=prompts,
+            logits=logits.float().cpu().numpy(),
         )
 

@@ -62,6 +62,8 @@ class RegionResult:
         (class token first) in each of its L layers, from the forward that gave ``probs``; or None.
     points: (N, P, 2) float32 xy original-image pixels, the point prompts of each region; None when the
         regions were not prompted by points.
+    logits: (N, V) float32 the head's logits (CLIP's logit scale × cosine) that ``probs`` is the softmax of;
+        None: not recorded. What the accuracy guard compares between backends and paths.
     """
 
     boxes: np.ndarray
@@ -81,6 +83,7 @@ class RegionResult:
     topk_confidence: np.ndarray | None = None
     points: np.ndarray | None = None
     prompts: list[dict[str, Any]] | None = None
+    logits: np.ndarray | None = None
 
     def take(self, index) -> RegionResult:
         """The regions ``index`` (int array, in that order), every per-region field alike; vocabulary, image

@@ -25,7 +25,7 @@ from regionspot.data.pixels import (
     sam_resize_pad,
 )
 from regionspot.errors import OnnxModelError, PromptError, RegionSpotError
-from regionspot.runtime.graphs import OnnxGraphs
+from regionspot.runtime.graphs import open_graphs
 from regionspot.runtime.postprocess import (
     calibrated_confidence,
     l2_normalize,
@@ -48,7 +48,8 @@ class OnnxRegions:
 
     boxes (N, 4) float32 XYXY original pixels (clipped to the image; for point prompts the masks' tight boxes);
     labels, class_ids (N,), scores (N,) the top class's probability; probs (N, V); topk_ids, topk_scores (N, k);
-    confidence (N,) the displayed confidence (display temperature); iou (N,) SAM's predicted IoU; logits (N, V);
+    confidence (N,) the displayed confidence (display temperature), topk_confidence (N, k) the same for each
+    of the top-k classes; iou (N,) SAM's predicted IoU; logits (N, V);
     tokens (N, C) the position-aware tokens; low_res_masks (N, h, w) mask logits (None without masks).
     """
 
@@ -67,6 +68,7 @@ class OnnxRegions:
     low_res_masks: np.ndarray | None = None
     mask_frame: tuple[int, tuple[int, int]] | None = None  # (pad_size, resized (h', w'))
     vocabulary: list[str] = field(default_factory=list)
+    topk_confidence: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -94,14 +96,15 @@ class OnnxRegionSpot:
     >>> model.set_image("photo.jpg"); model.set_vocabulary(["red circle", "blue square"])
     >>> regions = model.predict(boxes=[[10, 20, 200, 240]])
 
-    folder: the export folder; threads: intra-op threads per graph (0: ONNX Runtime's default);
-    providers: ONNX Runtime execution providers (default CPU). Raises OnnxModelError for a folder of another
+    folder: the export folder; threads: intra-op threads per graph (0: the engine's default);
+    providers: ONNX Runtime execution providers (default CPU). engine: "onnxruntime" (default) or "openvino"
+    (``runtime/graphs.py``); precision: "fp32", or with OpenVINO "bf16". Raises OnnxModelError for a folder of another
     format or of mixed models, or a head whose CLIP resize the runtime does not implement.
     """
 
     def __init__(self, folder: str | Path, threads: int = 0, providers: list[str] | None = None,
-                 chunk_size: int = 16) -> None:
-        self.graphs = OnnxGraphs(folder, threads=threads, providers=providers)
+                 chunk_size: int = 16, engine: str = "onnxruntime", precision: str = "fp32") -> None:
+        self.graphs = open_graphs(folder, engine, threads=threads, precision=precision, providers=providers)
         config = self.graphs.config
         self.sam, self.clip, self.text = config["sam"], config["clip"], config["text"]
         self.display_temperature = float(config["regionspot_config"].get("display_temperature", 1.0))
@@ -165,10 +168,24 @@ class OnnxRegionSpot:
         warnings.warn(f"A prompt is longer than the text encoder's {limit} tokens and was truncated.", stacklevel=4)
         return ids[: limit - 1] + ids[-1:]
 
-    def set_vocabulary(self, class_names: Sequence[str]) -> None:
-        """Embed the class names for every following ``predict``."""
-        self._text = self.text_embeddings(class_names)
-        self._vocabulary = validate_vocabulary(list(class_names), self.text["name_style"])
+    @property
+    def vocabulary_embeddings(self) -> np.ndarray | None:
+        """(V, D) float32 the L2-normalised embeddings of the last ``set_vocabulary`` (None: none yet)."""
+        return self._text
+
+    @property
+    def vocabulary(self) -> list[str] | None:
+        """The class names of the last ``set_vocabulary`` (None: none yet)."""
+        return None if self._vocabulary is None else list(self._vocabulary)
+
+    def set_vocabulary(self, class_names: Sequence[str], text_embeddings: np.ndarray | None = None) -> None:
+        """Embed the class names for every following ``predict`` (``text_embeddings``: their (V, D) embeddings
+        from an earlier :meth:`text_embeddings` of this model, e.g. kept on disk, instead)."""
+        names = validate_vocabulary(list(class_names), self.text["name_style"])
+        if text_embeddings is not None and np.shape(text_embeddings)[0] != len(names):
+            raise ValueError(f"{len(names)} names but {np.shape(text_embeddings)[0]} text embeddings.")
+        self._text = self.text_embeddings(names) if text_embeddings is None else np.asarray(text_embeddings, np.float32)
+        self._vocabulary = names
 
     # --- prediction ---------------------------------------------------------------------------------
     def predict(self, boxes=None, points=None, point_labels=None, top_k: int = 5, return_masks: bool = True) -> OnnxRegions:
@@ -201,6 +218,7 @@ class OnnxRegionSpot:
             confidence=confidence[:, 0].copy(), iou=iou, logits=logits, tokens=tokens, image_size=(height, width),
             low_res_masks=low_res if return_masks or box_array is None else None,
             mask_frame=(self.sam["pad_size"], self._reshaped), vocabulary=list(self._vocabulary),
+            topk_confidence=confidence,
         )
         if box_array is None:
             regions.boxes = mask_boxes(regions.masks())

@@ -159,3 +159,18 @@ def test_export_cli_refuses_bad_options_in_one_line(tmp_path):
     assert result.exit_code == 2 and "is a file; pass a folder" in result.output
     result = CliRunner().invoke(app, ["export", "onnx", "--out", str(tmp_path / "x"), "--model", "BB", "--head", "h"])
     assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_sam_encoder_with_a_chunked_bias_keeps_its_dynamic_batch(tiny_model_dir, model, tmp_path, monkeypatch):
+    """At full size SAM's global attention builds its bias in bands whose count depends on the batch; a graph
+    traced at batch 2 must still run at batch 1 (the export traces one band)."""
+    import regionspot.backbones.sam_attention as sam_attention
+
+    monkeypatch.setattr(sam_attention, "CHUNK_ELEMENTS", 64)  # many bands even for the tiny SAM
+    out = tmp_path / "chunked"
+    result = CliRunner().invoke(app, ["export", "onnx", "--head", str(tiny_model_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    side = model.segmenter.preprocess.pad_size
+    pixels = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        close(run(out, "sam_image_encoder", pixels)[0], model.segmenter.model.get_image_embeddings(pixels))

@@ -99,3 +99,18 @@ def test_the_example_script_labels_regions_without_torch_or_transformers(folder)
     payload = json.loads(result.stdout[: result.stdout.rindex("IMPORTED")])
     assert [region["label"] for region in payload["regions"]][1] == "red square"
     assert len(payload["regions"]) == 2 and len(payload["regions"][0]["top"]) == 3
+
+
+def test_openvino_runs_the_same_graphs(folder, both):
+    pytest.importorskip("openvino")
+    runtime, _ = both
+    boxes = json.loads((assets_dir() / "shapesworld" / "example.json").read_text())["boxes"]
+    expected = runtime.predict(boxes=boxes, top_k=5)
+    openvino = OnnxRegionSpot(folder, threads=1, engine="openvino")
+    assert openvino.graphs.model == runtime.graphs.model
+    openvino.set_image(EXAMPLE)
+    openvino.set_vocabulary(runtime.vocabulary)
+    got = openvino.predict(boxes=boxes, top_k=5)
+    assert got.labels == expected.labels
+    np.testing.assert_allclose(got.logits, expected.logits, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got.tokens, expected.tokens, atol=1e-4, rtol=0)

@@ -8,6 +8,7 @@ folder's ``config``, ``model`` and ``tokenizer_path``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -110,11 +111,7 @@ class OpenVinoGraphs(_FolderGraphs):
     def __init__(self, folder: str | Path, threads: int = 0, precision: str = "fp32") -> None:
         if precision not in OPENVINO_PRECISIONS:
             raise ValueError(f"precision must be one of {tuple(OPENVINO_PRECISIONS)}, got {precision!r}.")
-        try:
-            import openvino
-        except ImportError:
-            raise OnnxModelError("The OpenVINO backend needs openvino: pip install 'regionspot[openvino]'.") from None
-        self._core = openvino.Core()
+        self._core = openvino_core()
         self._config = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)
@@ -136,6 +133,18 @@ class OpenVinoGraphs(_FolderGraphs):
         request = self.sessions[name]
         outputs = request.infer(inputs)  # by output port; a port may carry several tensor names
         return [outputs[output] for output in GRAPHS[name].outputs]
+
+
+@functools.cache
+def openvino_core() -> object:
+    """The process's one ``openvino.Core``: a second Core in a process that has compiled models can crash it
+    (a segmentation fault in a native thread, seen after torch work in the same process), so every OpenVINO
+    folder compiles through this one."""
+    try:
+        import openvino
+    except ImportError:
+        raise OnnxModelError("The OpenVINO backend needs openvino: pip install 'regionspot[openvino]'.") from None
+    return openvino.Core()
 
 
 def open_graphs(folder: str | Path, engine: str = "onnxruntime", threads: int = 0, precision: str = "fp32",

@@ -7,7 +7,8 @@ Measures, in one process and one run (so every ratio is side by side):
   with SAM-style init, same FLOPs as the real ones): FLOPs counted by ``FlopCounterMode`` (CPU SDPA
   registered), seconds and % of the matching peak, for the plain reference pipeline (straight
   transformers calls, fp32, eager, one decoder call, full-size masks) and each library path
-  (``fp32`` default, ``bf16``, ``int8``; see ``regionspot.inference.fast``);
+  (``fp32`` default, ``bf16``, ``int8``; see ``regionspot.inference.fast``) and each ONNX backend (the model
+  exported once into the work folder; ``speed_backends.py``);
 - text encoding (names × 81 templates, cold): reference (padded to 77, input order) vs sorted batches;
 - ``regionspot predict`` CLI wall time (text cached) minus the in-process model compute = start-up overhead;
 - peak RSS of ``regionspot predict --viz`` with the embedded model on a big image with many boxes.
@@ -35,6 +36,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed_backends import BACKEND_PATHS, backend_rows, export_folders  # noqa: E402
 from speed_tools import (  # noqa: E402
     ReferencePipeline,
     best_peak,
@@ -153,6 +155,12 @@ def _peak_rss_gb(args, work: Path) -> float:
     return int(done.stdout.split()[-1]) / 1e6  # kB → GB
 
 
+def _has_openvino() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
 def _gemm_probes() -> dict[str, dict]:
     """This machine's GEMM peak now, fp32 and bf16 (``gemm_peak_probe``: several shapes, best of repeats)."""
     return {"fp32": gemm_peak_probe(torch.float32), "bf16": gemm_peak_probe(torch.bfloat16)}
@@ -179,7 +187,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared, loaded machine)")
     parser.add_argument("--variant", default="BL", choices=("BB", "BL", "BL@336"), help="architecture (random weights)")
     parser.add_argument("--boxes", default="1,12", help="box counts, comma-separated")
-    parser.add_argument("--paths", default="reference,fp32,bf16,int8")
+    parser.add_argument("--paths", default="reference,fp32,bf16,int8," + ",".join(BACKEND_PATHS),
+                        help="torch paths (reference, fp32, bf16, int8, compile) and ONNX backends, comma-separated")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--text-names", type=int, default=4, help="class names (× 81 templates) for text encoding")
     parser.add_argument("--big-mp", type=float, default=12.0, help="megapixels of the peak-RSS image")
@@ -233,8 +242,12 @@ def main() -> None:
     model = None
     gc.collect()
 
-    wanted = [p for p in args.paths.split(",") if p in ("reference", "fp32", "compile") or p in candidate_paths("cpu")]
+    asked = args.paths.split(",")
+    wanted = [p for p in asked if p in ("reference", "fp32", "compile") or p in candidate_paths("cpu")]
+    backends = [p for p in asked if p in BACKEND_PATHS and (p.startswith("onnxruntime") or _has_openvino())]
     seconds: dict[str, dict[str, float]] = {}
+    if backends:  # exported before any timing, so the export's memory is gone when the stages run
+        folders = export_folders(root / "head.safetensors", args.work / "home", backends)
     for path in wanted:
         model = RegionSpot.from_pretrained(root / "head.safetensors", device="cpu",
                                            fast_path=None if path == "reference" else path)
@@ -243,6 +256,13 @@ def main() -> None:
             rows["text"] = _text_seconds(model, prompts, reference=path == "reference")
         seconds[path] = rows
         model = None
+        _save_partial(args.out, {"machine": machine, "flops": flops, "seconds": seconds})
+        gc.collect()
+        print(f"# {path} done", file=sys.stderr, flush=True)
+
+    for path in backends:
+        seconds[path] = backend_rows(path, folders, image, boxes.numpy(), counts, text.numpy(), names, args.threads,
+                                     args.repeats)
         _save_partial(args.out, {"machine": machine, "flops": flops, "seconds": seconds})
         gc.collect()
         print(f"# {path} done", file=sys.stderr, flush=True)

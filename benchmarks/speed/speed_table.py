@@ -42,7 +42,7 @@ def markdown(report: dict) -> str:
     machine, flops, seconds = report["machine"], report["flops"], report["seconds"]
     paths = list(seconds)
     variant = machine.get("variant", "BL")
-    peaks = {p: machine["gemm_bf16_gflops"] if p == "bf16" else machine["gemm_fp32_gflops"] for p in paths}
+    peaks = {p: machine["gemm_bf16_gflops"] if p.endswith("bf16") else machine["gemm_fp32_gflops"] for p in paths}
     lines = [
         f"Variant {variant}. CPU: {machine['cpu']} ({machine['flags']}); torch {machine['torch']}, {machine['threads']} thread(s); "
         f"measured GEMM peak fp32 {machine['gemm_fp32_gflops']:.0f} GFLOP/s, bf16 {machine['gemm_bf16_gflops']:.0f} GFLOP/s"
@@ -50,8 +50,10 @@ def markdown(report: dict) -> str:
            if "gemm_fp32_sam_mlp_gflops" in machine else "."),
         *_probe_lines(machine),
         "",
-        "Cells: median seconds · % of the path's GEMM peak (bf16 peak for bf16, fp32 peak otherwise; int8 against "
-        "fp32) · speed-up over the reference in the same run.",
+        "Cells: median seconds · % of the path's GEMM peak (bf16 peak for the bf16 paths, fp32 peak otherwise; int8 "
+        "against fp32) · speed-up over the reference in the same run. Torch paths: fp32 (the default), bf16, int8 "
+        "(`--fast`'s candidates); ONNX backends: the exported graphs (`--backend`), whose decoder row with masks "
+        "includes making the full-size masks from the low-resolution logits.",
         "",
         "| stage | GFLOP | " + " | ".join(paths) + " |",
         "|---|---|" + "---|" * len(paths),

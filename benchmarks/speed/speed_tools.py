@@ -7,7 +7,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -104,19 +103,16 @@ def best_peak(*probes: dict) -> float:
 
 def cpu_flag_line() -> str:
     """AVX2 / AVX-512 / BF16 / AMX flags of this CPU, from /proc/cpuinfo."""
-    from regionspot.utils.precision import cpu_flags
+    from regionspot.utils.cpu import cpu_flags
 
     return ", ".join(sorted(cpu_flags())) or "unknown"
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+    """This CPU's model name (``regionspot.utils.cpu``)."""
+    from regionspot.utils.cpu import cpu_model as model
+
+    return model()
 
 
 # ------------------------------------------------------------------------------- reference pipeline

@@ -227,7 +227,8 @@ def predict(
                                                                 "decompression-bomb limit, 89.5; or $REGIONSPOT_MAX_MEGAPIXELS).")] = PredictOptions.max_megapixels,
     backend: Annotated[str, typer.Option(help="What runs the model: torch, or its exported ONNX graphs on the CPU under "
                                               "onnxruntime, onnxruntime-int8, openvino or openvino-bf16 (given boxes or "
-                                              "points only; see docs/export.md).")] = PredictOptions.backend,
+                                              "points only; see docs/export.md); auto: the fastest that passed "
+                                              "`regionspot guard --backend` on this machine, else torch.")] = PredictOptions.backend,
     onnx: Annotated[Path | None, typer.Option(help="An ONNX backend: the folder of `regionspot export onnx --out DIR` (default: "
                                                    "the model's export kept in the model home, made on first use).")] = PredictOptions.onnx,
 ) -> None:
@@ -252,12 +253,24 @@ def run_predict(options: PredictOptions) -> int:
     """``predict``'s steps: check the options, read the inputs, label one image or many; the exit status."""
     options = check_options(options)
     inputs = read_inputs(options)
+    options = settle_backend(options, inputs)
     if is_many(options):
         from regionspot.cli.predict_many import predict_many
 
         return predict_many(options, check_many(options, inputs), inputs.boxes, inputs.points, load_model)
     predict_one(options, inputs)
     return 0
+
+
+def settle_backend(options: PredictOptions, inputs: Inputs) -> PredictOptions:
+    """``options`` with ``--backend auto`` resolved (``PredictOptions.resolve_backend``); the reason printed when
+    the guard's verdicts decided."""
+    has_prompts = (inputs.boxes is not None or inputs.points is not None or options.prompts_file is not None
+                   or (not options.images and not options.everything))  # the bundled example brings its boxes
+    name, line = options.resolve_backend(has_prompts)
+    if line:
+        typer.echo(f"note: {line}")
+    return dataclasses.replace(options, backend=name)
 
 
 def check_many(options: PredictOptions, inputs: Inputs) -> list[str]:

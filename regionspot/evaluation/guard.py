@@ -215,13 +215,15 @@ def _speed_cells(speed: PathSpeed | None) -> str:
     return (f"{1e3 * speed.seconds:.1f} / {1e3 * speed.fp32_seconds:.1f} | {speed.speedup:.2f}× | {verdict}")
 
 
-def guard_table(rows: list[GuardRow], device: str = "cpu") -> list[str]:
+def guard_table(rows: list[GuardRow], device: str = "cpu", backends: bool = False) -> list[str]:
     """The guard's Markdown table, one row per path: logit error, agreement with fp32, GT top-1, accuracy verdict;
     ms per image against fp32's, speed-up and speed verdict (:func:`~regionspot.inference.fast.pays_off`); and
-    whether ``--fast`` may pick the path on ``device`` (both verdicts, and one of its candidates)."""
-    candidates = candidate_paths(device)
+    whether ``--fast`` may pick the path on ``device`` (both verdicts, and one of its candidates) — for
+    ``backends`` rows (reference: the torch fp32 backend), whether ``--backend auto`` may pick it."""
+    candidates = [row.path for row in rows] if backends else candidate_paths(device)
+    picker = "--backend auto may pick" if backends else "--fast may pick"
     lines = ["| path | regions | max abs Δlogit | mean abs Δlogit | top-1 agree | top-1 agree up to ties | top-5 overlap "
-             "| GT top-1 (path / fp32) | accuracy | ms / image (path / fp32) | speed-up | speed | --fast may pick |",
+             f"| GT top-1 (path / fp32) | accuracy | ms / image (path / fp32) | speed-up | speed | {picker} |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         r = row.result

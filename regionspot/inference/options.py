@@ -41,8 +41,10 @@ class PredictOptions:
     top_k: classes per region. device: None: the best available. fast: the fastest numerics that passed
         their accuracy guard here. max_megapixels: the largest image file decoded (None: PIL's limit).
     backend: what runs the model (``inference.backends.BACKENDS``): "torch", or the exported ONNX graphs under
-        "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16" (given regions only; CPU). onnx: the
-        folder of exported graphs an ONNX backend runs (None: the weights' export kept in the model home).
+        "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16" (given regions only; CPU); "auto": the
+        fastest backend that passed ``regionspot guard --backend`` on this machine for this model, torch otherwise
+        (``inference/backend_choice.py``; :meth:`resolve_backend`). onnx: the folder of exported graphs an ONNX
+        backend runs (None: the weights' export kept in the model home).
     """
 
     images: list[Path] | None = None
@@ -76,7 +78,7 @@ class PredictOptions:
     device: str | None = None
     fast: bool = False
     max_megapixels: float | None = None
-    backend: str = "torch"
+    backend: str = "auto"
     onnx: Path | None = None
 
     def validate(self) -> None:
@@ -102,8 +104,11 @@ class PredictOptions:
 
     def validate_backend(self) -> None:
         """The backend's own refusals: an unknown name, and what the ONNX backends do not do."""
+        from regionspot.inference.backend_choice import AUTO
         from regionspot.inference.backends import backend_spec
 
+        if self.backend == AUTO:
+            return
         if backend_spec(self.backend).engine is None:
             if self.onnx is not None:
                 raise RegionSpotError("`onnx` names exported graphs for an ONNX backend: add `backend` onnxruntime "
@@ -119,6 +124,22 @@ class PredictOptions:
         if self.onnx is not None and (self.weights is not None or self.segmenter or self.vision_language):
             raise RegionSpotError("Pass `onnx` DIR (exported graphs) or the weights (`model`, `head`, `segmenter`, "
                                   "`vision_language`), not both.")
+
+    def resolve_backend(self, has_prompts: bool) -> tuple[str, str | None]:
+        """The backend "auto" stands for (any other name as given), and a line saying why when the guard's verdicts
+        chose: with ``onnx`` DIR, onnxruntime; torch where the request needs it (no prompts: everything mode;
+        attention maps; ``fast``; a GPU)."""
+        from regionspot.inference.backend_choice import AUTO, choose_backend, model_key
+
+        if self.backend != AUTO:
+            return self.backend, None
+        if self.onnx is not None:
+            return "onnxruntime", None
+        needs = [why for why, given in (("everything mode", self.everything or not has_prompts),
+                                        ("`explain`", self.explain is not None), ("`fast`", self.fast),
+                                        ("a GPU `device`", self.device not in (None, "cpu"))) if given]
+        return choose_backend(model_key(self.weights, self.segmenter, self.vision_language),
+                              needs_torch=needs[0] if needs else None)
 
     @property
     def weights(self) -> str | None:

@@ -188,6 +188,27 @@ class OnnxRegionSpot:
         self._vocabulary = names
 
     # --- prediction ---------------------------------------------------------------------------------
+    def decode(self, boxes: np.ndarray | None, points=None, point_labels=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """SAM's prompt graph on the image of ``set_image``: boxes (N, 4) XYXY as checked by ``validate_boxes``
+        and/or points (N, P, 2) xy, original-image pixels -> tokens (N, C), IoU (N,), low-resolution mask logits
+        (N, 256, 256) in the padded encoder frame; ``chunk_size`` prompts per graph call."""
+        coords, labels = sam_prompts(boxes, points, point_labels, self._image_size, self._reshaped)
+        tokens, iou, low_res = [], [], []
+        for start in range(0, len(coords), self.chunk_size):
+            part = slice(start, start + self.chunk_size)
+            out = self.graphs.run("sam_prompt", image_embeddings=self._embeddings, points=coords[part], point_labels=labels[part])
+            for store, value in zip((tokens, iou, low_res), out):
+                store.append(value)
+        if not tokens:
+            raise PromptError("Give the regions to recognise: boxes=[[x1, y1, x2, y2], ...] or points=[[x, y], ...].")
+        return tuple(np.concatenate(v) for v in (tokens, iou, low_res))
+
+    def head_logits(self, tokens: np.ndarray) -> np.ndarray:
+        """(N, V) logits of N region tokens (N, C) against the vocabulary of ``set_vocabulary``, with the CLIP
+        map of ``set_image``."""
+        logits, _ = self.graphs.run("head", tokens=tokens[None], feature_map=self._feature_map, text_embeddings=self._text)
+        return logits[0]
+
     def predict(self, boxes=None, points=None, point_labels=None, top_k: int = 5, return_masks: bool = True) -> OnnxRegions:
         """Recognise N regions: boxes (N, 4) XYXY and/or points (N, P, 2) xy (labels (N, P): 1 foreground,
         0 background; default 1), original-image pixels. See :class:`OnnxRegions`."""
@@ -197,18 +218,8 @@ class OnnxRegionSpot:
             raise RegionSpotError("Call set_vocabulary([...class names...]) before predict().")
         height, width = self._image_size
         box_array = None if boxes is None else validate_boxes(boxes, height, width)
-        coords, labels = sam_prompts(box_array, points, point_labels, (height, width), self._reshaped)
-        tokens, iou, low_res = [], [], []
-        for start in range(0, len(coords), self.chunk_size):
-            part = slice(start, start + self.chunk_size)
-            out = self.graphs.run("sam_prompt", image_embeddings=self._embeddings, points=coords[part], point_labels=labels[part])
-            for store, value in zip((tokens, iou, low_res), out):
-                store.append(value)
-        if not tokens:
-            raise PromptError("Give the regions to recognise: boxes=[[x1, y1, x2, y2], ...] or points=[[x, y], ...].")
-        tokens, iou, low_res = (np.concatenate(v) for v in (tokens, iou, low_res))
-        logits, _ = self.graphs.run("head", tokens=tokens[None], feature_map=self._feature_map, text_embeddings=self._text)
-        logits = logits[0]  # (N, V)
+        tokens, iou, low_res = self.decode(box_array, points, point_labels)
+        logits = self.head_logits(tokens)
         probs, top_scores, top_ids = top_classes(logits, top_k)
         confidence = calibrated_confidence(logits, top_ids, self.display_temperature)
         regions = OnnxRegions(

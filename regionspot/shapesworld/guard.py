@@ -41,14 +41,16 @@ def run_ci_subset_guard(paths: list[str], num_images: int = 16, device: str = "c
 
 
 def run_ci_subset_backend_guard(backends: list[str], num_images: int = 16, threads: int = 0,
-                                work: Path | None = None, onnx_dir: Path | None = None) -> list[GuardRow]:
+                                work: Path | None = None, onnx_dir: Path | None = None,
+                                record: bool = False) -> list[GuardRow]:
     """Guard each of ``backends`` (``inference.backends.BACKENDS``) against the torch fp32 backend with the embedded
     model on the first ``num_images`` CI-subset val images (regenerated into ``work``, default a temporary folder);
-    onnx_dir: the embedded model's exported graphs (None: its export kept in the model home)."""
+    onnx_dir: the embedded model's exported graphs (None: its export kept in the model home); record: keep the
+    verdicts for ``--backend auto``."""
     from regionspot.evaluation.backend_guard import run_backend_guard
 
     with tempfile.TemporaryDirectory(prefix="regionspot-guard-") as tmp:
         root = Path(work or tmp)
         info = regenerate_ci_subset(root / "data", num_images)
         return run_backend_guard(backends, info["val_json"], info["image_root"], num_images, onnx_dir=onnx_dir,
-                                 threads=threads, text_cache_dir=root / "text")
+                                 threads=threads, text_cache_dir=root / "text", record=record)

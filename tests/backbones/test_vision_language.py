@@ -13,7 +13,8 @@ from transformers import CLIPModel
 from regionspot.backbones.base import VisionLanguage
 from regionspot.backbones.clip_inputs import preprocess_images
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
-from regionspot.backbones.vision_language import PromptTruncatedWarning, SiglipAdapter, load_vision_language
+from regionspot.backbones.siglip import SiglipAdapter
+from regionspot.backbones.vision_language import PromptTruncatedWarning, load_vision_language
 from regionspot.errors import WeightsNotFoundError
 
 

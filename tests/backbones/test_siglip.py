@@ -111,3 +111,26 @@ def test_bf16_numerics(folder):
     assert lossy.dtype == torch.float32 and not torch.equal(lossy, reference_map)
     torch.testing.assert_close(lossy, reference_map, atol=0.1, rtol=0.05)
     assert adapter.encode_text(PROMPTS[:2]).shape == (2, 32)
+
+
+def test_the_model_scores_with_the_bias(siglip2):
+    """RegionSpot.forward adds SigLIP's bias to every logit (score_regions' sigmoid form)."""
+    from types import SimpleNamespace
+
+    from regionspot.config import HeadConfig, RegionSpotConfig
+    from regionspot.model import RegionSpot
+    from regionspot.modeling.head import RegionSpotHead
+    from regionspot.modeling.scoring import score_regions
+
+    torch.manual_seed(0)
+    head = RegionSpotHead(HeadConfig(token_dim=16, feature_dim=32, embed_dim=32, depth=1, num_heads=2, ffn_dim=64,
+                                     dropout=0.0)).eval()
+    segmenter = SimpleNamespace(token_dim=16, model_id="sam")
+    model = RegionSpot(segmenter=segmenter, vision_language=siglip2, head=head, config=RegionSpotConfig())
+    tokens, fmap = torch.randn(1, 3, 16), siglip2.feature_map(_square_images()[:1])
+    text = siglip2.encode_text(PROMPTS)
+    with torch.no_grad():
+        logits = model(tokens, fmap, text).logits
+        plain = score_regions(head, tokens, fmap, text, siglip2.logit_scale).logits
+    assert model.logit_bias == pytest.approx(-2.5)
+    torch.testing.assert_close(logits, plain - 2.5)

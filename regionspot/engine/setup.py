@@ -167,6 +167,7 @@ class TrainingSetup:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)  # the backbones' weights, for the head
+    logit_bias: float | None = None  # the vision-language model's (SigLIP), added to every logit; None: CLIP
 
 
 def build_training(config: TrainConfig, device: Any, show_progress: bool = True) -> TrainingSetup:
@@ -202,4 +203,5 @@ def build_training(config: TrainConfig, device: Any, show_progress: bool = True)
     fingerprints = {"segmenter": caches[0].manifest.get("segmenter_fingerprint") or "",
                     "vision_language": vl.weights_fingerprint}
     return TrainingSetup(caches, vl, texts, float(vl.logit_scale), head,
-                         SigmoidFocalLoss(config.focal_alpha, config.focal_gamma), optimizer, scheduler, fingerprints)
+                         SigmoidFocalLoss(config.focal_alpha, config.focal_gamma), optimizer, scheduler, fingerprints,
+                         getattr(vl, "logit_bias", None))

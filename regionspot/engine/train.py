@@ -99,6 +99,7 @@ def train_step(
     logit_scale: float,
     clip_grad_norm: float | None = None,
     observe: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+    logit_bias: float | None = None,
 ) -> dict[str, float]:
     """Forward, loss averaged per region over the *global* batch, backward, clip, optimizer step.
 
@@ -109,6 +110,7 @@ def train_step(
     each produce the same update as one process with B images (DDP averages gradients over processes).
     Raises TrainingDivergedError (before touching the weights) when any process sees a non-finite loss.
     observe: called with (logits, labels, valid) after the step (the collapse check's predictions).
+    logit_bias: the vision-language model's bias (SigLIP's sigmoid form), None for CLIP.
     """
     device = accelerator.device
     tokens = batch.tokens.to(device)
@@ -118,7 +120,8 @@ def train_step(
     n_local = valid.sum().float()
     n_global = accelerator.reduce(n_local.clone(), reduction="sum") if accelerator.num_processes > 1 else n_local
     with accelerator.autocast():
-        logits = score_regions(head, tokens, fmap, text_embeddings, logit_scale, ~valid).logits  # (B, N, V)
+        logits = score_regions(head, tokens, fmap, text_embeddings, logit_scale, ~valid,
+                               logit_bias=logit_bias).logits  # (B, N, V)
     local_mean = criterion(logits, labels, valid)
     loss = local_mean * n_local / n_global.clamp(min=1.0) * accelerator.num_processes
     finite = torch.isfinite(loss.detach()).float().reshape(1)
@@ -159,7 +162,7 @@ def run_step(setup: TrainingSetup, head: nn.Module, optimizer: torch.optim.Optim
         batch.feature_map = online_feature_maps(setup.vision_language, cache, items, config.color_jitter, gen)
     torch.manual_seed(config.seed + 7919 * (step + 1) + rank)  # dropout draws of this step
     return train_step(head, setup.criterion, optimizer, accelerator, batch, setup.texts[dataset_index],
-                      setup.logit_scale, config.clip_grad_norm, observe)
+                      setup.logit_scale, config.clip_grad_norm, observe, setup.logit_bias)
 
 
 # --------------------------------------------------------------------------- the run

@@ -19,7 +19,14 @@ import numpy as np
 from PIL import Image
 
 from regionspot.shapesworld.shapes import rasterize_shape
-from regionspot.shapesworld.world import COLOURS, WORLD_PRESETS, RenderedObject, WorldConfig, background, paint_object
+from regionspot.shapesworld.world import (
+    COLOURS,
+    WORLD_PRESETS,
+    RenderedObject,
+    WorldConfig,
+    background,
+    paint_object,
+)
 
 CLIP_WORLD = WORLD_PRESETS["v2"]  # the embedded model's world
 MAX_OBJECTS = 4  # one per cell of a 2x2 grid

@@ -20,6 +20,10 @@ class ImageError(RegionSpotError):
     """The image could not be read or decoded."""
 
 
+class VideoError(ImageError):
+    """A video or frame folder cannot be read (missing, unreadable, unsupported codec, no such frame)."""
+
+
 class PromptError(RegionSpotError):
     """A box or point prompt is unusable (NaN, zero area, wrong shape)."""
 

@@ -14,7 +14,7 @@ PACKAGE = ROOT / "regionspot"
 # The library: what `import regionspot` and the predictor need. Applications sit on top of it.
 LIBRARY = ("backbones", "cache", "data", "inference", "masks", "modeling", "text", "utils",
            "checkpoint", "config", "errors", "model", "registry", "version", "weights",
-           "export", "runtime")
+           "export", "runtime", "video")
 APPLICATIONS = ("engine", "evaluation", "cli", "demo", "shapesworld", "testing")
 LEAVES = frozenset({"config", "errors", "masks", "utils", "version"})
 EVERYTHING = frozenset(LIBRARY + APPLICATIONS)
@@ -41,6 +41,7 @@ ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "runtime": frozenset({"data.images", "data.pixels", "text.templates", "errors", "version", "export.format"}),
     "weights.install": LEAVES | {"checkpoint", "backbones.convert"},
     "inference": frozenset(LIBRARY),
+    "video": frozenset(LIBRARY),
     "evaluation": frozenset(LIBRARY),
     "engine": frozenset(LIBRARY) | {"evaluation"},
     "shapesworld": EVERYTHING - {"cli", "testing"},

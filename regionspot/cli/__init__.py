@@ -1,5 +1,5 @@
 """The ``regionspot`` command line: predict | models | download | serve | convert | data | cache | train | propose |
-eval | calibrate | guard | shapesworld.
+eval | calibrate | guard | track | shapesworld.
 
 One module per command; this package is the only code that parses CLI strings or prints. Commands parse
 their arguments and call library functions.
@@ -19,6 +19,7 @@ from regionspot.cli import (  # noqa: F401  (registers the commands)
     propose,
     serve,
     shapesworld,
+    track,
     train,
 )
 from regionspot.cli.app import app, main

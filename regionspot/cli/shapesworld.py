@@ -56,3 +56,23 @@ def shapesworld_build(
     if report.is_file():
         typer.echo(report.read_text())
 
+
+
+@shapes_app.command("clip")
+@friendly
+def shapesworld_clip(
+    out: Annotated[Path, typer.Option(help="Output folder: frames/NNNNNN.png, clip.json (classes, boxes per frame).")] = Path("shapes_clip"),
+    frames: Annotated[int, typer.Option(help="Number of frames.")] = 24,
+    objects: Annotated[int, typer.Option(help="Moving shapes, 1..4 (one per quarter of the frame).")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same clip).")] = 0,
+    video: Annotated[bool, typer.Option("--video", help="Also write OUT/clip.mp4 (needs the [video] extra).")] = False,
+) -> None:
+    """Write a ShapesWorld clip of moving shapes (the embedded model's world) for `regionspot track`."""
+    from regionspot.errors import RegionSpotError
+    from regionspot.shapesworld.clip import MAX_OBJECTS, write_clip
+
+    if frames < 1 or not 1 <= objects <= MAX_OBJECTS:
+        raise RegionSpotError(f"--frames must be >= 1 and --objects in 1..{MAX_OBJECTS}; got {frames} and {objects}.")
+    spec = write_clip(out, frames=frames, objects=objects, seed=seed, video=video)
+    typer.echo(f"wrote {out}/frames/ ({frames} frames){' and clip.mp4' if video else ''}; objects: "
+               f"{', '.join(spec['classes'])}\n  track them: regionspot track {out}/frames --boxes '{spec['boxes_option']}'")

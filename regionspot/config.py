@@ -113,6 +113,28 @@ def preprocess_preset(name: str) -> PreprocessConfig:
 
 
 @dataclass
+class RejectionConfig:
+    """How a head answers "none of these" (``regionspot.modeling.rejection``), fitted by ``regionspot calibrate``.
+
+    score: the rejection score (``modeling.rejection.REJECTION_SCORES``: "msp", "max_logit", "energy",
+        "sigmoid", "learned"); computed from the logits, higher = more like some class of the vocabulary.
+    threshold: a region is known (labelled) when its score is >= this; None: not calibrated, every region
+        is labelled.
+    known_rate: the share of known labelled regions the threshold keeps on the calibration set (None: not
+        calibrated).
+    """
+
+    score: str = "max_logit"
+    threshold: float | None = None
+    known_rate: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RejectionConfig:
+        check_keys(cls, data)
+        return cls(**data)
+
+
+@dataclass
 class RegionSpotConfig:
     """A whole RegionSpot model: which frozen backbones, the head, and how text is prompted.
 
@@ -123,6 +145,9 @@ class RegionSpotConfig:
         eps); a checkpoint that lacks it was written before these were recorded (see checkpoint.py).
     display_temperature: the softmax temperature of the *displayed* confidence (fitted by temperature
         scaling on a validation set; 1.0 = the paper's softmax). Scores used for AP never use it.
+    rejection: the "none of these" score and threshold (``RejectionConfig``; fitted by ``regionspot calibrate``).
+    trained_with_negatives: True when the head was trained with negatives (background boxes and objects outside
+        the batch's vocabulary with all-zero targets); calibration then uses the "learned" rejection score.
     """
 
     segmenter: str = "facebook/sam-vit-base"
@@ -132,6 +157,8 @@ class RegionSpotConfig:
     templates: str | list[str] = "imagenet"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     display_temperature: float = 1.0
+    rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    trained_with_negatives: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,7 +170,8 @@ class RegionSpotConfig:
         head = data.pop("head", {}) or {}
         check_keys(HeadConfig, head)
         preprocess = PreprocessConfig.from_dict(data.pop("preprocess", None) or {})
-        return cls(head=HeadConfig(**head), preprocess=preprocess, **data)
+        rejection = RejectionConfig.from_dict(data.pop("rejection", None) or {})
+        return cls(head=HeadConfig(**head), preprocess=preprocess, rejection=rejection, **data)
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -158,7 +158,7 @@ def load_model(options: PredictOptions) -> tuple:
     model = RegionSpot.from_pretrained(options.weights, segmenter=options.segmenter,
                                        vision_language=options.vision_language, device=device,
                                        fast_path=guarded_fast_path(device) if options.fast else None)
-    return RegionSpotPredictor(model), {"name": options.weights or "shapesworld", "segmenter": model.config.segmenter,
+    return RegionSpotPredictor(model, reject=options.reject), {"name": options.weights or "shapesworld", "segmenter": model.config.segmenter,
                                         "vision_language": model.config.vision_language}
 
 
@@ -169,6 +169,7 @@ def load_onnx_backend(options: PredictOptions) -> tuple:
     backend = open_backend(options.backend, options.weights, segmenter=options.segmenter,
                            vision_language=options.vision_language, onnx_dir=options.onnx,
                            log=lambda line: typer.echo(f"note: {line}"))
+    backend.reject = options.reject
     config = backend.runtime.graphs.config["regionspot_config"]
     name = str(options.onnx) if options.onnx is not None else options.weights or "shapesworld"
     return backend, {"name": name, "segmenter": config.get("segmenter"), "vision_language": config.get("vision_language"),
@@ -214,6 +215,9 @@ def predict(
     vision_language: Annotated[str | None, typer.Option("--clip", help="Vision-language model: registered name, hub id or folder.")] = PredictOptions.vision_language,
     head: Annotated[str | None, typer.Option(help="Head checkpoint (.safetensors, official .pth) or a registered name.")] = PredictOptions.head,
     top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = PredictOptions.top_k,
+    reject: Annotated[bool, typer.Option("--reject/--no-reject", help="Mark regions that are none of the vocabulary's "
+                      "classes as unknown (everything mode hides them), by the head's threshold from `regionspot "
+                      "calibrate` (default: on; a head without one labels every region).")] = PredictOptions.reject,
     grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = PredictOptions.grid,
     max_regions: Annotated[int, typer.Option(help="Everything mode: show at most this many regions.")] = PredictOptions.max_regions,
     min_confidence: Annotated[float, typer.Option(help="Everything mode: hide regions below this confidence.")] = PredictOptions.min_confidence,
@@ -305,9 +309,11 @@ def predict_one(options: PredictOptions, inputs: Inputs) -> None:
     done = time.perf_counter()
     written = write_outputs(options, image, predictor, result, record, out, viz,
                             {"load": round(loaded - start, 3), "predict": round(done - loaded, 3)})
+    known = result.is_known
     for i, name in enumerate(result.labels):
         box = ", ".join(f"{v:.0f}" for v in result.boxes[i])
-        typer.echo(f"[{box}]  {name}  {result.display_scores[i]:.2f}")
+        shown = f"{name}  {result.display_scores[i]:.2f}" if known[i] else f"{result.display_labels[i]}  (best: {name} {result.display_scores[i]:.2f})"
+        typer.echo(f"[{box}]  {shown}")
     typer.echo(f"wrote {' and '.join(str(p) for p in written)}  (load {loaded - start:.1f}s, predict {done - loaded:.1f}s)")
 
 
@@ -356,6 +362,9 @@ def label(predictor, picture, inputs: Inputs, options: PredictOptions, want_mask
                                    return_masks=want_masks, return_attention=want_attention)
     for message in result.messages:
         typer.echo(f"note: {message}")
+    if options.reject and result.known is None and len(result):
+        typer.echo("note: this head has no rejection threshold, so every region is labelled; fit one with "
+                   "`regionspot calibrate HEAD --data val.json --images DIR` (or pass --no-reject)")
     return result
 
 

@@ -74,7 +74,8 @@ def predict_many(options: PredictOptions, vocabulary: list[str], boxes: list | N
     images = discover_images(options.images)
     prompts = prompts_per_image(options, boxes, points, images)
     proposals, region_filter = options.proposals(), options.region_filter()
-    record = {"schema": SCHEMA, "model": model_identity(options), "top_k": options.top_k, "masks": options.masks}
+    record = {"schema": SCHEMA, "model": model_identity(options), "top_k": options.top_k, "masks": options.masks,
+              "reject": options.reject}
     items = plan_batch(images, prompts, record, vocabulary,
                        {**dataclasses.asdict(proposals), "filter": dataclasses.asdict(region_filter)})
     unprompted = sum(item.prompts.everything for item in items)

@@ -70,6 +70,7 @@ class Backend(Protocol):
     """What a command asks of a backend (``RegionSpotPredictor`` is the torch one)."""
 
     backend: str
+    reject: bool  # mark regions that are none of the vocabulary's classes (RegionResult.known)
 
     @property
     def image(self): ...
@@ -113,6 +114,15 @@ class OnnxBackend:
     @property
     def image(self):
         return self._image
+
+    @property
+    def reject(self) -> bool:
+        """Whether regions that are none of the vocabulary's classes are marked (``RegionResult.known``)."""
+        return self.runtime.reject
+
+    @reject.setter
+    def reject(self, value: bool) -> None:
+        self.runtime.reject = bool(value)
 
     @property
     def vocabulary(self) -> list[str] | None:
@@ -172,6 +182,7 @@ class OnnxBackend:
             masks=masks, messages=messages, confidence=regions.confidence,
             topk_confidence=regions.topk_confidence,
             points=point_array, prompts=prompt_records(box_array, point_array, label_array), logits=regions.logits,
+            rejection_score=regions.rejection_score, known=regions.known, rejection=regions.rejection,
         )
 
     def predict_everything(self, options=None, top_k: int = 5, return_masks: bool = True,

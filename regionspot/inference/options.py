@@ -38,7 +38,9 @@ class PredictOptions:
         picture, for the first regions, last layer or every layer.
     model / head: registered weights, or a head file (not both; None: the embedded model).
         segmenter / vision_language: backbone overrides (registered name, hub id or folder).
-    top_k: classes per region. device: None: the best available. fast: the fastest numerics that passed
+    reject: mark regions that are none of the vocabulary's classes as unknown (``RegionResult.known``; everything
+        mode leaves them out) with the head's calibrated rejection threshold (``regionspot calibrate``); a head
+        without one labels every region. On by default. top_k: classes per region. device: None: the best available. fast: the fastest numerics that passed
         their accuracy guard here. max_megapixels: the largest image file decoded (None: PIL's limit).
     backend: what runs the model (``inference.backends.BACKENDS``): "torch", or the exported ONNX graphs under
         "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16" (given regions only; CPU); "auto": the
@@ -70,6 +72,7 @@ class PredictOptions:
     vision_language: str | None = None
     head: str | None = None
     top_k: int = 3
+    reject: bool = True
     grid: int = 16
     max_regions: int = 100
     min_confidence: float = RegionFilter.min_confidence

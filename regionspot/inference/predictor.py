@@ -24,6 +24,7 @@ from regionspot.inference.results import RegionResult
 from regionspot.masks.lowres import LowResMasks
 from regionspot.model import RegionSpot
 from regionspot.modeling.postprocess import calibrated_confidence, top_classes
+from regionspot.modeling.rejection import decide
 from regionspot.text.templates import validate_vocabulary
 
 
@@ -91,14 +92,19 @@ class RegionSpotPredictor:
     >>> result = predictor.predict(boxes=[[10, 20, 200, 240]])
 
     It is the torch backend of ``inference/backends.py`` (``backend`` "torch").
+    reject: mark regions that are none of the vocabulary's classes (``RegionResult.known``) with the head's
+    calibrated rejection threshold, and leave them out of everything mode; a head without a threshold labels
+    every region (``known`` None).
     """
 
     backend = "torch"
 
     def __init__(
-        self, model: RegionSpot, text_cache_dir: str | None = None, chunk_size: int = 16, vocabularies_kept: int = 4
+        self, model: RegionSpot, text_cache_dir: str | None = None, chunk_size: int = 16, vocabularies_kept: int = 4,
+        reject: bool = True,
     ) -> None:
         self.model = model.eval()
+        self.reject = reject
         self.text_cache_dir = text_cache_dir
         self.chunk_size = chunk_size
         # text embeddings of the last few vocabularies, keyed by (names, templates): a server that switches
@@ -183,8 +189,13 @@ class RegionSpotPredictor:
             return result
         labelled = self.predict(boxes=boxes, top_k=top_k, return_masks=return_masks, return_attention=return_attention)
         labelled.prompts = [{"type": "proposal", "box_xyxy": prompt["box_xyxy"]} for prompt in labelled.prompts]
-        result = filter_result(labelled, region_filter, options.max_regions, rank=stability)
-        if len(result) == 0:
+        known = labelled.is_known  # rejected: background and objects of no vocabulary class, not worth showing
+        result = filter_result(labelled.take(np.flatnonzero(known)), region_filter, options.max_regions,
+                               rank=stability[known])
+        if not known.any():
+            result.messages.append(f"All {len(labelled)} proposed regions were none of the vocabulary's classes "
+                                   "(rejected); add class names or turn rejection off.")
+        elif len(result) == 0:
             result.messages.append(
                 f"None of the {len(labelled)} proposed regions reached confidence {region_filter.min_confidence:g} "
                 f"(best {float(labelled.display_scores.max()):.2f}); lower the minimum confidence or give boxes.")
@@ -245,6 +256,9 @@ class RegionSpotPredictor:
         probs, top_scores, top_ids = top_classes(logits, top_k)  # (N, V), (N, k), (N, k)
         topk_confidence = calibrated_confidence(logits, top_ids, self.model.config.display_temperature)  # (N, k)
         topk_confidence = topk_confidence.cpu().numpy().astype(np.float32)
+        logits_np = logits.float().cpu().numpy()
+        rejection_score, known = decide(logits_np, dataclasses.asdict(self.model.config.rejection),
+                                        self.model.config.display_temperature, self.reject)
         masks = LowResMasks(seg.low_res_masks, seg.mask_frame) if seg.low_res_masks is not None else None
         # the boxes as the segmenter decoded them (clipped to the image), else the masks' tight boxes
         out_boxes = seg.boxes.numpy() if seg.boxes is not None else masks.boxes()
@@ -266,6 +280,10 @@ class RegionSpotPredictor:
             topk_confidence=topk_confidence,
             points=None if point_tensor is None else point_tensor.numpy().astype(np.float32),
             prompts=prompts,
-            logits=logits.float().cpu().numpy(),
+            logits=logits_np,
+            rejection_score=rejection_score,
+            known=known,
+            rejection=None if known is None else {"score": self.model.config.rejection.score,
+                                                  "threshold": self.model.config.rejection.threshold},
         )
 

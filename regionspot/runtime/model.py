@@ -25,6 +25,7 @@ from regionspot.data.pixels import (
     sam_resize_pad,
 )
 from regionspot.errors import OnnxModelError, PromptError, RegionSpotError
+from regionspot.modeling.rejection import decide
 from regionspot.runtime.graphs import open_graphs
 from regionspot.runtime.postprocess import (
     calibrated_confidence,
@@ -51,6 +52,9 @@ class OnnxRegions:
     confidence (N,) the displayed confidence (display temperature), topk_confidence (N, k) the same for each
     of the top-k classes; iou (N,) SAM's predicted IoU; logits (N, V);
     tokens (N, C) the position-aware tokens; low_res_masks (N, h, w) mask logits (None without masks).
+    rejection_score (N,) the head's "none of these" score; known (N,) bool, False for a region that is none of the
+    vocabulary's classes (None: rejection off or not calibrated); rejection {"score", "threshold"} or None
+    (``modeling/rejection.py``, the code the torch predictor runs).
     """
 
     boxes: np.ndarray
@@ -69,6 +73,9 @@ class OnnxRegions:
     mask_frame: tuple[int, tuple[int, int]] | None = None  # (pad_size, resized (h', w'))
     vocabulary: list[str] = field(default_factory=list)
     topk_confidence: np.ndarray | None = None
+    rejection_score: np.ndarray | None = None
+    known: np.ndarray | None = None
+    rejection: dict | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -81,12 +88,20 @@ class OnnxRegions:
         return upsample_mask_logits(self.low_res_masks, pad, reshaped, self.image_size) > 0
 
     def to_dict(self) -> dict:
-        """A JSON-ready summary: per region its box, label, score, confidence and top classes."""
-        return {"image_size": list(self.image_size), "regions": [
-            {"box_xyxy": [round(float(v), 2) for v in self.boxes[i]], "label": self.labels[i],
-             "score": round(float(self.scores[i]), 4), "confidence": round(float(self.confidence[i]), 4),
-             "top": [[self.vocabulary[int(c)], round(float(s), 4)] for c, s in zip(self.topk_ids[i], self.topk_scores[i])]}
-            for i in range(len(self))]}
+        """A JSON-ready summary: per region its box, label, score, confidence and top classes (with rejection:
+        ``known`` and ``rejection_score``)."""
+        regions = []
+        for i in range(len(self)):
+            region = {"box_xyxy": [round(float(v), 2) for v in self.boxes[i]], "label": self.labels[i],
+                      "score": round(float(self.scores[i]), 4), "confidence": round(float(self.confidence[i]), 4),
+                      "top": [[self.vocabulary[int(c)], round(float(s), 4)]
+                              for c, s in zip(self.topk_ids[i], self.topk_scores[i])]}
+            if self.rejection_score is not None:
+                region["rejection_score"] = round(float(self.rejection_score[i]), 4)
+            if self.known is not None:
+                region["known"] = bool(self.known[i])
+            regions.append(region)
+        return {"image_size": list(self.image_size), "regions": regions}
 
 
 class OnnxRegionSpot:
@@ -99,15 +114,18 @@ class OnnxRegionSpot:
     folder: the export folder; threads: intra-op threads per graph (0: the engine's default);
     providers: ONNX Runtime execution providers (default CPU). engine: "onnxruntime" (default) or "openvino"
     (``runtime/graphs.py``); precision: "fp32", or with OpenVINO "bf16". Raises OnnxModelError for a folder of another
-    format or of mixed models, or a head whose CLIP resize the runtime does not implement.
+    format or of mixed models, or a head whose CLIP resize the runtime does not implement. reject: mark regions
+    that are none of the vocabulary's classes with the head's calibrated threshold (``OnnxRegions.known``).
     """
 
     def __init__(self, folder: str | Path, threads: int = 0, providers: list[str] | None = None,
-                 chunk_size: int = 16, engine: str = "onnxruntime", precision: str = "fp32") -> None:
+                 chunk_size: int = 16, engine: str = "onnxruntime", precision: str = "fp32", reject: bool = True) -> None:
         self.graphs = open_graphs(folder, engine, threads=threads, precision=precision, providers=providers)
         config = self.graphs.config
         self.sam, self.clip, self.text = config["sam"], config["clip"], config["text"]
         self.display_temperature = float(config["regionspot_config"].get("display_temperature", 1.0))
+        self.rejection = dict(config["regionspot_config"].get("rejection") or {})
+        self.reject = reject
         if self.clip["resize"] == "torch-bilinear" and self.clip["antialias"]:
             raise OnnxModelError(f"{folder}: this head resizes CLIP inputs with antialiasing, which the ONNX runtime does "
                                  "not implement; use the PyTorch model (regionspot predict).")
@@ -222,6 +240,7 @@ class OnnxRegionSpot:
         logits = self.head_logits(tokens)
         probs, top_scores, top_ids = top_classes(logits, top_k)
         confidence = calibrated_confidence(logits, top_ids, self.display_temperature)
+        rejection_score, known = decide(logits, self.rejection, self.display_temperature, self.reject)
         regions = OnnxRegions(
             boxes=box_array if box_array is not None else np.zeros((len(tokens), 4), np.float32),
             labels=[self._vocabulary[int(i)] for i in top_ids[:, 0]], class_ids=top_ids[:, 0].copy(),
@@ -229,7 +248,8 @@ class OnnxRegionSpot:
             confidence=confidence[:, 0].copy(), iou=iou, logits=logits, tokens=tokens, image_size=(height, width),
             low_res_masks=low_res if return_masks or box_array is None else None,
             mask_frame=(self.sam["pad_size"], self._reshaped), vocabulary=list(self._vocabulary),
-            topk_confidence=confidence,
+            topk_confidence=confidence, rejection_score=rejection_score, known=known,
+            rejection=None if known is None else {k: self.rejection[k] for k in ("score", "threshold")},
         )
         if box_array is None:
             regions.boxes = mask_boxes(regions.masks())

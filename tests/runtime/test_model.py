@@ -57,6 +57,8 @@ def test_boxes_give_the_predictors_labels_logits_tokens_and_masks(both):
     np.testing.assert_allclose(got.confidence, expected.confidence, atol=1e-5, rtol=0)
     np.testing.assert_allclose(got.iou, expected.iou, atol=1e-5, rtol=0)
     np.testing.assert_allclose(got.boxes, expected.boxes, atol=0, rtol=0)
+    np.testing.assert_allclose(got.rejection_score, expected.rejection_score, atol=1e-4, rtol=0)  # same code, same rule
+    assert got.rejection == expected.rejection and (got.known is None) == (expected.known is None)
     with torch.inference_mode():
         seg = predictor.model.segmenter.decode_prompts(predictor._state, boxes=torch.tensor(boxes), masks="none")
         logits = predictor.model(seg.tokens[None], predictor._feature_map, predictor._text).logits[0]

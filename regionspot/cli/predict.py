@@ -217,7 +217,7 @@ def predict(
     top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = PredictOptions.top_k,
     reject: Annotated[bool, typer.Option("--reject/--no-reject", help="Mark regions that are none of the vocabulary's "
                       "classes as unknown (everything mode hides them), by the head's threshold from `regionspot "
-                      "calibrate` (default: on; a head without one labels every region).")] = PredictOptions.reject,
+                      "calibrate HEAD --data val.json --images DIR` (default: on; a head without one labels every region).")] = PredictOptions.reject,
     grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = PredictOptions.grid,
     max_regions: Annotated[int, typer.Option(help="Everything mode: show at most this many regions.")] = PredictOptions.max_regions,
     min_confidence: Annotated[float, typer.Option(help="Everything mode: hide regions below this confidence.")] = PredictOptions.min_confidence,

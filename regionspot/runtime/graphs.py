@@ -135,15 +135,21 @@ class OpenVinoGraphs(_FolderGraphs):
         return [outputs[output] for output in GRAPHS[name].outputs]
 
 
-@functools.cache
 def openvino_core() -> object:
     """The process's one ``openvino.Core``: a second Core in a process that has compiled models can crash it
     (a segmentation fault in a native thread, seen after torch work in the same process), so every OpenVINO
-    folder compiles through this one."""
+    folder compiles through this one. Raises OnnxModelError when openvino is not installed."""
     try:
-        import openvino
+        import openvino  # noqa: F401  (checked on every call: the one Core below outlives a later uninstall)
     except ImportError:
         raise OnnxModelError("The OpenVINO backend needs openvino: pip install 'regionspot[openvino]'.") from None
+    return _core()
+
+
+@functools.cache
+def _core() -> object:
+    import openvino
+
     return openvino.Core()
 
 

@@ -140,7 +140,7 @@ def test_openvino_missing_is_one_line_naming_the_fix(folder, monkeypatch):
 
 @pytest.mark.parametrize(("options", "message"), [
     (dict(backend="tensorrt"), "`backend` must be one of torch, onnxruntime"),
-    (dict(onnx="model-onnx"), "`onnx` names exported graphs for an ONNX backend"),
+    (dict(backend="torch", onnx="model-onnx"), "`onnx` names exported graphs for an ONNX backend"),
     (dict(backend="onnxruntime", fast=True), "`fast` picks torch numerics"),
     (dict(backend="openvino", everything=True), "`everything` needs the segmenter's proposals"),
     (dict(backend="onnxruntime", device="cuda"), "`device` runs on a GPU"),

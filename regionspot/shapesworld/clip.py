@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from regionspot.shapesworld.shapes import rasterize_shape
+from regionspot.shapesworld.streams import VIDEO_MOTION, VIDEO_NOISE, VIDEO_OBJECT_PAINT, stream_rng
 from regionspot.shapesworld.world import (
     COLOURS,
     WORLD_PRESETS,
@@ -83,7 +84,7 @@ def render_clip(frames: int = 24, objects: int = 3, size: int = 256, seed: int =
                 world: WorldConfig = CLIP_WORLD) -> Iterator[tuple[np.ndarray, list[RenderedObject]]]:
     """The clip's frames one at a time: (image (size, size, 3) uint8 RGB, its objects with their visible masks),
     objects in the order of :func:`clip_shapes`."""
-    rng = np.random.default_rng([seed, 24])
+    rng = stream_rng(seed, VIDEO_MOTION)
     shapes = clip_shapes(rng, objects, size, world)
     categories = world.categories(0)
     ground = background(rng, size, size)
@@ -96,10 +97,10 @@ def render_clip(frames: int = 24, objects: int = 3, size: int = 256, seed: int =
             alpha, x0, y0 = _crop(alpha, x0, y0, size)
             mask = np.zeros((size, size), bool)
             mask[y0 : y0 + alpha.shape[0], x0 : x0 + alpha.shape[1]] = alpha >= 0.5
-            paint_object(np.random.default_rng([seed, 7, k]), image, alpha, x0, y0,
+            paint_object(stream_rng(seed, VIDEO_OBJECT_PAINT, k), image, alpha, x0, y0,
                          COLOURS[categories[shape.category_index].colour], 14.0)
             rendered.append(RenderedObject(shape.category_index, mask))
-        noise = np.random.default_rng([seed, 11, index]).standard_normal(image.shape, dtype=np.float32) * 2.0
+        noise = stream_rng(seed, VIDEO_NOISE, index).standard_normal(image.shape, dtype=np.float32) * 2.0
         yield np.clip(image + noise, 0, 255).round().astype(np.uint8), rendered
         for shape in shapes:
             shape.advance()

@@ -316,11 +316,14 @@ def load_parts(
     return segmenter, vision_language, None
 
 
-def run_evaluation(options: EvalOptions, show_progress: bool = True) -> EvalSummary | None:
+def run_evaluation(options: EvalOptions, show_progress: bool = True,
+                   log: Callable[[str], None] | None = None) -> EvalSummary | None:
     """The whole evaluation ``options`` describe: load the parts, predict into ``options.out`` (resuming),
     merge and score; with ``merge_only``, score what ``out`` holds. Returns the summary on the main process.
 
-    Under ``accelerate launch`` the images are sharded over processes (:func:`evaluate_dataset`).
+    Under ``accelerate launch`` the images are sharded over processes (:func:`evaluate_dataset`). An ONNX
+    ``backend`` runs in one process (``regionspot.engine.eval_onnx``; ``log`` is told when the head is exported
+    or quantized on first use).
     """
     options.validate()
     if options.data is None or options.images is None:
@@ -329,6 +332,10 @@ def run_evaluation(options: EvalOptions, show_progress: bool = True) -> EvalSumm
         ids = [r.image_id for r in select_records(CocoDetectionDataset(options.data, options.images), options.limit)]
         return merge_and_evaluate(options.data, options.out, options, ids,
                                   {"dataset": str(options.data), "merge_only": True})
+    if options.backend != "torch":
+        from regionspot.engine.eval_onnx import run_onnx_evaluation
+
+        return run_onnx_evaluation(options, show_progress=show_progress, log=log)
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=options.device == "cpu")

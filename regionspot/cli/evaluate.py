@@ -95,6 +95,11 @@ def evaluate(
     options = EvalOptions(**{**locals(), "methods": tuple(methods or EvalOptions.methods),
                              "iou_types": split_list(iou_types), "templates": read_templates(templates)})
     check_device(device)  # before any loading: a missing GPU is one line
-    from regionspot.engine.evaluate import run_evaluation
+    from regionspot.utils.startup_gc import start_up
 
-    echo_report(run_evaluation(options, log=lambda line: typer.echo(f"note: {line}")), options.out)
+    with start_up():  # the imports (and, below, the model load): no garbage collection while they run
+        import regionspot.evaluation.lvis  # noqa: F401  the evaluator the scoring imports
+        import regionspot.evaluation.report  # noqa: F401
+        from regionspot.engine.evaluate import run_evaluation
+
+    echo_report(run_evaluation(options, log=lambda line: typer.echo(f"note: {line}"), setup=start_up), options.out)

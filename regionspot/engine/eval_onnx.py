@@ -16,10 +16,12 @@ One process, the regionspot method, on the CPU: ``EvalOptions.validate_backend``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -187,13 +189,15 @@ def _manifest(options: EvalOptions, backend: OnnxBackend, protocol: Protocol) ->
 
 
 def run_onnx_evaluation(options: EvalOptions, show_progress: bool = True, on_image: Callable[[int], None] | None = None,
-                        log: Callable[[str], None] | None = None):
-    """``run_evaluation`` on an ONNX backend: open it, predict into ``options.out`` (resuming), merge and score.
-    Returns the ``EvalSummary``."""
+                        log: Callable[[str], None] | None = None,
+                        setup: Callable[[], AbstractContextManager] = contextlib.nullcontext):
+    """``run_evaluation`` on an ONNX backend: open it (inside ``setup()``), predict into ``options.out`` (resuming),
+    merge and score. Returns the ``EvalSummary``."""
     from regionspot.engine.evaluate import PREDICTIONS_DIR, merge_and_evaluate, select_records
 
     options.validate()
-    backend = open_eval_backend(options, log=log)
+    with setup():
+        backend = open_eval_backend(options, log=log)
     dataset = CocoDetectionDataset(options.data, options.images)
     records = select_records(dataset, options.limit)
     protocol = onnx_protocol(options, backend)

@@ -27,10 +27,12 @@ fields); ``evaluate_dataset`` is the same run with the model parts built by the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,13 +319,15 @@ def load_parts(
 
 
 def run_evaluation(options: EvalOptions, show_progress: bool = True,
-                   log: Callable[[str], None] | None = None) -> EvalSummary | None:
+                   log: Callable[[str], None] | None = None,
+                   setup: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> EvalSummary | None:
     """The whole evaluation ``options`` describe: load the parts, predict into ``options.out`` (resuming),
     merge and score; with ``merge_only``, score what ``out`` holds. Returns the summary on the main process.
 
     Under ``accelerate launch`` the images are sharded over processes (:func:`evaluate_dataset`). An ONNX
     ``backend`` runs in one process (``regionspot.engine.eval_onnx``; ``log`` is told when the head is exported
-    or quantized on first use).
+    or quantized on first use). ``setup()``: a context around the imports and the model load (the command line
+    pauses the garbage collector there: ``utils/startup_gc.start_up``).
     """
     options.validate()
     if options.data is None or options.images is None:
@@ -335,13 +339,14 @@ def run_evaluation(options: EvalOptions, show_progress: bool = True,
     if options.backend != "torch":
         from regionspot.engine.eval_onnx import run_onnx_evaluation
 
-        return run_onnx_evaluation(options, show_progress=show_progress, log=log)
-    from accelerate import Accelerator
+        return run_onnx_evaluation(options, show_progress=show_progress, log=log, setup=setup)
+    with setup():
+        from accelerate import Accelerator
 
-    accelerator = Accelerator(cpu=options.device == "cpu")
-    segmenter, vision_language, model = load_parts(options.methods, options.head, options.segmenter,
-                                                   options.vision_language, options.device or accelerator.device,
-                                                   fast_path=options.fast_path)
+        accelerator = Accelerator(cpu=options.device == "cpu")
+        segmenter, vision_language, model = load_parts(options.methods, options.head, options.segmenter,
+                                                       options.vision_language, options.device or accelerator.device,
+                                                       fast_path=options.fast_path)
     return evaluate_dataset(options.data, options.images, options.out, segmenter=segmenter,
                             vision_language=vision_language, model=model, options=options, accelerator=accelerator,
                             show_progress=show_progress)

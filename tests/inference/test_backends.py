@@ -10,6 +10,7 @@ top-1 class within a tie of torch's (``compare_logits``' ``top1_up_to_ties``), a
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 
@@ -137,7 +138,11 @@ def test_a_missing_or_incompatible_export_is_one_line(folder, tmp_path):
 def test_openvino_missing_is_one_line_naming_the_fix(folder, monkeypatch):
     import sys
 
+    from regionspot.runtime import graphs
+
     monkeypatch.setitem(sys.modules, "openvino", None)
+    # a fresh cache for this test: an earlier test of the process may have made the one Core already
+    monkeypatch.setattr(graphs, "openvino_core", functools.cache(graphs.openvino_core.__wrapped__))
     with pytest.raises(OnnxModelError, match=r"pip install 'regionspot\[openvino\]'"):
         OnnxBackend(folder, backend_spec("openvino"))
 

@@ -23,7 +23,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,12 +34,12 @@ from regionspot.data.images import load_image
 from regionspot.data.transforms import scale_boxes
 from regionspot.engine.config import EvalOptions
 from regionspot.engine.eval_loop import (
+    FinishedImage,
     PredictStats,
-    _Finished,
-    _image_boxes,
-    _images_to_do,
-    _StoreWriter,
-    _Timer,
+    StageTimer,
+    StoreWriter,
+    image_boxes,
+    images_to_do,
 )
 from regionspot.errors import ImageError
 from regionspot.evaluation import predictions as store_lib
@@ -53,7 +52,7 @@ from regionspot.masks.resize import MaskFrame
 from regionspot.modeling.postprocess import image_topk_pairs, softmax_probs
 from regionspot.utils.progress import progress_bar
 
-__all__ = ["onnx_protocol", "open_eval_backend", "predict_images_onnx", "run_onnx_evaluation"]
+__all__ = ["onnx_protocol", "open_eval_backend", "predict_images_onnx", "predict_on_backend"]
 
 IMAGE_STAGES = ("decode", "image_graphs", "prompt_and_head", "postprocess")
 
@@ -100,13 +99,13 @@ class _Decode:
 
 def _score_image(backend: OnnxBackend, record: ImageRecord, image: Image.Image, model_image: Image.Image,
                  found: ScoredBoxes, options: EvalOptions, protocol: Protocol, category_ids: Sequence[int],
-                 timer: _Timer) -> _Finished:
+                 timer: StageTimer) -> FinishedImage:
     """One image on the graphs, as ``eval_loop._Run._score_image`` scores it: boxes (XYXY original pixels)
     scaled to the model input, masks back at the original size (``protocol.mask_return``)."""
     boxes_np = found.boxes.numpy()
     boxes_xywh = [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in boxes_np.tolist()]
     if len(found) == 0:
-        return _Finished(record, boxes_xywh=[], runs=[] if "segm" in options.iou_types else None,
+        return FinishedImage(record, boxes_xywh=[], runs=[] if "segm" in options.iou_types else None,
                          pairs={"regionspot": []})
     height, width = image.height, image.width
     model_boxes = found.boxes
@@ -130,7 +129,7 @@ def _score_image(backend: OnnxBackend, record: ImageRecord, image: Image.Image, 
         bi, ci, sc = image_topk_pairs(probs, found.boxes, max_per_image=options.pairs_per_image,
                                       box_scores=found.scores)
         pairs = [[b, category_ids[c], s] for b, c, s in zip(bi.tolist(), ci.tolist(), sc.tolist())]
-    return _Finished(record, boxes_xywh=boxes_xywh, runs=runs, size=(height, width), pairs={"regionspot": pairs})
+    return FinishedImage(record, boxes_xywh=boxes_xywh, runs=runs, size=(height, width), pairs={"regionspot": pairs})
 
 
 def predict_images_onnx(records: Sequence[ImageRecord], *, backend: OnnxBackend, category_ids: Sequence[int],
@@ -139,14 +138,14 @@ def predict_images_onnx(records: Sequence[ImageRecord], *, backend: OnnxBackend,
                         show_progress: bool = True) -> PredictStats:
     """Score ``records`` (less those already in the store) on ``backend``, whose vocabulary is set (V names in
     ``category_ids``' order), and append each image to the store; as ``eval_loop.predict_images`` for one process."""
-    todo, skipped = _images_to_do(records, store_root, 0, 1)
+    todo, skipped = images_to_do(records, store_root, 0, 1)
     stats = PredictStats(skipped_done=skipped, stage_seconds=dict.fromkeys(IMAGE_STAGES, 0.0))
-    timer = _Timer(stats.stage_seconds, torch.device("cpu"), sync=False)
+    timer = StageTimer(stats.stage_seconds, torch.device("cpu"), sync=False)
     images = feed(todo, _Decode(protocol), 1, workers=0)
     bar = progress_bar(total=len(todo), unit="img", desc="eval", disable=not show_progress, dynamic_ncols=True)
     start = time.perf_counter()
     with store_lib.PredictionStore(store_root, rank=0, fsync=False) as store:
-        finish = _StoreWriter(store, stats, bar, timer, on_image).finish
+        finish = StoreWriter(store, stats, bar, timer, on_image).finish
         try:
             while True:
                 with timer("decode"):
@@ -155,9 +154,9 @@ def predict_images_onnx(records: Sequence[ImageRecord], *, backend: OnnxBackend,
                     break
                 record, image, model_image, error = batch[0]
                 if error is not None:
-                    finish([_Finished(record, error=error)])
+                    finish([FinishedImage(record, error=error)])
                     continue
-                found = _image_boxes(record, options, detections)
+                found = image_boxes(record, options, detections)
                 finish([_score_image(backend, record, image, model_image, found, options, protocol, category_ids,
                                      timer)])
         finally:
@@ -170,12 +169,10 @@ def predict_images_onnx(records: Sequence[ImageRecord], *, backend: OnnxBackend,
 def _manifest(options: EvalOptions, backend: OnnxBackend, protocol: Protocol) -> dict[str, Any]:
     """What the prediction store's contents depend on (as the torch run's manifest, with the backend and the
     exported model's key in place of the loaded parts)."""
-    from regionspot.engine.evaluate import _file_identity
-
     config = backend.runtime.graphs.config
     return {
-        "annotation_file": _file_identity(options.data),
-        "boxes": "gt" if options.boxes == "gt" else _file_identity(options.boxes),
+        "annotation_file": store_lib.file_identity(options.data),
+        "boxes": "gt" if options.boxes == "gt" else store_lib.file_identity(options.boxes),
         "methods": list(options.methods),
         "masks": "segm" in options.iou_types,
         "pairs_per_image": options.pairs_per_image,
@@ -188,20 +185,17 @@ def _manifest(options: EvalOptions, backend: OnnxBackend, protocol: Protocol) ->
     }
 
 
-def run_onnx_evaluation(options: EvalOptions, show_progress: bool = True, on_image: Callable[[int], None] | None = None,
-                        log: Callable[[str], None] | None = None,
-                        setup: Callable[[], AbstractContextManager] = contextlib.nullcontext):
-    """``run_evaluation`` on an ONNX backend: open it (inside ``setup()``), predict into ``options.out`` (resuming),
-    merge and score. Returns the ``EvalSummary``."""
-    from regionspot.engine.evaluate import PREDICTIONS_DIR, merge_and_evaluate, select_records
-
+def predict_on_backend(options: EvalOptions, dataset: CocoDetectionDataset, records: Sequence[ImageRecord],
+                       store_root: str | os.PathLike, show_progress: bool = True,
+                       on_image: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
+                       setup: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> dict[str, Any]:
+    """The prediction half of ``run_evaluation`` on an ONNX backend: open it (inside ``setup()``), record the run's
+    manifest in ``store_root`` and predict ``records`` of ``dataset`` into it (resuming). Returns the report's meta
+    (``engine.evaluate.merge_and_evaluate`` then scores the store)."""
     options.validate()
     with setup():
         backend = open_eval_backend(options, log=log)
-    dataset = CocoDetectionDataset(options.data, options.images)
-    records = select_records(dataset, options.limit)
     protocol = onnx_protocol(options, backend)
-    store_root = Path(options.out) / PREDICTIONS_DIR
     store_lib.write_manifest(store_root, _manifest(options, backend, protocol), overwrite=options.overwrite)
     backend.set_vocabulary(dataset.raw_category_names)  # the exported templates and name style
     detections, det_counts = None, None
@@ -213,7 +207,7 @@ def run_onnx_evaluation(options: EvalOptions, show_progress: bool = True, on_ima
                                 store_root=store_root, protocol=protocol, detections=detections, on_image=on_image,
                                 show_progress=show_progress)
     config = backend.runtime.graphs.config
-    meta = {
+    return {
         "dataset": str(options.data), "image_root": str(options.images), "num_images": len(records), "world_size": 1,
         "backend": backend.backend, "onnx": str(backend.folder),
         "segmenter": config["regionspot_config"].get("segmenter"),
@@ -227,4 +221,3 @@ def run_onnx_evaluation(options: EvalOptions, show_progress: bool = True, on_ima
             "seconds_per_image": {k: round(v, 4) for k, v in stats.per_image().items()},
         },
     }
-    return merge_and_evaluate(options.data, options.out, options, [r.image_id for r in records], meta)

@@ -172,18 +172,13 @@ def merge_and_evaluate(
 # ----------------------------------------------------------------------------- whole run
 
 
-def _file_identity(path: str | os.PathLike) -> dict[str, Any]:
-    stat = Path(path).stat()
-    return {"path": str(Path(path).resolve()), "size": stat.st_size}
-
-
 def _run_manifest(annotation_file: str | os.PathLike, options: EvalOptions, segmenter: Segmenter,
                   vision_language: VisionLanguage, model: Any, templates: str | list[str],
                   protocol: Protocol) -> dict[str, Any]:
     """What the prediction store's contents depend on; a rerun into the same folder must match it."""
     return {
-        "annotation_file": _file_identity(annotation_file),
-        "boxes": "gt" if options.boxes == "gt" else _file_identity(options.boxes),
+        "annotation_file": store_lib.file_identity(annotation_file),
+        "boxes": "gt" if options.boxes == "gt" else store_lib.file_identity(options.boxes),
         "methods": list(options.methods),
         "masks": "segm" in options.iou_types,
         "pairs_per_image": options.pairs_per_image,
@@ -337,9 +332,13 @@ def run_evaluation(options: EvalOptions, show_progress: bool = True,
         return merge_and_evaluate(options.data, options.out, options, ids,
                                   {"dataset": str(options.data), "merge_only": True})
     if options.backend != "torch":
-        from regionspot.engine.eval_onnx import run_onnx_evaluation
+        from regionspot.engine.eval_onnx import predict_on_backend
 
-        return run_onnx_evaluation(options, show_progress=show_progress, log=log, setup=setup)
+        dataset = CocoDetectionDataset(options.data, options.images)
+        records = select_records(dataset, options.limit)
+        meta = predict_on_backend(options, dataset, records, Path(options.out) / PREDICTIONS_DIR,
+                                  show_progress=show_progress, log=log, setup=setup)
+        return merge_and_evaluate(options.data, options.out, options, [r.image_id for r in records], meta)
     with setup():
         from accelerate import Accelerator
 

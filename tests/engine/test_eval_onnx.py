@@ -89,14 +89,13 @@ def test_a_rerun_resumes_and_another_backend_is_refused(world, folder, text_cach
     from regionspot.engine.evaluate import run_evaluation
     from regionspot.errors import RegionSpotError
 
-    seen = []
-    run_evaluation(_options(world, tmp_path, text_cache, backend="onnxruntime", onnx=folder, limit=2),
-                   show_progress=False)
-    from regionspot.engine.eval_onnx import run_onnx_evaluation
-
-    summary = run_onnx_evaluation(_options(world, tmp_path, text_cache, backend="onnxruntime", onnx=folder, limit=2),
-                                  show_progress=False, on_image=seen.append)
-    assert seen == [] and summary.meta["this_run"]["skipped_done"] == 2  # nothing recomputed
+    first = run_evaluation(_options(world, tmp_path, text_cache, backend="onnxruntime", onnx=folder, limit=2),
+                           show_progress=False)
+    again = run_evaluation(_options(world, tmp_path, text_cache, backend="onnxruntime", onnx=folder, limit=2),
+                           show_progress=False)
+    assert first.meta["this_run"]["scored"] == 2
+    assert again.meta["this_run"]["scored"] == 0 and again.meta["this_run"]["skipped_done"] == 2  # nothing recomputed
+    assert again.results["RegionSpot"]["bbox"].AP == first.results["RegionSpot"]["bbox"].AP
     with pytest.raises(RegionSpotError, match="holds predictions of another run .differs in .*backend"):
         run_evaluation(_options(world, tmp_path, text_cache, device="cpu", limit=2), show_progress=False)
 

@@ -85,11 +85,21 @@ def evaluate(
     fast_path: Annotated[str, typer.Option(
         help="Backbone numerics: fp32 (default), bf16 (GPUs, AMX CPUs), int8 (CPU), compile (torch.compile), eager, or "
              "auto (the fastest whose accuracy guard passed here); see docs/performance.md.")] = EvalOptions.fast_path,
+    backend: Annotated[str, typer.Option(help="What runs the model: torch, or its exported ONNX graphs on the CPU under "
+                                              "onnxruntime, onnxruntime-int8, openvino or openvino-bf16 (the regionspot "
+                                              "method, one process; see docs/export.md).")] = EvalOptions.backend,
+    onnx: Annotated[Path | None, typer.Option(help="An ONNX backend: the folder of `regionspot export onnx --out DIR` (default: "
+                                                   "the head's export kept in the model home, made on first use).")] = EvalOptions.onnx,
 ) -> None:
     """Zero-shot region recognition AP with the paper's LVIS protocol (resumable, shardable with accelerate)."""
     options = EvalOptions(**{**locals(), "methods": tuple(methods or EvalOptions.methods),
                              "iou_types": split_list(iou_types), "templates": read_templates(templates)})
     check_device(device)  # before any loading: a missing GPU is one line
-    from regionspot.engine.evaluate import run_evaluation
+    from regionspot.utils.startup_gc import start_up
 
-    echo_report(run_evaluation(options), options.out)
+    with start_up():  # the imports (and, below, the model load): no garbage collection while they run
+        import regionspot.evaluation.lvis  # noqa: F401  the evaluator the scoring imports
+        import regionspot.evaluation.report  # noqa: F401
+        from regionspot.engine.evaluate import run_evaluation
+
+    echo_report(run_evaluation(options, log=lambda line: typer.echo(f"note: {line}"), setup=start_up), options.out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -258,6 +259,10 @@ class EvalOptions:
         "nearest" (the head's CLIP resize, class names and SAM eps come from its checkpoint as always).
     fast_path: the backbones' numerics (``regionspot.inference.fast``): "fp32" (default), "bf16", "int8",
         "compile", "eager", or "auto" (the fastest whose accuracy guard passed on this machine).
+    backend: what runs the model (``regionspot.inference.backends.BACKENDS``): "torch" (default), or the exported
+        graphs on the CPU under "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16" (the regionspot
+        method only, one process, one image at a time: ``regionspot.engine.eval_onnx``). onnx: the folder of
+        exported graphs an ONNX backend runs (None: the head's export kept in the model home, made on first use).
     """
 
     data: Path | None = None
@@ -292,6 +297,8 @@ class EvalOptions:
     mask_return: str = "sam"
     paper_protocol: bool = False
     fast_path: str = "fp32"
+    backend: str = "torch"
+    onnx: Path | None = None
 
     def __post_init__(self) -> None:
         self.methods, self.iou_types = tuple(self.methods), tuple(self.iou_types)
@@ -335,12 +342,37 @@ class EvalOptions:
 
         if self.fast_path not in (*FAST_PATHS, "auto"):
             raise ConfigError(f"`fast_path` must be one of {', '.join(FAST_PATHS)} or auto, got {self.fast_path!r}.")
+        self.validate_backend()
         if self.boxes != "gt" and not Path(self.boxes).is_file():
             raise ConfigError(f"Detections file not found: {self.boxes}; pass `boxes` gt or a COCO results json.")
         if self.data is not None and not Path(self.data).is_file():
             raise ConfigError(f"Annotation file not found: {self.data}; pass `data` ANN.json.")
         if self.images is not None and not Path(self.images).is_dir():
             raise ConfigError(f"Image folder not found: {self.images}; pass `images` ROOT.")
+
+    def validate_backend(self) -> None:
+        """The backend's own refusals: an unknown name, and what only the torch backend does (one line each)."""
+        from regionspot.inference.backends import backend_spec
+
+        if backend_spec(self.backend).engine is None:
+            if self.onnx is not None:
+                raise ConfigError("`onnx` names exported graphs for an ONNX backend: add `backend` onnxruntime "
+                                  "(or openvino), or drop `onnx`.")
+            return
+        others = [m for m in self.methods if m != "regionspot"]
+        refused = [
+            (others, f"`methods` {', '.join(others)} (CLIP on crops)"),
+            (self.fast_path != "fp32", f"`fast_path` {self.fast_path} (torch numerics)"),
+            (self.device not in (None, "cpu"), f"`device` {self.device}"),
+            (self.templates is not None, "`templates` other than the head's (exported with it)"),
+            (int(os.environ.get("WORLD_SIZE") or 1) > 1, "A run over several processes (accelerate launch)"),
+        ]
+        for given, what in refused:
+            if given:
+                raise ConfigError(f"{what} runs only with `backend` torch; drop it or use `backend` torch.")
+        if self.onnx is not None and (self.head is not None or self.segmenter or self.vision_language):
+            raise ConfigError("Pass `onnx` DIR (exported graphs) or the weights (`head`, `segmenter`, "
+                              "`vision_language`), not both.")
 
     def protocol(self, segmenter: Any, vision_language: Any, model: Any = None) -> Protocol:
         """The run's pipeline (input size, mask return, the head's recorded preprocessing); see

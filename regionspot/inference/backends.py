@@ -90,7 +90,7 @@ class OnnxBackend:
     """The exported graphs of ``folder`` as a backend (``spec``: an ONNX backend of :data:`BACKENDS`).
 
     threads: intra-op threads per graph (0: the engine's default). text_cache_dir: where class-name embeddings
-    are kept, one ``.npy`` per (model, names) (None: ``$REGIONSPOT_HOME/onnx/text``; False: not kept). Raises
+    are kept, one ``.npy`` per (model, backend, names) (None: ``$REGIONSPOT_HOME/onnx/text``; False: not kept). Raises
     OnnxModelError for a folder that is missing, incomplete or of another format or model, and when the engine
     is not installed.
     """
@@ -144,7 +144,8 @@ class OnnxBackend:
         names = list(class_names)
         path = None
         if self.text_cache_dir is not None:
-            key = hashlib.sha256(json.dumps([self.runtime.graphs.model, names]).encode()).hexdigest()[:32]
+            # the backend too: an int8 or bf16 text tower embeds the same graphs' names differently
+            key = hashlib.sha256(json.dumps([self.runtime.graphs.model, self.backend, names]).encode()).hexdigest()[:32]
             path = self.text_cache_dir / f"{key}.npy"
         embeddings = np.load(path) if path is not None and path.is_file() else None
         self.runtime.set_vocabulary(names, text_embeddings=embeddings)

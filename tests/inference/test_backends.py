@@ -101,7 +101,7 @@ def test_onnx_backends_refuse_what_only_torch_does(folder):
         backend.predict(boxes=EXAMPLE["boxes"], return_attention=True)
 
 
-def test_text_embeddings_are_kept_per_model_and_names(folder, tmp_path):
+def test_text_embeddings_are_kept_per_model_backend_and_names(folder, tmp_path):
     spec = backend_spec("onnxruntime")
     first = OnnxBackend(folder, spec, threads=1, text_cache_dir=tmp_path)
     first.set_vocabulary(VOCABULARY[:5])
@@ -110,6 +110,10 @@ def test_text_embeddings_are_kept_per_model_and_names(folder, tmp_path):
     second = OnnxBackend(folder, spec, threads=1, text_cache_dir=tmp_path)
     second.set_vocabulary(VOCABULARY[:6])
     assert len(list(tmp_path.glob("*.npy"))) == 2
+    # another backend (an int8 or bf16 text tower) never reads the fp32 backend's embeddings of the same names
+    third = OnnxBackend(folder, backend_spec("onnxruntime-int8"), threads=1, text_cache_dir=tmp_path)
+    third.set_vocabulary(VOCABULARY[:5])
+    assert len(list(tmp_path.glob("*.npy"))) == 3
 
 
 def test_a_missing_or_incompatible_export_is_one_line(folder, tmp_path):
@@ -133,7 +137,7 @@ def test_a_missing_or_incompatible_export_is_one_line(folder, tmp_path):
 def test_openvino_missing_is_one_line_naming_the_fix(folder, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # checked on every open, even after the one Core exists
     with pytest.raises(OnnxModelError, match=r"pip install 'regionspot\[openvino\]'"):
         OnnxBackend(folder, backend_spec("openvino"))
 

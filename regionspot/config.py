@@ -123,6 +123,9 @@ class RegionSpotConfig:
         eps); a checkpoint that lacks it was written before these were recorded (see checkpoint.py).
     display_temperature: the softmax temperature of the *displayed* confidence (fitted by temperature
         scaling on a validation set; 1.0 = the paper's softmax). Scores used for AP never use it.
+    trained_with_negatives: whether the head was trained with negatives (background boxes or objects of
+        classes outside the step's vocabulary, with all-zero targets), so its per-class sigmoids can say "none
+        of these"; set by training, False for a checkpoint that predates it and for the official heads.
     """
 
     segmenter: str = "facebook/sam-vit-base"
@@ -132,6 +135,7 @@ class RegionSpotConfig:
     templates: str | list[str] = "imagenet"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     display_temperature: float = 1.0
+    trained_with_negatives: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

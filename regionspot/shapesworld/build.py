@@ -11,7 +11,8 @@ Stages (one progress bar over them; each stage shows its own bar below it):
 6. ``calibrate``: the display temperature of the RegionSpot head, fitted on val (temperature scaling,
    :mod:`regionspot.evaluation.calibration`) and written into its checkpoint.
 7. ``eval``: ``regionspot eval`` on val with GT boxes: CLIP w/ box, CLIP w/ mask and the three heads.
-8. ``ship`` (``install=True``): copy sam/, clip/, head.safetensors, an example image + boxes and the
+8. ``ship`` (``install=True``): copy sam/, clip/, head.safetensors, an example image + boxes (with one of its
+   objects' classes left out of the example's vocabulary, to show a region that is none of the names) and the
    vocabulary into ``regionspot/assets/shapesworld``, with ``metrics.json``: the table, the backbone
    metrics, the build times and the AP of RegionSpot and CLIP w/ box on the fixed val subset that CI
    re-measures (the first ``CI_SUBSET_IMAGES`` val images of the seed, regenerated bit-identically).
@@ -39,7 +40,7 @@ from regionspot.shapesworld.generate import generate_shapesworld
 from regionspot.shapesworld.pretrain_clip import ClipPretrainConfig, pretrain_clip
 from regionspot.shapesworld.pretrain_sam import SamPretrainConfig, pretrain_sam
 from regionspot.shapesworld.report import evaluate_rows, report_markdown
-from regionspot.shapesworld.ship import choose_example, install_assets, shipped_metrics
+from regionspot.shapesworld.ship import choose_example, choose_unknown, install_assets, shipped_metrics
 from regionspot.shapesworld.world import WorldConfig, world_preset
 from regionspot.utils.io import write_json_atomic
 from regionspot.utils.progress import progress_bar
@@ -255,8 +256,9 @@ class _Build:
         example = choose_example(self.out, self.head, self.sam, self.clip, seed=self.config.seed, world=self.config.world,
                                  candidates=self.config.example_candidates)
         names = [c["name"] for c in json.loads(self.val_json.read_text())["categories"]]
-        sizes = install_assets(self.out, assets_dir() / "shapesworld", example, names)
-        return {"example": example, "sizes_mb": sizes}
+        unknown = None if example is None else choose_unknown(self.head, self.sam, self.clip, example, names)
+        sizes = install_assets(self.out, assets_dir() / "shapesworld", example, names, unknown)
+        return {"example": example, "unknown": unknown, "sizes_mb": sizes}
 
 
 def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_progress: bool = True,

@@ -135,3 +135,7 @@ def test_reused_backbones_are_copied_with_their_figures_and_the_cli_flag_points_
     result = CliRunner().invoke(app, ["shapesworld", "build", "--reuse-backbones", "--out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert calls[0].backbones_from == str(shipped) and calls[0].clip == BuildConfig.full().clip
+    assert (calls[0].negatives_per_image, calls[0].vocabulary_drop) == (0, 0.0)  # the shipped recipe has none
+    CliRunner().invoke(app, ["shapesworld", "build", "--negatives-per-image", "8", "--vocabulary-drop", "0.25",
+                             "--out", str(tmp_path / "d")])
+    assert (calls[1].negatives_per_image, calls[1].vocabulary_drop, calls[1].backbones_from) == (8, 0.25, None)

@@ -146,8 +146,9 @@ class RegionSpotConfig:
     display_temperature: the softmax temperature of the *displayed* confidence (fitted by temperature
         scaling on a validation set; 1.0 = the paper's softmax). Scores used for AP never use it.
     rejection: the "none of these" score and threshold (``RejectionConfig``; fitted by ``regionspot calibrate``).
-    trained_with_negatives: True when the head was trained with negatives (background boxes and objects outside
-        the batch's vocabulary with all-zero targets); calibration then uses the "learned" rejection score.
+    trained_with_negatives: whether the head was trained with negatives (background boxes or objects of
+        classes outside the step's vocabulary, with all-zero targets), so its per-class sigmoids can say "none
+        of these"; set by training, False for a checkpoint that predates it and for the official heads.
     """
 
     segmenter: str = "facebook/sam-vit-base"

@@ -46,11 +46,26 @@ def shapesworld_build(
     world: Annotated[str, typer.Option(help="ShapesWorld preset: v2 (8 x 8 classes, the shipped model) or v1 (12 x 12, smaller objects).")] = "v2",
     sam_shape_loss: Annotated[float | None, typer.Option(help="Weight of the tiny SAM's shape-name loss on its "
                                                          "mask token (default: the world's recipe; 0 = masks only).")] = None,
+    reuse_backbones: Annotated[bool, typer.Option(help="Copy the installed tiny SAM and CLIP instead of pre-training "
+                                                  "them: retrains the heads only (minutes instead of an hour).")] = False,
+    negatives_per_image: Annotated[int | None, typer.Option(help="Background boxes per train image cached and used as "
+                                                            "negatives in the heads' training (default: the recipe's, 0).")] = None,
+    vocabulary_drop: Annotated[float | None, typer.Option(help="Chance of each class leaving a training step's vocabulary, "
+                                                          "its boxes then negatives (default: the recipe's, 0).")] = None,
 ) -> None:
     """Rebuild the embedded ShapesWorld models (tiny CLIP, tiny SAM, RegionSpot heads) and write the table."""
+    from dataclasses import replace
+
+    from regionspot.registry import assets_dir
     from regionspot.shapesworld.build import BuildConfig, run_build
 
     config = (BuildConfig.quick if quick else BuildConfig.full)(world, sam_shape_loss)
+    if reuse_backbones:
+        config = replace(config, backbones_from=str(assets_dir() / "shapesworld"))
+    if negatives_per_image is not None:
+        config = replace(config, negatives_per_image=negatives_per_image)
+    if vocabulary_drop is not None:
+        config = replace(config, vocabulary_drop=vocabulary_drop)
     run_build(out, config, install=install and not quick, resume=resume)
     report = out / "report.md"  # written by the eval stage (this run's or, with --resume, an earlier one's)
     if report.is_file():

@@ -50,6 +50,12 @@ class TrainConfig:
     mixed_precision: "no", "bf16" or "fp16" (autocast; on CPU only "no" and "bf16" make sense).
     clip_grad_norm: max gradient L2 norm, or None to disable.
     init_head: a head checkpoint (safetensors) to start from, e.g. stage 1's final head for stage 2.
+    negatives_per_image: background boxes per image and step, drawn from those the cache holds (``regionspot
+        cache --negatives-per-image``), with all-zero targets (None: all the cache holds; 0: none).
+    vocabulary_drop: the chance of each class of the dataset's vocabulary being left out of a step's vocabulary
+        (drawn per step); the step's regions of a left-out class become negatives with all-zero targets (0: the
+        whole vocabulary every step, as the paper trains).
+    A run that uses negatives of either kind records ``model.trained_with_negatives`` in its head.
 
     Sizes: the head's token_dim / feature_dim / embed_dim and ``model.image_size`` that a config read by
     :meth:`from_dict` does not state are listed in ``sizes_from_backbones`` (dotted keys of ``SIZE_KEYS``):
@@ -85,6 +91,8 @@ class TrainConfig:
     text_cache_dir: str | None = None
     init_head: str | None = None
     verify_cache: str = "full"
+    negatives_per_image: int | None = None
+    vocabulary_drop: float = 0.0
 
     def validate(self) -> None:
         if not self.datasets:
@@ -95,6 +103,10 @@ class TrainConfig:
             raise ConfigError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}.")
         if self.batch_size < 1 or self.max_iters < 1 or self.max_regions < 1:
             raise ConfigError("batch_size, max_iters and max_regions must be positive.")
+        if self.negatives_per_image is not None and self.negatives_per_image < 0:
+            raise ConfigError(f"negatives_per_image must be >= 0 or null (all cached), got {self.negatives_per_image}.")
+        if not 0 <= self.vocabulary_drop < 1:
+            raise ConfigError(f"vocabulary_drop must be in [0, 1), got {self.vocabulary_drop}.")
         if sorted(self.lr_steps) != list(self.lr_steps):
             raise ConfigError(f"lr_steps must be increasing, got {self.lr_steps}.")
 

@@ -67,6 +67,38 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
     return best
 
 
+def choose_unknown(head: Path, sam_dir: Path, clip_dir: Path, example: dict[str, Any], names: list[str]) -> str:
+    """The class of the bundled example to leave out of its vocabulary, so that ``regionspot predict`` shows a
+    region whose name is not among the names given: of the example's objects, the one whose largest sigmoid over
+    the vocabulary without its own class is lowest (the clearest "none of these" for this head); ties: the first.
+    Like the example itself, a demo choice, not a measurement."""
+    import numpy as np
+
+    from regionspot.inference.predictor import RegionSpotPredictor
+    from regionspot.model import RegionSpot
+
+    model = RegionSpot.from_pretrained(str(head), segmenter=str(sam_dir), vision_language=str(clip_dir), device="cpu")
+    predictor = RegionSpotPredictor(model)
+    predictor.set_vocabulary(names)
+    predictor.set_image(example["file"])
+    logits = predictor.predict(boxes=example["boxes"], top_k=1, return_masks=False).logits  # (N, V)
+    best = []
+    for row, label in zip(logits, example["labels"], strict=True):
+        others = np.delete(row, names.index(label))
+        best.append(float(others.max()))
+    return example["labels"][int(np.argmin(best))]
+
+
+def example_spec(example: dict[str, Any], names: list[str], unknown: str | None) -> dict[str, Any]:
+    """``example.json``: the image, its boxes, their true labels and the vocabulary ``predict`` uses, which lacks
+    ``unknown`` (a true label, listed under "unknown") when given."""
+    spec = {"image": "example.png", "boxes": example["boxes"], "labels": example["labels"],
+            "vocabulary": [n for n in names if n != unknown]}
+    if unknown is not None:
+        spec["unknown"] = [unknown]
+    return spec
+
+
 def record_installed_backbones(head: Path, assets: Path) -> Path:
     """Write ``head`` to ``assets/head.safetensors`` naming the installed ``assets/sam`` and ``assets/clip`` as
     its backbones (recorded by name when ``assets`` is the package's), not the build's folders."""
@@ -77,8 +109,10 @@ def record_installed_backbones(head: Path, assets: Path) -> Path:
     return save_head_checkpoint(assets / "head.safetensors", state, config, meta)
 
 
-def install_assets(out: Path, assets: Path, example: dict[str, Any] | None, names: list[str]) -> dict[str, float]:
-    """Copy the built models (+ example and vocabulary) into ``assets``; return sizes in MB."""
+def install_assets(out: Path, assets: Path, example: dict[str, Any] | None, names: list[str],
+                   unknown: str | None = None) -> dict[str, float]:
+    """Copy the built models (+ example and vocabulary) into ``assets``; return sizes in MB. ``unknown``: the
+    example object's class left out of the example's vocabulary (:func:`choose_unknown`), or None."""
     assets.mkdir(parents=True, exist_ok=True)
     for name in ("sam", "clip"):
         target = assets / name
@@ -91,8 +125,7 @@ def install_assets(out: Path, assets: Path, example: dict[str, Any] | None, name
     (assets / "vocabulary.txt").write_text("\n".join(names) + "\n")
     if example is not None:
         shutil.copy2(example["file"], assets / "example.png")
-        spec = {"image": "example.png", "boxes": example["boxes"], "labels": example["labels"], "vocabulary": names}
-        (assets / "example.json").write_text(json.dumps(spec, indent=1))
+        (assets / "example.json").write_text(json.dumps(example_spec(example, names, unknown), indent=1))
     sizes = {}
     for name in ("sam", "clip", "head.safetensors"):
         path = assets / name

@@ -43,7 +43,9 @@ from regionspot.backbones.sam_inputs import SamPreprocess
 from regionspot.errors import CheckpointError
 from regionspot.masks.resize import MaskFrame
 
-__all__ = ["DECODER_EPS", "SAM2_FAMILY", "SINGLE_MASK_TOKEN", "Sam2Segmenter", "load_sam2_segmenter"]
+__all__ = [
+    "DECODER_EPS", "SAM2_FAMILY", "SINGLE_MASK_TOKEN", "Sam2Segmenter", "load_sam2_segmenter", "missing_library",
+]
 
 # Index of the single-mask output token in the two-way transformer's queries: [object-score, IoU, mask_0, ...].
 SINGLE_MASK_TOKEN = 2
@@ -194,6 +196,15 @@ def _image_config(config, model_id: str):
                                      mask_decoder_config=part(config.mask_decoder_config))
 
 
+def missing_library(model_id: str, error: ImportError) -> str:
+    """One line for a model whose code needs a library that is not installed (EdgeTAM's backbone: timm)."""
+    text = str(error)
+    if "timm" in text:
+        return f"{model_id!r} needs timm (EdgeTAM's RepViT backbone), which is not installed: `pip install timm`."
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{model_id!r} needs a library that is not installed: {lines[0] if lines else type(error).__name__}"
+
+
 def load_sam2_segmenter(
     model_id: str,
     config,
@@ -218,8 +229,7 @@ def load_sam2_segmenter(
     try:
         model = from_pretrained(model_class.from_pretrained, model_id, "the segmenter weights", _HINT, config=image_config)
     except ImportError as error:
-        raise CheckpointError(f"{model_id!r} needs a library that is not installed ({str(error).strip().splitlines()[0]}); "
-                              "EdgeTAM's backbone comes from timm: `pip install timm`.") from None
+        raise CheckpointError(missing_library(model_id, error)) from None
     model.requires_grad_(False).eval()
     if device is not None:
         model.to(device=torch.device(device))

@@ -25,7 +25,7 @@ from regionspot.backbones.base import SegmenterBatch, SegmenterImageState
 from regionspot.backbones.hub import cached_file_or_none, from_pretrained, looks_like_path
 from regionspot.backbones.numerics import switch_numerics
 from regionspot.backbones.promptable import PromptableSegmenter, TokensCaptured, stability_score
-from regionspot.backbones.sam2_segmenter import SAM2_FAMILY, load_sam2_segmenter
+from regionspot.backbones.sam2_segmenter import SAM2_FAMILY, load_sam2_segmenter, missing_library
 from regionspot.backbones.sam_attention import one_image_token_major, set_sam_attention, use_chunked_bias
 from regionspot.backbones.sam_inputs import SamPreprocess
 from regionspot.errors import CheckpointError, WeightsNotFoundError
@@ -204,7 +204,10 @@ def load_segmenter(
         raise WeightsNotFoundError(f"SAM model folder {model_id} does not exist; " + _PROVIDE_WEIGHTS_HINT + ".")
     if Path(model_id).expanduser().is_dir():
         model_id = str(Path(model_id).expanduser())
-    config = from_pretrained(AutoConfig.from_pretrained, model_id, "the SAM config", _PROVIDE_WEIGHTS_HINT)
+    try:
+        config = from_pretrained(AutoConfig.from_pretrained, model_id, "the SAM config", _PROVIDE_WEIGHTS_HINT)
+    except ImportError as error:  # e.g. EdgeTAM's config names a timm backbone
+        raise CheckpointError(missing_library(model_id, error)) from None
     if config.model_type in SAM2_FAMILY:
         return load_sam2_segmenter(model_id, config, device=device, dtype=dtype,
                                    decoder_layer_norm_eps=decoder_layer_norm_eps)

@@ -12,12 +12,14 @@ feature maps (strides 4–32) the neck reads; everything after the backbone is E
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from unittest import mock
 
 import torch
 from torch import nn
+
+from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
+from regionspot.backbones.convert.sam2 import save_sam2_processor_config
 
 TINY_SAM2_SIZE = 128
 TINY_SAM3_SIZE = 112
@@ -58,7 +60,7 @@ def tiny_sam3_tracker_config():
 
 def _seeded(model: nn.Module, seed: int) -> nn.Module:
     """Seeded random weights: N(0, 0.2) (LayerNorms near the identity), so that tiny masks vary with the
-    prompt; the same model on every machine."""
+    prompt; the same model on every machine. The positional-encoding matrix is shared as in real checkpoints."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -67,6 +69,8 @@ def _seeded(model: nn.Module, seed: int) -> nn.Module:
                 parameter.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * noise)
             else:
                 parameter.copy_(0.2 * noise)
+        # one Gaussian matrix for prompts and the image-wide encoding, as in the released checkpoints
+        model.shared_image_embedding.positional_embedding.copy_(model.prompt_encoder.shared_embedding.positional_embedding)
     return model.requires_grad_(False).eval()
 
 
@@ -133,13 +137,6 @@ def save_tiny_sam2_family(model: nn.Module, folder: str | Path) -> Path:
     model.save_pretrained(str(folder))
     side = int(model.config.prompt_encoder_config.image_size)
     sam3 = model.config.model_type.startswith("sam3")
-    stats = ([0.5] * 3, [0.5] * 3) if sam3 else ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-    processor = {
-        "image_processor_type": "Sam2ImageProcessorFast", "processor_class": "Sam2Processor",
-        "do_resize": True, "size": {"height": side, "width": side}, "resample": 2,
-        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-        "image_mean": stats[0], "image_std": stats[1], "do_convert_rgb": True,
-        "mask_size": {"height": side // 4, "width": side // 4},
-    }
-    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
+    stats = ((0.5,) * 3, (0.5,) * 3) if sam3 else (IMAGENET_MEAN, IMAGENET_STD)
+    save_sam2_processor_config(folder, image_size=side, mean=stats[0], std=stats[1])
     return folder

@@ -12,7 +12,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from regionspot.backbones.convert.sam2 import convert_sam2_checkpoint, official_to_hf_state_dict, sam2_config_for
+from regionspot.backbones.convert.sam2 import (
+    convert_sam2_checkpoint,
+    official_to_hf_state_dict,
+    sam2_config_for,
+)
 from regionspot.backbones.segmenter import load_segmenter
 from regionspot.cli import app
 from regionspot.errors import CheckpointError

@@ -5,8 +5,8 @@
 Per variant (``regionspot.config.VARIANTS``; default BL — today's SAM ViT-B + CLIP-L — T-L and S-SigL): the
 segmenter's image encoder on one 640×480 image (behind its adapter: ``SamSegmenter`` / ``Sam2Segmenter``, fp32),
 the decoder on 12 boxes (tokens, IoU and full-size masks, ``decode_prompts(masks="full")``) and the
-vision-language tower's forward at its input size (the feature map the head reads). Random weights have the
-released models' shapes and FLOPs; the sizes come from ``backbones.flops.backbone_config`` (offline). FLOPs
+vision-language tower's forward at its input size (the feature map the head reads). Random weights (PyTorch's
+default init, see ``_initialised``) have the released models' shapes and FLOPs; the sizes come from ``backbones.flops.backbone_config`` (offline). FLOPs
 are counted on the meta device and checked against the table ``regionspot models`` prints. Each backbone is
 timed once and shared by the variants that use it. The CPU, its flags and the thread count are printed.
 """
@@ -32,6 +32,15 @@ from speed_tools import best_time, cpu_flag_line, cpu_model  # noqa: E402
 BOXES = 12
 
 
+def _initialised(model: torch.nn.Module) -> torch.nn.Module:
+    """PyTorch's default init for every Linear / conv / embedding (``sam_style_init_``), eval, frozen. transformers'
+    own init of a full-size SamModel makes its image encoder 10-20x slower on a CPU (its activations go subnormal),
+    which real weights do not; the same init for every backbone keeps the comparison fair."""
+    from regionspot.shapesworld.tiny_models import sam_style_init_
+
+    return sam_style_init_(model, seed=0).eval().requires_grad_(False)
+
+
 def _segmenter(model_id: str):
     import transformers
 
@@ -41,9 +50,13 @@ def _segmenter(model_id: str):
     config = backbone_config(model_id)
     torch.manual_seed(0)
     if config.model_type == "sam":
-        return SamSegmenter(transformers.SamModel(config).eval().requires_grad_(False), model_id, SamPreprocess())
+        from regionspot.backbones.sam_attention import use_chunked_bias
+
+        model = _initialised(transformers.SamModel(config))
+        use_chunked_bias(model)  # as load_segmenter runs SAM
+        return SamSegmenter(model, model_id, SamPreprocess())
     side = int(config.prompt_encoder_config.image_size)
-    model = transformers.Sam2Model(config).eval().requires_grad_(False)
+    model = _initialised(transformers.Sam2Model(config))
     return Sam2Segmenter(model, model_id, SamPreprocess(longest_edge=side, pad_size=side, square=True))
 
 
@@ -62,7 +75,7 @@ def time_vision_tower(model_id: str, repeats: int) -> float:
     config = backbone_config(model_id)
     torch.manual_seed(0)
     cls = transformers.CLIPVisionModel if config.model_type == "clip_vision_model" else transformers.SiglipVisionModel
-    model = cls(config).eval().requires_grad_(False)
+    model = _initialised(cls(config))
     pixels = torch.randn(1, 3, config.image_size, config.image_size)
     with torch.no_grad():
         return best_time(lambda: model(pixel_values=pixels), repeats, warmup=1)

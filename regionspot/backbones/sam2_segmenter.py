@@ -44,7 +44,8 @@ from regionspot.errors import CheckpointError
 from regionspot.masks.resize import MaskFrame
 
 __all__ = [
-    "DECODER_EPS", "SAM2_FAMILY", "SINGLE_MASK_TOKEN", "Sam2Segmenter", "load_sam2_segmenter", "missing_library",
+    "DECODER_EPS", "SAM2_FAMILY", "SINGLE_MASK_TOKEN", "Sam2Segmenter", "image_model_config", "load_sam2_segmenter",
+    "missing_library",
 ]
 
 # Index of the single-mask output token in the two-way transformer's queries: [object-score, IoU, mask_0, ...].
@@ -171,7 +172,7 @@ class Sam2Segmenter(PromptableSegmenter):
 
 
 # --------------------------------------------------------------------- loading
-def _image_config(config, model_id: str):
+def image_model_config(config, model_id: str):
     """(image model class, its config) for a SAM 2-family config (a video model's config gives the image
     model's: its vision encoder, prompt encoder and mask decoder, which the image model loads)."""
     import transformers
@@ -225,7 +226,7 @@ def load_sam2_segmenter(
             f"{model_id!r} is a SAM 2-family model whose decoder LayerNorm eps is fixed at 1e-5; "
             f"sam_decoder_eps {decoder_layer_norm_eps:g} is for SAM: set preprocess.sam_decoder_eps to null or 1e-5."
         )
-    model_class, image_config = _image_config(config, model_id)
+    model_class, image_config = image_model_config(config, model_id)
     try:
         model = from_pretrained(model_class.from_pretrained, model_id, "the segmenter weights", _HINT, config=image_config)
     except ImportError as error:

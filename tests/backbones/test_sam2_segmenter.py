@@ -209,14 +209,14 @@ def test_video_configs_load_their_image_model():
     """Hub folders of the video models (sam2_video, sam3_video) load the image model's encoder and decoder."""
     from transformers import Sam2VideoConfig, Sam3VideoConfig
 
-    from regionspot.backbones.sam2_segmenter import _image_config
+    from regionspot.backbones.sam2_segmenter import image_model_config
     from regionspot.testing.tiny_sam2 import tiny_sam2_config
 
     tiny = tiny_sam2_config()
     video = Sam2VideoConfig(vision_config=tiny.vision_config.to_dict(), prompt_encoder_config=tiny.prompt_encoder_config.to_dict(),
                             mask_decoder_config=tiny.mask_decoder_config.to_dict())
-    model_class, config = _image_config(video, "video")
+    model_class, config = image_model_config(video, "video")
     assert model_class.__name__ == "Sam2Model" and config.model_type == "sam2"
     assert config.mask_decoder_config.hidden_size == 32 and config.prompt_encoder_config.image_size == 128
-    model_class, config = _image_config(Sam3VideoConfig(), "sam3")
+    model_class, config = image_model_config(Sam3VideoConfig(), "sam3")
     assert model_class.__name__ == "Sam3TrackerModel" and config.prompt_encoder_config.image_size == 1008

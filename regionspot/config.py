@@ -202,11 +202,30 @@ VARIANTS: dict[str, RegionSpotConfig] = {
         image_size=336,
         head=HeadConfig(feature_dim=1024, embed_dim=768),
     ),
+    # Newer backbones (no released heads: train them with configs/regionspot_tl_*.yaml / regionspot_ssigl_*.yaml).
+    # T-L: SAM 2.1 Hiera-T's token (a third of ViT-B's encoder FLOPs) with BL's CLIP-L: the CPU lever.
+    "T-L": RegionSpotConfig(
+        segmenter="facebook/sam2.1-hiera-tiny",
+        vision_language="openai/clip-vit-large-patch14",
+        image_size=224,
+        head=HeadConfig(feature_dim=1024, embed_dim=768),
+    ),
+    # S-SigL: Hiera-S (better masks than T for ~20% more encoder FLOPs) with SigLIP 2 L/16 at 256 (the same tower
+    # cost as CLIP-L/14 at 224; width 1024 and a 1024-d joint space, so the head's dims follow it).
+    "S-SigL": RegionSpotConfig(
+        segmenter="facebook/sam2.1-hiera-small",
+        vision_language="google/siglip2-large-patch16-256",
+        image_size=256,
+        head=HeadConfig(feature_dim=1024, embed_dim=1024),
+    ),
 }
+# Variants whose heads the paper's authors released (``regionspot download NAME``); the others are architectures
+# with training recipes.
+RELEASED_VARIANTS: tuple[str, ...] = ("BB", "BL", "BL@336")
 
 
 def variant_config(name: str) -> RegionSpotConfig:
-    """A fresh copy of a named variant's config ("BB", "BL", "BL@336")."""
+    """A fresh copy of a named variant's config ("BB", "BL", "BL@336", "T-L", "S-SigL")."""
     if name not in VARIANTS:
         raise ValueError(f"Unknown variant {name!r}; choose one of {sorted(VARIANTS)}.")
     return RegionSpotConfig.from_dict(VARIANTS[name].to_dict())

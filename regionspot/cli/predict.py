@@ -394,8 +394,17 @@ def write_outputs(options: PredictOptions, image: Path, predictor, result, model
 
 @app.command("models")
 def models() -> None:
-    """List registered model names."""
+    """List registered model names, and the named variants with their FLOPs."""
     from regionspot.registry import list_pretrained
 
     for name, weights in list_pretrained().items():
         typer.echo(f"{name:12s} {weights.description}")
+    from regionspot.registry import variant_costs
+
+    typer.echo("\nVariants (frozen segmenter + vision-language model; FLOPs at full size, counted once; "
+               "docs/performance.md has CPU seconds):")
+    typer.echo(f"{'name':8s} {'segmenter':29s} {'vision-language':34s} {'TFLOP/image':>11s} {'GFLOP/box':>9s}  head")
+    for row in variant_costs():
+        head = f"regionspot download {row.name}" if row.released else "train it: docs/train.md#variants"
+        typer.echo(f"{row.name:8s} {row.segmenter:29s} {row.vision_language:34s} {row.image_tflops:11.2f} "
+                   f"{row.box_flops / 1e9:9.1f}  {head}")

@@ -11,7 +11,8 @@ that both the PyTorch path and the torch-free ONNX runtime (``regionspot.runtime
   (``(pixels - mean) / std``; torch's twin is ``data/transforms.normalize_pixels``).
 - :func:`bilinear_resize`: ``F.interpolate(mode="bilinear", align_corners=False)`` without antialias in
   float32 numpy (the released code's CLIP resize, and SAM's mask-logit upsampling): within 1e-5 of torch's on
-  values in [0, 1] (torch rounds its coordinates and mixes with fused multiply-adds), which tests check.
+  values in [0, 1] (torch rounds its coordinates and mixes with fused multiply-adds), which tests check. It is
+  ``masks.resize.bilinear_window`` (the ONNX backends' masks take windows of the same resize).
 
 Arrays are channels-first: images (3, H, W), batches (B, 3, H, W).
 """

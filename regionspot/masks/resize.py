@@ -3,7 +3,9 @@ low-resolution mask logits brought to image pixels (SAM's upsampling), whole or 
 
 The window (:func:`resize_logits_window`) is computed with the taps, weights and rounding of torch's CPU
 bilinear kernel, so that its pixels equal the whole resize bit for bit while its cost and memory grow with
-the window, not with the image.
+the window, not with the image. :func:`bilinear_window` is that computation in numpy, in torch's rounding or
+numpy's plain float32 one (the torch-free runtime's resize). torch is imported only inside the functions that
+run it.
 
 Frames: masks and logits are (..., H, W), rows then columns; a window is rows ``rows[0]..rows[1]-1`` and
 columns ``cols[0]..cols[1]-1`` of the resized grid.

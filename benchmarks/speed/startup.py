@@ -1,12 +1,12 @@
-"""The command line's start-up: `--help`, a command's `--help`, argument errors, and two model commands —
-`predict` on the bundled example and `eval` on a 4-image ShapesWorld set, embedded model — split into
-imports, model load, model compute, AP scoring and the rest.
+"""The command line's start-up: `--help`, a command's `--help`, argument errors, and three model commands —
+`predict` on the bundled example (torch, and the ONNX Runtime backend) and `eval` on a 4-image ShapesWorld set,
+embedded model — split into imports, model load, model compute, AP scoring and the rest.
 
 Every run is a fresh interpreter running the CLI as `python -m regionspot.cli` does, through a small driver
 that reports whether torch / transformers were imported and stamps the model load
-(``RegionSpot.from_pretrained``), the model compute (the predictor's ``set_image``, ``set_vocabulary``,
-``predict`` / ``predict_everything``; the evaluation's ``predict_images``) and the evaluation's AP scoring
-(``merge_and_evaluate``). Per case: the best wall and CPU seconds (user + system: less sensitive to other
+(``RegionSpot.from_pretrained``; the ONNX backend's sessions, ``OnnxBackend``), the model compute (the
+predictor's or the ONNX backend's ``set_image``, ``set_vocabulary``, ``predict`` / ``predict_everything``; the
+evaluation's ``predict_images``) and the evaluation's AP scoring (``merge_and_evaluate``). Per case: the best wall and CPU seconds (user + system: less sensitive to other
 load on the machine) of ``--repeats`` runs, the best "outside model compute" (a run's wall minus its
 compute), and one more run under ``-X importtime`` split into imports (its top-level entries, wherever they
 ran; taken out of the windows they ran in) + load + compute + scoring + the rest (interpreter start and exit,
@@ -15,7 +15,8 @@ argument parsing, checks, reading images, writing results). ``-X importtime`` sl
     python benchmarks/speed/startup.py --repeats 5 [--root OTHER_CHECKOUT] [--python OTHER_VENV/bin/python]
 
 ``--root`` runs another checkout's code (PYTHONPATH) for a before/after table. Text embeddings are cached in
-a fresh ``$REGIONSPOT_CACHE`` by a first, untimed run of each model command.
+a fresh ``$REGIONSPOT_CACHE`` (and ``$REGIONSPOT_HOME`` in it) by a first, untimed run of each model command,
+which also exports the ONNX graphs into that model home for the ONNX Runtime case.
 """
 
 from __future__ import annotations
@@ -72,10 +73,17 @@ def patch_eval_loop(module):
 def patch_evaluate(module):
     module.merge_and_evaluate = timed("scoring", module.merge_and_evaluate)
 
+def patch_backends(module):
+    cls = module.OnnxBackend
+    cls.__init__ = timed("load", cls.__init__)
+    for name in ("set_image", "set_vocabulary", "predict"):
+        setattr(cls, name, timed("compute", getattr(cls, name)))
+
 class Stamp(importlib.abc.MetaPathFinder):
     # Patches the timed classes as their modules are first imported, so that imports happen where the CLI does them.
     patches = {"regionspot.model": patch_model, "regionspot.inference.predictor": patch_predictor,
-               "regionspot.engine.eval_loop": patch_eval_loop, "regionspot.engine.evaluate": patch_evaluate}
+               "regionspot.engine.eval_loop": patch_eval_loop, "regionspot.engine.evaluate": patch_evaluate,
+               "regionspot.inference.backends": patch_backends}
 
     def find_spec(self, name, path, target=None):
         if name not in self.patches:
@@ -105,7 +113,7 @@ mark({"windows": windows, "status": status,
 
 def _env(root: Path, cache: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(root), "REGIONSPOT_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
-            "REGIONSPOT_PROGRESS": "off"}
+            "REGIONSPOT_PROGRESS": "off", "REGIONSPOT_HOME": str(cache / "home")}
 
 
 WINDOWS = ("load", "compute", "scoring")
@@ -153,6 +161,8 @@ def cases(work: Path) -> list[tuple[str, list[str], bool]]:
         ("argument error: `predict --bogus`", ["predict", "--bogus"], False),
         ("`predict`, bundled example, `--viz`", ["predict", "--out", str(work / "r.json"), "--viz", str(work / "r.png"),
                                                  "--device", "cpu"], True),
+        ("`predict --backend onnxruntime`, bundled example, `--viz`", [
+            "predict", "--backend", "onnxruntime", "--out", str(work / "o.json"), "--viz", str(work / "o.png")], True),
         ("`eval`, 4 ShapesWorld images, GT boxes, bbox + segm", [
             "eval", "--data", str(world / "annotations" / "val.json"), "--images", str(world),
             "--out", str(work / "eval"), "--overwrite", "--device", "cpu"], True),
@@ -167,7 +177,7 @@ def measure(python: str, root: Path, repeats: int, work: Path) -> list[dict]:
                     "--train", "0", "--val", "4"], env=env, cwd=work, check=True, capture_output=True)
     rows = []
     for name, args, model in cases(work):
-        if model:  # fills the text cache
+        if model:  # fills the text cache (and exports the ONNX graphs into the model home once)
             subprocess.run([python, "-m", "regionspot.cli", *args], env=env, cwd=work, check=True, capture_output=True)
         runs = [run_once(python, args, env, work, model, importtime=False) for _ in range(repeats)]
         split = run_once(python, args, env, work, model, importtime=True)

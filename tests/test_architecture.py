@@ -27,7 +27,7 @@ ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "config": frozenset({"errors", "utils"}),
     "utils": frozenset({"errors", "config"}),
     "version": frozenset(),
-    "masks": frozenset({"errors"}),
+    "masks": frozenset({"errors", "utils"}),
     "data": LEAVES | {"text.templates"},
     "backbones": LEAVES | {"data"},
     "text": LEAVES,

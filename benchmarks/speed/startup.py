@@ -1,22 +1,23 @@
 """The command line's start-up: `--help`, a command's `--help`, argument errors, and the model commands —
-`predict` on the bundled example and `eval` on a 4-image ShapesWorld set (torch, and ONNX Runtime on the
-exported graphs), embedded model — split into imports, model load, model compute, AP scoring and the rest.
+`predict` on the bundled example and `eval` on a 4-image ShapesWorld set, each with torch and with ONNX Runtime on
+the exported graphs, embedded model — split into imports, model load, model compute, AP scoring and the rest.
 
 Every run is a fresh interpreter running the CLI as `python -m regionspot.cli` does, through a small driver
 that reports whether torch / transformers were imported and stamps the model load
-(``RegionSpot.from_pretrained``; for an ONNX backend's evaluation, opening its graphs), the model compute (the
-predictor's ``set_image``, ``set_vocabulary``, ``predict`` / ``predict_everything``; the evaluation's
-``predict_images`` / ``predict_images_onnx``) and the evaluation's AP scoring
-(``merge_and_evaluate``). Per case: the best wall and CPU seconds (user + system: less sensitive to other
+(``RegionSpot.from_pretrained``; the ONNX backend's sessions, ``OnnxBackend``; for an ONNX backend's evaluation,
+opening its graphs), the model compute (the predictor's or the ONNX backend's ``set_image``, ``set_vocabulary``,
+``predict`` / ``predict_everything``; the evaluation's ``predict_images`` / ``predict_images_onnx``) and the
+evaluation's AP scoring (``merge_and_evaluate``). Per case: the best wall and CPU seconds (user + system: less sensitive to other
 load on the machine) of ``--repeats`` runs, the best "outside model compute" (a run's wall minus its
-compute), and one more run under ``-X importtime`` split into imports (its top-level entries, wherever they
+compute; the imports made inside the compute, e.g. a library imported on first use, count as outside), and one more run under ``-X importtime`` split into imports (its top-level entries, wherever they
 ran; taken out of the windows they ran in) + load + compute + scoring + the rest (interpreter start and exit,
 argument parsing, checks, reading images, writing results). ``-X importtime`` slows imports a little.
 
     python benchmarks/speed/startup.py --repeats 5 [--root OTHER_CHECKOUT] [--python OTHER_VENV/bin/python]
 
 ``--root`` runs another checkout's code (PYTHONPATH) for a before/after table. Text embeddings are cached in
-a fresh ``$REGIONSPOT_CACHE`` by a first, untimed run of each model command.
+a fresh ``$REGIONSPOT_CACHE`` (and ``$REGIONSPOT_HOME`` in it) by a first, untimed run of each model command,
+which also exports the ONNX graphs into that model home for the ONNX Runtime case.
 """
 
 from __future__ import annotations
@@ -37,24 +38,39 @@ ROOT = Path(__file__).resolve().parents[2]
 MARK = "@@startup "
 # Runs the CLI in-process with argv, stamps the windows and reports which heavy modules were imported.
 _DRIVER = r"""
-import importlib.abc, importlib.machinery, json, os, sys, time
+import builtins, importlib.abc, importlib.machinery, json, os, sys, time
 
 def mark(event):
     os.write(2, (MARK + json.dumps(event) + "\n").encode())
 
-windows, depth = [], [0]
+windows, depth, importing = [], [0], [0.0, False]  # importing: seconds spent importing in this window, inside one
+_import = builtins.__import__
+
+def timed_import(*args, **kwargs):
+    # The time a window spends in import statements (the lazy imports of the code it runs), outermost only.
+    if not depth[0] or importing[1]:
+        return _import(*args, **kwargs)
+    importing[1], start = True, time.perf_counter()
+    try:
+        return _import(*args, **kwargs)
+    finally:
+        importing[0] += time.perf_counter() - start
+        importing[1] = False
+
+builtins.__import__ = timed_import
 
 def timed(kind, func):
     def wrapper(*args, **kwargs):
         if depth[0]:  # inside another window (predict_everything calls predict)
             return func(*args, **kwargs)
         depth[0] += 1
+        importing[0] = 0.0
         mark({"start": kind})
         start = time.perf_counter()
         try:
             return func(*args, **kwargs)
         finally:
-            windows.append((kind, time.perf_counter() - start))
+            windows.append((kind, time.perf_counter() - start, importing[0]))
             mark({"end": kind})
             depth[0] -= 1
     return wrapper
@@ -77,11 +93,18 @@ def patch_eval_onnx(module):
     module.open_eval_backend = timed("load", module.open_eval_backend)
     module.predict_images_onnx = timed("compute", module.predict_images_onnx)
 
+
+def patch_backends(module):
+    cls = module.OnnxBackend
+    cls.__init__ = timed("load", cls.__init__)
+    for name in ("set_image", "set_vocabulary", "predict"):
+        setattr(cls, name, timed("compute", getattr(cls, name)))
+
 class Stamp(importlib.abc.MetaPathFinder):
     # Patches the timed classes as their modules are first imported, so that imports happen where the CLI does them.
     patches = {"regionspot.model": patch_model, "regionspot.inference.predictor": patch_predictor,
                "regionspot.engine.eval_loop": patch_eval_loop, "regionspot.engine.evaluate": patch_evaluate,
-               "regionspot.engine.eval_onnx": patch_eval_onnx}
+               "regionspot.engine.eval_onnx": patch_eval_onnx, "regionspot.inference.backends": patch_backends}
 
     def find_spec(self, name, path, target=None):
         if name not in self.patches:
@@ -111,7 +134,7 @@ mark({"windows": windows, "status": status,
 
 def _env(root: Path, cache: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(root), "REGIONSPOT_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
-            "REGIONSPOT_PROGRESS": "off"}
+            "REGIONSPOT_PROGRESS": "off", "REGIONSPOT_HOME": str(cache / "home")}
 
 
 WINDOWS = ("load", "compute", "scoring")
@@ -143,9 +166,11 @@ def run_once(python: str, args: list[str], env: dict, cwd: Path, stamp: bool, im
                     imports[window] += int(cumulative) / 1e6
     if report is None:
         raise RuntimeError(f"the driver did not finish: {stderr[-2000:]}")
-    spent = {kind: sum(s for k, s in report["windows"] if k == kind) - imports[kind] for kind in WINDOWS}
+    spent = {kind: sum(s for k, s, _ in report["windows"] if k == kind) - imports[kind] for kind in WINDOWS}
+    # the model compute without the imports its code makes on first use (measured in every run, -X importtime or not)
+    compute = sum(s - i for k, s, i in report["windows"] if k == "compute")
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "imports": imports["all"], **spent,
-            "status": report["status"], **report["modules"]}
+            "net_compute": compute, "status": report["status"], **report["modules"]}
 
 
 def cases(work: Path) -> list[tuple[str, list[str], bool]]:
@@ -159,6 +184,8 @@ def cases(work: Path) -> list[tuple[str, list[str], bool]]:
         ("argument error: `predict --bogus`", ["predict", "--bogus"], False),
         ("`predict`, bundled example, `--viz`", ["predict", "--out", str(work / "r.json"), "--viz", str(work / "r.png"),
                                                  "--device", "cpu"], True),
+        ("`predict --backend onnxruntime`, bundled example, `--viz`", [
+            "predict", "--backend", "onnxruntime", "--out", str(work / "o.json"), "--viz", str(work / "o.png")], True),
         ("`eval`, 4 ShapesWorld images, GT boxes, bbox + segm", [
             "eval", "--data", str(world / "annotations" / "val.json"), "--images", str(world),
             "--out", str(work / "eval"), "--overwrite", "--device", "cpu"], True),
@@ -179,7 +206,7 @@ def measure(python: str, root: Path, repeats: int, work: Path) -> list[dict]:
                    cwd=work, check=True, capture_output=True)
     rows = []
     for name, args, model in cases(work):
-        if model:  # fills the text cache
+        if model:  # fills the text cache (and exports the ONNX graphs into the model home once)
             warm = subprocess.run([python, "-m", "regionspot.cli", *args], env=env, cwd=work, capture_output=True)
             if warm.returncode != 0:  # a case this checkout does not have (e.g. an earlier version's)
                 print(f"  {name}: fails here (exit {warm.returncode}), skipped", file=sys.stderr)
@@ -188,7 +215,7 @@ def measure(python: str, root: Path, repeats: int, work: Path) -> list[dict]:
         split = run_once(python, args, env, work, model, importtime=True)
         split["rest"] = split["wall"] - split["imports"] - sum(split[k] for k in WINDOWS)
         rows.append({"case": name, "model": model, "wall": min(r["wall"] for r in runs), "cpu": min(r["cpu"] for r in runs),
-                     "outside": min(r["wall"] - r["compute"] for r in runs), "status": split["status"],
+                     "outside": min(r["wall"] - r["net_compute"] for r in runs), "status": split["status"],
                      **{m: split[m] for m in ("torch", "transformers", "numpy")},
                      "split": {k: split[k] for k in ("wall", "imports", *WINDOWS, "rest")}})
         print(f"  {name}: {rows[-1]['wall']:.2f} s", file=sys.stderr)

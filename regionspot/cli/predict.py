@@ -127,7 +127,7 @@ def is_many(options: PredictOptions) -> bool:
         return True
     if not images or images[0].is_dir() or images[0].exists():
         return bool(images) and images[0].is_dir()
-    from regionspot.inference.batch import is_glob  # imports torch: only for a name that is no file
+    from regionspot.inference.batch import is_glob  # only for a name that is no file
 
     return is_glob(images[0])
 

@@ -11,7 +11,8 @@ that both the PyTorch path and the torch-free ONNX runtime (``regionspot.runtime
   (``(pixels - mean) / std``; torch's twin is ``data/transforms.normalize_pixels``).
 - :func:`bilinear_resize`: ``F.interpolate(mode="bilinear", align_corners=False)`` without antialias in
   float32 numpy (the released code's CLIP resize, and SAM's mask-logit upsampling): within 1e-5 of torch's on
-  values in [0, 1] (torch rounds its coordinates and mixes with fused multiply-adds), which tests check.
+  values in [0, 1] (torch rounds its coordinates and mixes with fused multiply-adds), which tests check. It is
+  ``masks.resize.bilinear_window`` (the ONNX backends' masks take windows of the same resize).
 
 Arrays are channels-first: images (3, H, W), batches (B, 3, H, W).
 """
@@ -22,6 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
+
+from regionspot.masks.resize import bilinear_window
 
 __all__ = [
     "bilinear_resize",
@@ -78,24 +81,9 @@ def clip_resize_pil(image: Image.Image, size: int, resample: int) -> np.ndarray:
     return array.transpose(2, 0, 1) / np.float32(255.0)
 
 
-def _taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and float32 weights of a bilinear resize (align_corners False) of ``source`` pixels to
-    ``target``: the half-pixel rule ``(i + 0.5) * source / target - 0.5``, clamped at 0, as torch computes it."""
-    if source == target:
-        index = np.arange(target)
-        return index, index, np.ones(target, np.float32), np.zeros(target, np.float32)
-    scale = np.float32(source) / np.float32(target)
-    real = np.maximum(scale * (np.arange(target, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0))
-    i0 = np.minimum(np.floor(real).astype(np.int64), source - 1)
-    w1 = np.clip(real - i0.astype(np.float32), 0, 1).astype(np.float32)
-    return i0, np.minimum(i0 + 1, source - 1), np.float32(1) - w1, w1
-
-
 def bilinear_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(..., h, w) float -> (..., H, W) float32: bilinear, align_corners False, no antialias (torch's
-    ``F.interpolate(mode="bilinear", align_corners=False)``), across columns first, then between rows."""
-    array = np.asarray(array, dtype=np.float32)
-    r0, r1, wr0, wr1 = _taps(array.shape[-2], int(size[0]))
-    c0, c1, wc0, wc1 = _taps(array.shape[-1], int(size[1]))
-    across = array[..., c0] * wc0 + array[..., c1] * wc1  # (..., h, W)
-    return across[..., r0, :] * wr0[:, None] + across[..., r1, :] * wr1[:, None]
+    ``F.interpolate(mode="bilinear", align_corners=False)``), across columns first, then between rows, every
+    product and sum rounded to float32 (``masks.resize.bilinear_window``, the one home of its taps and weights;
+    the ONNX backends' masks take windows of the same resize)."""
+    return bilinear_window(array, size, fused=False)

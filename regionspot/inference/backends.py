@@ -14,7 +14,8 @@ points -> ``RegionResult``, with the logits), ``predict_everything`` and ``image
 
 The ONNX backends label the regions they are given (boxes, points); everything mode (the segmenter's own
 proposals) and attention maps need the torch backend. Importing this module imports no torch (the names
-are checked before anything loads); the backends import what they run. Each backend's agreement with torch fp32 is measured by
+are checked before anything loads); the backends import what they run, and the ONNX ones never import torch or
+transformers (their results, masks, JSON and pictures are made in numpy; ``tests/cli/test_startup.py``). Each backend's agreement with torch fp32 is measured by
 the accuracy guard (``evaluation/backend_guard.py``); ``benchmarks/speed/backends.py`` prints it with the speed.
 """
 
@@ -155,9 +156,9 @@ class OnnxBackend:
     def predict(self, boxes=None, points=None, point_labels=None, top_k: int = 5, return_masks: bool = True,
                 return_attention: bool = False) -> RegionResult:
         """As ``RegionSpotPredictor.predict``: boxes (N, 4) XYXY and/or points (N, P, 2) xy (labels (N, P)),
-        original-image pixels -> RegionResult with the logits; masks as ``LowResMasks`` when asked."""
-        from regionspot.inference.predictor import prompt_records
-        from regionspot.inference.results import RegionResult
+        original-image pixels -> RegionResult with the logits; masks when asked as ``LowResMasks`` upsampled in
+        numpy (``kernel="numpy"``: the runtime's own full-size masks, pixel for pixel; no torch)."""
+        from regionspot.inference.results import RegionResult, prompt_records
         from regionspot.masks.lowres import LowResMasks
         from regionspot.masks.resize import MaskFrame
 
@@ -175,7 +176,7 @@ class OnnxBackend:
         masks = None
         if return_masks and regions.low_res_masks is not None:
             pad, reshaped = regions.mask_frame
-            masks = LowResMasks(regions.low_res_masks, MaskFrame(pad, tuple(reshaped), regions.image_size))
+            masks = LowResMasks(regions.low_res_masks, MaskFrame(pad, tuple(reshaped), regions.image_size), kernel="numpy")
         return RegionResult(
             boxes=regions.boxes.astype(np.float32), labels=regions.labels, class_ids=regions.class_ids.astype(np.int64),
             scores=regions.scores, probs=regions.probs, topk_ids=regions.topk_ids, topk_scores=regions.topk_scores,

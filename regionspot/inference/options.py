@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from regionspot.errors import ImageError, PromptError, RegionSpotError, VocabularyError
+from regionspot.inference.proposal_options import ProposalOptions
 from regionspot.inference.region_filter import RegionFilter
-
-if TYPE_CHECKING:  # the command line imports these options before torch (cli --help answers without it)
-    from regionspot.inference.proposals import ProposalOptions
 
 OUTPUT_FORMATS = ("json", "coco")
 
@@ -162,8 +159,6 @@ class PredictOptions:
 
     def proposals(self) -> ProposalOptions:
         """How everything mode proposes regions."""
-        from regionspot.inference.proposals import ProposalOptions
-
         return ProposalOptions(points_per_side=self.grid, max_regions=self.max_regions)
 
     def region_filter(self) -> RegionFilter:

@@ -20,7 +20,7 @@ from regionspot.data.images import ImageLike, load_image
 from regionspot.errors import PromptError, RegionSpotError
 from regionspot.inference.proposals import ProposalOptions, Proposals, propose_regions
 from regionspot.inference.region_filter import FILTERED_PROPOSALS, RegionFilter, filter_result
-from regionspot.inference.results import RegionResult
+from regionspot.inference.results import RegionResult, prompt_records
 from regionspot.masks.lowres import LowResMasks
 from regionspot.model import RegionSpot
 from regionspot.modeling.postprocess import calibrated_confidence, top_classes
@@ -64,24 +64,6 @@ def _prompt_tensors(
     if box_tensor is not None and point_tensor is not None and len(box_tensor) != len(point_tensor):
         raise PromptError(f"{len(box_tensor)} boxes but {len(point_tensor)} point sets; give one of each per region.")
     return box_tensor, point_tensor, label_tensor
-
-
-def prompt_records(
-    boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
-) -> list[dict]:
-    """One JSON-ready record per region of the prompts it was given (``RegionResult.prompts``).
-
-    boxes: (N, 4) XYXY or None; points: (N, P, 2) xy or None, with labels (N, P); original-image pixels.
-    """
-    n = len(boxes) if boxes is not None else len(points)
-    records: list[dict] = [{"type": "box" if boxes is not None else "point"} for _ in range(n)]
-    for i, record in enumerate(records):
-        if boxes is not None:
-            record["box_xyxy"] = [round(float(v), 2) for v in boxes[i]]
-        if points is not None:
-            record["points"] = [[round(float(x), 2), round(float(y), 2)] for x, y in points[i]]
-            record["point_labels"] = [int(v) for v in labels[i]]
-    return records
 
 
 class RegionSpotPredictor:

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from regionspot.masks.base import RegionMasks, as_region_masks
-from regionspot.modeling.postprocess import to_coco_results
 from regionspot.modeling.rejection import UNKNOWN_LABEL
 
 SCHEMA = "regionspot.result/1"  # the "schema" field of every result JSON; bumped on an incompatible change
@@ -29,6 +28,23 @@ def result_schema() -> dict[str, Any]:
 
 def _r(value: Any, digits: int) -> float:
     return round(float(value), digits)
+
+
+def prompt_records(boxes: Any, points: Any, labels: Any) -> list[dict]:
+    """One JSON-ready record per region of the prompts it was given (``RegionResult.prompts``).
+
+    boxes: (N, 4) XYXY or None; points: (N, P, 2) xy or None, with labels (N, P); original-image pixels
+    (arrays or tensors: only their values are read).
+    """
+    n = len(boxes) if boxes is not None else len(points)
+    records: list[dict] = [{"type": "box" if boxes is not None else "point"} for _ in range(n)]
+    for i, record in enumerate(records):
+        if boxes is not None:
+            record["box_xyxy"] = [round(float(v), 2) for v in boxes[i]]
+        if points is not None:
+            record["points"] = [[round(float(x), 2), round(float(y), 2)] for x, y in points[i]]
+            record["point_labels"] = [int(v) for v in labels[i]]
+    return records
 
 
 # RegionResult fields that describe the image and vocabulary, not one region each
@@ -140,6 +156,8 @@ class RegionResult:
         (encoded one region at a time, from the region's bounding-box crop).
         category_ids maps vocabulary index → category id (default: index + 1).
         """
+        from regionspot.modeling.postprocess import to_coco_results  # imports torch: not on the JSON path
+
         k = self.topk_ids.shape[1] if top_k is None else min(top_k, self.topk_ids.shape[1])
         n = len(self.boxes)
         masks = as_region_masks(self.masks)

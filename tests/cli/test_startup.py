@@ -1,45 +1,21 @@
-"""The command line answers help and argument errors without importing torch or transformers.
+"""The command line answers help and argument errors, and predicts with the ONNX Runtime backend (JSON, masks,
+pictures; one image or a folder), without importing torch or transformers.
 
 Each case runs `python -m regionspot.cli ...` (through runpy, as `-m` does) in a fresh interpreter; an atexit
-hook prints which of torch / transformers were ever imported. Timings are not asserted here: they are
-measured by benchmarks/speed/startup.py (docs/performance.md, "Start-up").
+hook prints which of torch / transformers were ever imported (``regionspot.testing.isolated``). Timings are
+not asserted here: they are measured by benchmarks/speed/startup.py (docs/performance.md, "Start-up").
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import json
 
 import pytest
 import typer.main
 
 from regionspot.cli import app
-
-ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "transformers")
-_REPORT = (
-    "import atexit, runpy, sys\n"
-    "def report():\n"
-    f"    print('IMPORTED', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))\n"
-    "atexit.register(report)\n"
-)
-
-
-def run_isolated(body: str) -> subprocess.CompletedProcess:
-    """``body`` after the atexit report hook, in a fresh interpreter running this checkout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "300"}  # messages on one line
-    return subprocess.run([sys.executable, "-c", _REPORT + body], capture_output=True, text=True, env=env, timeout=120,
-                          cwd=ROOT)
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return run_isolated(f"sys.argv = ['regionspot', *{list(args)!r}]\nrunpy.run_module('regionspot.cli', run_name='__main__')\n")
-
-
-def imported(done: subprocess.CompletedProcess) -> str:
-    return done.stdout.strip().splitlines()[-1]
+from regionspot.registry import assets_dir
+from regionspot.testing.isolated import imported, run_cli, run_isolated
 
 
 @pytest.mark.parametrize("args,status,says", [
@@ -89,3 +65,42 @@ def test_every_command_help_imports_neither_torch_nor_transformers():
 def test_the_check_sees_an_import():
     """The report is not vacuous: a body that imports torch is reported."""
     assert imported(run_isolated("import torch\n")) == "IMPORTED ['torch']"
+
+
+@pytest.fixture(scope="module")
+def onnx_folder():
+    pytest.importorskip("onnxruntime")
+    from regionspot.testing.onnx_models import exported
+
+    return exported(None)  # exported here, with torch, before the command runs
+
+
+def test_onnx_backend_predicts_one_image_without_torch_or_transformers(onnx_folder, tmp_path):
+    """The bundled example's boxes: JSON with masks and the picture, written by a process that never imported
+    torch or transformers."""
+    out, viz = tmp_path / "result.json", tmp_path / "result.png"
+    done = run_cli("predict", "--backend", "onnxruntime", "--onnx", str(onnx_folder), "--masks", "--out", str(out),
+                   "--viz", str(viz), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert imported(done) == "IMPORTED []", f"predict --backend onnxruntime imported {imported(done)}"
+    example = json.loads((assets_dir() / "shapesworld" / "example.json").read_text())
+    regions = json.loads(out.read_text())["regions"]
+    assert len(regions) == len(example["boxes"]) and all(region["mask"]["counts"] for region in regions)
+    assert viz.stat().st_size > 1000
+
+
+def test_onnx_backend_predicts_a_folder_without_torch_or_transformers(onnx_folder, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.png"):
+        (images / name).write_bytes((assets_dir() / "shapesworld" / "example.png").read_bytes())
+    out = tmp_path / "predictions"
+    done = run_cli("predict", str(images), "--boxes", "119,89,181,150; 92,47,146,97", "--vocab-preset", "shapesworld",
+                   "--backend", "onnxruntime", "--onnx", str(onnx_folder), "--out", str(out), "--format", "coco",
+                   timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert imported(done) == "IMPORTED []", f"predict DIR --backend onnxruntime imported {imported(done)}"
+    assert {p.name for p in out.iterdir()} >= {"a.json", "a.png", "b.json", "b.png", "results.coco.json"}
+    regions = json.loads((out / "a.json").read_text())["regions"]
+    assert [r["prompt"]["box_xyxy"] for r in regions] == [[119, 89, 181, 150], [92, 47, 146, 97]]
+    assert all(r["label"] for r in regions)

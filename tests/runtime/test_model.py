@@ -11,9 +11,6 @@ the preprocessing is bit-identical (tests/data/test_pixels.py).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +21,7 @@ from regionspot.inference.predictor import RegionSpotPredictor
 from regionspot.model import RegionSpot
 from regionspot.registry import assets_dir
 from regionspot.runtime import OnnxRegionSpot
+from regionspot.testing.isolated import imported, run_isolated
 from regionspot.testing.onnx_models import exported
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,19 +83,14 @@ def test_text_embeddings_match_the_model(both):
 
 def test_the_example_script_labels_regions_without_torch_or_transformers(folder):
     """examples/onnx_label.py in a fresh interpreter; at exit neither torch nor transformers was ever imported."""
-    check = (
-        "import atexit, runpy, sys\n"
-        "def report():\n"
-        "    print('IMPORTED', sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))\n"
-        "atexit.register(report)\n"
+    body = (
         f"sys.argv = ['onnx_label.py', {str(folder)!r}, {str(EXAMPLE)!r}, '--names', 'green ring,red square,cyan ring',"
         " '--boxes', '174,157,256,254;119,89,181,150']\n"
         f"runpy.run_path({str(ROOT / 'examples' / 'onnx_label.py')!r}, run_name='__main__')\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, timeout=300)
+    result = run_isolated(body, timeout=300, cwd=None)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "IMPORTED []"
+    assert imported(result) == "IMPORTED []"
     payload = json.loads(result.stdout[: result.stdout.rindex("IMPORTED")])
     assert [region["label"] for region in payload["regions"]][1] == "red square"
     assert len(payload["regions"]) == 2 and len(payload["regions"][0]["top"]) == 3

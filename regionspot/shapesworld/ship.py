@@ -56,10 +56,10 @@ def choose_unknown(logits: np.ndarray, labels: list[str], names: list[str]) -> l
 
 def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: int = 0, candidates: int = 1000,
                    max_objects: int = 5, world: WorldConfig | None = None,
-                   with_unknown: bool = True) -> dict[str, Any] | None:
+                   with_unknown: bool = True, show_progress: bool = False) -> dict[str, Any] | None:
     """A showcase image for ``regionspot predict``: among ``candidates`` fresh renders of the
     ``EXAMPLE_CANDIDATES`` stream of ``seed`` (all categories equally likely, 1..``max_objects`` objects of
-    distinct classes), the one with the most objects that qualifies; ties prefer a rare class. A render
+    distinct classes; at least 2 with ``with_unknown``), the one with the most objects that qualifies; ties prefer a rare class. A render
     qualifies when the trained model labels all its objects correctly (top-1 over the whole vocabulary) and,
     with ``with_unknown``, one of its classes can be left out of the vocabulary so that the head's own
     rejection rule rejects that object and no other (:func:`showcase_unknowns`; the best is chosen).
@@ -75,6 +75,7 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
 
     from regionspot.inference.predictor import RegionSpotPredictor
     from regionspot.model import RegionSpot
+    from regionspot.utils.progress import progress_bar
 
     world = WorldConfig() if world is None else world
     categories = world.categories(seed)
@@ -85,12 +86,12 @@ def choose_example(out: Path, head: Path, sam_dir: Path, clip_dir: Path, seed: i
     predictor = RegionSpotPredictor(model)
     predictor.set_vocabulary(names)
     best, best_key, tried = None, None, 0
-    for index in range(candidates):
+    for index in progress_bar(range(candidates), desc="example", disable=not show_progress):
         pixels, objects = render_image(stream_rng(seed, EXAMPLE_CANDIDATES, index), categories, probs,
                                        world=replace(world, max_objects=max_objects))
         truth = [names[o.category_index] for o in objects]
-        if not objects or len(set(truth)) != len(truth):
-            continue
+        if len(objects) < (2 if with_unknown else 1) or len(set(truth)) != len(truth):
+            continue  # a showcase of rejection needs a known object besides the unknown one
         key = (len(objects), any(categories[o.category_index].frequency == "r" for o in objects))
         if best_key is not None and key <= best_key:
             continue
@@ -190,11 +191,11 @@ def shipped_metrics(out: Path, record: dict[str, Any], seed: int, world: WorldCo
     }
 
 
-def reship_example(assets: Path | None = None, candidates: int = 20000) -> dict[str, Any]:
+def reship_example(assets: Path | None = None, candidates: int = 20000, show_progress: bool = False) -> dict[str, Any]:
     """Choose the showcase example again (:func:`choose_example`) with the models installed in ``assets``
     (default: the package's ``assets/shapesworld``), the seed and world their ``metrics.json`` records, and
     write ``example.png`` and ``example.json`` there. Returns the chosen example; RuntimeError if none qualifies.
-    Run as ``python -m regionspot.shapesworld.ship``."""
+    Run as ``python -m regionspot.shapesworld.ship [CANDIDATES]``."""
     import tempfile
 
     if assets is None:
@@ -206,7 +207,8 @@ def reship_example(assets: Path | None = None, candidates: int = 20000) -> dict[
     names = [n for n in (assets / "vocabulary.txt").read_text().splitlines() if n]
     with tempfile.TemporaryDirectory() as tmp:
         example = choose_example(Path(tmp), assets / "head.safetensors", assets / "sam", assets / "clip",
-                                 seed=ci["seed"], candidates=candidates, world=WorldConfig(**ci["world"]))
+                                 seed=ci["seed"], candidates=candidates, world=WorldConfig(**ci["world"]),
+                                 show_progress=show_progress)
         if example is None:
             raise RuntimeError(f"no example among {candidates} candidates qualifies; search more.")
         shutil.copy2(example["file"], assets / "example.png")
@@ -215,4 +217,7 @@ def reship_example(assets: Path | None = None, candidates: int = 20000) -> dict[
 
 
 if __name__ == "__main__":
-    print(json.dumps(reship_example(), indent=1))
+    import sys
+
+    print(json.dumps(reship_example(candidates=int(sys.argv[1]) if len(sys.argv) > 1 else 20000,
+                                    show_progress=True), indent=1))

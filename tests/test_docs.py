@@ -313,13 +313,17 @@ def test_readme_first_command_writes_what_it_says(workdir):
     """The README's first command (after set-up): the bundled example labelled, JSON and picture written."""
     import json
 
+    from regionspot.registry import assets_dir
+
     first = read_blocks(ROOT / "README.md")[0]
     assert first.needs is None and "--index-url https://download.pytorch.org/whl/cpu" in first.text
     args = regionspot_args([w for w in bash_commands(first.text) if classify(w) == "regionspot"][0])
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads((workdir / "result.json").read_text())
-    assert len(payload["regions"]) == 4
+    spec = json.loads((assets_dir() / "shapesworld" / "example.json").read_text())
+    assert len(payload["regions"]) == len(spec["boxes"])
+    assert [r["known"] for r in payload["regions"]].count(False) == 1  # the region none of the names fits
     assert (workdir / "result.png").stat().st_size > 0
 
 

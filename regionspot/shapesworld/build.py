@@ -40,7 +40,7 @@ from regionspot.shapesworld.generate import generate_shapesworld
 from regionspot.shapesworld.pretrain_clip import ClipPretrainConfig, pretrain_clip
 from regionspot.shapesworld.pretrain_sam import SamPretrainConfig, pretrain_sam
 from regionspot.shapesworld.report import evaluate_rows, report_markdown
-from regionspot.shapesworld.ship import choose_example, choose_unknown, install_assets, shipped_metrics
+from regionspot.shapesworld.ship import choose_example, install_assets, shipped_metrics
 from regionspot.shapesworld.world import WorldConfig, world_preset
 from regionspot.utils.io import write_json_atomic
 from regionspot.utils.progress import progress_bar
@@ -61,7 +61,8 @@ class BuildConfig:
     world: the ShapesWorld of every stage (data, both backbones' pre-training, example, CI subset).
     clip_image_size: the size RegionSpot feeds the whole image to CLIP at (position interpolation).
     head_iters: steps of each head training; head_batch: images per step.
-    example_candidates: renders searched for the bundled example (the most objects, all labelled right).
+    example_candidates: renders searched for the bundled example (the most objects, all labelled right, one
+        class left out that the head rejects; ``ship.choose_example``).
     negatives_per_image / vocabulary_drop: the heads' negatives: background boxes cached per train image and
         the chance of a class leaving a step's vocabulary (``CacheConfig`` / ``TrainConfig`` fields; 0: none).
     backbones_from: a folder holding a finished build's ``sam/`` and ``clip/`` (e.g. the installed assets) to
@@ -256,9 +257,8 @@ class _Build:
         example = choose_example(self.out, self.head, self.sam, self.clip, seed=self.config.seed, world=self.config.world,
                                  candidates=self.config.example_candidates)
         names = [c["name"] for c in json.loads(self.val_json.read_text())["categories"]]
-        unknown = None if example is None else choose_unknown(self.head, self.sam, self.clip, example, names)
-        sizes = install_assets(self.out, assets_dir() / "shapesworld", example, names, unknown)
-        return {"example": example, "unknown": unknown, "sizes_mb": sizes}
+        sizes = install_assets(self.out, assets_dir() / "shapesworld", example, names)
+        return {"example": example, "unknown": None if example is None else example["unknown"], "sizes_mb": sizes}
 
 
 def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_progress: bool = True,

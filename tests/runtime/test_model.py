@@ -84,15 +84,15 @@ def test_text_embeddings_match_the_model(both):
 def test_the_example_script_labels_regions_without_torch_or_transformers(folder):
     """examples/onnx_label.py in a fresh interpreter; at exit neither torch nor transformers was ever imported."""
     body = (
-        f"sys.argv = ['onnx_label.py', {str(folder)!r}, {str(EXAMPLE)!r}, '--names', 'green ring,red square,cyan ring',"
-        " '--boxes', '174,157,256,254;119,89,181,150']\n"
+        f"sys.argv = ['onnx_label.py', {str(folder)!r}, {str(EXAMPLE)!r}, '--names', 'black ring,cyan ring,red square',"
+        " '--boxes', '0,78,73,174;110,73,178,139']\n"
         f"runpy.run_path({str(ROOT / 'examples' / 'onnx_label.py')!r}, run_name='__main__')\n"
     )
     result = run_isolated(body, timeout=300, cwd=None)
     assert result.returncode == 0, result.stderr
     assert imported(result) == "IMPORTED []"
     payload = json.loads(result.stdout[: result.stdout.rindex("IMPORTED")])
-    assert [region["label"] for region in payload["regions"]][1] == "red square"
+    assert [region["label"] for region in payload["regions"]][0] == "black ring"  # the example's first object
     assert len(payload["regions"]) == 2 and len(payload["regions"][0]["top"]) == 3
 
 

@@ -50,7 +50,7 @@ def test_chosen_example_is_labelled_right_by_the_model(tmp_path):
     shipped = assets_dir() / "shapesworld"
     world = WorldConfig(**json.loads((shipped / "metrics.json").read_text())["ci_subset"]["world"])
     example = choose_example(tmp_path, shipped / "head.safetensors", shipped / "sam", shipped / "clip", candidates=100,
-                             world=world)
+                             world=world, with_unknown=False)  # the rejection showcase: tests/shapesworld/test_ship.py
     assert example is not None
     predictor = RegionSpotPredictor(RegionSpot.from_pretrained(None, device="cpu"))
     predictor.set_image(example["file"])

@@ -362,6 +362,22 @@ class EvalOptions:
         if self.images is not None and not Path(self.images).is_dir():
             raise ConfigError(f"Image folder not found: {self.images}; pass `images` ROOT.")
 
+    def store_inputs(self, annotation_file: str | os.PathLike) -> dict[str, Any]:
+        """What a prediction store's contents depend on among these options and the ground truth, whichever
+        backend fills it (the run's manifest adds the model's parts)."""
+        from regionspot.evaluation.predictions import file_identity
+
+        other_boxes = self.boxes != "gt"
+        return {
+            "annotation_file": file_identity(annotation_file),
+            "boxes": file_identity(self.boxes) if other_boxes else "gt",
+            "methods": list(self.methods),
+            "masks": "segm" in self.iou_types,
+            "pairs_per_image": self.pairs_per_image,
+            "max_boxes_per_image": self.max_boxes_per_image if other_boxes else None,
+            "min_box_score": self.min_box_score if other_boxes else None,
+        }
+
     def validate_backend(self) -> None:
         """The backend's own refusals: an unknown name, and what only the torch backend does (one line each)."""
         from regionspot.inference.backends import backend_spec

@@ -171,13 +171,7 @@ def _manifest(options: EvalOptions, backend: OnnxBackend, protocol: Protocol) ->
     exported model's key in place of the loaded parts)."""
     config = backend.runtime.graphs.config
     return {
-        "annotation_file": store_lib.file_identity(options.data),
-        "boxes": "gt" if options.boxes == "gt" else store_lib.file_identity(options.boxes),
-        "methods": list(options.methods),
-        "masks": "segm" in options.iou_types,
-        "pairs_per_image": options.pairs_per_image,
-        "max_boxes_per_image": options.max_boxes_per_image if options.boxes != "gt" else None,
-        "min_box_score": options.min_box_score if options.boxes != "gt" else None,
+        **options.store_inputs(options.data),
         "backend": backend.backend,
         "model": backend.runtime.graphs.model,
         "templates": config["text"]["templates"],

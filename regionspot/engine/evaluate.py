@@ -177,13 +177,7 @@ def _run_manifest(annotation_file: str | os.PathLike, options: EvalOptions, segm
                   protocol: Protocol) -> dict[str, Any]:
     """What the prediction store's contents depend on; a rerun into the same folder must match it."""
     return {
-        "annotation_file": store_lib.file_identity(annotation_file),
-        "boxes": "gt" if options.boxes == "gt" else store_lib.file_identity(options.boxes),
-        "methods": list(options.methods),
-        "masks": "segm" in options.iou_types,
-        "pairs_per_image": options.pairs_per_image,
-        "max_boxes_per_image": options.max_boxes_per_image if options.boxes != "gt" else None,
-        "min_box_score": options.min_box_score if options.boxes != "gt" else None,
+        **options.store_inputs(annotation_file),
         "segmenter": segmenter.model_id,
         "vision_language": [vision_language.model_id, int(vision_language.image_size)],
         "head": weights_fingerprint(model.head) if "regionspot" in options.methods and model is not None else "",

@@ -274,7 +274,9 @@ def settle_backend(options: PredictOptions, inputs: Inputs) -> PredictOptions:
     name, line = options.resolve_backend(has_prompts)
     if line:
         typer.echo(f"note: {line}")
-    return dataclasses.replace(options, backend=name)
+    # --fast asks for the fastest guarded choice: a guarded backend runs in its own numerics
+    fast = options.fast and name == "torch"
+    return dataclasses.replace(options, backend=name, fast=fast)
 
 
 def check_many(options: PredictOptions, inputs: Inputs) -> list[str]:

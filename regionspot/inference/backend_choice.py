@@ -6,7 +6,7 @@ backend) in ``backend_guard.json`` beside the fast paths' verdicts: the accuracy
 per-image seconds against torch fp32 in the same run, and "pays_off" (``inference.fast.pays_off``: ≥ 1.1× faster
 per image, and its one-off cost — opening the graphs, less torch's model load — repaid by one image). ``auto`` picks
 the fastest backend that passed and pays off; torch when none did, when this machine has no verdicts for the model,
-or when the request needs torch (everything mode, attention maps, ``--fast``, a GPU). The machine is the CPU model,
+or when the request needs torch (everything mode, attention maps, a GPU). The machine is the CPU model,
 its flags and the engines' versions, read without importing torch or the engines, so ``predict --backend auto``
 decides before anything heavy is imported.
 """

@@ -128,7 +128,7 @@ class PredictOptions:
     def resolve_backend(self, has_prompts: bool) -> tuple[str, str | None]:
         """The backend "auto" stands for (any other name as given), and a line saying why when the guard's verdicts
         chose: with ``onnx`` DIR, onnxruntime; torch where the request needs it (no prompts: everything mode;
-        attention maps; ``fast``; a GPU)."""
+        attention maps; a GPU). ``fast`` does not stop a guarded backend: it is the faster choice there."""
         from regionspot.inference.backend_choice import AUTO, choose_backend, model_key
 
         if self.backend != AUTO:
@@ -136,7 +136,7 @@ class PredictOptions:
         if self.onnx is not None:
             return "onnxruntime", None
         needs = [why for why, given in (("everything mode", self.everything or not has_prompts),
-                                        ("`explain`", self.explain is not None), ("`fast`", self.fast),
+                                        ("`explain`", self.explain is not None),
                                         ("a GPU `device`", self.device not in (None, "cpu"))) if given]
         return choose_backend(model_key(self.weights, self.segmenter, self.vision_language),
                               needs_torch=needs[0] if needs else None)

@@ -38,7 +38,7 @@ def test_predict_options_resolve_auto(tmp_path, monkeypatch):
     assert PredictOptions().backend == "auto"
     assert PredictOptions().resolve_backend(has_prompts=True)[0] == "onnxruntime"
     assert PredictOptions().resolve_backend(has_prompts=False)[0] == "torch"  # everything mode
-    assert PredictOptions(fast=True).resolve_backend(has_prompts=True)[0] == "torch"
+    assert PredictOptions(fast=True).resolve_backend(has_prompts=True)[0] == "onnxruntime"  # the faster choice
     assert PredictOptions(backend="torch").resolve_backend(has_prompts=True) == ("torch", None)
     assert PredictOptions(model="BL").resolve_backend(has_prompts=True)[0] == "torch"  # no verdict for that model
     assert PredictOptions(onnx=tmp_path).resolve_backend(has_prompts=True)[0] == "onnxruntime"

@@ -91,3 +91,17 @@ def shapesworld_clip(
     spec = write_clip(out, frames=frames, objects=objects, seed=seed, video=video)
     typer.echo(f"wrote {out}/frames/ ({frames} frames){' and clip.mp4' if video else ''}; objects: "
                f"{', '.join(spec['classes'])}\n  track them: regionspot track {out}/frames --boxes '{spec['boxes_option']}'")
+
+
+@shapes_app.command("example")
+@friendly
+def shapesworld_example(
+    candidates: Annotated[int, typer.Option(help="Candidate images to search (seeded: the same search each time).")] = 20000,
+) -> None:
+    """Choose the bundled example again with the installed models: the first candidate whose objects the head
+    labels right, with one object's class left out of the vocabulary and marked unknown by the head's own
+    rejection rule; rewrites example.png and example.json in the package's assets."""
+    from regionspot.shapesworld.ship import reship_example
+
+    example = reship_example(candidates=candidates, show_progress=True)
+    typer.echo(f"wrote {example['file']} (candidate {example['candidate']}; unknown: {example['unknown']})")

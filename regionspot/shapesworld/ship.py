@@ -195,7 +195,7 @@ def reship_example(assets: Path | None = None, candidates: int = 20000, show_pro
     """Choose the showcase example again (:func:`choose_example`) with the models installed in ``assets``
     (default: the package's ``assets/shapesworld``), the seed and world their ``metrics.json`` records, and
     write ``example.png`` and ``example.json`` there. Returns the chosen example; RuntimeError if none qualifies.
-    Run as ``python -m regionspot.shapesworld.ship [CANDIDATES]``."""
+    Run as ``regionspot shapesworld example [--candidates N]``."""
     import tempfile
 
     if assets is None:
@@ -215,9 +215,3 @@ def reship_example(assets: Path | None = None, candidates: int = 20000, show_pro
     (assets / "example.json").write_text(json.dumps(example_spec(example, names, example["unknown"]), indent=1))
     return {**example, "file": str(assets / "example.png")}
 
-
-if __name__ == "__main__":
-    import sys
-
-    print(json.dumps(reship_example(candidates=int(sys.argv[1]) if len(sys.argv) > 1 else 20000,
-                                    show_progress=True), indent=1))

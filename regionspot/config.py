@@ -113,6 +113,28 @@ def preprocess_preset(name: str) -> PreprocessConfig:
 
 
 @dataclass
+class RejectionConfig:
+    """How a head answers "none of these" (``regionspot.modeling.rejection``), fitted by ``regionspot calibrate``.
+
+    score: the rejection score (``modeling.rejection.REJECTION_SCORES``: "msp", "max_logit", "energy",
+        "sigmoid", "learned"); computed from the logits, higher = more like some class of the vocabulary.
+    threshold: a region is known (labelled) when its score is >= this; None: not calibrated, every region
+        is labelled.
+    known_rate: the share of known labelled regions the threshold keeps on the calibration set (None: not
+        calibrated).
+    """
+
+    score: str = "max_logit"
+    threshold: float | None = None
+    known_rate: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RejectionConfig:
+        check_keys(cls, data)
+        return cls(**data)
+
+
+@dataclass
 class RegionSpotConfig:
     """A whole RegionSpot model: which frozen backbones, the head, and how text is prompted.
 
@@ -123,6 +145,10 @@ class RegionSpotConfig:
         eps); a checkpoint that lacks it was written before these were recorded (see checkpoint.py).
     display_temperature: the softmax temperature of the *displayed* confidence (fitted by temperature
         scaling on a validation set; 1.0 = the paper's softmax). Scores used for AP never use it.
+    rejection: the "none of these" score and threshold (``RejectionConfig``; fitted by ``regionspot calibrate``).
+    trained_with_negatives: whether the head was trained with negatives (background boxes or objects of
+        classes outside the step's vocabulary, with all-zero targets), so its per-class sigmoids can say "none
+        of these"; set by training, False for a checkpoint that predates it and for the official heads.
     """
 
     segmenter: str = "facebook/sam-vit-base"
@@ -132,6 +158,8 @@ class RegionSpotConfig:
     templates: str | list[str] = "imagenet"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     display_temperature: float = 1.0
+    rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    trained_with_negatives: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,7 +171,8 @@ class RegionSpotConfig:
         head = data.pop("head", {}) or {}
         check_keys(HeadConfig, head)
         preprocess = PreprocessConfig.from_dict(data.pop("preprocess", None) or {})
-        return cls(head=HeadConfig(**head), preprocess=preprocess, **data)
+        rejection = RejectionConfig.from_dict(data.pop("rejection", None) or {})
+        return cls(head=HeadConfig(**head), preprocess=preprocess, rejection=rejection, **data)
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
@@ -173,11 +202,30 @@ VARIANTS: dict[str, RegionSpotConfig] = {
         image_size=336,
         head=HeadConfig(feature_dim=1024, embed_dim=768),
     ),
+    # Newer backbones (no released heads: train them with configs/regionspot_tl_*.yaml / regionspot_ssigl_*.yaml).
+    # T-L: SAM 2.1 Hiera-T's token (a third of ViT-B's encoder FLOPs) with BL's CLIP-L: the CPU lever.
+    "T-L": RegionSpotConfig(
+        segmenter="facebook/sam2.1-hiera-tiny",
+        vision_language="openai/clip-vit-large-patch14",
+        image_size=224,
+        head=HeadConfig(feature_dim=1024, embed_dim=768),
+    ),
+    # S-SigL: Hiera-S (better masks than T for ~20% more encoder FLOPs) with SigLIP 2 L/16 at 256 (the same tower
+    # cost as CLIP-L/14 at 224; width 1024 and a 1024-d joint space, so the head's dims follow it).
+    "S-SigL": RegionSpotConfig(
+        segmenter="facebook/sam2.1-hiera-small",
+        vision_language="google/siglip2-large-patch16-256",
+        image_size=256,
+        head=HeadConfig(feature_dim=1024, embed_dim=1024),
+    ),
 }
+# Variants whose heads the paper's authors released (``regionspot download NAME``); the others are architectures
+# with training recipes.
+RELEASED_VARIANTS: tuple[str, ...] = ("BB", "BL", "BL@336")
 
 
 def variant_config(name: str) -> RegionSpotConfig:
-    """A fresh copy of a named variant's config ("BB", "BL", "BL@336")."""
+    """A fresh copy of a named variant's config ("BB", "BL", "BL@336", "T-L", "S-SigL")."""
     if name not in VARIANTS:
         raise ValueError(f"Unknown variant {name!r}; choose one of {sorted(VARIANTS)}.")
     return RegionSpotConfig.from_dict(VARIANTS[name].to_dict())

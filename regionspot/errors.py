@@ -20,6 +20,10 @@ class ImageError(RegionSpotError):
     """The image could not be read or decoded."""
 
 
+class VideoError(ImageError):
+    """A video or frame folder cannot be read (missing, unreadable, unsupported codec, no such frame)."""
+
+
 class PromptError(RegionSpotError):
     """A box or point prompt is unusable (NaN, zero area, wrong shape)."""
 
@@ -30,6 +34,10 @@ class VocabularyError(RegionSpotError):
 
 class CheckpointError(RegionSpotError):
     """A checkpoint is missing, of the wrong variant/shape, or has missing/unexpected keys."""
+
+
+class OnnxModelError(CheckpointError):
+    """An exported ONNX model folder is incomplete, of another model, or of an incompatible format version."""
 
 
 class WeightsNotFoundError(RegionSpotError):

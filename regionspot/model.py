@@ -175,6 +175,11 @@ class RegionSpot(nn.Module):
     def logit_scale(self) -> float:
         return self.vision_language.logit_scale
 
+    @property
+    def logit_bias(self) -> float | None:
+        """The vision-language model's logit bias (SigLIP's sigmoid form), None for a model without one (CLIP)."""
+        return getattr(self.vision_language, "logit_bias", None)
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -186,9 +191,10 @@ class RegionSpot(nn.Module):
         """tokens (B, N, 256), feature_map (B, T, C), text_embeddings (V, D) L2-normalised, padding_mask
         (B, N) bool (True = padding) → RegionSpotOutput with logits (B, N, V) float32 (and, with
         ``return_attention``, the head's cross-attention weights (B, L, heads, N, T) of this forward):
-        :func:`regionspot.modeling.scoring.score_regions` with the vision-language model's logit scale."""
+        :func:`regionspot.modeling.scoring.score_regions` with the vision-language model's logit scale (and
+        bias, for a sigmoid-trained model)."""
         return score_regions(self.head, tokens, feature_map, text_embeddings, self.logit_scale, padding_mask,
-                             return_attention=return_attention)
+                             return_attention=return_attention, logit_bias=self.logit_bias)
 
     def text_embeddings(
         self, class_names: Sequence[str], templates: str | list[str] | None = None, cache_dir: str | Path | None = None,

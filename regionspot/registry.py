@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from regionspot.config import VARIANTS, variant_config
+from regionspot.config import RELEASED_VARIANTS, VARIANTS, variant_config
 from regionspot.weights.home import InstalledModel, installed_models
 
 
@@ -89,11 +89,46 @@ def _downloaded(model: InstalledModel) -> PretrainedWeights:
 
 def list_pretrained() -> dict[str, PretrainedWeights]:
     """All registered weights by name: the embedded model, the variants (downloaded or not), downloaded hub ids."""
-    found = {"shapesworld": _shapesworld(), **{name: _official(name) for name in VARIANTS}}
+    found = {"shapesworld": _shapesworld(), **{name: _official(name) for name in RELEASED_VARIANTS}}
     for name, model in installed_models().items():
         if name != "shapesworld":
             found[name] = _downloaded(model)
     return found
+
+
+@dataclass(frozen=True)
+class VariantCost:
+    """A named variant's compute at full size (``backbones.flops.BACKBONE_FLOPS``).
+
+    segmenter_flops / vision_language_flops: FLOPs per image of the segmenter's image encoder and of the
+    vision-language tower; box_flops: the segmenter's prompt encoder + mask decoder per box; released: its head
+    can be downloaded (else it is trained with its recipe).
+    """
+
+    name: str
+    segmenter: str
+    vision_language: str
+    segmenter_flops: int
+    vision_language_flops: int
+    box_flops: int
+    released: bool
+
+    @property
+    def image_tflops(self) -> float:
+        """Both encoders, TFLOP per image."""
+        return (self.segmenter_flops + self.vision_language_flops) / 1e12
+
+
+def variant_costs() -> list[VariantCost]:
+    """Every variant of ``config.VARIANTS`` with its backbones' FLOPs, in the order of the table."""
+    from regionspot.backbones.flops import BACKBONE_FLOPS
+
+    rows = []
+    for name, config in VARIANTS.items():
+        encoder, box = BACKBONE_FLOPS[config.segmenter]
+        rows.append(VariantCost(name, config.segmenter, config.vision_language, encoder,
+                                BACKBONE_FLOPS[config.vision_language][0], box, name in RELEASED_VARIANTS))
+    return rows
 
 
 def list_models() -> list[str]:

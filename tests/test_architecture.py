@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "regionspot"
 # The library: what `import regionspot` and the predictor need. Applications sit on top of it.
 LIBRARY = ("backbones", "cache", "data", "inference", "masks", "modeling", "text", "utils",
-           "checkpoint", "config", "errors", "model", "registry", "version", "weights")
+           "checkpoint", "config", "errors", "model", "registry", "version", "weights",
+           "export", "runtime", "video")
 APPLICATIONS = ("engine", "evaluation", "cli", "demo", "shapesworld", "testing")
 LEAVES = frozenset({"config", "errors", "masks", "utils", "version"})
 EVERYTHING = frozenset(LIBRARY + APPLICATIONS)
@@ -26,7 +27,7 @@ ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "config": frozenset({"errors", "utils"}),
     "utils": frozenset({"errors", "config"}),
     "version": frozenset(),
-    "masks": frozenset({"errors"}),
+    "masks": frozenset({"errors", "utils"}),
     "data": LEAVES | {"text.templates"},
     "backbones": LEAVES | {"data"},
     "text": LEAVES,
@@ -36,8 +37,12 @@ ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "model": LEAVES | {"data", "backbones", "text", "modeling", "checkpoint", "registry", "weights.home"},
     "registry": LEAVES | {"data", "backbones", "text", "modeling", "checkpoint", "model", "weights.home"},
     "weights": LEAVES,
+    "export": frozenset(LIBRARY),
+    "runtime": frozenset({"data.images", "data.pixels", "text.templates", "errors", "version", "export.format",
+                          "modeling.rejection"}),
     "weights.install": LEAVES | {"checkpoint", "backbones.convert"},
     "inference": frozenset(LIBRARY),
+    "video": frozenset(LIBRARY),
     "evaluation": frozenset(LIBRARY),
     "engine": frozenset(LIBRARY) | {"evaluation"},
     "shapesworld": EVERYTHING - {"cli", "testing"},

@@ -175,3 +175,32 @@ def test_model_runs_the_preprocessing_its_head_records(tmp_path, tiny_model_dir)
     assert predictor.vocabulary == ["bat_(animal)", "Band_Aid"]  # raw names, as the released code prompts them
     default = RegionSpot.from_pretrained(tiny_model_dir)
     assert default.vision_language.resize == "pil" and default.segmenter.decoder_layer_norm_eps == 1e-6
+
+
+def test_trained_with_negatives_round_trips_and_older_heads_load_without_it(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    head = RegionSpotHead(HeadConfig(feature_dim=32, embed_dim=16, ffn_dim=8, num_heads=2, depth=1))
+    config = RegionSpotConfig(head=head.config, trained_with_negatives=True)
+    path = save_head_checkpoint(tmp_path / "neg.safetensors", head, config)
+    with safe_open(str(path), framework="pt") as handle:
+        assert json.loads(handle.metadata()["config"])["trained_with_negatives"] is True  # the name others read
+    assert load_head_checkpoint(path)[1].trained_with_negatives is True
+    old_config = RegionSpotConfig(head=head.config).to_dict()
+    del old_config["trained_with_negatives"]  # as written before it was recorded
+    old = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(old), metadata={
+        "format": "regionspot-head", "format_version": "1", "regionspot_version": "0.1.0",
+        "config": json.dumps(old_config), "meta": "{}"})
+    state, loaded, _ = load_head_checkpoint(old)
+    assert loaded.trained_with_negatives is False and state.keys() == head.state_dict().keys()
+
+
+def test_the_embedded_head_loads_and_says_whether_it_was_trained_with_negatives():
+    from regionspot.registry import assets_dir
+
+    _, config, _ = load_head_checkpoint(assets_dir() / "shapesworld" / "head.safetensors")
+    assert isinstance(config.trained_with_negatives, bool)

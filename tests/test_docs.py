@@ -272,6 +272,18 @@ def page_workdir(block, tmp_path_factory, monkeypatch):
 RUNNABLE = [b for b in BLOCKS if b.needs is None]
 
 
+def run_example(words: list[str], where: str) -> None:
+    """``python examples/X.py ...`` in a subprocess of this interpreter, in the page's folder."""
+    import os
+    import subprocess
+
+    check_script(words, where)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / words[1]), *words[2:]], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, f"{where}: `{' '.join(words)}` exited {result.returncode}:\n{result.stderr[-2000:]}"
+
+
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.id)
 def test_runnable_blocks_run(block, page_workdir):
     if block.lang == "python":
@@ -284,7 +296,11 @@ def test_runnable_blocks_run(block, page_workdir):
             check_command(words, block.id)
             ran += kind == "suite"  # this very suite: running it here would recurse
             continue
-        assert kind == "regionspot", f"{block.id}: only regionspot commands run here; mark the block with needs:"
+        if kind == "script" and strip_prefixes(words)[1].startswith("examples/"):  # an example script, as a reader runs it
+            run_example(strip_prefixes(words), block.id)
+            ran += 1
+            continue
+        assert kind == "regionspot", f"{block.id}: only regionspot commands and examples/ scripts run here; mark the block with needs:"
         args = regionspot_args(strip_prefixes(words))
         assert "..." not in args, f"{block.id}: a runnable command cannot leave options out: {' '.join(words)}"
         result = runner.invoke(app, args)
@@ -297,13 +313,17 @@ def test_readme_first_command_writes_what_it_says(workdir):
     """The README's first command (after set-up): the bundled example labelled, JSON and picture written."""
     import json
 
+    from regionspot.registry import assets_dir
+
     first = read_blocks(ROOT / "README.md")[0]
     assert first.needs is None and "--index-url https://download.pytorch.org/whl/cpu" in first.text
     args = regionspot_args([w for w in bash_commands(first.text) if classify(w) == "regionspot"][0])
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads((workdir / "result.json").read_text())
-    assert len(payload["regions"]) == 4
+    spec = json.loads((assets_dir() / "shapesworld" / "example.json").read_text())
+    assert len(payload["regions"]) == len(spec["boxes"])
+    assert [r["known"] for r in payload["regions"]].count(False) == 1  # the region none of the names fits
     assert (workdir / "result.png").stat().st_size > 0
 
 

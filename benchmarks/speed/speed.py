@@ -1,12 +1,14 @@
 """One run, one table: how close RegionSpot inference gets to this machine's floor, path by path.
 
 Measures, in one process and one run (so every ratio is side by side):
-- the machine: CPU model and flags (AVX-512 BF16 / AMX), threads, measured GEMM peak fp32 and bf16;
+- the machine: CPU model and flags (AVX-512 BF16 / AMX), threads, measured GEMM peak fp32 and bf16 (probed before and
+  after the stages, several shapes, best of repeats; the larger reading is used);
 - per stage of a full-size architecture (`--variant`: BL = SAM ViT-B @ 1024² + CLIP ViT-L/14 @ 224; BB, BL@336; random weights
   with SAM-style init, same FLOPs as the real ones): FLOPs counted by ``FlopCounterMode`` (CPU SDPA
   registered), seconds and % of the matching peak, for the plain reference pipeline (straight
   transformers calls, fp32, eager, one decoder call, full-size masks) and each library path
-  (``fp32`` default, ``bf16``, ``int8``; see ``regionspot.inference.fast``);
+  (``fp32`` default, ``bf16``, ``int8``; see ``regionspot.inference.fast``) and each ONNX backend (the model
+  exported once into the work folder; ``speed_backends.py``);
 - text encoding (names × 81 templates, cold): reference (padded to 77, input order) vs sorted batches;
 - ``regionspot predict`` CLI wall time (text cached) minus the in-process model compute = start-up overhead;
 - peak RSS of ``regionspot predict --viz`` with the embedded model on a big image with many boxes.
@@ -34,7 +36,16 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed_tools import ReferencePipeline, best_time, count_flops, cpu_flag_line, cpu_model, gemm_peak  # noqa: E402
+from speed_backends import BACKEND_PATHS, backend_rows, export_folders  # noqa: E402
+from speed_tools import (  # noqa: E402
+    ReferencePipeline,
+    best_peak,
+    best_time,
+    count_flops,
+    cpu_flag_line,
+    cpu_model,
+    gemm_peak_probe,
+)
 
 
 def _boxes(count: int, width: int, height: int, seed: int = 0) -> torch.Tensor:
@@ -144,6 +155,26 @@ def _peak_rss_gb(args, work: Path) -> float:
     return int(done.stdout.split()[-1]) / 1e6  # kB → GB
 
 
+def _has_openvino() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _gemm_probes() -> dict[str, dict]:
+    """This machine's GEMM peak now, fp32 and bf16 (``gemm_peak_probe``: several shapes, best of repeats)."""
+    return {"fp32": gemm_peak_probe(torch.float32), "bf16": gemm_peak_probe(torch.bfloat16)}
+
+
+def _set_peaks(machine: dict) -> None:
+    """The peaks the table divides by: the larger of the probes before and after the stages (so the floor is
+    never read from a slow moment of the machine), and fp32 on SAM's MLP shape."""
+    probes = [machine[key] for key in ("gemm_probe_before", "gemm_probe_after") if key in machine]
+    machine["gemm_fp32_gflops"] = best_peak(*(p["fp32"] for p in probes))
+    machine["gemm_bf16_gflops"] = best_peak(*(p["bf16"] for p in probes))
+    machine["gemm_fp32_sam_mlp_gflops"] = max(p["fp32"]["per_shape"]["4096×768×3072"] for p in probes)
+
+
 def _save_partial(out: Path | None, report: dict) -> None:
     """Keep what a long run has measured so far (``<out>.partial``), so an interrupted run is not lost."""
     if out is not None:
@@ -156,7 +187,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared, loaded machine)")
     parser.add_argument("--variant", default="BL", choices=("BB", "BL", "BL@336"), help="architecture (random weights)")
     parser.add_argument("--boxes", default="1,12", help="box counts, comma-separated")
-    parser.add_argument("--paths", default="reference,fp32,bf16,int8")
+    parser.add_argument("--paths", default="reference,fp32,bf16,int8," + ",".join(BACKEND_PATHS),
+                        help="torch paths (reference, fp32, bf16, int8, compile) and ONNX backends, comma-separated")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--text-names", type=int, default=4, help="class names (× 81 templates) for text encoding")
     parser.add_argument("--big-mp", type=float, default=12.0, help="megapixels of the peak-RSS image")
@@ -183,10 +215,8 @@ def main() -> None:
     from regionspot.text.templates import get_templates
 
     machine = {"cpu": cpu_model(), "flags": cpu_flag_line(), "threads": args.threads, "torch": torch.__version__, "variant": args.variant,
-               "malloc_tuned": malloc_tuned,
-               "gemm_fp32_gflops": gemm_peak(torch.float32),
-               # SAM ViT-B's MLP GEMM (4096 tokens × 768 → 3072): what the encoder's own shapes reach
-               "gemm_fp32_sam_mlp_gflops": gemm_peak(torch.float32, shape=(4096, 768, 3072)), "gemm_bf16_gflops": gemm_peak(torch.bfloat16)}
+               "malloc_tuned": malloc_tuned, "gemm_probe_before": _gemm_probes()}
+    _set_peaks(machine)
     root = build_full_size(args.work, args.variant)
     image = _smooth_image(640, 480)
     image_path = args.work / "image.png"
@@ -212,8 +242,12 @@ def main() -> None:
     model = None
     gc.collect()
 
-    wanted = [p for p in args.paths.split(",") if p in ("reference", "fp32", "compile") or p in candidate_paths("cpu")]
+    asked = args.paths.split(",")
+    wanted = [p for p in asked if p in ("reference", "fp32", "compile") or p in candidate_paths("cpu")]
+    backends = [p for p in asked if p in BACKEND_PATHS and (p.startswith("onnxruntime") or _has_openvino())]
     seconds: dict[str, dict[str, float]] = {}
+    if backends:  # exported before any timing, so the export's memory is gone when the stages run
+        folders = export_folders(root / "head.safetensors", args.work / "home", backends)
     for path in wanted:
         model = RegionSpot.from_pretrained(root / "head.safetensors", device="cpu",
                                            fast_path=None if path == "reference" else path)
@@ -226,6 +260,15 @@ def main() -> None:
         gc.collect()
         print(f"# {path} done", file=sys.stderr, flush=True)
 
+    for path in backends:
+        seconds[path] = backend_rows(path, folders, image, boxes.numpy(), counts, text.numpy(), names, args.threads,
+                                     args.repeats)
+        _save_partial(args.out, {"machine": machine, "flops": flops, "seconds": seconds})
+        gc.collect()
+        print(f"# {path} done", file=sys.stderr, flush=True)
+
+    machine["gemm_probe_after"] = _gemm_probes()  # the stages' own run may have found the machine faster or slower
+    _set_peaks(machine)
     extra = {"load_seconds": load_seconds}
     if not args.skip_cli:
         cache = Path(tempfile.mkdtemp(prefix="cli-", dir=args.work))

@@ -25,20 +25,35 @@ def _cell(seconds: float | None, flops: int | None, peak: float, base: float | N
     return text
 
 
+def _probe_lines(machine: dict) -> list[str]:
+    """The GEMM probe's two readings (before / after the stages) and which one the peaks above use."""
+    if "gemm_probe_before" not in machine:
+        return []
+    readings = [(when, machine.get(f"gemm_probe_{when}")) for when in ("before", "after")]
+    parts = [f"{when} the stages fp32 {probe['fp32']['gflops']:.0f} ({probe['fp32']['shape']}), bf16 "
+             f"{probe['bf16']['gflops']:.0f} ({probe['bf16']['shape']})" for when, probe in readings if probe]
+    first = machine["gemm_probe_before"]["fp32"]
+    return ["", f"GEMM probe (best of {first.get('repeats', 3)} over shapes " + ", ".join(first["per_shape"])
+            + "), GFLOP/s: " + "; ".join(parts) + " — the peaks above are the larger reading."]
+
+
 def markdown(report: dict) -> str:
     """The whole table: machine line, one row per stage, columns = reference and each library path."""
     machine, flops, seconds = report["machine"], report["flops"], report["seconds"]
     paths = list(seconds)
     variant = machine.get("variant", "BL")
-    peaks = {p: machine["gemm_bf16_gflops"] if p == "bf16" else machine["gemm_fp32_gflops"] for p in paths}
+    peaks = {p: machine["gemm_bf16_gflops"] if p.endswith("bf16") else machine["gemm_fp32_gflops"] for p in paths}
     lines = [
         f"Variant {variant}. CPU: {machine['cpu']} ({machine['flags']}); torch {machine['torch']}, {machine['threads']} thread(s); "
         f"measured GEMM peak fp32 {machine['gemm_fp32_gflops']:.0f} GFLOP/s, bf16 {machine['gemm_bf16_gflops']:.0f} GFLOP/s"
         + (f"; fp32 on SAM's MLP shape (4096×768 @ 768×3072) {machine['gemm_fp32_sam_mlp_gflops']:.0f} GFLOP/s."
            if "gemm_fp32_sam_mlp_gflops" in machine else "."),
+        *_probe_lines(machine),
         "",
-        "Cells: median seconds · % of the path's GEMM peak (bf16 peak for bf16, fp32 peak otherwise; int8 against "
-        "fp32) · speed-up over the reference in the same run.",
+        "Cells: median seconds · % of the path's GEMM peak (bf16 peak for the bf16 paths, fp32 peak otherwise; int8 "
+        "against fp32) · speed-up over the reference in the same run. Torch paths: fp32 (the default), bf16, int8 "
+        "(`--fast`'s candidates); ONNX backends: the exported graphs (`--backend`), whose decoder row with masks "
+        "includes making the full-size masks from the low-resolution logits.",
         "",
         "| stage | GFLOP | " + " | ".join(paths) + " |",
         "|---|---|" + "---|" * len(paths),

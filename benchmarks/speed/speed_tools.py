@@ -7,7 +7,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +60,7 @@ def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
 def gemm_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 1.5,
               shape: tuple[int, int, int] | None = None) -> float:
     """Measured GFLOP/s of a square ``size``² matmul (or an (m, k) @ (k, n) one for ``shape`` = (m, k, n)) in
-    ``dtype`` at the current thread count."""
+    ``dtype`` at the current thread count, over one ``seconds`` window. One reading: see :func:`gemm_peak_probe`."""
     m, k, n = shape or (size, size, size)
     a = torch.randn(m, k).to(dtype)
     b = torch.randn(k, n).to(dtype)
@@ -74,21 +73,46 @@ def gemm_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 1.5,
     return 2 * m * k * n * runs / (time.perf_counter() - start) / 1e9
 
 
+# The probe's (m, k, n) shapes: square 1024 and 2048, and the pipeline's own big GEMMs — SAM ViT-B's MLP (4096 tokens
+# × 768 → 3072) and CLIP ViT-L/14's MLP at 224² (257 tokens × 1024 → 4096). A peak read from one shape can sit
+# below what the pipeline itself reaches (25 vs ~28 GFLOP/s in one run), which makes "÷ floor" ratios < 1.
+GEMM_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 768, 3072), (257, 1024, 4096))
+
+
+def gemm_peak_probe(dtype: torch.dtype, shapes: tuple[tuple[int, int, int], ...] = GEMM_SHAPES, repeats: int = 3,
+                    seconds: float = 0.4) -> dict:
+    """A robust GEMM peak: every shape of ``shapes`` measured ``repeats`` times (``seconds`` windows, the shapes
+    interleaved so a slow moment of the machine does not sink one shape), the best reading per shape kept.
+
+    Returns {"gflops": the best over shapes, "shape": "m×k×n" of that one, "per_shape": {"m×k×n": GFLOP/s},
+    "repeats": repeats}. Take it
+    before and after the measured stages and use the larger (:func:`best_peak`)."""
+    per_shape = {f"{m}×{k}×{n}": 0.0 for m, k, n in shapes}
+    for _ in range(repeats):
+        for shape in shapes:
+            key = "×".join(map(str, shape))
+            per_shape[key] = max(per_shape[key], gemm_peak(dtype, seconds=seconds, shape=shape))
+    best = max(per_shape, key=per_shape.get)
+    return {"gflops": per_shape[best], "shape": best, "per_shape": per_shape, "repeats": repeats}
+
+
+def best_peak(*probes: dict) -> float:
+    """The largest GFLOP/s of several :func:`gemm_peak_probe` readings (before and after the stages)."""
+    return max(probe["gflops"] for probe in probes)
+
+
 def cpu_flag_line() -> str:
     """AVX2 / AVX-512 / BF16 / AMX flags of this CPU, from /proc/cpuinfo."""
-    from regionspot.utils.precision import cpu_flags
+    from regionspot.utils.cpu import cpu_flags
 
     return ", ".join(sorted(cpu_flags())) or "unknown"
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+    """This CPU's model name (``regionspot.utils.cpu``)."""
+    from regionspot.utils.cpu import cpu_model as model
+
+    return model()
 
 
 # ------------------------------------------------------------------------------- reference pipeline

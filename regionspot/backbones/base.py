@@ -155,7 +155,12 @@ class Segmenter(Protocol):
 
 @runtime_checkable
 class VisionLanguage(Protocol):
-    """A CLIP-like model: an image feature map for the head and text embeddings for scoring."""
+    """A CLIP-like model: an image feature map for the head and text embeddings for scoring.
+
+    Optional: ``logit_bias`` (float), a sigmoid-trained model's bias that scoring adds after the scale (SigLIP);
+    ``scoring_form`` ("softmax" or "sigmoid", ``modeling.scoring.SCORING_FORMS``) and ``default_templates`` (the
+    template set recommended for the model). The adapters are listed in ``vision_language.VISION_LANGUAGE_TYPES``.
+    """
 
     model_id: str
     feature_dim: int  # C: width of the feature map
@@ -175,7 +180,8 @@ class VisionLanguage(Protocol):
     def device(self) -> torch.device: ...
 
     def feature_map(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
-        """(B, T, C) float32: vision tokens incl. the class token, before the post-layernorm.
+        """(B, T, C) float32: vision tokens (CLIP: incl. the class token, before the post-layernorm; each
+        adapter documents its tokens and layer).
 
         images: PIL images, or their (B, 3, S, S) float32 pixels from ``input_preprocessor()``.
         """

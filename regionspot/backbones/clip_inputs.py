@@ -18,6 +18,7 @@ from PIL import Image
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
 from regionspot.backbones.hub import cached_file_or_none
 from regionspot.config import CLIP_RESIZES
+from regionspot.data.pixels import clip_resize_pil
 from regionspot.data.transforms import normalize_pixels
 
 __all__ = ["clip_preprocessor_stats", "preprocess_images", "save_clip_preprocessor_config"]
@@ -54,8 +55,7 @@ def preprocess_images(
             )
         image = image.convert("RGB")
         if resize == "pil":
-            array = np.asarray(image.resize((size, size), resample=resample), dtype=np.float32)
-            resized.append(torch.from_numpy(array).permute(2, 0, 1) / 255.0)  # (3, S, S)
+            resized.append(torch.from_numpy(clip_resize_pil(image, size, resample)))  # (3, S, S)
         else:
             pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 255.0  # (3, H, W)
             resized.append(
@@ -65,15 +65,22 @@ def preprocess_images(
     return normalize_pixels(pixels, tuple(mean), tuple(std))
 
 
-def clip_preprocessor_stats(model_id: str) -> tuple[tuple[float, ...], tuple[float, ...], int]:
-    """(mean, std, resample) from ``preprocessor_config.json`` when present, else CLIP's defaults."""
+def clip_preprocessor_stats(
+    model_id: str, defaults: tuple[Sequence[float], Sequence[float], int] | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...], int]:
+    """(mean, std, resample) from ``preprocessor_config.json`` when present, else ``defaults`` (the adapter's;
+    None: CLIP's). A config with ``do_normalize: false`` (TIPSv2) gives mean 0 and std 1: pixels / 255 only."""
+    default_mean, default_std, default_resample = defaults or (CLIP_MEAN, CLIP_STD, int(Image.Resampling.BICUBIC))
     path = cached_file_or_none(model_id, "preprocessor_config.json")
     if path is None:
-        return CLIP_MEAN, CLIP_STD, int(Image.Resampling.BICUBIC)
+        return tuple(default_mean), tuple(default_std), int(default_resample)
     config = json.loads(Path(path).read_text())
-    mean = tuple(float(v) for v in config.get("image_mean", CLIP_MEAN))
-    std = tuple(float(v) for v in config.get("image_std", CLIP_STD))
-    resample = int(config.get("resample", Image.Resampling.BICUBIC))
+    if config.get("do_normalize", True) is False:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    else:
+        mean = tuple(float(v) for v in config.get("image_mean", default_mean))
+        std = tuple(float(v) for v in config.get("image_std", default_std))
+    resample = int(config.get("resample", default_resample))
     return mean, std, resample
 
 

@@ -26,13 +26,13 @@ from torch import nn
 from regionspot.errors import RegionSpotError
 from regionspot.utils.precision import autocast_forward, quantize_linear_int8, set_attention
 
-__all__ = ["LOSSY_NUMERICS", "NUMERICS", "numerics_suffix", "switch_numerics"]
+__all__ = ["LOSSY_NUMERICS", "NUMERICS", "ONE_WAY_NUMERICS", "numerics_suffix", "switch_numerics"]
 
 NUMERICS = ("fp32", "eager", "bf16", "int8", "compile")
 # Modes whose outputs differ from fp32's by more than float error: they get a fingerprint suffix.
 LOSSY_NUMERICS = ("bf16", "int8")
 # Modes that change modules in a way a later switch cannot take back.
-_ONE_WAY = ("int8", "compile")
+ONE_WAY_NUMERICS = ("int8", "compile")
 
 
 def numerics_suffix(mode: str) -> str:
@@ -56,7 +56,7 @@ def switch_numerics(
     """
     if mode not in NUMERICS:
         raise ValueError(f"Unknown numerics {mode!r}; choose one of {', '.join(NUMERICS)}.")
-    if current in _ONE_WAY and mode != current:
+    if current in ONE_WAY_NUMERICS and mode != current:
         raise ValueError(f"A backbone switched to {current} cannot be switched to {mode}; load it again.")
     if mode == "bf16" and device.type not in ("cpu", "cuda"):
         raise RegionSpotError(f"The bf16 path runs on CPU or CUDA, not {device.type}.")

@@ -55,7 +55,8 @@ def rel_pos_sdpa(attention: nn.Module, hidden_states: torch.Tensor) -> torch.Ten
     else:
         rel_h, rel_w = _rel_pos_factors(attention, query, height, width)
         out = torch.empty_like(q4)
-        chunks = -(-batch * heads * tokens * tokens // CHUNK_ELEMENTS)
+        # traced for export: one band, so the graph's shapes follow its dynamic batch (the band count depends on it)
+        chunks = 1 if torch.jit.is_tracing() else -(-batch * heads * tokens * tokens // CHUNK_ELEMENTS)
         rows = -(-height // chunks)
         for start in range(0, height, rows):
             stop = min(height, start + rows)

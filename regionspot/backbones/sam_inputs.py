@@ -2,7 +2,9 @@
 
 ``prepare_sam_input`` (CPU, picklable through ``functools.partial``): resize so that the longest side is
 ``longest_edge`` (PIL, the processor's filter) and zero-pad bottom/right to ``pad_size`` — uint8, a
-quarter of the float32 pixels' size to send between processes and to the device.
+quarter of the float32 pixels' size to send between processes and to the device. SAM 2, EdgeTAM and the
+SAM 3 tracker (``square``) resize the whole image to ``pad_size`` × ``pad_size`` instead (the aspect ratio is
+not kept, nothing is padded), as their processors and the official predictors do.
 ``normalize_sam_pixels`` (on the device): rescale, normalise with mean/std, and zero the padding again.
 Together they give exactly the float32 pixels of transformers' SAM processor path that
 ``SamSegmenter.preprocess_image`` has always returned (the same float32 operations in the same order).
@@ -22,6 +24,7 @@ from PIL import Image
 from regionspot.backbones.base import SegmenterBatch
 from regionspot.backbones.constants import IMAGENET_MEAN, IMAGENET_STD
 from regionspot.data.images import load_image
+from regionspot.data.pixels import resized_shape, sam_resize_pad
 from regionspot.data.transforms import normalize_pixels
 from regionspot.errors import CheckpointError
 
@@ -36,6 +39,8 @@ class SamPreprocess:
     pad_size: side of the square, zero-padded (bottom/right) model input; equals the encoder's image_size.
     mean, std: per-channel normalisation applied after ``rescale_factor`` (pixel values / 255).
     resample: PIL resampling filter id used for the resize (2 = bilinear, transformers' default).
+    square: SAM 2's resize: the whole image to pad_size × pad_size (no padding; prompts scale by
+        pad_size / W and pad_size / H). False: SAM's longest-side resize and zero padding.
     """
 
     longest_edge: int = 1024
@@ -44,14 +49,20 @@ class SamPreprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     rescale_factor: float = 1 / 255
     resample: int = int(Image.Resampling.BILINEAR)
+    square: bool = False
 
     @classmethod
-    def from_json(cls, path: str | Path | None, image_size: int) -> SamPreprocess:
-        """Read a processor config; a missing file gives SAM defaults at ``image_size``."""
+    def from_json(cls, path: str | Path | None, image_size: int, square: bool = False,
+                  mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
+                  ) -> SamPreprocess:
+        """Read a processor config; a missing file gives the defaults at ``image_size`` (``square``, ``mean``
+        and ``std``: the model family's, used when the file does not say)."""
         if path is None:
-            return cls(longest_edge=image_size, pad_size=image_size)
+            return cls(longest_edge=image_size, pad_size=image_size, square=square, mean=mean, std=std)
         data = json.loads(Path(path).read_text())
         size = data.get("size") or {}
+        if square or ("longest_edge" not in size and "height" in size):
+            return cls._square_from(data, path, image_size, mean, std)
         pad = data.get("pad_size") or {}
         longest = int(size.get("longest_edge", image_size))
         pad_side = int(pad.get("height", image_size))
@@ -69,27 +80,42 @@ class SamPreprocess:
             resample=int(data.get("resample", int(Image.Resampling.BILINEAR))),
         )
 
-
-def resized_shape(height: int, width: int, longest_edge: int) -> tuple[int, int]:
-    """(height, width) after resizing so that the longest side is ``longest_edge`` (SAM's rounding)."""
-    scale = longest_edge / max(height, width)
-    # at least one pixel: a very elongated image (20000 x 10) must not resize to an empty one
-    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+    @classmethod
+    def _square_from(cls, data: dict, path: str | Path, image_size: int, mean: tuple, std: tuple) -> SamPreprocess:
+        """SAM 2's processor config: ``size`` {"height", "width"} = the encoder's square input."""
+        size = data.get("size") or {}
+        height, width = int(size.get("height", image_size)), int(size.get("width", image_size))
+        if height != image_size or width != image_size:
+            raise CheckpointError(
+                f"Processor config {path} resizes to {height}x{width} but the encoder expects {image_size}x{image_size} "
+                "inputs; fix size in preprocessor_config.json."
+            )
+        return cls(
+            longest_edge=image_size, pad_size=image_size, square=True,
+            mean=tuple(float(v) for v in data.get("image_mean", mean)),
+            std=tuple(float(v) for v in data.get("image_std", std)),
+            rescale_factor=float(data.get("rescale_factor", 1 / 255)) if data.get("do_rescale", True) else 1.0,
+            resample=int(data.get("resample", int(Image.Resampling.BILINEAR))),
+        )
 
 
 def prepare_sam_input(image: Image.Image, preprocess: SamPreprocess) -> SegmenterBatch:
     """One image -> a ``SegmenterBatch`` of one: uint8 pixels (1, 3, S, S), resized and zero-padded.
 
     image: an RGB PIL image (also a path or HWC array, via ``load_image``); S = ``preprocess.pad_size``.
+    With ``preprocess.square`` the whole image is resized to S × S (resized size (S, S)).
     """
     image = load_image(image)
     width, height = image.size
-    new_h, new_w = resized_shape(height, width, preprocess.longest_edge)
-    resized = image.resize((new_w, new_h), resample=Image.Resampling(preprocess.resample))
-    side = preprocess.pad_size
-    pixels = torch.zeros(1, 3, side, side, dtype=torch.uint8)
-    pixels[0, :, :new_h, :new_w] = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)
-    return SegmenterBatch(pixels=pixels, original_sizes=[(height, width)], reshaped_sizes=[(new_h, new_w)])
+    if preprocess.square:
+        side = preprocess.pad_size
+        resized = image.resize((side, side), resample=Image.Resampling(preprocess.resample))
+        pixels = np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1).copy()
+        return SegmenterBatch(pixels=torch.from_numpy(pixels)[None], original_sizes=[(height, width)],
+                              reshaped_sizes=[(side, side)])
+    pixels, (new_h, new_w) = sam_resize_pad(image, preprocess.longest_edge, preprocess.pad_size, preprocess.resample)
+    return SegmenterBatch(pixels=torch.from_numpy(pixels)[None], original_sizes=[(height, width)],
+                          reshaped_sizes=[(new_h, new_w)])
 
 
 def normalize_sam_pixels(

@@ -1,7 +1,9 @@
-"""Frozen CLIP / SigLIP adapters implementing the ``VisionLanguage`` protocol.
+"""The frozen CLIP adapter (also MetaCLIP 2, the same architecture) and the loader of every vision-language
+model, implementing the ``VisionLanguage`` protocol.
 
 ``load_vision_language(model_id)`` reads a transformers model (hub id or local ``save_pretrained``
-folder), freezes it and wraps it:
+folder), picks its adapter by the config's ``model_type`` (``VISION_LANGUAGE_TYPES``: the SigLIP / SigLIP 2
+adapters live in ``backbones/siglip.py``, TIPSv2 in ``backbones/tips.py``), freezes it and wraps it:
 
 - ``feature_map(images)``: (B, T, C) float32 vision tokens, class token first (CLIP), taken BEFORE the
   vision post-layernorm (CLIP's ``last_hidden_state``; bit-identical to the official RegionSpot map).
@@ -23,6 +25,7 @@ as the released RegionSpot code does.
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -54,11 +57,30 @@ _FIX_HINT = (
 )
 
 
+# model_type (config.json) -> (transformers model class, module under regionspot.backbones, adapter class).
+VISION_LANGUAGE_TYPES: dict[str, tuple[str, str, str]] = {
+    "clip": ("CLIPModel", "vision_language", "ClipAdapter"),
+    "metaclip_2": ("MetaClip2Model", "vision_language", "ClipAdapter"),
+    "siglip": ("SiglipModel", "siglip", "SiglipAdapter"),
+    "siglip2": ("Siglip2Model", "siglip", "Siglip2Adapter"),
+    "tipsv2": ("Tipsv2Model", "tips", "TipsAdapter"),
+}
+
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model")
 
 
+def _side(size: int | Sequence[int]) -> int:
+    """The side of a square size given as an int or an (h, w) pair (a non-square pair is refused)."""
+    if isinstance(size, int):
+        return size
+    height, width = (int(v) for v in size)
+    if height != width:
+        raise CheckpointError(f"A vision-language model with a non-square input ({height}x{width}) is not supported.")
+    return height
+
+
 class ClipAdapter:
-    """A frozen transformers ``CLIPModel`` seen through the ``VisionLanguage`` protocol.
+    """A frozen transformers ``CLIPModel`` (or ``MetaClip2Model``, the same architecture) seen through the ``VisionLanguage`` protocol.
 
     model: a CLIPModel (frozen here: ``requires_grad_(False)``, ``eval()``).
     tokenizer: a CLIP tokenizer, or None (then ``encode_text`` raises CheckpointError).
@@ -70,6 +92,10 @@ class ClipAdapter:
     """
 
     has_class_token = True
+    scoring_form = "softmax"  # how the model's own logits become probabilities (modeling.scoring.SCORING_FORMS)
+    default_templates = "imagenet"  # the template set recommended for this model (text.templates)
+    # (mean, std, PIL filter) when the folder has no preprocessor_config.json
+    preprocess_defaults = (CLIP_MEAN, CLIP_STD, int(Image.Resampling.BICUBIC))
 
     def __init__(
         self,
@@ -91,8 +117,8 @@ class ClipAdapter:
         self.model_id = str(model_id)
         vision_config = model.config.vision_config
         text_config = model.config.text_config
-        self.native_image_size = int(vision_config.image_size)
-        self.patch_size = int(vision_config.patch_size)
+        self.patch_size = _side(vision_config.patch_size)
+        self.native_image_size = self._native_image_size(vision_config)
         self.image_size = int(image_size or self.native_image_size)
         if self.image_size < self.patch_size:
             raise ValueError(
@@ -112,6 +138,10 @@ class ClipAdapter:
     @staticmethod
     def _embed_dim(config) -> int:
         return int(config.projection_dim)
+
+    @staticmethod
+    def _native_image_size(vision_config) -> int:
+        return _side(vision_config.image_size)
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -186,8 +216,11 @@ class ClipAdapter:
         else:
             pixels = self.input_preprocessor(self.native_image_size)(images)
         pixels = pixels.to(device=self.device, dtype=self.dtype)
-        outputs = self.model.get_image_features(pixel_values=pixels)
-        return F.normalize(outputs.pooler_output.float(), dim=-1)
+        return F.normalize(self._image_embeddings(pixels).float(), dim=-1)
+
+    def _image_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, D) raw image embeddings of (B, 3, S, S) pixels at the native size (the model's own image path)."""
+        return self.model.get_image_features(pixel_values=pixels).pooler_output
 
     # -- text -------------------------------------------------------------------------------------
     def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
@@ -221,6 +254,20 @@ class ClipAdapter:
     def _pad_length(self, longest: int) -> int:
         return longest
 
+    def _pad_batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token-id rows -> (input_ids, attention_mask), both (B, L) int64: right-padded with the pad token (the
+        end token when there is none) to L = ``_pad_length(longest row)``."""
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id
+        length = self._pad_length(max(len(row) for row in rows))
+        input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for index, row in enumerate(rows):
+            input_ids[index, : len(row)] = torch.tensor(row)
+            attention_mask[index, : len(row)] = 1
+        return input_ids, attention_mask
+
     def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
 
@@ -250,9 +297,6 @@ class ClipAdapter:
             return torch.zeros(0, self.embed_dim)
         ids = self.tokenize(prompts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self.tokenizer.eos_token_id
         out = torch.empty(len(ids), self.embed_dim)
         num_batches = math.ceil(len(ids) / batch_size)
         if show_progress is None:
@@ -265,50 +309,11 @@ class ClipAdapter:
             leave=False,
         ):
             index = order[start : start + batch_size]
-            length = self._pad_length(max(len(ids[i]) for i in index))
-            input_ids = torch.full((len(index), length), pad_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(index), length), dtype=torch.long)
-            for row, i in enumerate(index):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                attention_mask[row, : len(ids[i])] = 1
-            features = self._text_features(input_ids.to(self.device), attention_mask.to(self.device))
+            input_ids, attention_mask = self._pad_batch([ids[i] for i in index])
+            mask = attention_mask.to(self.device) if attention_mask is not None else None
+            features = self._text_features(input_ids.to(self.device), mask)
             out[index] = features.float().cpu()
         return F.normalize(out, dim=-1) if normalize else out
-
-
-class SiglipAdapter(ClipAdapter):
-    """A frozen transformers ``SiglipModel``: no class token, text padded to the full context.
-
-    SigLIP was trained with text padded to ``max_length`` and pools the last token, so prompts are padded
-    to the context length and no attention mask is used. ``feature_map`` returns the encoder's last hidden
-    state before the post-layernorm (B, N, C), without a class token. ``logit_bias`` holds SigLIP's bias.
-    """
-
-    has_class_token = False
-
-    @property
-    def logit_bias(self) -> float:
-        return float(self.model.logit_bias.detach().float().reshape(-1)[0])
-
-    @staticmethod
-    def _embed_dim(config) -> int:
-        text = config.text_config
-        return int(getattr(text, "projection_size", None) or text.hidden_size)
-
-    def _pad_length(self, longest: int) -> int:
-        return self.context_length
-
-    def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model.get_text_features(input_ids=input_ids).pooler_output
-
-    @torch.no_grad()
-    def feature_map(self, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
-        """(B, N, C) float32 patch tokens before the post-layernorm (SigLIP has no class token)."""
-        pixels = self.preprocess(images)
-        outputs = self.model.vision_model(
-            pixel_values=pixels, interpolate_pos_encoding=self._interpolate, output_hidden_states=True
-        )
-        return outputs.hidden_states[-1].float()
 
 
 def load_vision_language(
@@ -319,9 +324,10 @@ def load_vision_language(
     resize: str = "pil",
     antialias: bool = False,
 ) -> ClipAdapter:
-    """Load a frozen CLIP or SigLIP model as a ``VisionLanguage`` adapter.
+    """Load a frozen vision-language model (``VISION_LANGUAGE_TYPES``: CLIP, MetaCLIP 2, SigLIP, SigLIP 2,
+    TIPSv2) as a ``VisionLanguage`` adapter, chosen by the config's ``model_type``.
 
-    model_id: a hub id (``openai/clip-vit-large-patch14``, ``google/siglip-...``) or a local folder
+    model_id: a hub id (``openai/clip-vit-large-patch14``, ``google/siglip2-...``) or a local folder
         written by ``save_pretrained`` (or ``regionspot convert clip``). The local cache is tried first;
         the hub only when ``HF_HUB_OFFLINE`` is not set.
     image_size: input side in pixels (default: the model's); e.g. 336 from a 224 model interpolates the
@@ -329,21 +335,23 @@ def load_vision_language(
     device / dtype: where and in what precision the frozen model lives (default: CPU, checkpoint dtype).
     resize / antialias: the image resize ("pil" with the model's filter, or the released code's
         "torch-bilinear"); a head's ``PreprocessConfig`` says which it was trained with.
-    Raises WeightsNotFoundError (one line naming the fix) when the weights cannot be reached.
+    Raises WeightsNotFoundError (one line naming the fix) when the weights cannot be reached, CheckpointError
+    for a model type that is not one of ``VISION_LANGUAGE_TYPES``.
     """
-    from transformers import AutoConfig, AutoTokenizer, CLIPModel, SiglipModel
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
 
     model_id = str(model_id)
     config = from_pretrained(AutoConfig.from_pretrained, model_id, "the config", _FIX_HINT)
     model_type = getattr(config, "model_type", "")
-    if model_type == "clip":
-        model_cls, adapter_cls = CLIPModel, ClipAdapter
-    elif model_type == "siglip":
-        model_cls, adapter_cls = SiglipModel, SiglipAdapter
-    else:
+    if model_type not in VISION_LANGUAGE_TYPES:
         raise CheckpointError(
-            f"{model_id!r} is a {model_type!r} model; regionspot supports CLIP and SigLIP vision-language models."
+            f"{model_id!r} is a {model_type!r} model; regionspot reads these vision-language models: "
+            f"{', '.join(VISION_LANGUAGE_TYPES)} (pass a folder or hub id of one of them)."
         )
+    class_name, module, adapter_name = VISION_LANGUAGE_TYPES[model_type]
+    model_cls = getattr(transformers, class_name)
+    adapter_cls = getattr(importlib.import_module(f"regionspot.backbones.{module}"), adapter_name)
     kwargs = {"dtype": dtype} if dtype is not None else {}
     model = from_pretrained(model_cls.from_pretrained, model_id, "the weights", _FIX_HINT, **kwargs)
     tokenizer = None
@@ -365,7 +373,7 @@ def load_vision_language(
         )
     if device is not None:
         model = model.to(device)
-    mean, std, resample = clip_preprocessor_stats(model_id)
+    mean, std, resample = clip_preprocessor_stats(model_id, adapter_cls.preprocess_defaults)
     weights = cached_file_or_none(model_id, "config.json")
     fingerprint = cached_weights_fingerprint(model, weight_files(Path(weights).parent if weights else None))
     return adapter_cls(

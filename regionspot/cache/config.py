@@ -3,7 +3,8 @@
 The ``cache`` command builds one from its flags (the field names are its parameter names; ``segmenter`` is
 ``--sam``, ``vision_language`` is ``--clip``); library callers build one with the fields they need.
 :func:`regionspot.cache.extract.extract_cache` reads the extraction fields (``out``, ``flip``,
-``shard_size``, ``chunk_size``, ``batch_size``, ``workers``, ``limit``); the others say what the command
+``shard_size``, ``chunk_size``, ``batch_size``, ``workers``, ``limit``, ``negatives_per_image``,
+``negative_max_iou``); the others say what the command
 loads (the annotation file, the backbones, their device, dtype and preprocessing).
 """
 
@@ -39,6 +40,9 @@ class CacheConfig:
     device / dtype: where the backbones run ("cpu", "cuda", ...; None: the best available) and their
         weights' dtype (one of ``DTYPES``; None: as stored). limit: only the first ``limit`` annotated images.
     preprocess: the preprocessing preset ("default" or "released"; ``regionspot.config.PREPROCESS_PRESETS``).
+    negatives_per_image: also cache the tokens of this many background boxes per image (random boxes whose IoU
+        with every labelled box is below ``negative_max_iou``; ``regionspot.cache.negatives``), for training with
+        all-zero targets (0: none, the cache as it always was).
     """
 
     out: Path
@@ -57,6 +61,8 @@ class CacheConfig:
     dtype: str | None = None
     limit: int | None = None
     preprocess: str = "default"
+    negatives_per_image: int = 0
+    negative_max_iou: float = 0.1
 
     def validate(self) -> None:
         """Raise CacheError naming the first bad field (in backticks)."""
@@ -74,6 +80,10 @@ class CacheConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise CacheError(f"`{name}` must be a whole number >= 1, got {value!r}.")
+        if not isinstance(self.negatives_per_image, int) or self.negatives_per_image < 0:
+            raise CacheError(f"`negatives_per_image` must be a whole number >= 0, got {self.negatives_per_image!r}.")
+        if not 0 < self.negative_max_iou <= 1:
+            raise CacheError(f"`negative_max_iou` must be in (0, 1], got {self.negative_max_iou!r}.")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
             raise CacheError(f"`workers` must be a whole number >= 0, got {self.workers!r}.")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):

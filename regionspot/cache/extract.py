@@ -24,6 +24,7 @@ import torch
 from regionspot.backbones.base import Segmenter, VisionLanguage
 from regionspot.cache.config import CacheConfig
 from regionspot.cache.inputs import CacheImage, CachePreparer, segmenter_slice
+from regionspot.cache.negatives import background_boxes
 from regionspot.cache.store import (
     CACHE_FORMAT_VERSION,
     CacheError,
@@ -52,12 +53,14 @@ _MUST_MATCH = (
     "world_size",
     "shard_size",
     "preprocess",
+    "negatives",
 )
 
 
 @dataclass
 class CacheStats:
-    """What one process computed: images/boxes, wall time, throughput, bytes per box on disk."""
+    """What one process computed: images/boxes (labelled; ``negatives``: background boxes), wall time,
+    throughput, bytes per box on disk."""
 
     images: int
     boxes: int
@@ -65,6 +68,7 @@ class CacheStats:
     bytes_written: int
     skipped_shards: int
     written_shards: int
+    negatives: int = 0
 
     @property
     def boxes_per_second(self) -> float:
@@ -148,8 +152,8 @@ def _check_or_write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     if (out / "manifest.json").is_file():
         old = read_manifest(out)
         for key in _MUST_MATCH:
-            if key == "preprocess" and key not in old:
-                continue  # an older cache, which did not record it
+            if key in ("preprocess", "negatives") and key not in old:
+                continue  # an older cache, which did not record it (and had no negatives)
             if old.get(key) != manifest.get(key) and not _same_backbones(key, old, manifest, out):
                 raise CacheError(
                     f"Cache {out} was built with {key}={old.get(key)!r}, this run has {manifest.get(key)!r}; "
@@ -175,7 +179,9 @@ def extract_cache(
         width, height; ``category_names``; ``load_image(i)``).
     config: the options read here are ``out``, ``flip`` (also cache the horizontally mirrored image: image and
         boxes mirrored before the segmenter), ``shard_size``, ``chunk_size``, ``batch_size`` (images per
-        encoder call, a mirrored copy counting as one), ``workers`` and ``limit`` (only the first annotated images).
+        encoder call, a mirrored copy counting as one), ``workers``, ``limit`` (only the first annotated images)
+        and ``negatives_per_image`` / ``negative_max_iou`` (background boxes of each image, drawn once from its
+        id by ``regionspot.cache.negatives.background_boxes`` and mirrored with it, stored with label -1).
     vision_language: when given, its (T, C) feature map of each cached image variant is stored too (fp16,
         ≈0.5 MB per image for CLIP-L/14 at 224: for small datasets only).
     rank / world_size: this process's share (None: from the launcher's environment).
@@ -244,6 +250,8 @@ def _manifest(dataset: Any, segmenter: Segmenter, vision_language: VisionLanguag
         "world_size": world_size,
         "shard_size": config.shard_size,
         "shards": plan,
+        "negatives": (None if not config.negatives_per_image else
+                      {"per_image": config.negatives_per_image, "max_iou": config.negative_max_iou, "source": "random"}),
     }
 
 
@@ -295,15 +303,24 @@ def _extract_shards(dataset: Any, segmenter: Segmenter, vision_language: VisionL
                         _finish(writer, stats)
                     writer = ShardWriter(out, image.shard, int(segmenter.token_dim))
                 first = batch.good.index(k) * len(variants)
+                background = background_boxes(rec["boxes"], rec["width"], rec["height"], config.negatives_per_image,
+                                              config.negative_max_iou, seed=rec["image_id"])
                 for offset, flipped in enumerate(variants):
                     boxes = hflip_boxes(rec["boxes"], rec["width"]) if flipped else rec["boxes"]
+                    negatives = hflip_boxes(background, rec["width"]) if flipped else background
                     result = segmenter.decode_prompts(states[first + offset], boxes=boxes, masks="none",
                                                       chunk_size=config.chunk_size)
+                    # Background boxes in their own calls: the labelled tokens are those of a cache without them.
+                    background_tokens = None if not len(negatives) else segmenter.decode_prompts(
+                        states[first + offset], boxes=negatives, masks="none", chunk_size=config.chunk_size).tokens
                     writer.add(image_index=image.pos, image_id=rec["image_id"], file_name=rec["file_name"],
                                width=rec["width"], height=rec["height"], flip=flipped, tokens=result.tokens,
                                boxes=boxes, labels=rec["labels"],
-                               feature_map=None if maps is None else maps[first + offset])
+                               feature_map=None if maps is None else maps[first + offset],
+                               negative_tokens=background_tokens,
+                               negative_boxes=negatives if len(negatives) else None)
                     stats.boxes += len(boxes)
+                    stats.negatives += len(negatives)
                 stats.images += 1
                 bar.update(1)
                 bar.set_postfix(boxes_per_s=f"{stats.boxes / max(time.perf_counter() - t0, 1e-9):.1f}")

@@ -15,7 +15,9 @@ Sections of a shard (M regions over n cached image variants)::
 
     tokens   (M, token_dim) float16   position-aware segmenter token of each box
     boxes    (M, 4) float32           XYXY, pixels of the (possibly flipped) original image
-    labels   (M,) int64               contiguous class index into the manifest's ``category_names``
+    labels   (M,) int64               contiguous class index into the manifest's ``category_names``; -1 for a
+                                      background box (a cache built with negatives: each variant's
+                                      background boxes follow its labelled ones)
     images   (n, 8) int64             per variant: IMAGE_COLUMNS below
     clip     (n, T, C) float16        optional vision-language feature map of the same (flipped) image
 
@@ -55,6 +57,8 @@ class CachedRegions:
     boxes: (N, 4) float32, XYXY in pixels of the image as it was given to the segmenter (flipped if ``flip``).
     labels: (N,) int64, contiguous class indices into the cache's ``category_names``.
     feature_map: (T, C) float16 vision-language map of the same image, or None when not cached.
+    negative_tokens / negative_boxes: (K, token_dim) float16 / (K, 4) float32 tokens and XYXY pixel boxes of
+        background boxes of the same image (no labelled object under them), or None when the cache has none.
     """
 
     tokens: torch.Tensor
@@ -67,6 +71,8 @@ class CachedRegions:
     height: int
     flip: bool
     feature_map: torch.Tensor | None = None
+    negative_tokens: torch.Tensor | None = None
+    negative_boxes: torch.Tensor | None = None
 
 
 def sha256_file(path: Path) -> str:
@@ -92,6 +98,7 @@ class ShardWriter:
         self._clip: list[np.ndarray] = []
         self._file_names: list[str] = []
         self._num_regions = 0
+        self._num_negatives = 0
 
     def add(
         self,
@@ -106,8 +113,12 @@ class ShardWriter:
         boxes: torch.Tensor | np.ndarray,
         labels: torch.Tensor | np.ndarray,
         feature_map: torch.Tensor | np.ndarray | None = None,
+        negative_tokens: torch.Tensor | np.ndarray | None = None,
+        negative_boxes: torch.Tensor | np.ndarray | None = None,
     ) -> None:
-        """Add one image variant. tokens (N, token_dim), boxes (N, 4) XYXY px, labels (N,), feature_map (T, C)."""
+        """Add one image variant. tokens (N, token_dim), boxes (N, 4) XYXY px, labels (N,) >= 0, feature_map (T, C);
+        negative_tokens (K, token_dim) / negative_boxes (K, 4): its background boxes (stored after the labelled
+        ones with label -1)."""
         tokens = np.asarray(torch.as_tensor(tokens).detach().float().cpu(), dtype=np.float16)
         boxes = np.asarray(torch.as_tensor(boxes).detach().cpu(), dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(torch.as_tensor(labels).detach().cpu(), dtype=np.int64).reshape(-1)
@@ -116,6 +127,18 @@ class ShardWriter:
             raise ValueError(
                 f"tokens {tokens.shape}, boxes {boxes.shape}, labels {labels.shape} disagree (token_dim {self.token_dim})."
             )
+        if (labels < 0).any():
+            raise ValueError("labels must be class indices >= 0; pass background boxes as negative_tokens/negative_boxes.")
+        k = 0
+        if negative_tokens is not None:
+            neg_tokens = np.asarray(torch.as_tensor(negative_tokens).detach().float().cpu(), dtype=np.float16)
+            neg_boxes = np.asarray(torch.as_tensor(negative_boxes).detach().cpu(), dtype=np.float32).reshape(-1, 4)
+            k = neg_tokens.shape[0]
+            if neg_tokens.shape != (k, self.token_dim) or neg_boxes.shape[0] != k:
+                raise ValueError(f"negative tokens {neg_tokens.shape} and boxes {neg_boxes.shape} disagree.")
+            tokens, boxes = np.concatenate([tokens, neg_tokens]), np.concatenate([boxes, neg_boxes])
+            labels = np.concatenate([labels, np.full(k, -1, dtype=np.int64)])
+            n += k
         clip_row = -1
         if feature_map is not None:
             fm = np.asarray(torch.as_tensor(feature_map).detach().float().cpu(), dtype=np.float16)
@@ -131,6 +154,7 @@ class ShardWriter:
         self._boxes.append(boxes)
         self._labels.append(labels)
         self._num_regions += n
+        self._num_negatives += k
 
     def finalize(self) -> dict[str, Any]:
         """Write ``<name>.bin`` then ``<name>.json`` (both atomically); return the shard index."""
@@ -164,6 +188,7 @@ class ShardWriter:
             "nbytes": offset,
             "sha256": digest.hexdigest(),
             "num_regions": int(self._num_regions),
+            "num_negatives": int(self._num_negatives),
             "num_variants": len(self._images),
             "sections": sections,
             "file_names": self._file_names,
@@ -301,7 +326,13 @@ class TokenCache:
 
     @property
     def num_regions(self) -> int:
-        return sum(s.meta["num_regions"] for s in self._shards)
+        """Labelled regions (background boxes not counted)."""
+        return sum(s.meta["num_regions"] - s.meta.get("num_negatives", 0) for s in self._shards)
+
+    @property
+    def num_negatives(self) -> int:
+        """Background boxes (0 for a cache built without negatives)."""
+        return sum(s.meta.get("num_negatives", 0) for s in self._shards)
 
     @property
     def nbytes(self) -> int:
@@ -321,10 +352,15 @@ class TokenCache:
         fmap = None
         if int(rec[7]) >= 0:
             fmap = torch.from_numpy(np.array(shard.arrays["clip"][int(rec[7])]))
+        tokens = torch.from_numpy(np.array(shard.arrays["tokens"][start : start + count]))
+        boxes = torch.from_numpy(np.array(shard.arrays["boxes"][start : start + count]))
+        labels = torch.from_numpy(np.array(shard.arrays["labels"][start : start + count]))
+        known = int((labels >= 0).sum())  # labelled boxes come first, background boxes (label -1) after
+        negatives = (tokens[known:], boxes[known:]) if known < count else (None, None)
         return CachedRegions(
-            tokens=torch.from_numpy(np.array(shard.arrays["tokens"][start : start + count])),
-            boxes=torch.from_numpy(np.array(shard.arrays["boxes"][start : start + count])),
-            labels=torch.from_numpy(np.array(shard.arrays["labels"][start : start + count])),
+            tokens=tokens[:known],
+            boxes=boxes[:known],
+            labels=labels[:known],
             image_index=int(rec[0]),
             image_id=int(rec[1]),
             file_name=shard.file_names[row],
@@ -332,4 +368,6 @@ class TokenCache:
             height=int(rec[5]),
             flip=bool(rec[6]),
             feature_map=fmap,
+            negative_tokens=negatives[0],
+            negative_boxes=negatives[1],
         )

@@ -1,11 +1,11 @@
 """The ``regionspot`` command line: predict | models | download | serve | convert | data | cache | train | propose |
-eval | calibrate | guard | shapesworld.
+eval | calibrate | guard | track | shapesworld.
 
 One module per command; this package is the only code that parses CLI strings or prints. Commands parse
 their arguments and call library functions.
 """
 
-from regionspot.backbones.prompts import parse_numbers
+from regionspot.backbones.typed_prompts import parse_numbers
 from regionspot.cli import (  # noqa: F401  (registers the commands)
     cache,
     calibrate,
@@ -13,11 +13,13 @@ from regionspot.cli import (  # noqa: F401  (registers the commands)
     data,
     download,
     evaluate,
+    export,
     guard,
     predict,
     propose,
     serve,
     shapesworld,
+    track,
     train,
 )
 from regionspot.cli.app import app, main

@@ -71,6 +71,7 @@ def _root(
 
 def main() -> None:
     from regionspot.utils.allocator import keep_freed_memory
+    from regionspot.utils.startup_gc import freeze_at_exit
 
     keep_freed_memory()
     try:
@@ -78,3 +79,5 @@ def main() -> None:
     except RegionSpotError as error:  # errors raised outside a command body
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    finally:
+        freeze_at_exit()  # the shutdown's garbage collections would walk every torch/transformers object (~1 s)

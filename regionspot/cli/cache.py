@@ -42,6 +42,12 @@ def cache(
     preprocess: Annotated[str, typer.Option(
         help="'default' (regionspot's) or 'released' (the released RegionSpot code's SAM eps 1e-5 and bilinear CLIP "
              "resize); a head trained on the cache records it (set model.preprocess in the training config to match).")] = CacheConfig.preprocess,
+    negatives_per_image: Annotated[int, typer.Option(
+        help="Also cache this many background boxes per image (random boxes overlapping no labelled object), which "
+             "training uses as negatives with all-zero targets, so the head learns to answer 'none of these' (0: none).")
+    ] = CacheConfig.negatives_per_image,
+    negative_max_iou: Annotated[float, typer.Option(
+        help="Largest IoU a background box may have with any labelled box.")] = CacheConfig.negative_max_iou,
 ) -> None:
     """Run SAM once over every annotated box and store the tokens in sharded, memory-mapped files (resumable)."""
     config = CacheConfig(**locals())
@@ -87,4 +93,6 @@ def _report_if_complete(out: Path) -> None:
 
     if cache_is_complete(out):
         cache = TokenCache(out, verify="size")
-        typer.echo(f"cache {out} complete: {cache.num_images} images, {cache.num_regions} regions, {cache.nbytes / 1e6:.1f} MB.")
+        background = f" + {cache.num_negatives} background boxes" if cache.num_negatives else ""
+        typer.echo(f"cache {out} complete: {cache.num_images} images, {cache.num_regions} regions{background}, "
+                   f"{cache.nbytes / 1e6:.1f} MB.")

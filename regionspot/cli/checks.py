@@ -3,7 +3,7 @@ typed boxes and names, the output paths and the prompts against the image's head
 ``error:`` line (exit 2) within a second, not a traceback after the model has loaded. And the notes the
 embedded ShapesWorld model gives when it is asked about things it cannot know.
 
-Parsing and geometry live in the library (``backbones.prompts``, ``text.templates``, ``data.images``,
+Parsing and geometry live in the library (``backbones.typed_prompts``, ``text.templates``, ``data.images``,
 ``shapesworld.likeness``); this module words them for the command line.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from regionspot.backbones.prompts import (
+from regionspot.backbones.typed_prompts import (
     BOX_FORMATS,
     boxes_to_xyxy,
     inverted_boxes,
@@ -24,6 +24,7 @@ from regionspot.backbones.prompts import (
     xywh_suspected,
 )
 from regionspot.errors import ImageError, PromptError, RegionSpotError, VocabularyError, preview
+from regionspot.utils.startup_gc import start_up
 
 # How a user of the embedded model gets real weights (the `download` command and `--model` option).
 REAL_WEIGHTS_HINT = "for real photos get real weights: `regionspot download BL`, then `--model BL`"
@@ -40,7 +41,8 @@ def check_device(device: str | None) -> str | None:
     it; otherwise DeviceError naming what is missing and what to pass instead."""
     if device is None:
         return None
-    import torch
+    with start_up():  # torch's import: no garbage collection while it runs
+        import torch
 
     match = _DEVICE.match(device.strip().lower())
     if match is None:

@@ -1,4 +1,4 @@
-"""``regionspot convert regionspot|sam|clip``: official checkpoints to our formats (offline, weights only)."""
+"""``regionspot convert regionspot|sam|sam2|clip``: official checkpoints to our formats (offline, weights only)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from regionspot.cli.app import convert_app, friendly
+from regionspot.cli.options import flag_messages
 
 
 @convert_app.command("regionspot")
@@ -36,6 +37,23 @@ def convert_sam(
     from regionspot.backbones.convert.sam import convert_sam_checkpoint
 
     path = convert_sam_checkpoint(checkpoint, out, model_type=model_type)
+    typer.echo(f"wrote {path}")
+
+
+@convert_app.command("sam2")
+@friendly
+@flag_messages
+def convert_sam2(
+    checkpoint: Annotated[Path, typer.Argument(help="Official SAM 2 / 2.1 checkpoint, e.g. sam2.1_hiera_tiny.pt.")],
+    out: Annotated[Path, typer.Option(help="Output folder (transformers Sam2Model).")] = Path("sam2.1-hiera"),
+    config: Annotated[Path | None, typer.Option(
+        help="transformers config.json (or its folder) for a size other than the released tiny/small/base_plus/large; "
+             "default: read from the weights.")] = None,
+) -> None:
+    """Official SAM 2 / 2.1 .pt → a transformers Sam2Model folder usable with --sam (image model; video weights dropped)."""
+    from regionspot.backbones.convert.sam2 import convert_sam2_checkpoint
+
+    path = convert_sam2_checkpoint(checkpoint, out, config=config)
     typer.echo(f"wrote {path}")
 
 

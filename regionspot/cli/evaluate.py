@@ -5,7 +5,7 @@ shardable with ``accelerate launch``). Its options are ``EvalOptions``' fields (
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,7 +13,9 @@ from regionspot.cli.app import app, friendly
 from regionspot.cli.checks import check_device
 from regionspot.cli.options import flag_messages
 from regionspot.engine.config import EvalOptions
-from regionspot.engine.evaluate import EvalSummary, run_evaluation
+
+if TYPE_CHECKING:
+    from regionspot.engine.evaluate import EvalSummary
 
 
 def read_templates(templates: str | None) -> str | list[str] | None:
@@ -83,9 +85,21 @@ def evaluate(
     fast_path: Annotated[str, typer.Option(
         help="Backbone numerics: fp32 (default), bf16 (GPUs, AMX CPUs), int8 (CPU), compile (torch.compile), eager, or "
              "auto (the fastest whose accuracy guard passed here); see docs/performance.md.")] = EvalOptions.fast_path,
+    backend: Annotated[str, typer.Option(help="What runs the model: torch, or its exported ONNX graphs on the CPU under "
+                                              "onnxruntime, onnxruntime-int8, openvino or openvino-bf16 (the regionspot "
+                                              "method, one process; see docs/export.md).")] = EvalOptions.backend,
+    onnx: Annotated[Path | None, typer.Option(help="An ONNX backend: the folder of `regionspot export onnx --out DIR` (default: "
+                                                   "the head's export kept in the model home, made on first use).")] = EvalOptions.onnx,
 ) -> None:
     """Zero-shot region recognition AP with the paper's LVIS protocol (resumable, shardable with accelerate)."""
     options = EvalOptions(**{**locals(), "methods": tuple(methods or EvalOptions.methods),
                              "iou_types": split_list(iou_types), "templates": read_templates(templates)})
     check_device(device)  # before any loading: a missing GPU is one line
-    echo_report(run_evaluation(options), options.out)
+    from regionspot.utils.startup_gc import start_up
+
+    with start_up():  # the imports (and, below, the model load): no garbage collection while they run
+        import regionspot.evaluation.lvis  # noqa: F401  the evaluator the scoring imports
+        import regionspot.evaluation.report  # noqa: F401
+        from regionspot.engine.evaluate import run_evaluation
+
+    echo_report(run_evaluation(options, log=lambda line: typer.echo(f"note: {line}"), setup=start_up), options.out)

@@ -1,4 +1,5 @@
-"""``regionspot guard``: check the fast paths against fp32 on this machine and record the verdicts `--fast` reads."""
+"""``regionspot guard``: check the fast paths' accuracy and speed against fp32 on this machine and record the verdicts
+`--fast` reads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 
 from regionspot.cli.app import app, friendly
 from regionspot.cli.options import flag_messages
-from regionspot.evaluation.guard import GuardOptions
+from regionspot.evaluation.guard_options import GuardOptions
 
 
 @app.command("guard")
@@ -25,11 +26,19 @@ def guard(
     paths: Annotated[list[str] | None, typer.Option("--path", help="A fast path to check (repeat; default: this "
                                                                    "machine's candidates).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = GuardOptions.device,
+    backends: Annotated[list[str] | None, typer.Option("--backend", help="Guard an ONNX backend against torch "
+                                                       "instead (repeat: onnxruntime, onnxruntime-int8, openvino, "
+                                                       "openvino-bf16); `--backend auto` then uses the fastest "
+                                                       "that passed.")] = None,
 ) -> None:
-    """Compare each fast path's logits with fp32's on every ground-truth box, print the table and record this
-    machine's verdicts, which `regionspot predict --fast` and `eval --fast-path auto` then use."""
-    options = GuardOptions(**{**locals(), "paths": tuple(paths or ())})
+    """Compare each fast path's logits with fp32's on every ground-truth box, time it against fp32 on the same
+    images, print the table and record this machine's verdicts: `regionspot predict --fast` and `eval --fast-path
+    auto` then use a path only when it is accurate and faster."""
+    options = GuardOptions(**{**locals(), "paths": tuple(paths or ()), "backends": tuple(backends or ())})
     options.validate()
+    if options.backends:
+        guard_backends(options)
+        return
     from regionspot.inference.fast import verdicts_path
 
     if options.data is None:
@@ -45,4 +54,25 @@ def guard(
         title = f"{options.data.name}, first {options.num_images} labelled images, {options.model or 'embedded model'}; reference: fp32."
     from regionspot.evaluation.guard import guard_table
 
-    typer.echo("\n".join([title, "", *guard_table(rows), "", f"verdicts recorded in {verdicts_path()}"]))
+    typer.echo("\n".join([title, "", *guard_table(rows, options.device), "", f"verdicts recorded in {verdicts_path()}"]))
+
+
+def guard_backends(options: GuardOptions) -> None:
+    """The backends' guard against the torch backend (accuracy and speed), printed and recorded."""
+    from regionspot.evaluation.guard import guard_table
+    from regionspot.inference.backend_choice import backend_verdicts_path
+
+    if options.data is None:
+        from regionspot.shapesworld.guard import run_ci_subset_backend_guard
+
+        rows = run_ci_subset_backend_guard(list(options.backends), options.num_images, record=True)
+        title = f"ShapesWorld CI subset, first {options.num_images} images, embedded model; reference: torch fp32."
+    else:
+        from regionspot.evaluation.backend_guard import run_backend_guard
+
+        rows = run_backend_guard(list(options.backends), options.data, options.images, options.num_images,
+                                 weights=options.model, record=True)
+        title = (f"{options.data.name}, first {options.num_images} labelled images, {options.model or 'embedded model'}; "
+                 "reference: torch fp32.")
+    typer.echo("\n".join([title, "", *guard_table(rows, backends=True), "",
+                          f"verdicts recorded in {backend_verdicts_path()}"]))

@@ -25,6 +25,7 @@ FLAGS = {
     "prompts_file": "--prompts",
     "output_format": "--format",
     "paths": "--path",
+    "backends": "--backend",
 }
 _FIELD = re.compile(r"`(\w+)`")
 

@@ -2,7 +2,7 @@
 
 Its options are ``inference.options.PredictOptions``' fields (defaults included). The command reads like a
 ``main``: check the options, read the inputs, then one image (read it, load the model, label, write) or many
-(``cli/predict_many.py``). Box and point strings are read by ``backbones.prompts.parse_numbers`` (shared with
+(``cli/predict_many.py``). Box and point strings are read by ``backbones.typed_prompts.parse_numbers`` (shared with
 the demo), names files by ``text.presets``; everything that needs no model is checked first (``cli.checks``,
 ``PredictOptions.validate``).
 """
@@ -23,6 +23,7 @@ from regionspot.cli.app import app, best_device, friendly
 from regionspot.cli.options import flag_messages
 from regionspot.errors import PromptError, RegionSpotError, VocabularyError
 from regionspot.inference.options import PredictOptions
+from regionspot.utils.startup_gc import start_up
 
 
 def read_boxes_json(path: Path, box_format: str = "xyxy") -> list[list[float]]:
@@ -66,15 +67,15 @@ def read_vocabulary(vocab: str | None, vocab_file: Path | None, preset: str | No
 
 
 def guarded_fast_path(device: str) -> str:
-    """The fastest path that passed its accuracy guard on this machine; fp32, with the command that runs the
-    guard, when it has not run here."""
-    from regionspot.inference.fast import GUARD_COMMAND, choose_fast_path
+    """The fastest path that passed its accuracy and speed guard on this machine; fp32, with the reason in one
+    line (no verdicts here yet, or verdicts without speed: the command that makes them), otherwise."""
+    from regionspot.inference.fast import choose_fast_path, no_choice_reason
 
     chosen = choose_fast_path(device)
     if chosen is None:
-        typer.echo(f"--fast: fp32 path: no accuracy-guard verdicts for this machine yet; `{GUARD_COMMAND}` makes them.")
+        typer.echo(f"--fast: fp32 path: {no_choice_reason(device)}.")
         return "fp32"
-    typer.echo(f"--fast: {chosen} path")
+    typer.echo(f"--fast: {chosen} path" + (" (no faster path passed the guard on this machine)" if chosen == "fp32" else ""))
     return chosen
 
 
@@ -124,9 +125,11 @@ def is_many(options: PredictOptions) -> bool:
         return True
     if options.out is not None and options.out.suffix.lower() != ".json":
         return True
-    from regionspot.inference.batch import is_glob
+    if not images or images[0].is_dir() or images[0].exists():
+        return bool(images) and images[0].is_dir()
+    from regionspot.inference.batch import is_glob  # only for a name that is no file
 
-    return bool(images) and (images[0].is_dir() or not images[0].exists() and is_glob(images[0]))
+    return is_glob(images[0])
 
 
 def default_vocabulary(names: list[str] | None, options: PredictOptions) -> list[str]:
@@ -138,11 +141,16 @@ def default_vocabulary(names: list[str] | None, options: PredictOptions) -> list
     raise VocabularyError("Pass the class names to recognise: --vocab 'cat,dog', --vocab-file names.txt or --vocab-preset.")
 
 
+@start_up()  # the imports and the weights: no garbage collection until the model is loaded
 def load_model(options: PredictOptions) -> tuple:
-    """(model, its "model" record for a result JSON): the model ``options`` name (weights, backbones, device,
-    --fast numerics)."""
+    """(backend, its "model" record for a result JSON): the predictor of the model ``options`` name (weights,
+    backbones, device, --fast numerics) on ``options.backend`` (``inference.backends``: torch, or the exported
+    graphs under ONNX Runtime / OpenVINO, exported into the model home on first use)."""
+    if options.backend != "torch":
+        return load_onnx_backend(options)
     from transformers.utils import logging as transformers_logging
 
+    from regionspot.inference.predictor import RegionSpotPredictor
     from regionspot.model import RegionSpot
 
     transformers_logging.disable_progress_bar()  # its per-tensor "Loading weights" bars: noise on the terminal
@@ -150,8 +158,22 @@ def load_model(options: PredictOptions) -> tuple:
     model = RegionSpot.from_pretrained(options.weights, segmenter=options.segmenter,
                                        vision_language=options.vision_language, device=device,
                                        fast_path=guarded_fast_path(device) if options.fast else None)
-    return model, {"name": options.weights or "shapesworld", "segmenter": model.config.segmenter,
-                   "vision_language": model.config.vision_language}
+    return RegionSpotPredictor(model, reject=options.reject), {"name": options.weights or "shapesworld", "segmenter": model.config.segmenter,
+                                        "vision_language": model.config.vision_language}
+
+
+def load_onnx_backend(options: PredictOptions) -> tuple:
+    """(ONNX backend, its record): the graphs of ``--onnx``, or of the weights' export in the model home."""
+    from regionspot.inference.backends import open_backend
+
+    backend = open_backend(options.backend, options.weights, segmenter=options.segmenter,
+                           vision_language=options.vision_language, onnx_dir=options.onnx,
+                           log=lambda line: typer.echo(f"note: {line}"))
+    backend.reject = options.reject
+    config = backend.runtime.graphs.config["regionspot_config"]
+    name = str(options.onnx) if options.onnx is not None else options.weights or "shapesworld"
+    return backend, {"name": name, "segmenter": config.get("segmenter"), "vision_language": config.get("vision_language"),
+                     "backend": options.backend}
 
 
 @app.command()
@@ -193,6 +215,9 @@ def predict(
     vision_language: Annotated[str | None, typer.Option("--clip", help="Vision-language model: registered name, hub id or folder.")] = PredictOptions.vision_language,
     head: Annotated[str | None, typer.Option(help="Head checkpoint (.safetensors, official .pth) or a registered name.")] = PredictOptions.head,
     top_k: Annotated[int, typer.Option(help="Classes kept per region.")] = PredictOptions.top_k,
+    reject: Annotated[bool, typer.Option("--reject/--no-reject", help="Mark regions that are none of the vocabulary's "
+                      "classes as unknown (everything mode hides them), by the head's threshold from `regionspot "
+                      "calibrate HEAD --data val.json --images DIR` (default: on; a head without one labels every region).")] = PredictOptions.reject,
     grid: Annotated[int, typer.Option(help="Proposals: a GRID x GRID point grid on the image and on each crop.")] = PredictOptions.grid,
     max_regions: Annotated[int, typer.Option(help="Everything mode: show at most this many regions.")] = PredictOptions.max_regions,
     min_confidence: Annotated[float, typer.Option(help="Everything mode: hide regions below this confidence.")] = PredictOptions.min_confidence,
@@ -201,9 +226,15 @@ def predict(
     nms_per_class: Annotated[bool, typer.Option("--nms-per-class", help="Everything mode: suppress overlaps only "
                                                 "within a class (class-aware; default: across classes).")] = PredictOptions.nms_per_class,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = PredictOptions.device,
-    fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that passes its accuracy guard on this machine.")] = PredictOptions.fast,
+    fast: Annotated[bool, typer.Option("--fast", help="Use the fastest path (bf16 / int8) that `regionspot guard` found accurate and faster than fp32 on this machine.")] = PredictOptions.fast,
     max_megapixels: Annotated[float | None, typer.Option(help="Decode image files up to this many megapixels (default: PIL's "
                                                                 "decompression-bomb limit, 89.5; or $REGIONSPOT_MAX_MEGAPIXELS).")] = PredictOptions.max_megapixels,
+    backend: Annotated[str, typer.Option(help="What runs the model: torch, or its exported ONNX graphs on the CPU under "
+                                              "onnxruntime, onnxruntime-int8, openvino or openvino-bf16 (given boxes or "
+                                              "points only; see docs/export.md); auto: the fastest that passed "
+                                              "`regionspot guard --backend` on this machine, else torch.")] = PredictOptions.backend,
+    onnx: Annotated[Path | None, typer.Option(help="An ONNX backend: the folder of `regionspot export onnx --out DIR` (default: "
+                                                   "the model's export kept in the model home, made on first use).")] = PredictOptions.onnx,
 ) -> None:
     """Label regions (boxes, points, or --everything the segmenter finds) of one or many images; write JSON
     (schema regionspot.result/1, see docs/output.md) and pictures.
@@ -226,12 +257,26 @@ def run_predict(options: PredictOptions) -> int:
     """``predict``'s steps: check the options, read the inputs, label one image or many; the exit status."""
     options = check_options(options)
     inputs = read_inputs(options)
+    options = settle_backend(options, inputs)
     if is_many(options):
         from regionspot.cli.predict_many import predict_many
 
         return predict_many(options, check_many(options, inputs), inputs.boxes, inputs.points, load_model)
     predict_one(options, inputs)
     return 0
+
+
+def settle_backend(options: PredictOptions, inputs: Inputs) -> PredictOptions:
+    """``options`` with ``--backend auto`` resolved (``PredictOptions.resolve_backend``); the reason printed when
+    the guard's verdicts decided."""
+    has_prompts = (inputs.boxes is not None or inputs.points is not None or options.prompts_file is not None
+                   or (not options.images and not options.everything))  # the bundled example brings its boxes
+    name, line = options.resolve_backend(has_prompts)
+    if line:
+        typer.echo(f"note: {line}")
+    # --fast asks for the fastest guarded choice: a guarded backend runs in its own numerics
+    fast = options.fast and name == "torch"
+    return dataclasses.replace(options, backend=name, fast=fast)
 
 
 def check_many(options: PredictOptions, inputs: Inputs) -> list[str]:
@@ -257,15 +302,20 @@ def predict_one(options: PredictOptions, inputs: Inputs) -> None:
     checks.check_writable(out, viz, options.explain)
     start = time.perf_counter()
     image, picture, inputs = read_image(options, inputs)
-    model, record = load_model(options)
+    if options.backend != "torch" and inputs.boxes is None and inputs.points is None:
+        raise RegionSpotError(f"--backend {options.backend} labels the regions it is given: pass --boxes or --points "
+                              "(everything mode needs --backend torch).")
+    predictor, record = load_model(options)
     loaded = time.perf_counter()
-    predictor, result = label(model, picture, inputs, options, want_masks=viz is not None or options.masks)
+    result = label(predictor, picture, inputs, options, want_masks=viz is not None or options.masks)
     done = time.perf_counter()
     written = write_outputs(options, image, predictor, result, record, out, viz,
                             {"load": round(loaded - start, 3), "predict": round(done - loaded, 3)})
+    known = result.is_known
     for i, name in enumerate(result.labels):
         box = ", ".join(f"{v:.0f}" for v in result.boxes[i])
-        typer.echo(f"[{box}]  {name}  {result.display_scores[i]:.2f}")
+        shown = f"{name}  {result.display_scores[i]:.2f}" if known[i] else f"{result.display_labels[i]}  (best: {name} {result.display_scores[i]:.2f})"
+        typer.echo(f"[{box}]  {shown}")
     typer.echo(f"wrote {' and '.join(str(p) for p in written)}  (load {loaded - start:.1f}s, predict {done - loaded:.1f}s)")
 
 
@@ -294,12 +344,9 @@ def read_image(options: PredictOptions, inputs: Inputs):
     return image, picture, Inputs(names, boxes, points)
 
 
-def label(model, picture, inputs: Inputs, options: PredictOptions, want_masks: bool):
-    """(predictor, RegionResult): the prompted regions labelled, or without prompts (or with --everything) the
-    regions the segmenter proposes; its notes printed."""
-    from regionspot.inference.predictor import RegionSpotPredictor
-
-    predictor = RegionSpotPredictor(model)
+def label(predictor, picture, inputs: Inputs, options: PredictOptions, want_masks: bool):
+    """The RegionResult: the prompted regions labelled by ``predictor`` (a backend), or without prompts (or with
+    --everything) the regions the segmenter proposes; its notes printed."""
     predictor.set_image(picture)
     predictor.set_vocabulary(inputs.names)
     want_attention = options.explain is not None
@@ -317,7 +364,10 @@ def label(model, picture, inputs: Inputs, options: PredictOptions, want_masks: b
                                    return_masks=want_masks, return_attention=want_attention)
     for message in result.messages:
         typer.echo(f"note: {message}")
-    return predictor, result
+    if options.reject and result.known is None and len(result):
+        typer.echo("note: this head has no rejection threshold, so every region is labelled; fit one with "
+                   "`regionspot calibrate HEAD --data val.json --images DIR` (or pass --no-reject)")
+    return result
 
 
 def write_outputs(options: PredictOptions, image: Path, predictor, result, model: dict, out: Path, viz: Path | None,
@@ -346,8 +396,17 @@ def write_outputs(options: PredictOptions, image: Path, predictor, result, model
 
 @app.command("models")
 def models() -> None:
-    """List registered model names."""
+    """List registered model names, and the named variants with their FLOPs."""
     from regionspot.registry import list_pretrained
 
     for name, weights in list_pretrained().items():
         typer.echo(f"{name:12s} {weights.description}")
+    from regionspot.registry import variant_costs
+
+    typer.echo("\nVariants (frozen segmenter + vision-language model; FLOPs at full size, counted once; "
+               "docs/performance.md has CPU seconds):")
+    typer.echo(f"{'name':8s} {'segmenter':29s} {'vision-language':34s} {'TFLOP/image':>11s} {'GFLOP/box':>9s}  head")
+    for row in variant_costs():
+        head = f"regionspot download {row.name}" if row.released else "train it: docs/train.md#variants"
+        typer.echo(f"{row.name:8s} {row.segmenter:29s} {row.vision_language:34s} {row.image_tflops:11.2f} "
+                   f"{row.box_flops / 1e9:9.1f}  {head}")

@@ -53,8 +53,9 @@ def head_file_identity(weights: str | None) -> list | None:
 def model_identity(options: PredictOptions) -> dict:
     """The weights a batch's results come from, as its rerun check and each result file record them (under the
     keys results already written use, so that a rerun finds them finished)."""
+    backend = {} if options.backend == "torch" else {"backend": options.backend, "onnx": options.onnx and str(options.onnx)}
     return {"weights": options.weights, "sam": options.segmenter, "clip": options.vision_language,
-            "fast": options.fast, "head_file": head_file_identity(options.weights)}
+            "fast": options.fast, "head_file": head_file_identity(options.weights), **backend}
 
 
 def predict_many(options: PredictOptions, vocabulary: list[str], boxes: list | None, points: list | None,
@@ -73,7 +74,8 @@ def predict_many(options: PredictOptions, vocabulary: list[str], boxes: list | N
     images = discover_images(options.images)
     prompts = prompts_per_image(options, boxes, points, images)
     proposals, region_filter = options.proposals(), options.region_filter()
-    record = {"schema": SCHEMA, "model": model_identity(options), "top_k": options.top_k, "masks": options.masks}
+    record = {"schema": SCHEMA, "model": model_identity(options), "top_k": options.top_k, "masks": options.masks,
+              "reject": options.reject}
     items = plan_batch(images, prompts, record, vocabulary,
                        {**dataclasses.asdict(proposals), "filter": dataclasses.asdict(region_filter)})
     unprompted = sum(item.prompts.everything for item in items)
@@ -84,10 +86,7 @@ def predict_many(options: PredictOptions, vocabulary: list[str], boxes: list | N
                              pictures=pictures, decode_limit=options.decode_limit, record={"options": record})
 
     def make_predictor():
-        from regionspot.inference.predictor import RegionSpotPredictor
-
-        model, settings.record["model"] = load(options)
-        predictor = RegionSpotPredictor(model)
+        predictor, settings.record["model"] = load(options)
         predictor.set_vocabulary(vocabulary)
         return predictor
 

@@ -29,7 +29,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no phone-
 import gradio as gr  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from regionspot.backbones.prompts import parse_numbers  # noqa: E402
+from regionspot.backbones.typed_prompts import parse_numbers  # noqa: E402
 from regionspot.demo.service import NAMES_FILE, TABLE_HEADERS, TYPED, DemoRequest, DemoService  # noqa: E402
 from regionspot.errors import RegionSpotError  # noqa: E402
 from regionspot.text.presets import PRESETS, split_names  # noqa: E402

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from regionspot.backbones.prompts import parse_numbers
+from regionspot.backbones.typed_prompts import parse_numbers
 from regionspot.data.images import load_image
 from regionspot.errors import ImageError, PromptError, VocabularyError
 from regionspot.inference.explain import explain_figure
@@ -212,6 +212,9 @@ def concat_results(first: RegionResult, second: RegionResult) -> RegionResult:
         topk_confidence=cat(first.topk_confidence, second.topk_confidence),
         points=concat_points(first, second),
         prompts=None if first.prompts is None or second.prompts is None else first.prompts + second.prompts,
+        logits=cat(first.logits, second.logits),
+        rejection_score=cat(first.rejection_score, second.rejection_score), known=cat(first.known, second.known),
+        rejection=first.rejection if first.known is not None and second.known is not None else None,
     )
 
 
@@ -231,17 +234,20 @@ def concat_points(first: RegionResult, second: RegionResult) -> np.ndarray | Non
 
 
 def result_table(result: RegionResult) -> list[list[str]]:
-    """One row per region: index, box "x1, y1, x2, y2" (pixels), then the top-5 as "label 0.62".
+    """One row per region: index, box "x1, y1, x2, y2" (pixels), then the top-5 as "label 0.62"; a region that is
+    none of the vocabulary's classes (``RegionResult.known`` False) has "unknown (best: label 0.41)" as its top 1.
 
     The numbers are the confidence a person is shown everywhere (``RegionResult.display_topk_scores``;
     the top 1 is ``display_scores``, the number on the picture and in the CLI's output), not the paper's
     softmax ``score`` that the COCO results file carries for AP.
     """
     rows = []
-    confidence = result.display_topk_scores  # (N, k)
+    confidence, known = result.display_topk_scores, result.is_known  # (N, k), (N,)
     for i in range(len(result)):
         box = ", ".join(f"{v:.0f}" for v in result.boxes[i])
         top = [f"{result.vocabulary[int(c)]} {s:.2f}" for c, s in zip(result.topk_ids[i], confidence[i])]
+        if not known[i]:
+            top[0] = f"{result.display_labels[i]} (best: {top[0]})"
         rows.append([str(i), box, *top, *[""] * (TOP_K - len(top))])
     return rows
 

@@ -101,6 +101,8 @@ def load_training_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[
 # (``max_iters``: the schedule does not depend on it, so a finished run given more steps trains on.)
 RERUN_FREE_KEYS = frozenset({"output_dir", "max_iters", "log_every", "checkpoint_every", "keep_checkpoints",
                              "text_cache_dir", "verify_cache", "cpu"})
+# Keys added to the training config later, with the value a run folder's older config.yaml (without them) meant.
+ADDED_KEYS = {"negatives_per_image": None, "vocabulary_drop": 0.0, "model.trained_with_negatives": False}
 # What a run writes into its folder (config.yaml is rewritten by every run).
 RUN_OUTPUTS = ("checkpoints", "final_head.safetensors", "metrics.csv", "tensorboard")
 
@@ -169,7 +171,7 @@ def config_differences(saved: dict[str, Any] | None, wanted: dict[str, Any]) -> 
     if saved is None:
         return ["no config.yaml"]
     wanted = yaml.safe_load(yaml.safe_dump(wanted))
-    a, b = _flatten(saved), _flatten(wanted)
+    a, b = {**ADDED_KEYS, **_flatten(saved)}, {**ADDED_KEYS, **_flatten(wanted)}
     return [f"{key}: {a.get(key)!r} there, {b.get(key)!r} now" for key in sorted(set(a) | set(b))
             if key.split(".")[0] not in RERUN_FREE_KEYS and a.get(key) != b.get(key)]
 

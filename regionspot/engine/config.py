@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from regionspot.config import INPUT_RESIZES, RegionSpotConfig, check_keys
 from regionspot.errors import ConfigError
-from regionspot.evaluation.protocol import Protocol, resolve_protocol
+
+if TYPE_CHECKING:  # the command line imports these options before torch (cli --help answers without it)
+    from regionspot.evaluation.protocol import Protocol
 
 METHODS = ("regionspot", "clip-box", "clip-mask")
 # The sizes a training config may leave to its backbones (dotted keys as a config spells them).
@@ -47,6 +50,12 @@ class TrainConfig:
     mixed_precision: "no", "bf16" or "fp16" (autocast; on CPU only "no" and "bf16" make sense).
     clip_grad_norm: max gradient L2 norm, or None to disable.
     init_head: a head checkpoint (safetensors) to start from, e.g. stage 1's final head for stage 2.
+    negatives_per_image: background boxes per image and step, drawn from those the cache holds (``regionspot
+        cache --negatives-per-image``), with all-zero targets (None: all the cache holds; 0: none).
+    vocabulary_drop: the chance of each class of the dataset's vocabulary being left out of a step's vocabulary
+        (drawn per step); the step's regions of a left-out class become negatives with all-zero targets (0: the
+        whole vocabulary every step, as the paper trains).
+    A run that uses negatives of either kind records ``model.trained_with_negatives`` in its head.
 
     Sizes: the head's token_dim / feature_dim / embed_dim and ``model.image_size`` that a config read by
     :meth:`from_dict` does not state are listed in ``sizes_from_backbones`` (dotted keys of ``SIZE_KEYS``):
@@ -82,6 +91,8 @@ class TrainConfig:
     text_cache_dir: str | None = None
     init_head: str | None = None
     verify_cache: str = "full"
+    negatives_per_image: int | None = None
+    vocabulary_drop: float = 0.0
 
     def validate(self) -> None:
         if not self.datasets:
@@ -92,6 +103,10 @@ class TrainConfig:
             raise ConfigError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}.")
         if self.batch_size < 1 or self.max_iters < 1 or self.max_regions < 1:
             raise ConfigError("batch_size, max_iters and max_regions must be positive.")
+        if self.negatives_per_image is not None and self.negatives_per_image < 0:
+            raise ConfigError(f"negatives_per_image must be >= 0 or null (all cached), got {self.negatives_per_image}.")
+        if not 0 <= self.vocabulary_drop < 1:
+            raise ConfigError(f"vocabulary_drop must be in [0, 1), got {self.vocabulary_drop}.")
         if sorted(self.lr_steps) != list(self.lr_steps):
             raise ConfigError(f"lr_steps must be increasing, got {self.lr_steps}.")
 
@@ -256,6 +271,10 @@ class EvalOptions:
         "nearest" (the head's CLIP resize, class names and SAM eps come from its checkpoint as always).
     fast_path: the backbones' numerics (``regionspot.inference.fast``): "fp32" (default), "bf16", "int8",
         "compile", "eager", or "auto" (the fastest whose accuracy guard passed on this machine).
+    backend: what runs the model (``regionspot.inference.backends.BACKENDS``): "torch" (default), or the exported
+        graphs on the CPU under "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16" (the regionspot
+        method only, one process, one image at a time: ``regionspot.engine.eval_onnx``). onnx: the folder of
+        exported graphs an ONNX backend runs (None: the head's export kept in the model home, made on first use).
     """
 
     data: Path | None = None
@@ -290,6 +309,8 @@ class EvalOptions:
     mask_return: str = "sam"
     paper_protocol: bool = False
     fast_path: str = "fp32"
+    backend: str = "torch"
+    onnx: Path | None = None
 
     def __post_init__(self) -> None:
         self.methods, self.iou_types = tuple(self.methods), tuple(self.iou_types)
@@ -333,6 +354,7 @@ class EvalOptions:
 
         if self.fast_path not in (*FAST_PATHS, "auto"):
             raise ConfigError(f"`fast_path` must be one of {', '.join(FAST_PATHS)} or auto, got {self.fast_path!r}.")
+        self.validate_backend()
         if self.boxes != "gt" and not Path(self.boxes).is_file():
             raise ConfigError(f"Detections file not found: {self.boxes}; pass `boxes` gt or a COCO results json.")
         if self.data is not None and not Path(self.data).is_file():
@@ -340,9 +362,51 @@ class EvalOptions:
         if self.images is not None and not Path(self.images).is_dir():
             raise ConfigError(f"Image folder not found: {self.images}; pass `images` ROOT.")
 
+    def store_inputs(self, annotation_file: str | os.PathLike) -> dict[str, Any]:
+        """What a prediction store's contents depend on among these options and the ground truth, whichever
+        backend fills it (the run's manifest adds the model's parts)."""
+        from regionspot.evaluation.predictions import file_identity
+
+        other_boxes = self.boxes != "gt"
+        return {
+            "annotation_file": file_identity(annotation_file),
+            "boxes": file_identity(self.boxes) if other_boxes else "gt",
+            "methods": list(self.methods),
+            "masks": "segm" in self.iou_types,
+            "pairs_per_image": self.pairs_per_image,
+            "max_boxes_per_image": self.max_boxes_per_image if other_boxes else None,
+            "min_box_score": self.min_box_score if other_boxes else None,
+        }
+
+    def validate_backend(self) -> None:
+        """The backend's own refusals: an unknown name, and what only the torch backend does (one line each)."""
+        from regionspot.inference.backends import backend_spec
+
+        if backend_spec(self.backend).engine is None:
+            if self.onnx is not None:
+                raise ConfigError("`onnx` names exported graphs for an ONNX backend: add `backend` onnxruntime "
+                                  "(or openvino), or drop `onnx`.")
+            return
+        others = [m for m in self.methods if m != "regionspot"]
+        refused = [
+            (others, f"`methods` {', '.join(others)} (CLIP on crops)"),
+            (self.fast_path != "fp32", f"`fast_path` {self.fast_path} (torch numerics)"),
+            (self.device not in (None, "cpu"), f"`device` {self.device}"),
+            (self.templates is not None, "`templates` other than the head's (exported with it)"),
+            (int(os.environ.get("WORLD_SIZE") or 1) > 1, "A run over several processes (accelerate launch)"),
+        ]
+        for given, what in refused:
+            if given:
+                raise ConfigError(f"{what} runs only with `backend` torch; drop it or use `backend` torch.")
+        if self.onnx is not None and (self.head is not None or self.segmenter or self.vision_language):
+            raise ConfigError("Pass `onnx` DIR (exported graphs) or the weights (`head`, `segmenter`, "
+                              "`vision_language`), not both.")
+
     def protocol(self, segmenter: Any, vision_language: Any, model: Any = None) -> Protocol:
         """The run's pipeline (input size, mask return, the head's recorded preprocessing); see
         ``regionspot.evaluation.protocol.resolve_protocol``."""
+        from regionspot.evaluation.protocol import resolve_protocol
+
         return resolve_protocol(segmenter, vision_language, model, input_resize=self.eval_resize,
                                 min_size=self.eval_min_size, max_size=self.eval_max_size, mask_return=self.mask_return)
 

@@ -63,7 +63,7 @@ class PredictStats:
         return {k: v / n for k, v in self.stage_seconds.items()}
 
 
-class _Timer:
+class StageTimer:
     """Adds the wall time of a block to ``stats[name]``. With ``sync`` (CUDA only) the device is synchronised
     around each block so that the split is exact; without, device work is counted where the host waits for it."""
 
@@ -71,7 +71,7 @@ class _Timer:
         self.stats, self.cuda = stats, device.type == "cuda" and sync
         self.name, self.start = "", 0.0
 
-    def __call__(self, name: str) -> _Timer:
+    def __call__(self, name: str) -> StageTimer:
         self.name = name
         return self
 
@@ -87,7 +87,7 @@ class _Timer:
 
 
 @dataclass
-class _Finished:
+class FinishedImage:
     """One image, computed and waiting for the store: an error, or its boxes (XYWH original pixels), the
     run lengths of its masks (``masks.regions.region_masks``; None without mask AP) at ``size`` (H, W), and its pairs."""
 
@@ -137,10 +137,10 @@ def predict_images(
         protocol = options.protocol(segmenter, vision_language, model)
     if "regionspot" in options.methods and model is None:
         raise RegionSpotError("The regionspot method needs a model: pass --head (or drop --method regionspot).")
-    todo, skipped = _images_to_do(records, store_root, rank, world_size)
+    todo, skipped = images_to_do(records, store_root, rank, world_size)
     stats = PredictStats(skipped_done=skipped)
     device = torch.device(vision_language.device)
-    timer = _Timer(stats.stage_seconds, device, sync=options.sync_timing)
+    timer = StageTimer(stats.stage_seconds, device, sync=options.sync_timing)
     text = text.float().to(device)
     workers = default_workers(device) if options.workers is None else options.workers
     prepare = InputPreparer.for_run(protocol, segmenter, vision_language, options.methods)
@@ -149,9 +149,9 @@ def predict_images(
     start = time.perf_counter()
     bar = progress_bar(total=len(todo), unit="img", desc=f"eval[{rank}]" if world_size > 1 else "eval",
                disable=not show_progress, dynamic_ncols=True)
-    pending: list[_Finished] | None = None
+    pending: list[FinishedImage] | None = None
     with store_lib.PredictionStore(store_root, rank=rank, fsync=False) as store:
-        finish = _StoreWriter(store, stats, bar, timer, on_image).finish
+        finish = StoreWriter(store, stats, bar, timer, on_image).finish
         try:
             for batch in _timed_batches(batches, timer):
                 states, feature_maps = run.encode(batch)  # queued on a GPU: the device works meanwhile
@@ -173,7 +173,7 @@ def predict_images(
     return stats
 
 
-def _images_to_do(records: Sequence[ImageRecord], store_root: str | os.PathLike, rank: int,
+def images_to_do(records: Sequence[ImageRecord], store_root: str | os.PathLike, rank: int,
                   world_size: int) -> tuple[list[ImageRecord], int]:
     """This rank's share of ``records`` (round-robin) less the images any rank already stored, and how
     many of its share were already done."""
@@ -184,14 +184,14 @@ def _images_to_do(records: Sequence[ImageRecord], store_root: str | os.PathLike,
     return todo, len(mine) - len(todo)
 
 
-class _StoreWriter:
+class StoreWriter:
     """Appends finished images to the prediction store in order, counting them in ``stats`` and on ``bar``."""
 
-    def __init__(self, store: store_lib.PredictionStore, stats: PredictStats, bar: Any, timer: _Timer,
+    def __init__(self, store: store_lib.PredictionStore, stats: PredictStats, bar: Any, timer: StageTimer,
                  on_image: Callable[[int], None] | None) -> None:
         self.store, self.stats, self.bar, self.timer, self.on_image = store, stats, bar, timer, on_image
 
-    def finish(self, finished: list[_Finished]) -> None:
+    def finish(self, finished: list[FinishedImage]) -> None:
         """Append the images to the store in order (each line flushed), then fsync once."""
         with self.timer("postprocess"):
             try:
@@ -199,7 +199,7 @@ class _StoreWriter:
             finally:
                 self.store.sync()
 
-    def _store_all(self, finished: list[_Finished]) -> None:
+    def _store_all(self, finished: list[FinishedImage]) -> None:
         store, stats, bar = self.store, self.stats, self.bar
         for item in finished:
             if item.error is not None:
@@ -216,7 +216,7 @@ class _StoreWriter:
                 self.on_image(item.record.image_id)
 
 
-def _timed_batches(batches: Iterator[EvalBatch], timer: _Timer) -> Iterator[EvalBatch]:
+def _timed_batches(batches: Iterator[EvalBatch], timer: StageTimer) -> Iterator[EvalBatch]:
     """Count the time spent waiting for prepared batches (not hidden by the workers) as "decode"."""
     while True:
         with timer("decode"):
@@ -226,7 +226,7 @@ def _timed_batches(batches: Iterator[EvalBatch], timer: _Timer) -> Iterator[Eval
         yield batch
 
 
-def _image_boxes(
+def image_boxes(
     record: ImageRecord, options: EvalOptions, detections: dict[int, ScoredBoxes] | None
 ) -> ScoredBoxes:
     """The image's box prompts (XYXY original pixels): its ground truth (unscored) or its detections."""
@@ -248,7 +248,7 @@ class _Run:
     options: EvalOptions
     mask_return: str
     detections: dict | None
-    timer: _Timer
+    timer: StageTimer
 
     def encode(self, batch: EvalBatch) -> tuple[list[SegmenterImageState], torch.Tensor | None]:
         """SAM states of the batch's decoded images (one encoder call) and their CLIP maps (G, T, C) or None."""
@@ -263,29 +263,29 @@ class _Run:
         return states, feature_maps
 
     def score(self, batch: EvalBatch, states: list[SegmenterImageState],
-              feature_maps: torch.Tensor | None) -> list[_Finished]:
+              feature_maps: torch.Tensor | None) -> list[FinishedImage]:
         """Every image of the batch, in order, ready for the store (failed ones with their reason)."""
         slot = {index: k for k, index in enumerate(batch.good)}
         out = []
         for index, item in enumerate(batch.items):
             if item.error is not None:
-                out.append(_Finished(item.record, error=item.error))
+                out.append(FinishedImage(item.record, error=item.error))
                 continue
             k = slot[index]
             fmap = None if feature_maps is None else feature_maps[k : k + 1]  # (1, T, C)
             out.append(self._score_image(item, states[k], fmap))
         return out
 
-    def _score_image(self, item: EvalItem, state: SegmenterImageState, feature_map: torch.Tensor | None) -> _Finished:
+    def _score_image(self, item: EvalItem, state: SegmenterImageState, feature_map: torch.Tensor | None) -> FinishedImage:
         """Every method on one image. Boxes are scaled to the image the backbones saw (``item.model_size``);
         masks come back at the original size (``mask_return``), region by region (``masks.regions.region_masks``)."""
         options, timer = self.options, self.timer
         record = item.record
-        found = _image_boxes(record, options, self.detections)
+        found = image_boxes(record, options, self.detections)
         boxes_np, n = found.boxes.numpy(), len(found)
         boxes_xywh = [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in boxes_np.tolist()]
         if n == 0:
-            return _Finished(record, boxes_xywh=[], runs=[] if "segm" in options.iou_types else None,
+            return FinishedImage(record, boxes_xywh=[], runs=[] if "segm" in options.iou_types else None,
                              pairs={m: [] for m in options.methods})
         boxes, box_scores = found.boxes, found.scores
         height, width = item.size
@@ -318,4 +318,4 @@ class _Run:
                 bi, ci, sc = image_topk_pairs(probs, boxes, max_per_image=options.pairs_per_image,
                                               box_scores=box_scores)
                 pairs[method] = [[b, self.category_ids[c], s] for b, c, s in zip(bi.tolist(), ci.tolist(), sc.tolist())]
-        return _Finished(record, boxes_xywh=boxes_xywh, runs=runs, size=(height, width), pairs=pairs)
+        return FinishedImage(record, boxes_xywh=boxes_xywh, runs=runs, size=(height, width), pairs=pairs)

@@ -27,10 +27,12 @@ fields); ``evaluate_dataset`` is the same run with the model parts built by the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,23 +172,12 @@ def merge_and_evaluate(
 # ----------------------------------------------------------------------------- whole run
 
 
-def _file_identity(path: str | os.PathLike) -> dict[str, Any]:
-    stat = Path(path).stat()
-    return {"path": str(Path(path).resolve()), "size": stat.st_size}
-
-
 def _run_manifest(annotation_file: str | os.PathLike, options: EvalOptions, segmenter: Segmenter,
                   vision_language: VisionLanguage, model: Any, templates: str | list[str],
                   protocol: Protocol) -> dict[str, Any]:
     """What the prediction store's contents depend on; a rerun into the same folder must match it."""
     return {
-        "annotation_file": _file_identity(annotation_file),
-        "boxes": "gt" if options.boxes == "gt" else _file_identity(options.boxes),
-        "methods": list(options.methods),
-        "masks": "segm" in options.iou_types,
-        "pairs_per_image": options.pairs_per_image,
-        "max_boxes_per_image": options.max_boxes_per_image if options.boxes != "gt" else None,
-        "min_box_score": options.min_box_score if options.boxes != "gt" else None,
+        **options.store_inputs(annotation_file),
         "segmenter": segmenter.model_id,
         "vision_language": [vision_language.model_id, int(vision_language.image_size)],
         "head": weights_fingerprint(model.head) if "regionspot" in options.methods and model is not None else "",
@@ -316,11 +307,16 @@ def load_parts(
     return segmenter, vision_language, None
 
 
-def run_evaluation(options: EvalOptions, show_progress: bool = True) -> EvalSummary | None:
+def run_evaluation(options: EvalOptions, show_progress: bool = True,
+                   log: Callable[[str], None] | None = None,
+                   setup: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> EvalSummary | None:
     """The whole evaluation ``options`` describe: load the parts, predict into ``options.out`` (resuming),
     merge and score; with ``merge_only``, score what ``out`` holds. Returns the summary on the main process.
 
-    Under ``accelerate launch`` the images are sharded over processes (:func:`evaluate_dataset`).
+    Under ``accelerate launch`` the images are sharded over processes (:func:`evaluate_dataset`). An ONNX
+    ``backend`` runs in one process (``regionspot.engine.eval_onnx``; ``log`` is told when the head is exported
+    or quantized on first use). ``setup()``: a context around the imports and the model load (the command line
+    pauses the garbage collector there: ``utils/startup_gc.start_up``).
     """
     options.validate()
     if options.data is None or options.images is None:
@@ -329,12 +325,21 @@ def run_evaluation(options: EvalOptions, show_progress: bool = True) -> EvalSumm
         ids = [r.image_id for r in select_records(CocoDetectionDataset(options.data, options.images), options.limit)]
         return merge_and_evaluate(options.data, options.out, options, ids,
                                   {"dataset": str(options.data), "merge_only": True})
-    from accelerate import Accelerator
+    if options.backend != "torch":
+        from regionspot.engine.eval_onnx import predict_on_backend
 
-    accelerator = Accelerator(cpu=options.device == "cpu")
-    segmenter, vision_language, model = load_parts(options.methods, options.head, options.segmenter,
-                                                   options.vision_language, options.device or accelerator.device,
-                                                   fast_path=options.fast_path)
+        dataset = CocoDetectionDataset(options.data, options.images)
+        records = select_records(dataset, options.limit)
+        meta = predict_on_backend(options, dataset, records, Path(options.out) / PREDICTIONS_DIR,
+                                  show_progress=show_progress, log=log, setup=setup)
+        return merge_and_evaluate(options.data, options.out, options, [r.image_id for r in records], meta)
+    with setup():
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=options.device == "cpu")
+        segmenter, vision_language, model = load_parts(options.methods, options.head, options.segmenter,
+                                                       options.vision_language, options.device or accelerator.device,
+                                                       fast_path=options.fast_path)
     return evaluate_dataset(options.data, options.images, options.out, segmenter=segmenter,
                             vision_language=vision_language, model=model, options=options, accelerator=accelerator,
                             show_progress=show_progress)

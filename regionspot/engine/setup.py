@@ -154,6 +154,13 @@ def recorded_preprocess(caches: list[TokenCache], config: TrainConfig) -> Prepro
     return pre
 
 
+def uses_negatives(caches: list[TokenCache], config: TrainConfig) -> bool:
+    """Whether a run trains with negatives: background boxes from a cache that holds them (unless
+    ``negatives_per_image`` is 0), or classes left out of the steps' vocabularies (``vocabulary_drop``)."""
+    background = config.negatives_per_image != 0 and any(c.num_negatives for c in caches)
+    return bool(background or config.vocabulary_drop > 0)
+
+
 @dataclass
 class TrainingSetup:
     """Everything a step needs. texts[d]: (V_d, D) float32 text embeddings of dataset d's vocabulary."""
@@ -167,13 +174,15 @@ class TrainingSetup:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)  # the backbones' weights, for the head
+    logit_bias: float | None = None  # the vision-language model's (SigLIP), added to every logit; None: CLIP
 
 
 def build_training(config: TrainConfig, device: Any, show_progress: bool = True) -> TrainingSetup:
     """Open and check every cache, load the vision-language model, embed each dataset's vocabulary, build
     the head (from ``config.init_head`` when set), loss, optimizer and schedule.
 
-    Sets ``config.model.preprocess`` to what the head will record (see :func:`recorded_preprocess`).
+    Sets ``config.model.preprocess`` to what the head will record (see :func:`recorded_preprocess`), and
+    ``config.model.trained_with_negatives`` (:func:`uses_negatives`).
     """
     from regionspot.backbones.vision_language import load_vision_language
 
@@ -182,6 +191,7 @@ def build_training(config: TrainConfig, device: Any, show_progress: bool = True)
         if not cache_made_with(cache, config.model.segmenter, "segmenter"):
             check_cache(cache, config)  # the one-line refusal naming both segmenters
     config.model.preprocess = recorded_preprocess(caches, config)
+    config.model.trained_with_negatives = uses_negatives(caches, config)
     pre = config.model.preprocess
     vl = load_vision_language(resolve_backbone(config.model.vision_language, "vision_language"),
                               image_size=vision_language_size(config), device=device,
@@ -202,4 +212,5 @@ def build_training(config: TrainConfig, device: Any, show_progress: bool = True)
     fingerprints = {"segmenter": caches[0].manifest.get("segmenter_fingerprint") or "",
                     "vision_language": vl.weights_fingerprint}
     return TrainingSetup(caches, vl, texts, float(vl.logit_scale), head,
-                         SigmoidFocalLoss(config.focal_alpha, config.focal_gamma), optimizer, scheduler, fingerprints)
+                         SigmoidFocalLoss(config.focal_alpha, config.focal_gamma), optimizer, scheduler, fingerprints,
+                         getattr(vl, "logit_bias", None))

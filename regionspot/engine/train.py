@@ -21,14 +21,15 @@ import csv
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from regionspot.cache.store import CachedRegions, TokenCache
+from regionspot.cache.store import TokenCache
+from regionspot.engine.batches import Batch, collate, drop_vocabulary, step_generator
 from regionspot.engine.checkpointing import (
     clear_run,
     load_training_checkpoint,
@@ -44,51 +45,6 @@ from regionspot.modeling.scoring import score_regions
 from regionspot.utils.progress import progress_bar
 
 
-@dataclass
-class Batch:
-    """One process's share of a step, all from one dataset.
-
-    tokens: (B, N, token_dim) float32; labels: (B, N) int64 (0 where padded); valid: (B, N) bool
-    (False = padding); feature_map: (B, T, C) float32 or None (computed online later).
-    """
-
-    dataset_index: int
-    tokens: torch.Tensor
-    labels: torch.Tensor
-    valid: torch.Tensor
-    feature_map: torch.Tensor | None
-    items: list[CachedRegions] = field(default_factory=list)
-
-
-def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    """A generator for one step's augmentation draws, independent of what happened before."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step * 9_973 + rank) % (2**63))
-
-
-def collate(items: list[CachedRegions], dataset_index: int, max_regions: int, generator: torch.Generator) -> Batch:
-    """Pad regions to the largest N in the batch, after subsampling each image to ``max_regions`` boxes."""
-    chosen = []
-    for item in items:
-        n = item.tokens.shape[0]
-        idx = torch.randperm(n, generator=generator)[:max_regions].sort().values if n > max_regions else None
-        chosen.append(idx)
-    counts = [len(i) if i is not None else it.tokens.shape[0] for i, it in zip(chosen, items, strict=True)]
-    b, n_max = len(items), max(counts)
-    dim = items[0].tokens.shape[1]
-    tokens = torch.zeros(b, n_max, dim)
-    labels = torch.zeros(b, n_max, dtype=torch.long)
-    valid = torch.zeros(b, n_max, dtype=torch.bool)
-    for row, (item, idx, n) in enumerate(zip(items, chosen, counts, strict=True)):
-        tok, lab = (item.tokens, item.labels) if idx is None else (item.tokens[idx], item.labels[idx])
-        tokens[row, :n] = tok.float()
-        labels[row, :n] = lab
-        valid[row, :n] = True
-    maps = None
-    if all(it.feature_map is not None for it in items):
-        maps = torch.stack([it.feature_map.float() for it in items])  # (B, T, C)
-    return Batch(dataset_index, tokens, labels, valid, maps, items)
-
-
 def train_step(
     head: nn.Module,
     criterion: nn.Module,
@@ -99,26 +55,30 @@ def train_step(
     logit_scale: float,
     clip_grad_norm: float | None = None,
     observe: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+    logit_bias: float | None = None,
 ) -> dict[str, float]:
     """Forward, loss averaged per region over the *global* batch, backward, clip, optimizer step.
 
-    criterion: ``criterion(logits (B, N, V), labels (B, N), valid (B, N))`` → the mean loss per valid
-    region of this process (the paper's: ``SigmoidFocalLoss``).
+    criterion: ``criterion(logits (B, N, V), labels (B, N), valid (B, N))`` → the loss of this process per
+    valid labelled region (the paper's: ``SigmoidFocalLoss``; a label -1 is a negative with all-zero targets).
 
-    Averaging over the global number of valid regions (all-reduced) makes N processes with B/N images
+    Averaging over the global number of valid labelled regions (all-reduced) makes N processes with B/N images
     each produce the same update as one process with B images (DDP averages gradients over processes).
     Raises TrainingDivergedError (before touching the weights) when any process sees a non-finite loss.
     observe: called with (logits, labels, valid) after the step (the collapse check's predictions).
+    logit_bias: the vision-language model's bias (SigLIP's sigmoid form), None for CLIP.
     """
     device = accelerator.device
     tokens = batch.tokens.to(device)
     labels = batch.labels.to(device)
     valid = batch.valid.to(device)
     fmap = batch.feature_map.to(device) if batch.feature_map is not None else None
-    n_local = valid.sum().float()
+    known = valid & (labels >= 0)  # labelled regions; negatives (-1) have all-zero targets
+    n_local = known.sum().float()
     n_global = accelerator.reduce(n_local.clone(), reduction="sum") if accelerator.num_processes > 1 else n_local
     with accelerator.autocast():
-        logits = score_regions(head, tokens, fmap, text_embeddings, logit_scale, ~valid).logits  # (B, N, V)
+        logits = score_regions(head, tokens, fmap, text_embeddings, logit_scale, ~valid,
+                               logit_bias=logit_bias).logits  # (B, N, V)
     local_mean = criterion(logits, labels, valid)
     loss = local_mean * n_local / n_global.clamp(min=1.0) * accelerator.num_processes
     finite = torch.isfinite(loss.detach()).float().reshape(1)
@@ -133,9 +93,9 @@ def train_step(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     with torch.no_grad():
-        correct = ((logits.argmax(-1) == labels) & valid).sum().float()
+        correct = ((logits.argmax(-1) == labels) & known).sum().float()
         if observe is not None:
-            observe(logits, labels, valid)
+            observe(logits, labels, known)
     return {
         "loss": float(local_mean.detach()),
         "accuracy": float(correct / n_local.clamp(min=1.0)),
@@ -154,12 +114,15 @@ def run_step(setup: TrainingSetup, head: nn.Module, optimizer: torch.optim.Optim
     cache = setup.caches[dataset_index]
     flips = (torch.rand(len(indices), generator=gen) < config.flip_prob).tolist() if cache.has_flip else []
     items = [cache.get(int(i), bool(flips[k]) if flips else False) for k, i in enumerate(indices)]
-    batch = collate(items, dataset_index, config.max_regions, gen)
+    batch = collate(items, dataset_index, config.max_regions, gen, config.negatives_per_image)
     if config.feature_source == "online":
         batch.feature_map = online_feature_maps(setup.vision_language, cache, items, config.color_jitter, gen)
+    texts = setup.texts[dataset_index]
+    if config.vocabulary_drop > 0:
+        texts, batch.labels, observe = drop_vocabulary(texts, batch.labels, config.vocabulary_drop, gen, observe)
     torch.manual_seed(config.seed + 7919 * (step + 1) + rank)  # dropout draws of this step
-    return train_step(head, setup.criterion, optimizer, accelerator, batch, setup.texts[dataset_index],
-                      setup.logit_scale, config.clip_grad_norm, observe)
+    return train_step(head, setup.criterion, optimizer, accelerator, batch, texts, setup.logit_scale,
+                      config.clip_grad_norm, observe, setup.logit_bias)
 
 
 # --------------------------------------------------------------------------- the run

@@ -47,6 +47,7 @@ __all__ = [
     "merge",
     "expand_record",
     "write_manifest",
+    "file_identity",
 ]
 
 MANIFEST = "manifest.json"
@@ -93,6 +94,12 @@ def done_image_ids(root: str | os.PathLike) -> set[int]:
         for path in _shard_files(root):
             done.update(int(r["image_id"]) for r in read_records(path))
     return done
+
+
+def file_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """A file as a manifest records it: its resolved path and size."""
+    stat = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": stat.st_size}
 
 
 def write_manifest(root: str | os.PathLike, manifest: dict[str, Any], overwrite: bool = False) -> None:

@@ -118,32 +118,16 @@ def _write_csv(path: Path, rows: dict[str, dict[str, EvalResult | None]]) -> Non
 
 
 def _write_png(path: Path, rows: dict[str, dict[str, EvalResult | None]], title: str) -> None:
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from regionspot.evaluation.chart import BUCKETS, draw_bar_chart
 
-    buckets = ("APr", "APc", "APf", "AP")
     series = []
     for name, r in rows.items():
         for iou_type, label in IOU_TYPES:
             if r.get(iou_type) is not None:
-                series.append((f"{name} ({label.split()[0].lower()})", r[iou_type]))
-    fig = Figure(figsize=(max(6.0, 1.6 * len(buckets) * max(1, len(series)) / 2), 4.0), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(len(buckets))
-    width = 0.8 / max(1, len(series))
-    for i, (label, res) in enumerate(series):
-        values = [100 * getattr(res, b) if not math.isnan(getattr(res, b)) else 0.0 for b in buckets]
-        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.set_xticks(x, ["rare (APr)", "common (APc)", "frequent (APf)", "all (AP)"])
-    ax.set_ylabel("AP × 100")
-    ax.set_title(title)
-    if series:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+                values = [getattr(r[iou_type], bucket) for bucket, _ in BUCKETS]
+                series.append((f"{name} ({label.split()[0].lower()})",
+                               [0.0 if math.isnan(v) else 100 * v for v in values]))
+    draw_bar_chart(path, series, title)
 
 
 def write_report(

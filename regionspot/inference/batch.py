@@ -26,7 +26,7 @@ from typing import Any
 
 from regionspot.data.images import load_image
 from regionspot.errors import ImageError, PromptError, RegionSpotError
-from regionspot.inference.proposals import ProposalOptions
+from regionspot.inference.proposal_options import ProposalOptions
 from regionspot.inference.region_filter import RegionFilter
 from regionspot.utils.io import atomic_path, write_json_atomic
 

@@ -12,9 +12,12 @@ policy only:
   agreement with fp32 on the same regions; :func:`passes_guard` applies ``GUARD_TOP1`` /
   ``GUARD_MAX_ABS_LOGIT``. The guard itself runs on any labelled COCO set (``regionspot.evaluation.guard``;
   ``GUARD_COMMAND`` runs it on the ShapesWorld CI subset).
+- The speed guard: the guard also times each path against fp32 in the same run (:class:`PathSpeed`);
+  :func:`pays_off` asks for ``GUARD_MIN_SPEEDUP`` and a one-off switch that costs less than one image saves.
 - Verdicts: guard results for *this machine* (``machine_signature``) kept in a small JSON file, so that
-  :func:`choose_fast_path` / :func:`resolve_fast_path` ("auto") pick the fastest path that passed without
-  re-running the guard.
+  :func:`choose_fast_path` / :func:`resolve_fast_path` ("auto") pick the fastest path that passed both without
+  re-running the guard. Verdicts recorded before the guard timed the paths carry no speed: "not measured", never
+  picked (:func:`no_choice_reason` says to re-run the guard).
 """
 
 from __future__ import annotations
@@ -37,11 +40,15 @@ __all__ = [
     "GUARD_MAX_ABS_LOGIT",
     "GUARD_TOP1",
     "TIE_LOGIT",
+    "GUARD_MIN_SPEEDUP",
     "GuardResult",
+    "PathSpeed",
     "candidate_paths",
     "choose_fast_path",
     "compare_logits",
     "machine_signature",
+    "no_choice_reason",
+    "pays_off",
     "passes_guard",
     "read_verdicts",
     "resolve_fast_path",
@@ -61,6 +68,10 @@ GUARD_MAX_ABS_LOGIT = 2.0
 # of 203 CI-subset regions bf16 reorders have fp32 top-2 margins of 0.0002-0.005), and any change of arithmetic
 # can reorder them.
 TIE_LOGIT = 0.01
+# A path is picked only when it is at least this much faster per image than fp32, timed in the same guard run: a
+# lossy path must buy time for its error, and back-to-back timings on a shared machine still differ by a few per
+# cent, so a path within that noise of fp32 (int8 on an AVX2-only CPU: 43.5 vs 42.2 s per image) is not "faster".
+GUARD_MIN_SPEEDUP = 1.1
 
 
 # --------------------------------------------------------------------------------------- choosing
@@ -123,6 +134,33 @@ def passes_guard(result: GuardResult) -> bool:
     return result.regions > 0 and top1 >= GUARD_TOP1 and result.max_abs <= GUARD_MAX_ABS_LOGIT
 
 
+@dataclass(frozen=True)
+class PathSpeed:
+    """A path's speed against fp32, timed in one guard run on the same images, interleaved, best of repeats.
+
+    seconds / fp32_seconds: per image (image encoders, prompt decoder without masks, head; text embeddings are
+    cached per vocabulary and not timed), the path's and fp32's; switch_seconds: the one-off cost of switching a
+    loaded fp32 model to the path (``set_numerics``: int8's quantisation, its import included); model: the model
+    timed (a path's speed depends on it: the embedded model's per-image work is small, a full-size one's large).
+    """
+
+    seconds: float
+    fp32_seconds: float
+    switch_seconds: float = 0.0
+    model: str = ""
+
+    @property
+    def speedup(self) -> float:
+        """fp32's seconds per image ÷ the path's (> 1: the path is faster)."""
+        return self.fp32_seconds / self.seconds if self.seconds > 0 else 0.0
+
+
+def pays_off(speed: PathSpeed) -> bool:
+    """True when the path is ≥ ``GUARD_MIN_SPEEDUP`` × faster per image than fp32 and its one-off switch costs
+    no more than one image saves, so that even a one-image run is not slower than fp32."""
+    return speed.speedup >= GUARD_MIN_SPEEDUP and speed.switch_seconds <= speed.fp32_seconds - speed.seconds
+
+
 def machine_signature(device: torch.device | str = "cpu") -> str:
     """What a guard verdict depends on: torch version, device kind, CPU model and bf16/AMX flags."""
     device = torch.device(device)
@@ -148,13 +186,15 @@ def read_verdicts(path: Path | None = None) -> dict[str, dict[str, dict]]:
 
 
 def write_verdicts(results: dict[str, GuardResult], device: torch.device | str = "cpu",
-                   path: Path | None = None) -> Path:
-    """Record guard results of this machine (merged with other machines' entries); returns the file."""
+                   path: Path | None = None, speeds: dict[str, PathSpeed] | None = None) -> Path:
+    """Record guard results of this machine (merged with other machines' entries); returns the file.
+
+    Each path's entry: the GuardResult fields, "passed" (accuracy), and where ``speeds`` has it "speed" (the
+    PathSpeed fields and "speedup") and "pays_off"; a path without speed is "not measured" and never picked."""
     path = path or verdicts_path()
     data = read_verdicts(path)
-    data[machine_signature(device)] = {
-        name: {**asdict(result), "passed": passes_guard(result)} for name, result in results.items()
-    }
+    speeds = speeds or {}
+    data[machine_signature(device)] = {name: _verdict(result, speeds.get(name)) for name, result in results.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(data, indent=1))
@@ -162,28 +202,52 @@ def write_verdicts(results: dict[str, GuardResult], device: torch.device | str =
     return path
 
 
-def choose_fast_path(device: torch.device | str = "cpu", verdicts: dict | None = None) -> str | None:
-    """The first of ``candidate_paths(device)`` whose recorded guard passed on this machine; "fp32" when none
-    did; None when this machine has no verdicts yet (run the guard first)."""
-    verdicts = read_verdicts() if verdicts is None else verdicts
-    mine = verdicts.get(machine_signature(device))
-    if not mine:
+def _verdict(result: GuardResult, speed: PathSpeed | None) -> dict:
+    entry = {**asdict(result), "passed": passes_guard(result)}
+    if speed is not None:
+        entry["speed"] = {**asdict(speed), "speedup": speed.speedup}
+        entry["pays_off"] = pays_off(speed)
+    return entry
+
+
+def _measured(verdicts: dict | None, device: torch.device | str) -> dict[str, dict] | None:
+    """This machine's verdicts when at least one has a measured speed, else None (none yet, or only ones recorded
+    before the guard timed the paths)."""
+    mine = (read_verdicts() if verdicts is None else verdicts).get(machine_signature(device))
+    if not mine or not any("speed" in entry for entry in mine.values() if isinstance(entry, dict)):
         return None
-    for path in candidate_paths(device):
-        if path == "fp32" or mine.get(path, {}).get("passed"):
-            return path
-    return "fp32"
+    return mine
+
+
+def choose_fast_path(device: torch.device | str = "cpu", verdicts: dict | None = None) -> str | None:
+    """Of ``candidate_paths(device)``, the one with the largest measured speed-up whose recorded guard passed
+    on this machine for accuracy *and* speed (:func:`passes_guard`, :func:`pays_off`); "fp32" when none did;
+    None when this machine has no verdicts with speed yet (run the guard: :func:`no_choice_reason`).
+    "compile" is never a candidate, so a verdict for it is never picked."""
+    mine = _measured(verdicts, device)
+    if mine is None:
+        return None
+    fit = [(entry["speed"]["speedup"], path) for path in candidate_paths(device) if path != "fp32"
+           for entry in [mine.get(path, {})] if entry.get("passed") and entry.get("pays_off") and "speed" in entry]
+    return max(fit)[1] if fit else "fp32"
+
+
+def no_choice_reason(device: torch.device | str = "cpu", verdicts: dict | None = None) -> str:
+    """Why :func:`choose_fast_path` has nothing to choose from on this machine, in one line naming the command."""
+    mine = (read_verdicts() if verdicts is None else verdicts).get(machine_signature(device))
+    if mine:
+        return (f"this machine's fast-path verdicts have no speed measured (recorded by an older guard); re-run "
+                f"`{GUARD_COMMAND}`")
+    return f"no fast-path verdicts for this machine yet; `{GUARD_COMMAND}` makes them"
 
 
 def resolve_fast_path(name: str, device: torch.device | str = "cpu") -> str:
     """``name`` itself, or for "auto" the path :func:`choose_fast_path` picks; raises RegionSpotError when
-    this machine has no guard verdicts yet."""
+    this machine has no guard verdicts with speed yet."""
     if name != "auto":
         return name
     chosen = choose_fast_path(device)
     if chosen is None:
-        raise RegionSpotError(
-            f"No accuracy-guard verdicts for this machine yet: run `{GUARD_COMMAND}` once, or pass "
-            "fast_path='bf16' / 'int8' explicitly."
-        )
+        reason = no_choice_reason(device)
+        raise RegionSpotError(f"{reason[0].upper()}{reason[1:]} (or pass fast_path='bf16' / 'int8' explicitly).")
     return chosen

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regionspot.errors import ImageError, PromptError, RegionSpotError, VocabularyError
-from regionspot.inference.proposals import ProposalOptions
+from regionspot.inference.proposal_options import ProposalOptions
 from regionspot.inference.region_filter import RegionFilter
 
 OUTPUT_FORMATS = ("json", "coco")
@@ -35,8 +35,15 @@ class PredictOptions:
         picture, for the first regions, last layer or every layer.
     model / head: registered weights, or a head file (not both; None: the embedded model).
         segmenter / vision_language: backbone overrides (registered name, hub id or folder).
-    top_k: classes per region. device: None: the best available. fast: the fastest numerics that passed
+    reject: mark regions that are none of the vocabulary's classes as unknown (``RegionResult.known``; everything
+        mode leaves them out) with the head's calibrated rejection threshold (``regionspot calibrate``); a head
+        without one labels every region. On by default. top_k: classes per region. device: None: the best available. fast: the fastest numerics that passed
         their accuracy guard here. max_megapixels: the largest image file decoded (None: PIL's limit).
+    backend: what runs the model (``inference.backends.BACKENDS``): "torch", or the exported ONNX graphs under
+        "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16" (given regions only; CPU); "auto": the
+        fastest backend that passed ``regionspot guard --backend`` on this machine for this model, torch otherwise
+        (``inference/backend_choice.py``; :meth:`resolve_backend`). onnx: the folder of exported graphs an ONNX
+        backend runs (None: the weights' export kept in the model home).
     """
 
     images: list[Path] | None = None
@@ -62,6 +69,7 @@ class PredictOptions:
     vision_language: str | None = None
     head: str | None = None
     top_k: int = 3
+    reject: bool = True
     grid: int = 16
     max_regions: int = 100
     min_confidence: float = RegionFilter.min_confidence
@@ -70,6 +78,8 @@ class PredictOptions:
     device: str | None = None
     fast: bool = False
     max_megapixels: float | None = None
+    backend: str = "auto"
+    onnx: Path | None = None
 
     def validate(self) -> None:
         """Raise one user error naming the field (in backticks) of the first bad value; reads no file."""
@@ -90,6 +100,46 @@ class PredictOptions:
             raise ImageError(f"`max_megapixels` must be a positive number, got {self.max_megapixels}.")
         if self.output_format not in OUTPUT_FORMATS:
             raise RegionSpotError(f"`output_format` must be json or coco, got {self.output_format!r}.")
+        self.validate_backend()
+
+    def validate_backend(self) -> None:
+        """The backend's own refusals: an unknown name, and what the ONNX backends do not do."""
+        from regionspot.inference.backend_choice import AUTO
+        from regionspot.inference.backends import backend_spec
+
+        if self.backend == AUTO:
+            return
+        if backend_spec(self.backend).engine is None:
+            if self.onnx is not None:
+                raise RegionSpotError("`onnx` names exported graphs for an ONNX backend: add `backend` onnxruntime "
+                                      "(or openvino), or drop `onnx`.")
+            return
+        refused = [("fast", self.fast, "picks torch numerics"), ("everything", self.everything, "needs the segmenter's "
+                   "proposals"), ("explain", self.explain is not None, "draws torch attention maps"),
+                   ("device", self.device not in (None, "cpu"), "runs on a GPU")]
+        for name, given, why in refused:
+            if given:
+                raise RegionSpotError(f"`{name}` {why}, which only `backend` torch does; drop `{name}` or use "
+                                      f"`backend` torch.")
+        if self.onnx is not None and (self.weights is not None or self.segmenter or self.vision_language):
+            raise RegionSpotError("Pass `onnx` DIR (exported graphs) or the weights (`model`, `head`, `segmenter`, "
+                                  "`vision_language`), not both.")
+
+    def resolve_backend(self, has_prompts: bool) -> tuple[str, str | None]:
+        """The backend "auto" stands for (any other name as given), and a line saying why when the guard's verdicts
+        chose: with ``onnx`` DIR, onnxruntime; torch where the request needs it (no prompts: everything mode;
+        attention maps; a GPU). ``fast`` does not stop a guarded backend: it is the faster choice there."""
+        from regionspot.inference.backend_choice import AUTO, choose_backend, model_key
+
+        if self.backend != AUTO:
+            return self.backend, None
+        if self.onnx is not None:
+            return "onnxruntime", None
+        needs = [why for why, given in (("everything mode", self.everything or not has_prompts),
+                                        ("`explain`", self.explain is not None),
+                                        ("a GPU `device`", self.device not in (None, "cpu"))) if given]
+        return choose_backend(model_key(self.weights, self.segmenter, self.vision_language),
+                              needs_torch=needs[0] if needs else None)
 
     @property
     def weights(self) -> str | None:
@@ -99,7 +149,8 @@ class PredictOptions:
     @property
     def embedded(self) -> bool:
         """Whether the embedded ShapesWorld model answers (no other weights or backbones named)."""
-        return self.weights in (None, "shapesworld") and self.segmenter is None and self.vision_language is None
+        return (self.weights in (None, "shapesworld") and self.segmenter is None and self.vision_language is None
+                and self.onnx is None)
 
     @property
     def decode_limit(self) -> int | None:

@@ -20,10 +20,11 @@ from regionspot.data.images import ImageLike, load_image
 from regionspot.errors import PromptError, RegionSpotError
 from regionspot.inference.proposals import ProposalOptions, Proposals, propose_regions
 from regionspot.inference.region_filter import FILTERED_PROPOSALS, RegionFilter, filter_result
-from regionspot.inference.results import RegionResult
+from regionspot.inference.results import RegionResult, prompt_records
 from regionspot.masks.lowres import LowResMasks
 from regionspot.model import RegionSpot
 from regionspot.modeling.postprocess import calibrated_confidence, top_classes
+from regionspot.modeling.rejection import decide
 from regionspot.text.templates import validate_vocabulary
 
 
@@ -65,36 +66,27 @@ def _prompt_tensors(
     return box_tensor, point_tensor, label_tensor
 
 
-def _prompt_records(
-    boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
-) -> list[dict]:
-    """One JSON-ready record per region of the prompts it was given (``RegionResult.prompts``).
-
-    boxes: (N, 4) XYXY or None; points: (N, P, 2) xy or None, with labels (N, P); original-image pixels.
-    """
-    n = len(boxes) if boxes is not None else len(points)
-    records: list[dict] = [{"type": "box" if boxes is not None else "point"} for _ in range(n)]
-    for i, record in enumerate(records):
-        if boxes is not None:
-            record["box_xyxy"] = [round(float(v), 2) for v in boxes[i]]
-        if points is not None:
-            record["points"] = [[round(float(x), 2), round(float(y), 2)] for x, y in points[i]]
-            record["point_labels"] = [int(v) for v in labels[i]]
-    return records
-
-
 class RegionSpotPredictor:
     """Recognise regions of one image at a time against a user vocabulary.
 
     >>> predictor = RegionSpotPredictor(RegionSpot.from_pretrained())
     >>> predictor.set_image("photo.jpg"); predictor.set_vocabulary(["cat", "dog"])
     >>> result = predictor.predict(boxes=[[10, 20, 200, 240]])
+
+    It is the torch backend of ``inference/backends.py`` (``backend`` "torch").
+    reject: mark regions that are none of the vocabulary's classes (``RegionResult.known``) with the head's
+    calibrated rejection threshold, and leave them out of everything mode; a head without a threshold labels
+    every region (``known`` None).
     """
 
+    backend = "torch"
+
     def __init__(
-        self, model: RegionSpot, text_cache_dir: str | None = None, chunk_size: int = 16, vocabularies_kept: int = 4
+        self, model: RegionSpot, text_cache_dir: str | None = None, chunk_size: int = 16, vocabularies_kept: int = 4,
+        reject: bool = True,
     ) -> None:
         self.model = model.eval()
+        self.reject = reject
         self.text_cache_dir = text_cache_dir
         self.chunk_size = chunk_size
         # text embeddings of the last few vocabularies, keyed by (names, templates): a server that switches
@@ -179,8 +171,13 @@ class RegionSpotPredictor:
             return result
         labelled = self.predict(boxes=boxes, top_k=top_k, return_masks=return_masks, return_attention=return_attention)
         labelled.prompts = [{"type": "proposal", "box_xyxy": prompt["box_xyxy"]} for prompt in labelled.prompts]
-        result = filter_result(labelled, region_filter, options.max_regions, rank=stability)
-        if len(result) == 0:
+        known = labelled.is_known  # rejected: background and objects of no vocabulary class, not worth showing
+        result = filter_result(labelled.take(np.flatnonzero(known)), region_filter, options.max_regions,
+                               rank=stability[known])
+        if not known.any():
+            result.messages.append(f"All {len(labelled)} proposed regions were none of the vocabulary's classes "
+                                   "(rejected); add class names or turn rejection off.")
+        elif len(result) == 0:
             result.messages.append(
                 f"None of the {len(labelled)} proposed regions reached confidence {region_filter.min_confidence:g} "
                 f"(best {float(labelled.display_scores.max()):.2f}); lower the minimum confidence or give boxes.")
@@ -226,13 +223,13 @@ class RegionSpotPredictor:
 
         n = seg.tokens.shape[0]
         vocab = self._vocabulary or []
-        prompts = _prompt_records(box_tensor, point_tensor, label_tensor)
+        prompts = prompt_records(box_tensor, point_tensor, label_tensor)
         if n == 0:
             empty = np.zeros((0,), np.float32)
             return RegionResult(np.zeros((0, 4), np.float32), [], np.zeros((0,), np.int64), empty,
                                 np.zeros((0, len(vocab)), np.float32), np.zeros((0, 0), np.int64),
                                 np.zeros((0, 0), np.float32), empty, vocab, self._state.original_size,
-                                None, messages, prompts=prompts)
+                                None, messages, prompts=prompts, logits=np.zeros((0, len(vocab)), np.float32))
         out = self.model(seg.tokens[None], self._feature_map, self._text, return_attention=return_attention)
         logits = out.logits[0]  # (N, V)
         attention = None
@@ -241,6 +238,9 @@ class RegionSpotPredictor:
         probs, top_scores, top_ids = top_classes(logits, top_k)  # (N, V), (N, k), (N, k)
         topk_confidence = calibrated_confidence(logits, top_ids, self.model.config.display_temperature)  # (N, k)
         topk_confidence = topk_confidence.cpu().numpy().astype(np.float32)
+        logits_np = logits.float().cpu().numpy()
+        rejection_score, known = decide(logits_np, dataclasses.asdict(self.model.config.rejection),
+                                        self.model.config.display_temperature, self.reject)
         masks = LowResMasks(seg.low_res_masks, seg.mask_frame) if seg.low_res_masks is not None else None
         # the boxes as the segmenter decoded them (clipped to the image), else the masks' tight boxes
         out_boxes = seg.boxes.numpy() if seg.boxes is not None else masks.boxes()
@@ -262,5 +262,10 @@ class RegionSpotPredictor:
             topk_confidence=topk_confidence,
             points=None if point_tensor is None else point_tensor.numpy().astype(np.float32),
             prompts=prompts,
+            logits=logits_np,
+            rejection_score=rejection_score,
+            known=known,
+            rejection=None if known is None else {"score": self.model.config.rejection.score,
+                                                  "threshold": self.model.config.rejection.threshold},
         )
 

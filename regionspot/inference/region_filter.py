@@ -29,11 +29,14 @@ Boxes are XYXY in original-image pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from regionspot.errors import PromptError
-from regionspot.inference.results import RegionResult
+
+if TYPE_CHECKING:  # RegionFilter's defaults are PredictOptions': the command line imports them before numpy and torch
+    import numpy as np
+
+    from regionspot.inference.results import RegionResult
 
 FILTERED_PROPOSALS = 100  # proposals labelled before the filter (at least)
 
@@ -77,7 +80,7 @@ class RegionFilter:
 
 
 def _area(boxes: np.ndarray) -> np.ndarray:
-    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    return (boxes[:, 2] - boxes[:, 0]).clip(0, None) * (boxes[:, 3] - boxes[:, 1]).clip(0, None)
 
 
 def keep_regions(boxes: np.ndarray, confidence: np.ndarray, region_filter: RegionFilter | None = None,
@@ -88,6 +91,8 @@ def keep_regions(boxes: np.ndarray, confidence: np.ndarray, region_filter: Regio
     proposals' stability in everything mode; None: the confidence); class_ids (N,) the top-1 classes
     (needed by ``region_filter.per_class``). Ties keep the input order.
     """
+    import numpy as np
+
     region_filter = region_filter or RegionFilter()
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     confidence = np.asarray(confidence, np.float32).reshape(-1)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from regionspot.masks.base import RegionMasks, as_region_masks
-from regionspot.modeling.postprocess import to_coco_results
+from regionspot.modeling.rejection import UNKNOWN_LABEL
 
 SCHEMA = "regionspot.result/1"  # the "schema" field of every result JSON; bumped on an incompatible change
 
@@ -30,8 +30,25 @@ def _r(value: Any, digits: int) -> float:
     return round(float(value), digits)
 
 
+def prompt_records(boxes: Any, points: Any, labels: Any) -> list[dict]:
+    """One JSON-ready record per region of the prompts it was given (``RegionResult.prompts``).
+
+    boxes: (N, 4) XYXY or None; points: (N, P, 2) xy or None, with labels (N, P); original-image pixels
+    (arrays or tensors: only their values are read).
+    """
+    n = len(boxes) if boxes is not None else len(points)
+    records: list[dict] = [{"type": "box" if boxes is not None else "point"} for _ in range(n)]
+    for i, record in enumerate(records):
+        if boxes is not None:
+            record["box_xyxy"] = [round(float(v), 2) for v in boxes[i]]
+        if points is not None:
+            record["points"] = [[round(float(x), 2), round(float(y), 2)] for x, y in points[i]]
+            record["point_labels"] = [int(v) for v in labels[i]]
+    return records
+
+
 # RegionResult fields that describe the image and vocabulary, not one region each
-_SHARED_FIELDS = ("vocabulary", "image_size", "messages")
+_SHARED_FIELDS = ("vocabulary", "image_size", "messages", "rejection")
 
 
 @dataclass
@@ -62,6 +79,14 @@ class RegionResult:
         (class token first) in each of its L layers, from the forward that gave ``probs``; or None.
     points: (N, P, 2) float32 xy original-image pixels, the point prompts of each region; None when the
         regions were not prompted by points.
+    logits: (N, V) float32 the head's logits (CLIP's logit scale × cosine) that ``probs`` is the softmax of;
+        None: not recorded. What the accuracy guard compares between backends and paths.
+    rejection_score: (N,) float32 the head's "none of these" score (``modeling.rejection``: higher = more like
+        some class of the vocabulary); None: not computed.
+    known: (N,) bool, False for a region rejected as none of the vocabulary's classes (its ``labels`` entry
+        is still the best class); None: rejection off (or the head has no calibrated threshold), every region
+        is labelled.
+    rejection: {"score": name, "threshold": value} the rule ``known`` was decided by; None when ``known`` is None.
     """
 
     boxes: np.ndarray
@@ -81,6 +106,10 @@ class RegionResult:
     topk_confidence: np.ndarray | None = None
     points: np.ndarray | None = None
     prompts: list[dict[str, Any]] | None = None
+    logits: np.ndarray | None = None
+    rejection_score: np.ndarray | None = None
+    known: np.ndarray | None = None
+    rejection: dict[str, Any] | None = None
 
     def take(self, index) -> RegionResult:
         """The regions ``index`` (int array, in that order), every per-region field alike; vocabulary, image
@@ -93,6 +122,17 @@ class RegionResult:
                 continue
             picked[item.name] = [value[i] for i in index] if isinstance(value, list) else value[index]
         return dataclasses.replace(self, **picked, messages=list(self.messages))
+
+    @property
+    def is_known(self) -> np.ndarray:
+        """(N,) bool: ``known``, or all True when rejection is off."""
+        return np.ones(len(self), bool) if self.known is None else np.asarray(self.known, bool)
+
+    @property
+    def display_labels(self) -> list[str]:
+        """The N labels to show a person: the top-1 class, or "unknown" for a rejected region."""
+        known = self.is_known
+        return [label if known[i] else UNKNOWN_LABEL for i, label in enumerate(self.labels)]
 
     @property
     def display_scores(self) -> np.ndarray:
@@ -116,6 +156,8 @@ class RegionResult:
         (encoded one region at a time, from the region's bounding-box crop).
         category_ids maps vocabulary index → category id (default: index + 1).
         """
+        from regionspot.modeling.postprocess import to_coco_results  # imports torch: not on the JSON path
+
         k = self.topk_ids.shape[1] if top_k is None else min(top_k, self.topk_ids.shape[1])
         n = len(self.boxes)
         masks = as_region_masks(self.masks)
@@ -133,6 +175,8 @@ class RegionResult:
         Boxes are XYXY original-image pixels (2 decimals); ``score`` is the softmax over the vocabulary
         (the paper's, used for AP), ``confidence`` the same class's probability at the head's display
         temperature (what a person is shown); both to 4 decimals, for the top-1 and each ``top_k`` entry.
+        With rejection, each region adds ``known`` (False: none of the vocabulary's classes; ``label`` stays the
+        best class) and ``rejection_score``, and the document ``rejection`` ({"score", "threshold"}).
         """
         region_masks = as_region_masks(self.masks) if masks else None
         if masks and region_masks is None and len(self):
@@ -153,17 +197,24 @@ class RegionResult:
                     for c, q, s in zip(self.topk_ids[i], topk_confidence[i], self.topk_scores[i])
                 ],
             }
+            if self.rejection_score is not None:
+                region["rejection_score"] = _r(self.rejection_score[i], 4)
+            if self.known is not None:
+                region["known"] = bool(self.known[i])
             if region_masks is not None:
                 region["mask"] = region_masks.to_rle(i)
             regions.append(region)
         height, width = self.image_size
-        return {
+        document = {
             "schema": SCHEMA,
             "image": {"path": None if image_path is None else str(image_path), "width": int(width), "height": int(height)},
             "vocabulary": list(self.vocabulary),
             "regions": regions,
             "messages": list(self.messages),
         }
+        if self.known is not None and self.rejection is not None:
+            document["rejection"] = {"score": str(self.rejection["score"]), "threshold": float(self.rejection["threshold"])}
+        return document
 
     def to_supervision(self):
         """A ``supervision.Detections`` (requires the optional package ``supervision``)."""

@@ -6,7 +6,8 @@ All coordinates are original-image pixels, x to the right, y down. The shown num
 A class has one colour everywhere (a hash of its name), and the text, lines and points scale with the
 image's shorter side. Masks are drawn one region at a time on the region's bounding-box crop
 (``RegionMasks.crop``): the cost grows with the objects' areas, not with the image's pixels times the
-number of regions.
+number of regions. A region rejected as none of the vocabulary's classes (``RegionResult.known`` False) is
+drawn grey with a dashed box and tagged "unknown (best: <label> 0.41)".
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from regionspot.masks.base import as_region_masks
 Rect = tuple[float, float, float, float]  # x1, y1, x2, y2
 
 FONT_FRACTION = 1 / 30  # label text height as a share of the image's shorter side ...
-FONT_RANGE = (11, 120)  # ... within these pixel sizes (readable on a thumbnail, not a banner on a poster)
+FONT_RANGE = (11, 120)
+UNKNOWN_COLOUR = (150, 150, 150)  # a region that is none of the vocabulary's classes  # ... within these pixel sizes (readable on a thumbnail, not a banner on a poster)
 
 
 def class_colour(name: str) -> tuple[int, int, int]:
@@ -141,7 +143,8 @@ def draw_result(image: Image.Image, result: RegionResult, mask_alpha: float = 0.
     """
     canvas = np.array(image.convert("RGB"), dtype=np.uint8)  # (H, W, 3), a copy we draw on
     height, width = canvas.shape[:2]
-    colours = [class_colour(label) for label in result.labels]
+    known = result.is_known
+    colours = [class_colour(label) if known[i] else UNKNOWN_COLOUR for i, label in enumerate(result.labels)]
     size = font_size(width, height)
     line = max(1, round(size / 8))
     masks = as_region_masks(result.masks)
@@ -159,7 +162,10 @@ def draw_result(image: Image.Image, result: RegionResult, mask_alpha: float = 0.
     boxes: list[Rect] = [tuple(float(v) for v in b) for b in result.boxes]
     scores = result.display_scores
     for i, colour in enumerate(colours):
-        draw.rectangle(boxes[i], outline=colour, width=max(1, line // 2))
+        if known[i]:
+            draw.rectangle(boxes[i], outline=colour, width=max(1, line // 2))
+        else:
+            _dashed_rectangle(draw, boxes[i], colour, max(1, line // 2), dash=max(3, size // 2))
     if result.points is not None:
         radius = max(3.0, size / 3)
         for i, colour in enumerate(colours):
@@ -174,6 +180,8 @@ def draw_result(image: Image.Image, result: RegionResult, mask_alpha: float = 0.
     for i in sorted(range(len(colours)), key=lambda j: -float(scores[j])):
         colour = colours[i]
         text = f"{result.labels[i]} {scores[i]:.2f}" if show_scores else result.labels[i]
+        if not known[i]:
+            text = f"{result.display_labels[i]} (best: {text})"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         rect = place_label(boxes[i], (right - left + 2 * pad, bottom - top + 2 * pad), out.size, boxes, placed)
         placed.append(rect)
@@ -181,6 +189,18 @@ def draw_result(image: Image.Image, result: RegionResult, mask_alpha: float = 0.
         draw.rectangle(rect, fill=colour)
         draw.text((rect[0] + pad - left, rect[1] + pad - top), text, fill=text_colour(colour), font=font)
     return out
+
+
+def _dashed_rectangle(draw: ImageDraw.ImageDraw, box: Rect, colour: tuple[int, int, int], width: int, dash: int) -> None:
+    """A box outline of ``dash``-pixel dashes and gaps."""
+    x1, y1, x2, y2 = box
+    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = float(np.hypot(bx - ax, by - ay))
+        for start in np.arange(0.0, length, 2 * dash):
+            end = min(start + dash, length)
+            t0, t1 = start / max(length, 1e-9), end / max(length, 1e-9)
+            draw.line((ax + t0 * (bx - ax), ay + t0 * (by - ay), ax + t1 * (bx - ax), ay + t1 * (by - ay)),
+                      fill=colour, width=width)
 
 
 def _leader(draw: ImageDraw.ImageDraw, tag: Rect, box: Rect, colour: tuple[int, int, int], width: int) -> None:

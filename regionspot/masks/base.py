@@ -18,14 +18,17 @@ with rows top..bottom-1 and columns left..right-1.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
 
 from regionspot.masks.rle import crop_runs, encode_rle_crop
+from regionspot.utils.tensors import as_numpy, is_torch_tensor
 
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+if TYPE_CHECKING:  # torch is imported only by callers that hand in tensors (the ONNX backends run without it)
+    import torch
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 Box = tuple[int, int, int, int]  # top, bottom, left, right in mask pixels
 
 
@@ -147,7 +150,7 @@ class DenseMasks(RegionMasks):
     """An (N, H, W) bool array (numpy or torch) behind the :class:`RegionMasks` interface."""
 
     def __init__(self, masks: np.ndarray | torch.Tensor) -> None:
-        array = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+        array = as_numpy(masks)
         if array.ndim != 3:
             raise ValueError(f"masks must be (N, H, W), got shape {array.shape}")
         self.array = array.astype(bool, copy=False)
@@ -175,7 +178,7 @@ def as_region_masks(masks: RegionMasks | np.ndarray | torch.Tensor | None) -> Re
 
 def hflip_masks(masks: Array) -> Array:
     """Mirror (..., H, W) masks left-right (matches ``data.transforms.hflip_boxes``)."""
-    if isinstance(masks, torch.Tensor):
+    if is_torch_tensor(masks):
         return masks.flip(-1)
     return np.ascontiguousarray(masks[..., ::-1])
 
@@ -186,9 +189,10 @@ def mask_to_box(masks: Array) -> Array:
 
     A mask covering columns j0..j1 gives x0 = j0, x1 = j1 + 1 (same as pycocotools' ``toBbox``).
     """
-    if isinstance(masks, torch.Tensor):
-        as_np = masks.detach().cpu().numpy()
-        return torch.from_numpy(mask_to_box(as_np)).to(device=masks.device)
+    if is_torch_tensor(masks):
+        import torch
+
+        return torch.from_numpy(mask_to_box(as_numpy(masks))).to(device=masks.device)
     masks = masks.astype(bool)
     lead = masks.shape[:-2]
     flat = masks.reshape(int(np.prod(lead, dtype=np.int64)), *masks.shape[-2:])

@@ -12,21 +12,34 @@ CPU computes them, bit for bit: the window is computed with the same taps, weigh
 differently, so against a GPU's full-size masks a pixel can differ where its logit is within rounding of 0
 (``masks.regions.full_size_chunks`` makes them on the device instead). Not thread-safe (the last region's
 work is kept).
+
+``kernel="numpy"`` makes the pixels with numpy's float32 arithmetic instead (``masks.resize.bilinear_window``,
+plain): the full-size masks of the torch-free ONNX runtime (``data.pixels.bilinear_resize``, the runtime's
+``OnnxRegions.masks``) bit for bit, and torch's wherever a pixel's logit is not within float32 rounding of 0.
+That kernel never imports torch (the ONNX backends' results use it).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from regionspot.masks.base import Box, DenseMasks, RegionMasks, tight_box
 from regionspot.masks.resize import (
     MaskFrame,
     bilinear_reach,
+    bilinear_window,
     logits_on_image,
     nearest_indices,
     resize_logits_window,
 )
+from regionspot.utils.tensors import as_numpy
+
+if TYPE_CHECKING:
+    import torch
+
+KERNELS = ("torch", "numpy")
 
 
 class LowResMasks(RegionMasks):
@@ -34,14 +47,21 @@ class LowResMasks(RegionMasks):
 
     logits: (N, h, w) float32 mask logits in the padded model-input frame that ``frame`` describes
         (``SegmenterOutput.low_res_masks`` / ``mask_frame``); frame.size is where they are upsampled to.
+        Kept as a host numpy array (``self.logits``).
     nearest_size: then a nearest-neighbour resize to this (H, W) by torch's legacy rule
         (``resize_masks(align="corner")``: the released evaluation's mask return); None: masks at frame.size.
+    kernel: "torch" (default): the bilinear upsampling of torch's CPU kernel, bit for bit; "numpy": numpy's
+        float32 arithmetic, the torch-free runtime's masks (see the module's docstring).
     """
 
-    def __init__(self, logits: torch.Tensor | np.ndarray, frame: MaskFrame, nearest_size: tuple[int, int] | None = None) -> None:
-        self.logits = torch.as_tensor(logits).detach().float().cpu()
+    def __init__(self, logits: torch.Tensor | np.ndarray, frame: MaskFrame, nearest_size: tuple[int, int] | None = None,
+                 kernel: str = "torch") -> None:
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        self.logits = np.ascontiguousarray(as_numpy(logits, np.float32))
         if self.logits.ndim != 3:
             raise ValueError(f"low-res logits must be (N, h, w), got shape {tuple(self.logits.shape)}")
+        self.kernel = kernel
         self.frame = frame
         sized = None if nearest_size is None else (int(nearest_size[0]), int(nearest_size[1]))
         self.nearest_size = None if sized == tuple(frame.size) else sized
@@ -54,14 +74,26 @@ class LowResMasks(RegionMasks):
         return int(self.logits.shape[0])
 
     def _take(self, positions: np.ndarray) -> LowResMasks:
-        return LowResMasks(self.logits[torch.from_numpy(positions)], self.frame, self.nearest_size)
+        return LowResMasks(self.logits[positions], self.frame, self.nearest_size, self.kernel)
 
     def _image_logits(self, i: int) -> np.ndarray:
         """(h', w') float32: region i's logits on the resized image (the segmenter's first upsampling)."""
         if self._on_image is None or self._on_image[0] != i:
-            on_image = logits_on_image(self.logits[i : i + 1], self.frame)[0]
-            self._on_image = (i, np.ascontiguousarray(on_image.numpy()))
+            if self.kernel == "numpy":  # only the resized image's part of the padded square is computed
+                side, (new_h, new_w) = self.frame.pad_size, self.frame.reshaped_size
+                on_image = bilinear_window(self.logits[i], (side, side), (0, new_h), (0, new_w))
+            else:
+                import torch
+
+                on_image = logits_on_image(torch.from_numpy(self.logits[i : i + 1]), self.frame)[0].numpy()
+            self._on_image = (i, np.ascontiguousarray(on_image))
         return self._on_image[1]
+
+    def _resize(self, i: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        """Rows and columns of region i's logits at frame.size (the segmenter's second upsampling), float32."""
+        if self.kernel == "numpy":
+            return bilinear_window(self._image_logits(i), self.frame.size, rows, cols)
+        return resize_logits_window(self._image_logits(i), self.frame.size, rows, cols)
 
     def _nearest(self) -> tuple[np.ndarray, np.ndarray]:
         """Row and column indices of frame.size that the nearest-neighbour resize takes."""
@@ -72,13 +104,12 @@ class LowResMasks(RegionMasks):
     def window(self, i: int, top: int, bottom: int, left: int, right: int) -> np.ndarray:
         i = self.position(i)
         if self.nearest_size is None:
-            return resize_logits_window(self._image_logits(i), self.frame.size, (top, bottom), (left, right)) > 0
+            return self._resize(i, (top, bottom), (left, right)) > 0
         rows, cols = (index[a:b] for index, (a, b) in zip(self._nearest(), ((top, bottom), (left, right))))
         if len(rows) == 0 or len(cols) == 0:
             return np.zeros((len(rows), len(cols)), bool)
         # nearest indices never decrease: the source window spans rows[0]..rows[-1], cols[0]..cols[-1]
-        source = resize_logits_window(self._image_logits(i), self.frame.size, (int(rows[0]), int(rows[-1]) + 1),
-                                      (int(cols[0]), int(cols[-1]) + 1)) > 0
+        source = self._resize(i, (int(rows[0]), int(rows[-1]) + 1), (int(cols[0]), int(cols[-1]) + 1)) > 0
         return source[np.ix_(rows - rows[0], cols - cols[0])]
 
     def bbox(self, i: int) -> Box | None:
@@ -114,10 +145,11 @@ class LowResMasks(RegionMasks):
 
 def concat_masks(first: RegionMasks | np.ndarray | None, second: RegionMasks | np.ndarray | None) -> RegionMasks | None:
     """The masks of two results of one image, first's then second's (None when either has none); still
-    low-resolution when both are, in the same frame."""
+    low-resolution when both are, in the same frame with the same kernel."""
     if first is None or second is None:
         return None
     if (isinstance(first, LowResMasks) and isinstance(second, LowResMasks) and first.frame == second.frame
-            and first.nearest_size == second.nearest_size and first.logits.shape[1:] == second.logits.shape[1:]):
-        return LowResMasks(torch.cat([first.logits, second.logits]), first.frame, first.nearest_size)
+            and first.nearest_size == second.nearest_size and first.logits.shape[1:] == second.logits.shape[1:]
+            and first.kernel == second.kernel):
+        return LowResMasks(np.concatenate([first.logits, second.logits]), first.frame, first.nearest_size, first.kernel)
     return DenseMasks(np.concatenate([np.asarray(first), np.asarray(second)]))

@@ -3,7 +3,9 @@ low-resolution mask logits brought to image pixels (SAM's upsampling), whole or 
 
 The window (:func:`resize_logits_window`) is computed with the taps, weights and rounding of torch's CPU
 bilinear kernel, so that its pixels equal the whole resize bit for bit while its cost and memory grow with
-the window, not with the image.
+the window, not with the image. :func:`bilinear_window` is that computation in numpy, in torch's rounding or
+numpy's plain float32 one (the torch-free runtime's resize). torch is imported only inside the functions that
+run it.
 
 Frames: masks and logits are (..., H, W), rows then columns; a window is rows ``rows[0]..rows[1]-1`` and
 columns ``cols[0]..cols[1]-1`` of the resized grid.
@@ -13,13 +15,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+from regionspot.utils.tensors import is_torch_tensor
+
+if TYPE_CHECKING:  # torch is imported inside the functions that run it: the numpy paths import without it
+    import torch
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 
 # --- binary masks: nearest-neighbour resize ----------------------------------------------------------
@@ -52,7 +57,9 @@ def resize_masks(masks: Array, height: int, width: int, align: str = "center") -
         raise ValueError(f"Target mask size must be positive, got {height}x{width}.")
     rows = nearest_indices(masks.shape[-2], height, align)
     cols = nearest_indices(masks.shape[-1], width, align)
-    if isinstance(masks, torch.Tensor):
+    if is_torch_tensor(masks):
+        import torch
+
         rows_t = torch.from_numpy(rows).to(masks.device)
         cols_t = torch.from_numpy(cols).to(masks.device)
         return masks.index_select(-2, rows_t).index_select(-1, cols_t)
@@ -77,6 +84,8 @@ class MaskFrame:
 def logits_on_image(low_res: torch.Tensor, frame: MaskFrame) -> torch.Tensor:
     """(n, h, w) low-res logits → (n, h', w') float logits on the resized image: bilinear (align_corners
     False) to the padded square, then the padding cropped off (SAM's postprocessing, first half)."""
+    import torch.nn.functional as F
+
     side = frame.pad_size
     new_h, new_w = frame.reshaped_size
     padded = F.interpolate(low_res.unsqueeze(1), (side, side), mode="bilinear", align_corners=False)
@@ -87,6 +96,8 @@ def upsample_mask_logits(low_res: torch.Tensor, frame: MaskFrame) -> torch.Tenso
     """(n, h, w) low-res logits → (n, H, W) logits at ``frame.size``: :func:`logits_on_image`, then bilinear
     (align_corners False) to (H, W). Masks are ``logits > 0``. Memory n × H × W floats: for many regions of a
     large image take them one at a time, or a window of one with :func:`resize_logits_window`."""
+    import torch.nn.functional as F
+
     on_image = logits_on_image(low_res, frame)
     return F.interpolate(on_image.unsqueeze(1), frame.size, mode="bilinear", align_corners=False)[:, 0]
 
@@ -120,31 +131,45 @@ def _mix(a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray, fused: bo
     return a * wa + b * wb
 
 
-_BAND_PIXELS = 1 << 21  # output pixels per step of the window replica: bounds its float64 temporaries
+_BAND_PIXELS = 1 << 21  # output pixels per step of bilinear_window: bounds its temporaries
 # Outputs up to this many pixels are resized whole by torch and cut (exact by construction; torch itself
 # switches to another kernel, with another rounding, for outputs with H + W <= 128).
 _SMALL_OUTPUT = 1 << 16
 
 
-def _replica(src: np.ndarray, size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int], fused: bool) -> np.ndarray:
-    """The window of torch's generic CPU bilinear kernel (per output pixel: across the two source rows,
-    then between them), with its taps, weights and order of operations."""
-    r0, r1, wr0, wr1 = bilinear_taps(src.shape[0], size[0], *rows, fused=fused)
-    c0, c1, wc0, wc1 = bilinear_taps(src.shape[1], size[1], *cols, fused=fused)
-    out = np.empty((len(r0), len(c0)), np.float32)
+def bilinear_window(src: np.ndarray, size: tuple[int, int], rows: tuple[int, int] | None = None,
+                    cols: tuple[int, int] | None = None, fused: bool = False) -> np.ndarray:
+    """Rows ``rows[0]..rows[1]-1`` and columns ``cols[0]..cols[1]-1`` (None: all) of the bilinear resize
+    (align_corners False, no antialias) of ``src`` (..., h, w) float32 to ``size`` (H, W), the rest never
+    computed: per output pixel across its two source columns, then between its two source rows, in float32.
+
+    fused: rounded as torch's generic CPU kernel rounds with fused multiply-adds (:func:`window_arithmetic`);
+    plain (False): every product and sum rounded to float32, numpy's own arithmetic — the numpy resize of
+    ``data.pixels.bilinear_resize`` and the ONNX backends' masks. Returns (..., rows, cols) float32.
+    """
+    src = np.asarray(src, dtype=np.float32)
+    rows = (0, int(size[0])) if rows is None else rows
+    cols = (0, int(size[1])) if cols is None else cols
+    r0, r1, wr0, wr1 = bilinear_taps(src.shape[-2], size[0], *rows, fused=fused)
+    c0, c1, wc0, wc1 = bilinear_taps(src.shape[-1], size[1], *cols, fused=fused)
+    out = np.empty((*src.shape[:-2], len(r0), len(c0)), np.float32)
     if out.size == 0:
         return out
     low, high = int(r0.min()), int(r1.max()) + 1
-    band = src[low:high]
-    across = _mix(band[:, c0], wc0, band[:, c1], wc1, fused)  # (high - low, columns): the needed source rows, resized across
-    step = max(1, _BAND_PIXELS // out.shape[1])
-    for s in range(0, len(out), step):
+    band = src[..., low:high, :]
+    across = _mix(band[..., c0], wc0, band[..., c1], wc1, fused)  # (..., high - low, columns): the needed rows, resized across
+    step = max(1, _BAND_PIXELS // (out.shape[-1] * int(np.prod(out.shape[:-2], dtype=np.int64))))
+    for s in range(0, out.shape[-2], step):
         part = slice(s, s + step)
-        out[part] = _mix(across[r0[part] - low], wr0[part, None], across[r1[part] - low], wr1[part, None], fused)
+        out[..., part, :] = _mix(across[..., r0[part] - low, :], wr0[part, None], across[..., r1[part] - low, :],
+                                 wr1[part, None], fused)
     return out
 
 
 def _torch_resize(src: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
     return F.interpolate(torch.from_numpy(src)[None, None], size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
@@ -158,7 +183,7 @@ def window_arithmetic() -> str | None:
     """
     src = np.random.default_rng(0).standard_normal((37, 29)).astype(np.float32) * 8
     for arithmetic in ("fused", "plain"):
-        if all(np.array_equal(_replica(src, size, (0, size[0]), (0, size[1]), arithmetic == "fused"), _torch_resize(src, size))
+        if all(np.array_equal(bilinear_window(src, size, fused=arithmetic == "fused"), _torch_resize(src, size))
                for size in ((211, 173), (20, 300), (400, 9))):
             return arithmetic
     return None
@@ -178,7 +203,7 @@ def resize_logits_window(
     arithmetic = window_arithmetic()
     if size[0] * size[1] <= _SMALL_OUTPUT or arithmetic is None:
         return _torch_resize(logits, size)[rows[0] : rows[1], cols[0] : cols[1]].copy()
-    return _replica(logits, size, rows, cols, arithmetic == "fused")
+    return bilinear_window(logits, size, rows, cols, fused=arithmetic == "fused")
 
 
 def bilinear_reach(positive: np.ndarray, target: int) -> np.ndarray:

@@ -12,11 +12,15 @@ pycocotools; the tests compare with it), in two steps:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from regionspot.errors import PromptError
+from regionspot.utils.tensors import is_torch_tensor
+
+if TYPE_CHECKING:  # tensors are taken, never made: the module imports without torch
+    import torch
 
 __all__ = ["encode_rle", "encode_rle_crop", "crop_runs", "masks_to_rle", "mask_runs", "runs_to_rle"]
 
@@ -30,7 +34,7 @@ def encode_rle(mask: np.ndarray) -> dict:
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise PromptError(f"a mask must be (H, W), got shape {mask.shape}")
-    return masks_to_rle(torch.from_numpy(mask.astype(bool))[None])[0]
+    return masks_to_rle(mask.astype(bool)[None])[0]
 
 
 def encode_rle_crop(crop: np.ndarray, offset: tuple[int, int], size: tuple[int, int]) -> dict:
@@ -82,19 +86,19 @@ def crop_runs(crop: np.ndarray, offset: tuple[int, int], size: tuple[int, int]) 
     return np.array(runs, np.int64)
 
 
-def masks_to_rle(masks: torch.Tensor) -> list[dict]:
+def masks_to_rle(masks: np.ndarray | torch.Tensor) -> list[dict]:
     """COCO compressed RLEs of N binary masks (each as :func:`encode_rle` gives it).
 
-    masks: (N, H, W) bool tensor on any device. Returns N dicts {"size": [H, W], "counts": str}.
+    masks: (N, H, W) bool array, or tensor on any device. Returns N dicts {"size": [H, W], "counts": str}.
     The same as ``runs_to_rle(mask_runs(masks), (H, W))``; a loop may run the two halves apart.
     """
     return runs_to_rle(mask_runs(masks), tuple(masks.shape[-2:]))
 
 
-def mask_runs(masks: torch.Tensor) -> list[np.ndarray]:
+def mask_runs(masks: np.ndarray | torch.Tensor) -> list[np.ndarray]:
     """Run lengths of N binary masks in COCO's order (down the columns), each starting with a run of zeros.
 
-    masks: (N, H, W) bool tensor on any device; the run boundaries are found where the masks are (on a GPU
+    masks: (N, H, W) bool array, or tensor on any device; the run boundaries are found where the masks are (on a GPU
     only they cross to the host, not the N × H × W pixels). Returns N int64 arrays summing to H × W.
     """
     if masks.ndim != 3:
@@ -106,7 +110,8 @@ def mask_runs(masks: torch.Tensor) -> list[np.ndarray]:
     # inside a column, the pixel above it; at a column's top, the bottom of the column to the left. Both
     # comparisons read the row-major masks as they are (no transposed copy); only the start positions
     # (mask index × H·W + column-major position), sorted, are kept.
-    m = masks.numpy() if masks.device.type == "cpu" else masks  # numpy compares and finds faster on a CPU
+    on_host = not is_torch_tensor(masks) or masks.device.type == "cpu"
+    m = np.asarray(masks, dtype=bool) if on_host else masks  # numpy compares and finds faster on a CPU
     inside = _flat_nonzero(m[:, 1:, :] != m[:, :-1, :])  # into (N, H-1, W)
     top = _flat_nonzero(m[:, 0, 1:] != m[:, -1, :-1])  # into (N, W-1)
     first = m[:, 0, 0] if isinstance(m, np.ndarray) else m[:, 0, 0].cpu().numpy()

@@ -11,7 +11,8 @@ Stages (one progress bar over them; each stage shows its own bar below it):
 6. ``calibrate``: the display temperature of the RegionSpot head, fitted on val (temperature scaling,
    :mod:`regionspot.evaluation.calibration`) and written into its checkpoint.
 7. ``eval``: ``regionspot eval`` on val with GT boxes: CLIP w/ box, CLIP w/ mask and the three heads.
-8. ``ship`` (``install=True``): copy sam/, clip/, head.safetensors, an example image + boxes and the
+8. ``ship`` (``install=True``): copy sam/, clip/, head.safetensors, an example image + boxes (with one of its
+   objects' classes left out of the example's vocabulary, to show a region that is none of the names) and the
    vocabulary into ``regionspot/assets/shapesworld``, with ``metrics.json``: the table, the backbone
    metrics, the build times and the AP of RegionSpot and CLIP w/ box on the fixed val subset that CI
    re-measures (the first ``CI_SUBSET_IMAGES`` val images of the seed, regenerated bit-identically).
@@ -60,7 +61,12 @@ class BuildConfig:
     world: the ShapesWorld of every stage (data, both backbones' pre-training, example, CI subset).
     clip_image_size: the size RegionSpot feeds the whole image to CLIP at (position interpolation).
     head_iters: steps of each head training; head_batch: images per step.
-    example_candidates: renders searched for the bundled example (the most objects, all labelled right).
+    example_candidates: renders searched for the bundled example (the most objects, all labelled right, one
+        class left out that the head rejects; ``ship.choose_example``).
+    negatives_per_image / vocabulary_drop: the heads' negatives: background boxes cached per train image and
+        the chance of a class leaving a step's vocabulary (``CacheConfig`` / ``TrainConfig`` fields; 0: none).
+    backbones_from: a folder holding a finished build's ``sam/`` and ``clip/`` (e.g. the installed assets) to
+        copy instead of pre-training them, with its ``metrics.json`` for their figures: retrains the heads only.
     """
 
     seed: int = 0
@@ -79,6 +85,9 @@ class BuildConfig:
     eval_limit: int | None = None
     threads: int = 2
     example_candidates: int = 20000
+    negatives_per_image: int = 0
+    vocabulary_drop: float = 0.0
+    backbones_from: str | None = None
 
     @classmethod
     def full(cls, world: str = "v2", sam_shape_loss: float | None = None) -> BuildConfig:
@@ -151,6 +160,7 @@ def _train_config(build: BuildConfig, out: Path, cache: Path, sam_dir: Path, cli
         "log_every": max(1, build.head_iters // 20),
         "seed": build.seed,
         "text_cache_dir": str(out / "text_cache"),
+        "vocabulary_drop": build.vocabulary_drop,
     }
     path = out / "configs" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,10 +183,31 @@ class _Build:
         return {"train": info["train"], "val": info["val"], "buckets": info["buckets"]}
 
     def stage_clip(self) -> dict[str, Any]:
+        if self.config.backbones_from is not None:
+            return self._reuse("clip")
         result = pretrain_clip(self.clip, self.config.clip, show_progress=self.show_progress)
         return {k: v for k, v in asdict(result).items() if k != "folder"}
 
+    def _reuse(self, name: str) -> dict[str, Any]:
+        """Copy ``backbones_from/name`` into the build; its figures from that folder's metrics.json, if any."""
+        source = Path(self.config.backbones_from) / name
+        if not (source / "config.json").is_file():
+            raise RegionSpotError(f"{source} holds no model; point backbones_from at a folder with sam/ and clip/ "
+                                  "(the installed assets, or a finished build).")
+        shutil.rmtree(self.out / name, ignore_errors=True)
+        shutil.copytree(source, self.out / name)
+        shipped = source.parent / "metrics.json"
+        recorded = json.loads(shipped.read_text()) if shipped.is_file() else {}
+        if name == "clip":
+            figures = {"zero_shot_top1": recorded.get("clip_zero_shot_top1"),
+                       "zero_shot_by_bucket": recorded.get("clip_zero_shot_by_bucket")}
+        else:
+            figures = dict(recorded.get("sam_miou") or {})
+        return {"reused": str(source), **{k: v for k, v in figures.items() if v is not None}}
+
     def stage_sam(self) -> dict[str, Any]:
+        if self.config.backbones_from is not None:
+            return self._reuse("sam")
         result = pretrain_sam(self.sam, self.config.sam, show_progress=self.show_progress, val_annotations=self.val_json,
                               val_image_root=self.data, val_limit=self.config.sam_val_limit)
         return {k: v for k, v in asdict(result).items() if k != "folder"}
@@ -190,7 +221,8 @@ class _Build:
 
         dataset = CocoDetectionDataset(self.train_json, self.data, dataset_name="shapesworld-train")
         clip = load_vision_language(str(self.clip), image_size=self.config.clip_image_size, device="cpu")
-        stats = extract_cache(dataset, load_segmenter(str(self.sam), device="cpu"), CacheConfig(out=self.cache),
+        config = CacheConfig(out=self.cache, negatives_per_image=self.config.negatives_per_image)
+        stats = extract_cache(dataset, load_segmenter(str(self.sam), device="cpu"), config,
                               vision_language=clip,
                               rank=0, world_size=1, show_progress=self.show_progress)
         return asdict(stats)
@@ -226,7 +258,7 @@ class _Build:
                                  candidates=self.config.example_candidates)
         names = [c["name"] for c in json.loads(self.val_json.read_text())["categories"]]
         sizes = install_assets(self.out, assets_dir() / "shapesworld", example, names)
-        return {"example": example, "sizes_mb": sizes}
+        return {"example": example, "unknown": None if example is None else example["unknown"], "sizes_mb": sizes}
 
 
 def run_build(out: str | Path, config: BuildConfig, install: bool = False, show_progress: bool = True,

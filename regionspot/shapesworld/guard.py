@@ -2,7 +2,8 @@
 
 :func:`regenerate_ci_subset` regenerates the first val images of the CI subset (seed and world of the embedded
 model's ``metrics.json``); :func:`run_ci_subset_guard` runs the guard on them (``regionspot.evaluation.guard``,
-which takes any labelled COCO set). ``benchmarks/speed/accuracy_guard.py`` prints the table and records the verdicts
+which takes any labelled COCO set); :func:`run_ci_subset_backend_guard` guards the backends on them
+(``regionspot.evaluation.backend_guard``). ``benchmarks/speed/accuracy_guard.py`` prints the table and records the verdicts
 that ``regionspot predict --fast`` reads (``regionspot.inference.fast.verdicts_path``).
 """
 
@@ -17,7 +18,7 @@ from regionspot.registry import assets_dir
 from regionspot.shapesworld.generate import generate_shapesworld
 from regionspot.shapesworld.world import WorldConfig
 
-__all__ = ["regenerate_ci_subset", "run_ci_subset_guard"]
+__all__ = ["regenerate_ci_subset", "run_ci_subset_backend_guard", "run_ci_subset_guard"]
 
 
 def regenerate_ci_subset(out_dir: Path, num_images: int) -> dict:
@@ -31,9 +32,25 @@ def regenerate_ci_subset(out_dir: Path, num_images: int) -> dict:
 def run_ci_subset_guard(paths: list[str], num_images: int = 16, device: str = "cpu", record: bool = True,
                         work: Path | None = None) -> list[GuardRow]:
     """Guard each of ``paths`` against fp32 with the embedded model on the first ``num_images`` CI-subset val
-    images (regenerated into ``work``, default a temporary folder); optionally record the verdicts."""
+    images (regenerated into ``work``, default a temporary folder); optionally record the verdicts. Text
+    embeddings go to the default cache (a second run, and ``predict`` on the same names, reuse them)."""
     with tempfile.TemporaryDirectory(prefix="regionspot-guard-") as tmp:
         root = Path(work or tmp)
         info = regenerate_ci_subset(root / "data", num_images)
-        return run_guard(paths, info["val_json"], info["image_root"], num_images, device=device, record=record,
-                         text_cache_dir=root / "text")
+        return run_guard(paths, info["val_json"], info["image_root"], num_images, device=device, record=record)
+
+
+def run_ci_subset_backend_guard(backends: list[str], num_images: int = 16, threads: int = 0,
+                                work: Path | None = None, onnx_dir: Path | None = None,
+                                record: bool = False) -> list[GuardRow]:
+    """Guard each of ``backends`` (``inference.backends.BACKENDS``) against the torch fp32 backend with the embedded
+    model on the first ``num_images`` CI-subset val images (regenerated into ``work``, default a temporary folder);
+    onnx_dir: the embedded model's exported graphs (None: its export kept in the model home); record: keep the
+    verdicts for ``--backend auto``."""
+    from regionspot.evaluation.backend_guard import run_backend_guard
+
+    with tempfile.TemporaryDirectory(prefix="regionspot-guard-") as tmp:
+        root = Path(work or tmp)
+        info = regenerate_ci_subset(root / "data", num_images)
+        return run_backend_guard(backends, info["val_json"], info["image_root"], num_images, onnx_dir=onnx_dir,
+                                 threads=threads, text_cache_dir=root / "text", record=record)

@@ -28,6 +28,9 @@ SAM_POOL = 81  # SAM pre-training image pool
 SAM_HELDOUT = 83  # SAM mIoU test images (when no val split is given)
 SAM_BATCHES = 5  # SAM pre-training batch and prompt sampling, [seed, 5]
 CLIP_BATCHES = 99  # CLIP pre-training batch and caption sampling, [seed, 99]
+VIDEO_MOTION = 24  # a video clip's objects, start positions and velocities, [seed, 24]
+VIDEO_OBJECT_PAINT = 7  # a video clip's object k painted, [seed, 7, k]
+VIDEO_NOISE = 11  # a video clip's per-frame sensor noise, [seed, 11, frame]
 
 STREAMS: dict[str, int] = {
     "TRAIN_SPLIT": TRAIN_SPLIT,
@@ -42,6 +45,9 @@ STREAMS: dict[str, int] = {
     "SAM_HELDOUT": SAM_HELDOUT,
     "SAM_BATCHES": SAM_BATCHES,
     "CLIP_BATCHES": CLIP_BATCHES,
+    "VIDEO_MOTION": VIDEO_MOTION,
+    "VIDEO_OBJECT_PAINT": VIDEO_OBJECT_PAINT,
+    "VIDEO_NOISE": VIDEO_NOISE,
 }
 
 SPLIT_STREAMS: dict[str, int] = {"train": TRAIN_SPLIT, "val": VAL_SPLIT}

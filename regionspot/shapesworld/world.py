@@ -204,7 +204,7 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int, channels
     return arr.reshape(h, w, channels)
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """(h, w, 3) float32 RGB in [0, 255]: a gradient, noise, stripes or checker pattern."""
     a, b = _muted_colour(rng), _muted_colour(rng)
     kind = int(rng.integers(4))
@@ -312,7 +312,7 @@ def render_image(
     radius_range = world.radius_range
     h = w = int(image_size)
     min_area = max(12.0, min_area_fraction * h * w)
-    image = _background(rng, h, w)
+    image = background(rng, h, w)
     _draw_distractors(rng, image, int(rng.integers(0, world.max_distractors + 1)))
 
     wanted = int(rng.integers(1, world.max_objects + 1))
@@ -356,13 +356,13 @@ def render_image(
             obj.mask &= ~mask
         objects.append(RenderedObject(cat_index, mask))
         full_areas.append(inside)
-        _paint_object(rng, image, crop, ix0, iy0, COLOURS[cat.colour], colour_jitter)
+        paint_object(rng, image, crop, ix0, iy0, COLOURS[cat.colour], colour_jitter)
 
     image += rng.standard_normal(size=image.shape, dtype=np.float32) * rng.uniform(0.0, 4.0)
     return np.clip(image, 0, 255).round().astype(np.uint8), objects
 
 
-def _paint_object(
+def paint_object(
     rng: np.random.Generator,
     image: np.ndarray,
     alpha: np.ndarray,

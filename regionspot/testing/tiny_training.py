@@ -15,16 +15,21 @@ from regionspot.shapesworld.generate import generate_shapesworld
 from regionspot.shapesworld.world import WorldConfig
 from regionspot.testing.tiny_clip import save_tiny_clip
 from regionspot.testing.tiny_sam import save_tiny_sam
+from regionspot.testing.tiny_vl import save_tiny_vl
 
 
-def tiny_training_env(root: Path) -> dict[str, Any]:
+def tiny_training_env(root: Path, vision_language: str = "clip") -> dict[str, Any]:
     """Under ``root``: the dataset (sw/), the tiny backbones (sam/, clip/) and their token cache (cache/, with
     CLIP maps and mirrored tokens). Returns {"root", "sam", "clip" (folders as str), "vl" (the loaded
-    vision-language adapter), "token_dim"}."""
+    vision-language adapter), "token_dim"}.
+
+    vision_language: "clip" (the tiny CLIP), or a model_type of ``testing.tiny_vl.save_tiny_vl`` ("siglip2",
+    "metaclip_2", "tipsv2") whose tiny random model then stands in clip/."""
     info = generate_shapesworld(root / "sw", num_train=12, num_val=0, seed=0, image_size=64, progress=False,
                                 world=WorldConfig(colours=("red", "green", "blue", "yellow"), shapes=("circle", "square")))
     dataset = CocoDetectionDataset(info["train_json"], info["image_root"], dataset_name="shapesworld")
-    sam_dir, clip_dir = str(save_tiny_sam(root / "sam")), str(save_tiny_clip(root / "clip"))
+    sam_dir = str(save_tiny_sam(root / "sam"))
+    clip_dir = str(save_tiny_clip(root / "clip") if vision_language == "clip" else save_tiny_vl(vision_language, root / "clip"))
     segmenter, vl = load_segmenter(sam_dir), load_vision_language(clip_dir)
     extract_cache(dataset, segmenter, CacheConfig(out=root / "cache", flip=True, shard_size=4), vision_language=vl,
                   show_progress=False)

@@ -12,6 +12,8 @@ Template sets (``get_templates(name)``):
 - ``"clip80"``: the 80 CLIP ImageNet templates only.
 - ``"scene"``: ``["a photo of a {} in the scene."]``, the example template the paper names.
 - ``"single"``: ``["a photo of a {}."]``.
+- ``"siglip"``: ``["This is a photo of {}."]``, the prompt SigLIP and SigLIP 2 are shown with (their
+  adapters' ``default_templates``; CLIP, MetaCLIP 2 and TIPSv2 recommend ``"imagenet"``).
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
     "clip80": CLIP_IMAGENET_TEMPLATES,
     "scene": ("a photo of a {} in the scene.",),
     "single": ("a photo of a {}.",),
+    "siglip": ("This is a photo of {}.",),
 }
 
 DEFAULT_TEMPLATES = "imagenet"

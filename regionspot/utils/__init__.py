@@ -1,1 +1,2 @@
-"""Small helpers with one home each: atomic file writes (``io``) and the weights fingerprint (``fingerprint``)."""
+"""Small helpers with one home each: atomic file writes (``io``), the weights fingerprint (``fingerprint``),
+and a torch tensor told from an array without importing torch (``tensors``)."""

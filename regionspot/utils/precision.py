@@ -13,10 +13,11 @@ from __future__ import annotations
 import functools
 import platform
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
+
+from regionspot.utils.cpu import cpu_flags
 
 __all__ = [
     "autocast_forward",
@@ -27,23 +28,6 @@ __all__ = [
 ]
 
 _AUTOCAST_MARK = "_regionspot_autocast"
-_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8", "avx512_vnni", "avx_vnni")
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags of interest that ``/proc/cpuinfo`` lists (empty where it is not readable)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            listed = set(line.split(":", 1)[1].split())
-            return frozenset(flag for flag in _FLAGS_OF_INTEREST if flag in listed)
-    return frozenset()
-
-
 def has_native_bf16(device: torch.device | str = "cpu") -> bool:
     """True where bf16 matrix products run in hardware: a CUDA GPU with bf16 support, or an x86 CPU with
     AMX-BF16 or AVX-512 BF16 (elsewhere torch emulates bf16 on CPU, slower than fp32)."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import Sam2Config
+from transformers import Sam2Config, Sam3Config
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
 from regionspot.backbones.base import Segmenter, SegmenterBatch, SegmenterImageState
@@ -242,9 +242,12 @@ def test_loading_errors(tmp_path, monkeypatch):
         load_segmenter("regionspot-test/no-such-sam")
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         load_segmenter(str(tmp_path / "missing" / "folder"))
-    Sam2Config().save_pretrained(str(tmp_path / "sam2"))
-    with pytest.raises(CheckpointError, match="not supported yet"):
+    Sam2Config().save_pretrained(str(tmp_path / "sam2"))  # a SAM 2 config without weights
+    with pytest.raises(WeightsNotFoundError, match="regionspot convert sam2"):
         load_segmenter(str(tmp_path / "sam2"))
+    Sam3Config().save_pretrained(str(tmp_path / "sam3"))  # SAM 3's detector: no promptable decoder of its own
+    with pytest.raises(CheckpointError, match="without a promptable mask decoder"):
+        load_segmenter(str(tmp_path / "sam3"))
 
 
 def test_sam_hq_tokens(tmp_path, image):

@@ -13,7 +13,8 @@ from transformers import CLIPModel
 from regionspot.backbones.base import VisionLanguage
 from regionspot.backbones.clip_inputs import preprocess_images
 from regionspot.backbones.constants import CLIP_MEAN, CLIP_STD
-from regionspot.backbones.vision_language import PromptTruncatedWarning, SiglipAdapter, load_vision_language
+from regionspot.backbones.siglip import SiglipAdapter
+from regionspot.backbones.vision_language import PromptTruncatedWarning, load_vision_language
 from regionspot.errors import WeightsNotFoundError
 
 
@@ -245,3 +246,36 @@ def test_normalisation_is_read_from_preprocessor_config(tmp_path, tiny_clip_dir)
     assert adapter.mean == (0.5, 0.5, 0.5) and adapter.std == (0.25, 0.25, 0.25)
     (folder / "preprocessor_config.json").unlink()
     assert load_vision_language(str(folder)).mean == CLIP_MEAN  # defaults when absent
+
+
+def test_metaclip2_is_read_by_the_clip_adapter(tmp_path):
+    """MetaCLIP 2 is CLIP's architecture: one adapter, and the model's own logits from its embeddings."""
+    from transformers import AutoTokenizer, MetaClip2Model
+
+    from regionspot.testing.tiny_vl import save_tiny_metaclip2
+
+    folder = save_tiny_metaclip2(tmp_path / "metaclip2", seed=0)
+    adapter = load_vision_language(str(folder))
+    reference = MetaClip2Model.from_pretrained(str(folder)).eval()
+    assert type(adapter).__name__ == "ClipAdapter" and isinstance(adapter, VisionLanguage)
+    assert (adapter.scoring_form, adapter.default_templates, adapter.num_tokens) == ("softmax", "imagenet", 17)
+    assert adapter.mean == CLIP_MEAN and adapter.std == CLIP_STD and adapter.resample == int(Image.Resampling.BICUBIC)
+    images = _images()
+    pixels = preprocess_images(images, 32, CLIP_MEAN, CLIP_STD)
+    prompts = ["a photo of a cat.", "itap of my dog in the scene.", "tree"]
+    text = AutoTokenizer.from_pretrained(str(folder))(prompts, padding="max_length", max_length=77, return_tensors="pt")
+    with torch.no_grad():
+        out = reference(**text, pixel_values=pixels)
+        vision = reference.vision_model(pixel_values=pixels)
+    torch.testing.assert_close(adapter.feature_map(images), vision.last_hidden_state)
+    ours = adapter.logit_scale * adapter.encode_image(images) @ adapter.encode_text(prompts).t()
+    torch.testing.assert_close(ours, out.logits_per_image, atol=1e-4, rtol=1e-4)
+
+
+def test_an_unsupported_model_type_is_one_line(tiny_owlv2_dir):
+    from regionspot.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"'owlv2' model; regionspot reads these vision-language models: "
+                                              r"clip, metaclip_2, siglip, siglip2, tipsv2") as caught:
+        load_vision_language(str(tiny_owlv2_dir))
+    assert "\n" not in str(caught.value)

@@ -200,3 +200,32 @@ def test_a_wrong_size_image_stops_extraction_after_the_images_before_it(env, tmp
     assert dataset[3].path.name in str(caught.value) and "Traceback" not in str(caught.value)
     assert shard_is_finished(tmp_path / "cache", "w001-r000-00000")
     assert not shard_is_finished(tmp_path / "cache", "w001-r000-00001")
+
+
+def test_negatives_are_stored_once_beside_the_labelled_tokens_and_overlap_no_object(env, tmp_path):
+    from regionspot.data.transforms import box_iou
+
+    dataset, segmenter = env["dataset"], env["segmenter"]
+    out = tmp_path / "cache"
+    config = CacheConfig(out=out, flip=True, shard_size=2, negatives_per_image=3, negative_max_iou=0.2)
+    stats = extract_cache(dataset, segmenter, config, show_progress=False)
+    cache, plain = TokenCache(out), TokenCache(env["cache"])
+    assert cache.manifest["negatives"] == {"per_image": 3, "max_iou": 0.2, "source": "random"}
+    assert plain.manifest["negatives"] is None and plain.num_negatives == 0 and plain.get(0).negative_tokens is None
+    assert cache.num_regions == plain.num_regions and stats.boxes == plain.num_regions
+    assert cache.num_negatives == stats.negatives > 0
+    for i in range(cache.num_images):
+        item, ref = cache.get(i), plain.get(i)
+        # The labelled tokens are exactly those of a cache without negatives.
+        assert torch.equal(item.tokens, ref.tokens) and torch.equal(item.labels, ref.labels)
+        assert item.negative_tokens.shape == (len(item.negative_boxes), segmenter.token_dim)
+        assert (box_iou(item.negative_boxes, item.boxes) < 0.2).all()
+        mirrored = cache.get(i, True)
+        torch.testing.assert_close(mirrored.negative_boxes, hflip_boxes(item.negative_boxes, item.width))
+    item = cache.get(0)
+    image = dataset.load_image(0)
+    ref = segmenter.decode_prompts(segmenter.encode_image(image), boxes=item.negative_boxes, masks="none")
+    torch.testing.assert_close(item.negative_tokens.float(), ref.tokens.float(), atol=2e-3, rtol=2e-3)
+    # A cache made with other negatives is not resumed into.
+    with pytest.raises(CacheError, match="negatives"):
+        extract_cache(dataset, segmenter, CacheConfig(out=out, flip=True, shard_size=2), show_progress=False)

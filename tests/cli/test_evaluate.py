@@ -37,6 +37,9 @@ def test_eval_prints_the_table_of_the_baselines(tiny_sam_dir, tiny_clip_dir, wor
     (["--fast-path", "fp8"], "error: --fast-path must be one of"),
     (["--boxes", "nothere.json"], "error: Detections file not found: nothere.json; pass --boxes gt or"),
     (["--method", "regionspot", "--method", "regionspot"], "error: A method is given twice"),
+    (["--backend", "onnxruntime", "--method", "clip-box"], "error: --method clip-box (CLIP on crops) runs only with "
+                                                           "--backend torch; drop it or use --backend torch."),
+    (["--onnx", "graphs"], "error: --onnx names exported graphs for an ONNX backend: add --backend onnxruntime"),
 ])
 def test_a_bad_option_is_one_line_naming_its_flag(world, args, message):
     result = runner.invoke(app, ["eval", "--data", str(world[0]), "--images", str(world[1]), *args])

@@ -9,7 +9,7 @@ from regionspot.cli import app
 from regionspot.cli.options import FLAGS, flag, flag_messages, name_flags
 from regionspot.engine.config import EvalOptions
 from regionspot.errors import ConfigError
-from regionspot.evaluation.guard import GuardOptions
+from regionspot.evaluation.guard_options import GuardOptions
 from regionspot.inference.options import PredictOptions
 
 

@@ -122,3 +122,27 @@ def test_bundled_example_without_boxes_recognises_everything_and_explains(tmp_pa
         assert figure.size == (3 * 256, 2 * 256)
     with_boxes = runner.invoke(app, ["predict", "--everything", "--boxes", "1,1,5,5"])
     assert with_boxes.exit_code == 2 and "--everything" in with_boxes.output
+
+
+def test_reject_marks_regions_unknown_and_no_reject_labels_every_region(tmp_path):
+    """The embedded head carries a calibrated rejection rule: with --reject (the default) each region says whether
+    it is known, by that rule; --no-reject leaves the fields out. A box on empty background is the test region."""
+    from regionspot.checkpoint import read_head_config
+    from regionspot.registry import assets_dir
+
+    rule = read_head_config(assets_dir() / "shapesworld" / "head.safetensors").rejection
+    boxes = "0,0,20,20; 30,30,90,90"
+    on, off = tmp_path / "on.json", tmp_path / "off.json"
+    result = runner.invoke(app, ["predict", "--boxes", boxes, "--out", str(on), "--no-viz"])
+    assert result.exit_code == 0, result.output
+    plain = runner.invoke(app, ["predict", "--boxes", boxes, "--out", str(off), "--no-viz", "--no-reject"])
+    assert plain.exit_code == 0, plain.output
+    data, without = json.loads(on.read_text()), json.loads(off.read_text())
+    assert data["rejection"] == {"score": rule.score, "threshold": rule.threshold}
+    for region in data["regions"]:
+        assert region["known"] == (region["rejection_score"] >= round(rule.threshold, 4) - 1e-4)
+    assert "rejection" not in without and all("known" not in r for r in without["regions"])
+    assert [r["label"] for r in data["regions"]] == [r["label"] for r in without["regions"]]  # labels unchanged
+    unknown = [r for r in data["regions"] if not r["known"]]
+    assert len(result.output.split("unknown  (best: ")) - 1 == len(unknown)
+    assert "--no-reject" in runner.invoke(app, ["predict", "--help"]).output

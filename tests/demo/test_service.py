@@ -186,3 +186,19 @@ def test_concatenated_results_keep_the_prompt_points():
     assert both.points.shape == (3, 1, 2)
     assert np.isnan(both.points[:2]).all() and np.array_equal(both.points[2], clicked[0])
     assert concat_results(_regions(1), _regions(1)).points is None
+
+
+def test_the_onnx_backend_serves_the_same_labels(demo_service, example_image):
+    pytest.importorskip("onnxruntime")
+    from regionspot.demo.service import DemoService
+    from regionspot.inference.backends import open_backend
+    from regionspot.testing.onnx_models import exported
+
+    backend = open_backend("onnxruntime", onnx_dir=exported(None), threads=1, text_cache_dir=False)
+    service = DemoService(backend, demo_service.limits)
+    both = good(service, example_image, points="80,120")  # a box and a point: two predict calls, concatenated
+    expected = good(demo_service, example_image, points="80,120")
+    assert both.result.labels == expected.result.labels and len(both.table) == 2
+    np.testing.assert_allclose(both.result.logits, expected.result.logits, atol=1e-4, rtol=0)
+    with pytest.raises(RegionSpotError, match="torch"):
+        service.recognise(DemoRequest(image=example_image, vocabulary=["red circle"], everything=True))

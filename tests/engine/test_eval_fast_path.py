@@ -61,7 +61,8 @@ def test_auto_is_resolved_from_this_machines_verdicts(tiny_sam_dir, tiny_clip_di
     monkeypatch.setattr(fast, "has_native_bf16", lambda device: False)
     with pytest.raises(RegionSpotError, match=fast.GUARD_COMMAND):  # before any model is loaded
         load_parts(("clip-box",), None, str(tiny_sam_dir), str(tiny_clip_dir), "cpu", fast_path="auto")
-    fast.write_verdicts({"int8": fast.GuardResult(20, 0.1, 0.01, 1.0, 1.0)}, "cpu")
+    fast.write_verdicts({"int8": fast.GuardResult(20, 0.1, 0.01, 1.0, 1.0)}, "cpu",
+                        speeds={"int8": fast.PathSpeed(0.5, 1.0)})
     segmenter, vision_language, _ = load_parts(("clip-box",), None, str(tiny_sam_dir), str(tiny_clip_dir), "cpu",
                                                fast_path="auto")
     assert segmenter.weights_fingerprint.endswith("+int8") and vision_language.weights_fingerprint.endswith("+int8")

@@ -65,3 +65,22 @@ def test_base_merge_rules(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(ConfigError, match="mapping"):
         read_config_yaml(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("variant, short", [("T-L", "tl"), ("S-SigL", "ssigl")])
+def test_two_stages_of_the_newer_backbone_variants(variant, short):
+    stage1 = TrainConfig.from_yaml(CONFIGS / f"regionspot_{short}_o365.yaml")
+    stage2 = TrainConfig.from_yaml(CONFIGS / f"regionspot_{short}_all.yaml")
+    expected = VARIANTS[variant]
+    bl = TrainConfig.from_yaml(CONFIGS / "regionspot_bl_o365.yaml")
+    for config in (stage1, stage2):
+        assert (config.model.segmenter, config.model.vision_language, config.model.image_size) == (
+            expected.segmenter, expected.vision_language, expected.image_size)
+        assert (config.model.head.feature_dim, config.model.head.embed_dim) == (expected.head.feature_dim,
+                                                                                 expected.head.embed_dim)
+        assert (config.lr, config.batch_size, config.max_iters, config.lr_steps) == (bl.lr, bl.batch_size, bl.max_iters,
+                                                                                    bl.lr_steps)
+        # tokens depend on the segmenter: never SAM ViT-B's caches
+        assert not {d.cache for d in config.datasets} & {"caches/o365", "caches/openimages", "caches/v3det"}
+    assert len(stage1.datasets) == 1 and len(stage2.datasets) == 3 and stage1.init_head is None
+    assert stage2.init_head == f"{stage1.output_dir}/final_head.safetensors"

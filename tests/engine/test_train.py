@@ -205,3 +205,11 @@ def test_a_run_folder_loads_with_from_pretrained(env, tmp_path):
     step4 = load_head_checkpoint(result.run_dir / "checkpoints" / "step_00000004" / "head.safetensors")
     assert step4[2]["step"] == 4 and step4[1].preprocess.sam_decoder_eps == 1e-6
     assert all(torch.equal(latest.head.state_dict()[k], v) for k, v in step4[0].items())
+
+
+def test_a_run_with_negatives_says_so_in_its_head_and_one_without_does_not(env, tmp_path):
+    plain = train(make_config(env, tmp_path / "plain", max_iters=2), show_progress=False)
+    assert load_head_checkpoint(plain.final_head)[1].trained_with_negatives is False
+    dropped = train(make_config(env, tmp_path / "drop", max_iters=2, vocabulary_drop=0.5), show_progress=False)
+    assert load_head_checkpoint(dropped.final_head)[1].trained_with_negatives is True
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in dropped.history)

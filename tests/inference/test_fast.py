@@ -5,12 +5,16 @@ from regionspot.errors import RegionSpotError
 from regionspot.inference import fast
 from regionspot.inference.fast import (
     GUARD_MAX_ABS_LOGIT,
+    GUARD_MIN_SPEEDUP,
     GuardResult,
+    PathSpeed,
     candidate_paths,
     choose_fast_path,
     compare_logits,
     machine_signature,
+    no_choice_reason,
     passes_guard,
+    pays_off,
     read_verdicts,
     resolve_fast_path,
     write_verdicts,
@@ -54,19 +58,59 @@ def test_candidates_follow_the_hardware(monkeypatch):
     assert candidate_paths("cpu") == ["int8", "fp32"]
 
 
-def test_choose_takes_the_first_candidate_that_passed(tmp_path, monkeypatch):
+def _fast(speedup: float, switch: float = 0.0) -> PathSpeed:
+    """A PathSpeed of ``speedup`` against 1 s of fp32 per image."""
+    return PathSpeed(1.0 / speedup, 1.0, switch)
+
+
+def test_pays_off_needs_the_speedup_and_a_switch_one_image_repays():
+    assert pays_off(_fast(GUARD_MIN_SPEEDUP)) and pays_off(_fast(2.0, switch=0.5))
+    assert not pays_off(_fast(1.05))  # accurate but within timing noise of fp32
+    assert not pays_off(_fast(2.0, switch=0.6))  # one image saves 0.5 s, the switch costs more
+    assert _fast(2.0).speedup == pytest.approx(2.0) and PathSpeed(0.0, 1.0).speedup == 0.0
+
+
+def test_choose_takes_the_fastest_candidate_that_passed_both(tmp_path, monkeypatch):
     monkeypatch.setenv("REGIONSPOT_CACHE", str(tmp_path))
     monkeypatch.setattr(fast, "has_native_bf16", lambda device: True)
     assert choose_fast_path("cpu") is None
     with pytest.raises(RegionSpotError, match="regionspot guard"):  # names the command that makes them
         resolve_fast_path("auto", "cpu")
     good, bad = GuardResult(10, 0.1, 0.01, 1.0, 1.0), GuardResult(10, 5.0, 1.0, 0.8, 0.9)
-    write_verdicts({"bf16": bad, "int8": good}, "cpu")
+    write_verdicts({"bf16": bad, "int8": good}, "cpu", speeds={"bf16": _fast(3.0), "int8": _fast(1.5)})
     assert choose_fast_path("cpu") == "int8" and resolve_fast_path("auto", "cpu") == "int8"
-    write_verdicts({"bf16": bad, "int8": bad}, "cpu")
+    write_verdicts({"bf16": good, "int8": good}, "cpu", speeds={"bf16": _fast(1.3), "int8": _fast(1.8)})
+    assert choose_fast_path("cpu") == "int8"  # the faster of the two, not the first candidate
+    write_verdicts({"bf16": bad, "int8": bad}, "cpu", speeds={"bf16": _fast(3.0), "int8": _fast(3.0)})
     assert choose_fast_path("cpu") == "fp32"
-    assert read_verdicts()[machine_signature("cpu")]["int8"]["passed"] is False
+    entry = read_verdicts()[machine_signature("cpu")]["int8"]
+    assert entry["passed"] is False and entry["pays_off"] is True and entry["speed"]["speedup"] == pytest.approx(3.0)
     assert resolve_fast_path("bf16") == "bf16"
+
+
+def test_an_accurate_path_that_is_not_faster_is_never_picked(tmp_path, monkeypatch):
+    """int8 on an AVX2-only CPU: passes the accuracy guard, runs no faster than fp32 (43.5 vs 42.2 s)."""
+    monkeypatch.setenv("REGIONSPOT_CACHE", str(tmp_path))
+    monkeypatch.setattr(fast, "has_native_bf16", lambda device: False)
+    good = GuardResult(56, 0.24, 0.01, 0.96, 0.99, 1.0)
+    write_verdicts({"int8": good}, "cpu", speeds={"int8": PathSpeed(43.5, 42.2, 1.0)})
+    assert passes_guard(good) and choose_fast_path("cpu") == "fp32"
+    write_verdicts({"int8": good, "compile": good}, "cpu",
+                   speeds={"int8": PathSpeed(43.5, 42.2, 1.0), "compile": _fast(5.0)})
+    assert choose_fast_path("cpu") == "fp32"  # compile is never a --fast candidate, however fast it timed
+
+
+def test_verdicts_without_speed_are_not_measured(tmp_path, monkeypatch):
+    """A verdict file from before the guard timed the paths: nothing is picked, and the reason says re-run."""
+    monkeypatch.setenv("REGIONSPOT_CACHE", str(tmp_path))
+    monkeypatch.setattr(fast, "has_native_bf16", lambda device: False)
+    write_verdicts({"int8": GuardResult(20, 0.1, 0.01, 1.0, 1.0)}, "cpu")
+    assert "speed" not in read_verdicts()[machine_signature("cpu")]["int8"]
+    assert choose_fast_path("cpu") is None
+    assert "re-run `regionspot guard`" in no_choice_reason("cpu") and "\n" not in no_choice_reason("cpu")
+    with pytest.raises(RegionSpotError, match="no speed measured"):
+        resolve_fast_path("auto", "cpu")
+    assert "makes them" in no_choice_reason("cpu", verdicts={})
 
 
 def _logits(model, image, boxes, names):
@@ -111,7 +155,7 @@ def test_fast_paths_keep_the_example_top1(example, path, tmp_path, monkeypatch):
     assert model.fast_path == path
     # Logit error (log-probability change less its per-region mean, i.e. the softmax's free shift) within
     # the guard's bound, and the same top-1 wherever fp32's top-1 leads by more than twice that error: a
-    # lossy path may swap a near tie (the example's green ring leads cyan ring by 0.015 in log-probability).
+    # lossy path may swap a near tie (two classes of one shape can lead each other by a few hundredths in log-probability).
     delta = probs.log() - reference.log()
     error = (delta - delta.mean(-1, keepdim=True)).abs().max()
     assert error <= GUARD_MAX_ABS_LOGIT

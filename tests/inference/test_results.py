@@ -9,7 +9,7 @@ import torch
 from regionspot.inference.predictor import RegionSpotPredictor
 from regionspot.inference.proposals import Proposals
 from regionspot.inference.region_filter import RegionFilter
-from regionspot.inference.results import SCHEMA, result_schema
+from regionspot.inference.results import SCHEMA, RegionResult, result_schema
 from regionspot.model import RegionSpot
 from regionspot.testing.schema_check import check_against_schema, schema_errors
 
@@ -81,3 +81,24 @@ def test_docs_define_every_field_once():
     for name in fields:
         assert f"`{name}`" in text, f"docs/output.md does not describe {name}"
     assert text.count("**`score`**") == 1 and text.count("**`confidence`**") == 1  # each defined once
+
+
+def test_rejection_fields_are_optional_additions_to_schema_1():
+
+    n = 2
+    result = RegionResult(
+        boxes=np.zeros((n, 4), np.float32), labels=["cat", "dog"], class_ids=np.array([0, 1]),
+        scores=np.array([0.6, 0.7], np.float32), probs=np.full((n, 2), 0.5, np.float32),
+        topk_ids=np.array([[0], [1]]), topk_scores=np.array([[0.6], [0.7]], np.float32), iou=np.ones(n, np.float32),
+        vocabulary=["cat", "dog"], image_size=(10, 10))
+    plain = result.to_dict()
+    assert "rejection" not in plain and all("known" not in r for r in plain["regions"])
+    assert result.display_labels == ["cat", "dog"] and result.is_known.all()
+    result.rejection_score, result.known = np.array([2.5, -3.0], np.float32), np.array([True, False])
+    result.rejection = {"score": "max_logit", "threshold": -1.0}
+    data = result.to_dict()
+    assert schema_errors(data, result_schema()) == [] and data["schema"] == "regionspot.result/1"
+    assert [r["known"] for r in data["regions"]] == [True, False] and data["regions"][1]["label"] == "dog"
+    assert data["regions"][1]["rejection_score"] == -3.0 and data["rejection"] == {"score": "max_logit", "threshold": -1.0}
+    assert result.display_labels == ["cat", "unknown"]
+    assert result.take([1]).known.tolist() == [False] and result.take([1]).rejection == result.rejection

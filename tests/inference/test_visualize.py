@@ -150,3 +150,17 @@ def test_prompt_points_are_drawn():
     with_points = np.asarray(draw_result(image, _result(boxes, labels=["cat"], points=points)))
     assert (plain[100, 150] == 128).all() and (with_points[100, 150] != plain[100, 150]).any()
     assert np.array_equal(with_points[:40], plain[:40])  # and only there (the tag sits above the box)
+
+
+def test_an_unknown_region_is_grey_dashed_and_names_its_best_class():
+    image = Image.new("RGB", (300, 200), (255, 255, 255))
+    result = _result([[20, 20, 120, 120], [160, 40, 280, 160]], labels=["red circle", "blue star"])
+    known_colour = class_colour("blue star")
+    result.known = np.array([True, False])
+    drawn = np.asarray(draw_result(image, result))
+    edges = [drawn[60:141, x] for x in (159, 160, 161, 279, 280, 281)]  # the unknown box's sides, clear of its tag
+    grey = max(((edge == (150, 150, 150)).all(-1) for edge in edges), key=lambda g: g.mean())
+    assert 0.2 < grey.mean() < 0.8  # dashes of grey with gaps
+    assert not (drawn == known_colour).all(-1).any()  # the rejected class's colour is not used
+    result.known = None
+    assert (np.asarray(draw_result(image, result)) == known_colour).all(-1).any()

@@ -1,5 +1,6 @@
 """LowResMasks: the segmenter's low-resolution logits, made into full-size masks one region at a time, must
-give exactly the masks of the segmenter's own full-size path (embedded ShapesWorld model)."""
+give exactly the masks of the segmenter's own full-size path (embedded ShapesWorld model); with the numpy
+kernel (the ONNX backends'), exactly the torch-free runtime's masks, and torch's up to rounding at logit 0."""
 
 import numpy as np
 import pytest
@@ -8,8 +9,9 @@ import torch
 from regionspot.inference.predictor import RegionSpotPredictor
 from regionspot.masks.base import DenseMasks, as_region_masks, mask_to_box
 from regionspot.masks.lowres import LowResMasks, concat_masks
-from regionspot.masks.resize import resize_masks
+from regionspot.masks.resize import resize_masks, upsample_mask_logits
 from regionspot.masks.rle import encode_rle, mask_runs
+from regionspot.runtime.postprocess import upsample_mask_logits as numpy_upsample_mask_logits
 
 
 @pytest.mark.parametrize("size", [(1000, 1333), (301, 517), (30, 41)])  # large (window replica), odd, tiny
@@ -36,6 +38,38 @@ def test_low_res_masks_are_exactly_the_segmenters_full_size_masks(model, example
             assert crop.sum() == dense[i].sum()  # the crop holds all of the region
         runs = mask_runs(torch.from_numpy(dense))
         assert all(np.array_equal(lazy.runs(i), runs[i]) for i in range(10))
+
+
+# Where the numpy kernel's pixels may differ from torch's: a full-size logit this close to 0. Both kernels
+# compute the same bilinear mix in float32, rounded differently (torch fuses multiply-adds, numpy rounds each
+# product): measured up to 2.1e-5 apart on logits of magnitude up to ~19 (images 30×41 to 2000×3000, no
+# pixel differed), so a pixel may flip only where its logit is within float32 rounding of the threshold.
+NUMPY_KERNEL_MARGIN = 1e-4
+
+
+@pytest.mark.parametrize("size", [(1000, 1333), (301, 517), (30, 41)])
+def test_numpy_kernel_gives_the_runtimes_masks_and_torchs_up_to_rounding(model, example, size, random_boxes):
+    height, width = size
+    state = model.segmenter.encode_image(example.resize((width, height)))
+    out = model.segmenter.decode_prompts(state, boxes=random_boxes(height, width, 10, seed=height + 1), masks="low_res")
+    frame = out.mask_frame
+    runtime = numpy_upsample_mask_logits(out.low_res_masks.numpy(), frame.pad_size, frame.reshaped_size, frame.size) > 0
+    lazy = LowResMasks(out.low_res_masks, frame, kernel="numpy")
+    assert runtime.any(axis=(1, 2)).sum() >= 2  # not all empty
+    assert np.array_equal(lazy.numpy(), runtime)  # the ONNX runtime's own masks, every pixel
+    assert [lazy.to_rle(i) for i in range(10)] == [encode_rle(m) for m in runtime]
+    assert np.array_equal(lazy.boxes(), mask_to_box(runtime))
+    for i in range(10):
+        crop, (top, left) = lazy.crop(i)
+        assert crop.sum() == runtime[i].sum()
+        assert np.array_equal(crop, runtime[i, top : top + crop.shape[0], left : left + crop.shape[1]])
+    torch_logits = upsample_mask_logits(out.low_res_masks, frame).numpy()
+    differ = lazy.numpy() != (torch_logits > 0)
+    assert np.all(np.abs(torch_logits[differ]) < NUMPY_KERNEL_MARGIN), "a pixel differs away from logit 0"
+    nearest = (height // 2 + 1, width // 3 + 2)  # the legacy nearest resize after it, as with the torch kernel
+    shrunk = LowResMasks(out.low_res_masks, frame, nearest_size=nearest, kernel="numpy")
+    assert np.array_equal(shrunk.numpy(), resize_masks(runtime, *nearest, align="corner"))
+    assert shrunk[[1, 2]].kernel == "numpy" and concat_masks(lazy, lazy[:2]).kernel == "numpy"
 
 
 def test_one_region_at_a_time_and_array_like_access(model, example, random_boxes):
@@ -80,7 +114,7 @@ def test_predictor_keeps_masks_low_res_until_asked(model, example, tmp_path, ran
     predictor.set_vocabulary(["red circle", "blue square"])
     result = predictor.predict(boxes=random_boxes(1200, 1500, 40, seed=3).numpy())
     assert isinstance(result.masks, LowResMasks) and result.masks.shape == (40, 1200, 1500)
-    assert result.masks.logits.shape == (40, 64, 64) and result.masks.logits.dtype == torch.float32
+    assert result.masks.logits.shape == (40, 64, 64) and result.masks.logits.dtype == np.float32
     points = predictor.predict(points=[[300.0, 500.0], [900.0, 700.0]])
     assert np.array_equal(points.boxes, mask_to_box(np.asarray(points.masks)))  # point regions: the masks' boxes
     coco = result.to_coco_json(top_k=1)

@@ -3,6 +3,7 @@
 from contextlib import nullcontext
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -93,3 +94,34 @@ def test_crop_baseline_uses_the_same_scaled_cosine():
     logits = crop_logits(clip, [object()] * 5, text, batch_size=2)
     torch.testing.assert_close(logits, region_text_logits(embeddings, text, 42.0))
     torch.testing.assert_close(logits, 42.0 * embeddings @ text.t(), atol=1e-5, rtol=1e-5)
+
+
+def test_a_logit_bias_is_added_and_none_leaves_the_clip_logits_untouched():
+    from regionspot.modeling.scoring import class_probabilities
+
+    head, (tokens, fmap, text) = small_head(), inputs()
+    with torch.no_grad():
+        plain = score_regions(head, tokens, fmap, text, 10.0).logits
+        none = score_regions(head, tokens, fmap, text, 10.0, logit_bias=None).logits
+        biased = score_regions(head, tokens, fmap, text, 10.0, logit_bias=-2.5).logits
+        regions = head(tokens, fmap).region_embeddings
+    assert torch.equal(none, plain) and torch.equal(plain, region_text_logits(regions, text, 10.0))
+    assert torch.equal(biased, plain + (-2.5))
+    # the sigmoid form reads each pair alone; the softmax over the vocabulary does not see the bias
+    torch.testing.assert_close(class_probabilities(biased, "sigmoid"), torch.sigmoid(plain - 2.5))
+    torch.testing.assert_close(class_probabilities(biased), class_probabilities(plain))
+    with pytest.raises(ValueError, match="scoring form"):
+        class_probabilities(plain, "tanh")
+
+
+def test_the_training_step_adds_the_bias():
+    head, (tokens, fmap, text) = small_head(), inputs()
+    labels, valid = torch.randint(0, 7, (2, 5)), torch.ones(2, 5, dtype=torch.bool)
+    expected = score_regions(head, tokens, fmap, text, 20.0, padding_mask=~valid, logit_bias=-3.0).logits.detach()
+    accelerator = SimpleNamespace(device=torch.device("cpu"), num_processes=1, autocast=nullcontext,
+                                  backward=lambda loss: loss.backward())
+    seen = []
+    train_step(head, SigmoidFocalLoss(), torch.optim.SGD(head.parameters(), lr=0.0), accelerator,
+               Batch(0, tokens, labels, valid, fmap), text, 20.0, observe=lambda logits, *_: seen.append(logits),
+               logit_bias=-3.0)
+    torch.testing.assert_close(seen[0], expected)

@@ -50,7 +50,7 @@ def test_chosen_example_is_labelled_right_by_the_model(tmp_path):
     shipped = assets_dir() / "shapesworld"
     world = WorldConfig(**json.loads((shipped / "metrics.json").read_text())["ci_subset"]["world"])
     example = choose_example(tmp_path, shipped / "head.safetensors", shipped / "sam", shipped / "clip", candidates=100,
-                             world=world)
+                             world=world, with_unknown=False)  # the rejection showcase: tests/shapesworld/test_ship.py
     assert example is not None
     predictor = RegionSpotPredictor(RegionSpot.from_pretrained(None, device="cpu"))
     predictor.set_image(example["file"])
@@ -114,3 +114,28 @@ def test_build_killed_mid_stage_resumes_and_gives_the_same_result(tmp_path, quic
         assert resumed["seconds"][backbone] == json.loads((out / "stages" / f"{backbone}.json").read_text())["seconds"]
     with pytest.raises(RegionSpotError, match="--fresh"):
         run_build(out, BuildConfig.quick("v1"), install=False, show_progress=False)
+
+
+def test_reused_backbones_are_copied_with_their_figures_and_the_cli_flag_points_at_the_installed_ones(tmp_path,
+                                                                                                       monkeypatch):
+    from dataclasses import replace
+
+    shipped = assets_dir() / "shapesworld"
+    stages = build._Build(tmp_path, replace(BuildConfig.quick(), backbones_from=str(shipped)), show_progress=False)
+    clip, sam = stages.stage_clip(), stages.stage_sam()
+    assert (tmp_path / "clip" / "model.safetensors").read_bytes() == (shipped / "clip" / "model.safetensors").read_bytes()
+    assert (tmp_path / "sam" / "config.json").is_file()
+    recorded = json.loads((shipped / "metrics.json").read_text())
+    assert clip["zero_shot_top1"] == recorded["clip_zero_shot_top1"] and sam["miou_box"] == recorded["sam_miou"]["miou_box"]
+    empty = build._Build(tmp_path / "b", replace(BuildConfig.quick(), backbones_from=str(tmp_path / "none")), False)
+    with pytest.raises(RegionSpotError, match="holds no model"):
+        empty.stage_clip()
+    calls = []
+    monkeypatch.setattr(build, "run_build", lambda out, config, **_: calls.append(config) or {"metrics": {}})
+    result = CliRunner().invoke(app, ["shapesworld", "build", "--reuse-backbones", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert calls[0].backbones_from == str(shipped) and calls[0].clip == BuildConfig.full().clip
+    assert (calls[0].negatives_per_image, calls[0].vocabulary_drop) == (0, 0.0)  # the shipped recipe has none
+    CliRunner().invoke(app, ["shapesworld", "build", "--negatives-per-image", "8", "--vocabulary-drop", "0.25",
+                             "--out", str(tmp_path / "d")])
+    assert (calls[1].negatives_per_image, calls[1].vocabulary_drop, calls[1].backbones_from) == (8, 0.25, None)

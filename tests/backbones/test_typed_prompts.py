@@ -1,6 +1,6 @@
 import pytest
 
-from regionspot.backbones.prompts import (
+from regionspot.backbones.typed_prompts import (
     boxes_to_xyxy,
     inverted_boxes,
     parse_numbers,

@@ -166,10 +166,14 @@ def require_exporter() -> None:
 
 def _check_exportable(model: RegionSpot) -> None:
     vl = model.vision_language
-    if getattr(model.segmenter.model.config, "model_type", "") != "sam":
-        raise CheckpointError("ONNX export supports SAM segmenters; SAM-HQ is not supported yet (use a SAM model).")
-    if not getattr(vl, "has_class_token", False) or type(vl).__name__ != "ClipAdapter":
-        raise CheckpointError("ONNX export supports CLIP vision-language models; SigLIP is not supported yet.")
+    segmenter_type = getattr(model.segmenter.model.config, "model_type", "")
+    if segmenter_type != "sam":
+        raise CheckpointError(f"ONNX export supports SAM (ViT) segmenters; {segmenter_type or 'this segmenter'} is not "
+                              "supported yet (use a SAM model, or the PyTorch backend).")
+    vl_type = getattr(getattr(getattr(vl, "model", None), "config", None), "model_type", "")
+    if not getattr(vl, "has_class_token", False) or type(vl).__name__ != "ClipAdapter" or vl_type not in ("clip", ""):
+        raise CheckpointError(f"ONNX export supports CLIP vision-language models; {vl_type or type(vl).__name__} is not "
+                              "supported yet (use a CLIP model, or the PyTorch backend).")
     if vl.tokenizer is None:
         raise CheckpointError(f"{vl.model_id!r} has no tokenizer, which the exported text tower needs; "
                               "re-run `regionspot convert clip ... --tokenizer DIR`.")

@@ -174,3 +174,22 @@ def test_sam_encoder_with_a_chunked_bias_keeps_its_dynamic_batch(tiny_model_dir,
     pixels = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         close(run(out, "sam_image_encoder", pixels)[0], model.segmenter.model.get_image_embeddings(pixels))
+
+
+def test_models_the_export_does_not_support_are_refused_in_one_line_naming_them():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from regionspot.errors import CheckpointError
+    from regionspot.export.onnx import _check_exportable
+
+    def model(segmenter_type, vl):
+        return SimpleNamespace(segmenter=SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(model_type=segmenter_type))),
+                               vision_language=vl)
+
+    siglip = SimpleNamespace(has_class_token=False, model=SimpleNamespace(config=SimpleNamespace(model_type="siglip2")))
+    for segmenter_type, vl, word in (("sam2", siglip, "sam2"), ("sam", siglip, "siglip2")):
+        with pytest.raises(CheckpointError, match=word) as refused:
+            _check_exportable(model(segmenter_type, vl))
+        assert "\n" not in str(refused.value) and "PyTorch backend" in str(refused.value)

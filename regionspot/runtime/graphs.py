@@ -121,9 +121,14 @@ class OpenVinoGraphs(_FolderGraphs):
     def _open(self, path: Path) -> tuple[object, dict[str, str]]:
         try:
             model = self._core.read_model(str(path))
-            compiled = self._core.compile_model(model, "CPU", self._config)
         except Exception as error:  # OpenVINO raises RuntimeError with multi-line messages
             raise self._unreadable(path, error) from None
+        try:
+            compiled = self._core.compile_model(model, "CPU", self._config)
+        except Exception as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise OnnxModelError(f"OpenVINO could not compile {path.name} for this CPU in {self.precision} ({first}); "
+                                 "use another backend (openvino, onnxruntime or torch).") from None
         info = model.get_rt_info()
         framework = info["framework"] if "framework" in info else {}  # the ONNX metadata_props
         metadata = {key: value.astype(str) for key, value in framework.items()}

@@ -33,7 +33,7 @@ from regionspot.text.templates import get_templates
 from regionspot.utils.fingerprint import weights_fingerprint
 from regionspot.version import __version__
 
-__all__ = ["export_onnx", "model_key", "require_exporter", "runtime_settings"]
+__all__ = ["check_exportable", "export_onnx", "model_key", "require_exporter", "runtime_settings"]
 
 DYNAMO_GRAPHS = frozenset({"head"})  # graphs exported with dynamo=True (see above)
 SINGLE_MASK_TOKEN = 1  # the two-way transformer's queries: [IoU token, single-mask token, ...]
@@ -164,7 +164,10 @@ def require_exporter() -> None:
         raise RegionSpotError(f"The ONNX export needs {' and '.join(missing)}: pip install 'regionspot[onnx]'.")
 
 
-def _check_exportable(model: RegionSpot) -> None:
+def check_exportable(model: RegionSpot) -> None:
+    """Raise CheckpointError (one line naming what) for a model the export does not support: a segmenter other
+    than SAM (ViT), a vision-language model other than CLIP, a CLIP without its tokenizer, or a head that does
+    not attend to the feature map."""
     vl = model.vision_language
     segmenter_type = getattr(model.segmenter.model.config, "model_type", "")
     if segmenter_type != "sam":
@@ -257,7 +260,7 @@ def export_onnx(model: RegionSpot, out: str | Path, opset: int = OPSET) -> dict[
     without the feature map).
     """
     require_exporter()
-    _check_exportable(model)
+    check_exportable(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.float().cpu().eval()

@@ -182,7 +182,7 @@ def test_models_the_export_does_not_support_are_refused_in_one_line_naming_them(
     import pytest
 
     from regionspot.errors import CheckpointError
-    from regionspot.export.onnx import _check_exportable
+    from regionspot.export.onnx import check_exportable
 
     def model(segmenter_type, vl):
         return SimpleNamespace(segmenter=SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(model_type=segmenter_type))),
@@ -191,5 +191,5 @@ def test_models_the_export_does_not_support_are_refused_in_one_line_naming_them(
     siglip = SimpleNamespace(has_class_token=False, model=SimpleNamespace(config=SimpleNamespace(model_type="siglip2")))
     for segmenter_type, vl, word in (("sam2", siglip, "sam2"), ("sam", siglip, "siglip2")):
         with pytest.raises(CheckpointError, match=word) as refused:
-            _check_exportable(model(segmenter_type, vl))
+            check_exportable(model(segmenter_type, vl))
         assert "\n" not in str(refused.value) and "PyTorch backend" in str(refused.value)

@@ -39,7 +39,7 @@ ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "weights": LEAVES,
     "export": frozenset(LIBRARY),
     "runtime": frozenset({"data.images", "data.pixels", "text.templates", "errors", "version", "export.format",
-                          "modeling.rejection"}),
+                          "modeling.rejection", "masks.base"}),
     "weights.install": LEAVES | {"checkpoint", "backbones.convert"},
     "inference": frozenset(LIBRARY),
     "video": frozenset(LIBRARY),

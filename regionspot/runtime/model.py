@@ -25,12 +25,12 @@ from regionspot.data.pixels import (
     sam_resize_pad,
 )
 from regionspot.errors import OnnxModelError, PromptError, RegionSpotError
+from regionspot.masks.base import mask_to_box
 from regionspot.modeling.rejection import decide
 from regionspot.runtime.graphs import open_graphs
 from regionspot.runtime.postprocess import (
     calibrated_confidence,
     l2_normalize,
-    mask_boxes,
     top_classes,
     upsample_mask_logits,
 )
@@ -252,7 +252,7 @@ class OnnxRegionSpot:
             rejection=None if known is None else {k: self.rejection[k] for k in ("score", "threshold")},
         )
         if box_array is None:
-            regions.boxes = mask_boxes(regions.masks())
+            regions.boxes = mask_to_box(regions.masks())
             regions.low_res_masks = low_res if return_masks else None
         return regions
 

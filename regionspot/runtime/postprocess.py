@@ -9,7 +9,7 @@ import numpy as np
 
 from regionspot.data.pixels import bilinear_resize
 
-__all__ = ["calibrated_confidence", "l2_normalize", "mask_boxes", "softmax", "top_classes", "upsample_mask_logits"]
+__all__ = ["calibrated_confidence", "l2_normalize", "softmax", "top_classes", "upsample_mask_logits"]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -46,17 +46,6 @@ def upsample_mask_logits(low_res: np.ndarray, pad_size: int, reshaped_size: tupl
                          size: tuple[int, int]) -> np.ndarray:
     """(n, h, w) low-resolution mask logits -> (n, H, W) float32 logits at ``size`` (masks are ``> 0``):
     bilinear to the padded square input (``pad_size``), the resized image ``reshaped_size`` cut out, then
-    bilinear to ``size`` (``data/transforms.upsample_mask_logits``)."""
+    bilinear to ``size`` (``masks/resize.upsample_mask_logits``, in numpy)."""
     square = bilinear_resize(low_res, (pad_size, pad_size))
     return bilinear_resize(square[:, : reshaped_size[0], : reshaped_size[1]], size)
-
-
-def mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool -> (N, 4) float32 tight XYXY boxes, x2 = last column + 1; empty masks give zeros
-    (``data/transforms.mask_to_box``)."""
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, mask in enumerate(masks):
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        if rows.size:
-            out[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
-    return out
